@@ -1,0 +1,161 @@
+//===- ir/builder.cpp - the embedded C++ API for building graphs ----------===//
+//
+// Every op goes through create(), which runs the shape rule and attaches the
+// current location to any error; see builder.h.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/builder.h"
+
+#include <cmath>
+#include <fmt/format.h>
+
+namespace kiln::ir {
+
+ValueId Builder::input(const std::string &name, TensorType type) {
+  if (g_.findInput(name) >= 0) throw Error(fmt::format("input '{}' is declared twice", name), loc_);
+  return g_.addInput(name, std::move(type));
+}
+
+ValueId Builder::param(const std::string &name, TensorType type, Attrs init) {
+  ValueId existing = g_.findParam(name);
+  if (existing >= 0) {
+    if (!(g_.type(existing) == type))
+      throw Error(fmt::format("parameter '{}' is {} here but {} elsewhere", name, type.str(),
+                              g_.type(existing).str()),
+                  loc_);
+    return existing;
+  }
+  for (const Dim &d : type.shape)
+    if (d.isSymbolic() || d.value <= 0)
+      throw Error(fmt::format("parameter '{}' must have positive constant dims, got {}", name, type.str()), loc_);
+  return g_.addParam(name, std::move(type), std::move(init));
+}
+
+void Builder::output(const std::string &name, ValueId v) {
+  for (const Output &o : g_.outputs())
+    if (o.name == name) throw Error(fmt::format("output '{}' is defined twice", name), loc_);
+  g_.addOutput(name, v);
+}
+
+ValueId Builder::create(OpKind op, std::vector<ValueId> operands, Attrs attrs, std::string name) {
+  std::vector<TensorType> types;
+  types.reserve(operands.size());
+  for (ValueId v : operands) types.push_back(g_.type(v));
+  TensorType result;
+  try {
+    result = inferType(op, types, attrs);
+  } catch (const Error &e) {
+    if (e.loc().known()) throw;
+    throw Error(e.message(), loc_);
+  }
+  std::vector<SourceLoc> locs;
+  if (loc_.known() || !loc_.file.empty()) locs.push_back(loc_);
+  return g_.addNode(op, std::move(operands), std::move(attrs), std::move(result), std::move(locs),
+                    std::move(name));
+}
+
+ValueId Builder::constant(double value, DType dtype) {
+  return create(OpKind::Constant, {}, {{"value", value}, {"dtype", std::string(dtypeName(dtype))}});
+}
+
+ValueId Builder::embedding(ValueId table, ValueId ids) { return create(OpKind::Embedding, {table, ids}); }
+
+ValueId Builder::matmul(ValueId a, ValueId b, bool transposeA, bool transposeB) {
+  Attrs attrs;
+  if (transposeA) attrs["transpose_a"] = true;
+  if (transposeB) attrs["transpose_b"] = true;
+  return create(OpKind::MatMul, {a, b}, std::move(attrs));
+}
+
+ValueId Builder::softmax(ValueId x, int64_t axis, std::optional<ValueId> mask) {
+  std::vector<ValueId> ops{x};
+  if (mask) ops.push_back(*mask);
+  return create(OpKind::Softmax, ops, {{"axis", axis}});
+}
+
+ValueId Builder::logSoftmax(ValueId x, int64_t axis, std::optional<ValueId> mask) {
+  std::vector<ValueId> ops{x};
+  if (mask) ops.push_back(*mask);
+  return create(OpKind::LogSoftmax, ops, {{"axis", axis}});
+}
+
+ValueId Builder::reduce(OpKind op, ValueId x, int64_t axis, std::optional<ValueId> mask, bool keepdim) {
+  std::vector<ValueId> ops{x};
+  if (mask) ops.push_back(*mask);
+  Attrs attrs{{"axis", axis}};
+  if (keepdim) attrs["keepdim"] = true;
+  return create(op, ops, std::move(attrs));
+}
+
+ValueId Builder::sum(ValueId x, int64_t axis, std::optional<ValueId> mask, bool keepdim) {
+  return reduce(OpKind::Sum, x, axis, mask, keepdim);
+}
+ValueId Builder::mean(ValueId x, int64_t axis, std::optional<ValueId> mask, bool keepdim) {
+  return reduce(OpKind::Mean, x, axis, mask, keepdim);
+}
+ValueId Builder::max(ValueId x, int64_t axis, std::optional<ValueId> mask, bool keepdim) {
+  return reduce(OpKind::Max, x, axis, mask, keepdim);
+}
+
+ValueId Builder::reshape(ValueId x, Shape shape) { return create(OpKind::Reshape, {x}, {{"shape", shape}}); }
+
+ValueId Builder::transpose(ValueId x, std::vector<int64_t> perm) {
+  Shape dims;
+  for (int64_t p : perm) dims.push_back(Dim::constant(p));
+  return create(OpKind::Transpose, {x}, {{"perm", dims}});
+}
+
+ValueId Builder::swapDims(ValueId x, int64_t d0, int64_t d1) {
+  size_t rank = g_.type(x).rank();
+  try {
+    d0 = normalizeAxis(d0, rank);
+    d1 = normalizeAxis(d1, rank);
+  } catch (const Error &e) {
+    throw Error(fmt::format("transpose of {}: {}", g_.type(x).str(), e.message()), loc_);
+  }
+  std::vector<int64_t> perm(rank);
+  for (size_t i = 0; i < rank; ++i) perm[i] = static_cast<int64_t>(i);
+  std::swap(perm[d0], perm[d1]);
+  return transpose(x, perm);
+}
+
+ValueId Builder::unsqueeze(ValueId x, int64_t dim) {
+  Shape s = g_.type(x).shape;
+  int64_t r = static_cast<int64_t>(s.size());
+  if (dim < -(r + 1) || dim > r)
+    throw Error(fmt::format("unsqueeze of {}: dim {} is out of range", g_.type(x).str(), dim), loc_);
+  if (dim < 0) dim += r + 1;
+  s.insert(s.begin() + dim, Dim::constant(1));
+  return reshape(x, s);
+}
+
+ValueId Builder::compare(OpKind cmp, ValueId a, ValueId b) { return create(cmp, {a, b}); }
+
+ValueId Builder::cast(ValueId x, DType to) {
+  return create(OpKind::Cast, {x}, {{"dtype", std::string(dtypeName(to))}});
+}
+
+ValueId Builder::embeddingLayer(const std::string &prefix, ValueId ids, int64_t num, int64_t dim) {
+  // nn.Embedding initialises its table from N(0, 1).
+  ValueId w = param(prefix + ".weight", {DType::F32, {Dim::constant(num), Dim::constant(dim)}},
+                    {{"init", std::string("normal")}, {"std", 1.0}});
+  return embedding(w, ids);
+}
+
+ValueId Builder::linearLayer(const std::string &prefix, ValueId x, int64_t in, int64_t out, bool bias) {
+  const TensorType &xt = g_.type(x);
+  if (xt.rank() == 0 || !(xt.shape.back() == Dim::constant(in)))
+    throw Error(fmt::format("{}: Linear({}, {}) cannot take {}: last dim must be {}", prefix, in, out,
+                            xt.str(), in),
+                loc_);
+  // nn.Linear's kaiming_uniform_(a=sqrt(5)) and its bias rule both come to
+  // U(-1/sqrt(in), 1/sqrt(in)).
+  Attrs init{{"init", std::string("uniform")}, {"bound", 1.0 / std::sqrt(static_cast<double>(in))}};
+  ValueId w = param(prefix + ".weight", {DType::F32, {Dim::constant(out), Dim::constant(in)}}, init);
+  ValueId y = matmul(x, w, false, true);
+  if (!bias) return y;
+  ValueId b = param(prefix + ".bias", {DType::F32, {Dim::constant(out)}}, init);
+  return add(y, b);
+}
+
+} // namespace kiln::ir

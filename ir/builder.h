@@ -1,0 +1,87 @@
+//===- ir/builder.h - the embedded C++ API for building graphs --*- C++ -*-===//
+//
+// Builder appends ops to a Graph, inferring each result type with the op's
+// shape rule and stamping it with the current source location. It is the one
+// way graphs are made: the DSL lowering (frontend/lower.cpp) calls it, and so
+// can C++ programs (examples/classifier_builder.cpp). Shape errors come back as
+// kiln::Error located at the current location.
+//
+//   ir::Graph g("forward");
+//   ir::Builder b(g);
+//   auto tokens = b.input("tokens", {DType::I32, {Dim::named("B"), Dim::named("T")}});
+//   auto x = b.embeddingLayer("embedding", tokens, 10000, 128);
+//   auto h = b.relu(b.linearLayer("fc1", b.mean(x, 1), 128, 256));
+//   b.output("logits", b.linearLayer("fc2", h, 256, 5));
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "ir/graph.h"
+
+#include <optional>
+
+namespace kiln::ir {
+
+class Builder {
+public:
+  explicit Builder(Graph &g) : g_(g) {}
+
+  Graph &graph() { return g_; }
+
+  /// Location stamped on every op created until the next call.
+  void setLoc(SourceLoc loc) { loc_ = std::move(loc); }
+  const SourceLoc &loc() const { return loc_; }
+
+  ValueId input(const std::string &name, TensorType type);
+  /// Returns the existing parameter of that name when the type agrees (a
+  /// layer used twice shares its weights); throws when it disagrees.
+  ValueId param(const std::string &name, TensorType type, Attrs init = {});
+  void output(const std::string &name, ValueId v);
+
+  /// Generic creation: runs the shape rule, appends the node.
+  ValueId create(OpKind op, std::vector<ValueId> operands, Attrs attrs = {}, std::string name = {});
+
+  ValueId constant(double value, DType dtype = DType::F32);
+  ValueId embedding(ValueId table, ValueId ids);
+  ValueId matmul(ValueId a, ValueId b, bool transposeA = false, bool transposeB = false);
+  ValueId add(ValueId a, ValueId b) { return create(OpKind::Add, {a, b}); }
+  ValueId sub(ValueId a, ValueId b) { return create(OpKind::Sub, {a, b}); }
+  ValueId mul(ValueId a, ValueId b) { return create(OpKind::Mul, {a, b}); }
+  ValueId div(ValueId a, ValueId b) { return create(OpKind::Div, {a, b}); }
+  ValueId neg(ValueId x) { return create(OpKind::Neg, {x}); }
+  ValueId exp(ValueId x) { return create(OpKind::Exp, {x}); }
+  ValueId log(ValueId x) { return create(OpKind::Log, {x}); }
+  ValueId tanh(ValueId x) { return create(OpKind::Tanh, {x}); }
+  ValueId relu(ValueId x) { return create(OpKind::Relu, {x}); }
+  ValueId sigmoid(ValueId x) { return create(OpKind::Sigmoid, {x}); }
+  ValueId sqrt(ValueId x) { return create(OpKind::Sqrt, {x}); }
+  ValueId softmax(ValueId x, int64_t axis, std::optional<ValueId> mask = {});
+  ValueId logSoftmax(ValueId x, int64_t axis, std::optional<ValueId> mask = {});
+  ValueId sum(ValueId x, int64_t axis, std::optional<ValueId> mask = {}, bool keepdim = false);
+  ValueId mean(ValueId x, int64_t axis, std::optional<ValueId> mask = {}, bool keepdim = false);
+  ValueId max(ValueId x, int64_t axis, std::optional<ValueId> mask = {}, bool keepdim = false);
+  ValueId reshape(ValueId x, Shape shape);
+  ValueId transpose(ValueId x, std::vector<int64_t> perm);
+  /// Swaps two dims (negative dims count from the end).
+  ValueId swapDims(ValueId x, int64_t d0, int64_t d1);
+  /// Inserts a dim of extent 1 at `dim` (negative counts from the end, as torch).
+  ValueId unsqueeze(ValueId x, int64_t dim);
+  ValueId compare(OpKind cmp, ValueId a, ValueId b);
+  ValueId select(ValueId cond, ValueId a, ValueId b) { return create(OpKind::Select, {cond, a, b}); }
+  ValueId cast(ValueId x, DType to);
+  ValueId crossEntropy(ValueId logits, ValueId labels) { return create(OpKind::CrossEntropy, {logits, labels}); }
+
+  // Layers, with PyTorch state_dict names and layouts.
+  /// nn.Embedding(num, dim): parameter `prefix.weight` f32[num,dim].
+  ValueId embeddingLayer(const std::string &prefix, ValueId ids, int64_t num, int64_t dim);
+  /// nn.Linear(in, out): `prefix.weight` f32[out,in], `prefix.bias` f32[out];
+  /// y = x W^T + b over the last dim of x.
+  ValueId linearLayer(const std::string &prefix, ValueId x, int64_t in, int64_t out, bool bias = true);
+
+private:
+  ValueId reduce(OpKind op, ValueId x, int64_t axis, std::optional<ValueId> mask, bool keepdim);
+  Graph &g_;
+  SourceLoc loc_;
+};
+
+} // namespace kiln::ir

@@ -1,0 +1,110 @@
+//===- ir/graph.h - SSA computation graphs and modules ----------*- C++ -*-===//
+//
+// A Graph is a straight-line SSA program over tensors: named inputs, named
+// parameters (the model's weights, named as in a PyTorch state_dict), nodes in
+// topological order each producing one value, and named outputs. A Module is a
+// list of named graphs (`forward`, later `train`). Values are referred to by
+// index (ValueId) into Graph::values; every node records the DSL source
+// locations it came from, and fused nodes keep the locations of what they
+// absorbed.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "ir/diagnostic.h"
+#include "ir/ops.h"
+#include "ir/types.h"
+
+#include <string>
+#include <vector>
+
+namespace kiln::ir {
+
+using ValueId = int32_t;
+using NodeId = int32_t;
+
+enum class ValueKind : uint8_t { Input, Param, Node };
+
+struct ValueInfo {
+  TensorType type;
+  ValueKind kind = ValueKind::Node;
+  /// Inputs and params always have names; node results may (the DSL names
+  /// them after the `let` that bound them) or may not (printed as %N).
+  std::string name;
+  NodeId producer = -1; ///< for ValueKind::Node
+  /// For params: how to initialise when no weights are given, as PyTorch
+  /// does for the layer that made it: {init = "normal", std = 1.0} or
+  /// {init = "uniform", bound = 1/sqrt(fan_in)}.
+  Attrs attrs;
+};
+
+struct Node {
+  OpKind op;
+  std::vector<ValueId> operands;
+  Attrs attrs;
+  ValueId result = -1;
+  std::vector<SourceLoc> locs;
+};
+
+struct Output {
+  std::string name;
+  ValueId value;
+};
+
+class Graph {
+public:
+  explicit Graph(std::string name = "forward") : name_(std::move(name)) {}
+
+  const std::string &name() const { return name_; }
+  void setName(std::string n) { name_ = std::move(n); }
+
+  ValueId addInput(const std::string &name, TensorType type);
+  ValueId addParam(const std::string &name, TensorType type, Attrs attrs = {});
+  /// Appends a node whose result type has already been inferred.
+  ValueId addNode(OpKind op, std::vector<ValueId> operands, Attrs attrs, TensorType type,
+                  std::vector<SourceLoc> locs, std::string resultName = {});
+  void addOutput(const std::string &name, ValueId v);
+
+  const ValueInfo &value(ValueId v) const { return values_.at(v); }
+  ValueInfo &value(ValueId v) { return values_.at(v); }
+  const TensorType &type(ValueId v) const { return values_.at(v).type; }
+  size_t numValues() const { return values_.size(); }
+
+  const std::vector<ValueId> &inputs() const { return inputs_; }
+  const std::vector<ValueId> &params() const { return params_; }
+  const std::vector<Node> &nodes() const { return nodes_; }
+  std::vector<Node> &nodes() { return nodes_; }
+  const std::vector<Output> &outputs() const { return outputs_; }
+
+  /// Finds an input or param by name; -1 if absent.
+  ValueId findInput(const std::string &name) const;
+  ValueId findParam(const std::string &name) const;
+
+  /// Symbols that appear in input shapes, in order of first appearance.
+  std::vector<std::string> inputSymbols() const;
+
+  /// Binds the symbols of the input shapes from concrete input extents;
+  /// throws kiln::Error naming the input when extents disagree.
+  SymbolBindings bindSymbols(const std::vector<std::vector<int64_t>> &inputExtents) const;
+
+private:
+  std::string name_;
+  std::vector<ValueInfo> values_;
+  std::vector<ValueId> inputs_, params_;
+  std::vector<Node> nodes_;
+  std::vector<Output> outputs_;
+};
+
+class Module {
+public:
+  Graph &addGraph(const std::string &name);
+  const Graph *find(const std::string &name) const;
+  Graph *find(const std::string &name);
+  const std::vector<Graph> &graphs() const { return graphs_; }
+  std::vector<Graph> &graphs() { return graphs_; }
+
+private:
+  std::vector<Graph> graphs_;
+};
+
+} // namespace kiln::ir

@@ -1,0 +1,85 @@
+//===- ir/verifier.cpp - structural and type checks of a graph ------------===//
+//
+// One linear walk over the nodes, tracking which values are defined.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/verifier.h"
+
+#include <cctype>
+#include <fmt/format.h>
+#include <set>
+
+namespace kiln::ir {
+
+namespace {
+bool wellFormedName(const std::string &n) {
+  if (n.empty() || !(std::isalpha((unsigned char)n[0]) || n[0] == '_')) return false;
+  for (char c : n)
+    if (!(std::isalnum((unsigned char)c) || c == '_' || c == '.')) return false;
+  return true;
+}
+} // namespace
+
+void verify(const Graph &g) {
+  auto where = [&](const Node &n) { return n.locs.empty() ? SourceLoc{} : n.locs.front(); };
+  std::vector<bool> defined(g.numValues(), false);
+  std::set<std::string> names;
+  auto claimName = [&](const std::string &name, const SourceLoc &loc) {
+    if (name.empty()) return;
+    if (!wellFormedName(name)) throw Error(fmt::format("@{}: malformed value name '{}'", g.name(), name), loc);
+    if (!names.insert(name).second) throw Error(fmt::format("@{}: value name %{} is used twice", g.name(), name), loc);
+  };
+  for (ValueId v : g.inputs()) {
+    if (g.value(v).kind != ValueKind::Input) throw Error(fmt::format("@{}: input list holds a non-input", g.name()));
+    claimName(g.value(v).name, {});
+    defined[v] = true;
+  }
+  for (ValueId v : g.params()) {
+    const ValueInfo &p = g.value(v);
+    if (p.kind != ValueKind::Param) throw Error(fmt::format("@{}: param list holds a non-param", g.name()));
+    if (p.name.empty()) throw Error(fmt::format("@{}: a parameter has no name", g.name()));
+    claimName(p.name, {});
+    for (const Dim &d : p.type.shape)
+      if (d.isSymbolic()) throw Error(fmt::format("@{}: parameter %{} has a symbolic dim", g.name(), p.name));
+    defined[v] = true;
+  }
+  for (size_t i = 0; i < g.nodes().size(); ++i) {
+    const Node &n = g.nodes()[i];
+    if (n.result < 0 || static_cast<size_t>(n.result) >= g.numValues() || g.value(n.result).producer != (NodeId)i)
+      throw Error(fmt::format("@{}: node {} ({}) has a dangling result", g.name(), i, opName(n.op)), where(n));
+    std::vector<TensorType> types;
+    for (ValueId v : n.operands) {
+      if (v < 0 || static_cast<size_t>(v) >= g.numValues() || !defined[v])
+        throw Error(fmt::format("@{}: {} uses a value before it is defined", g.name(), opName(n.op)), where(n));
+      types.push_back(g.type(v));
+    }
+    TensorType inferred;
+    try {
+      inferred = inferType(n.op, types, n.attrs);
+    } catch (const Error &e) {
+      throw Error(fmt::format("@{}: {}", g.name(), e.message()), where(n));
+    }
+    if (!(inferred == g.type(n.result)))
+      throw Error(fmt::format("@{}: {} is typed {} but its shape rule gives {}", g.name(), opName(n.op),
+                              g.type(n.result).str(), inferred.str()),
+                  where(n));
+    claimName(g.value(n.result).name, where(n));
+    defined[n.result] = true;
+  }
+  std::set<std::string> outs;
+  for (const Output &o : g.outputs()) {
+    if (o.value < 0 || static_cast<size_t>(o.value) >= g.numValues() || !defined[o.value])
+      throw Error(fmt::format("@{}: output '{}' names an undefined value", g.name(), o.name));
+    if (!outs.insert(o.name).second) throw Error(fmt::format("@{}: output '{}' is defined twice", g.name(), o.name));
+  }
+}
+
+void verify(const Module &m) {
+  std::set<std::string> names;
+  for (const Graph &g : m.graphs()) {
+    if (!names.insert(g.name()).second) throw Error("graph @" + g.name() + " is defined twice");
+    verify(g);
+  }
+}
+
+} // namespace kiln::ir
