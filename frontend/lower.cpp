@@ -1,1 +1,791 @@
-// placeholder, being written
+//===- frontend/lower.cpp - from the DSL syntax tree to IR ----------------===//
+//
+// The algorithm:
+//  1. Evaluate hyper-parameters in order, applying overrides.
+//  2. Find the one `model`; instantiate its layer tree (Linear, Embedding and
+//     user modules, recursively), naming every layer by its member path.
+//  3. For each model function, make a graph: declare every parameter of the
+//     layer tree in declaration order (the state_dict order), turn the typed
+//     function parameters into graph inputs, and evaluate the body. Calls to
+//     layers, module methods and free functions are inlined; builtins map to
+//     ir::Builder calls. Compile-time numbers fold; a number meeting a tensor
+//     becomes a scalar constant of the tensor's dtype.
+//  4. Check declared output types and name the graph outputs.
+//
+//===----------------------------------------------------------------------===//
+#include "frontend/lower.h"
+
+#include "frontend/parser.h"
+#include "ir/builder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sys/stat.h>
+#include <fmt/format.h>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+
+namespace kiln::frontend {
+
+namespace {
+
+using ir::Builder;
+using ir::DType;
+using ir::Dim;
+using ir::OpKind;
+using ir::TensorType;
+using ir::ValueId;
+
+/// A value during lowering: a tensor in the graph or a compile-time number.
+struct Val {
+  enum class Kind { Tensor, Int, Float, Bool };
+  Kind kind = Kind::Int;
+  ValueId id = -1;
+  double num = 0;
+
+  static Val tensor(ValueId v) { return {Kind::Tensor, v, 0}; }
+  static Val integer(double n) { return {Kind::Int, -1, n}; }
+  static Val real(double n) { return {Kind::Float, -1, n}; }
+  static Val boolean(bool b) { return {Kind::Bool, -1, b ? 1.0 : 0.0}; }
+  bool isTensor() const { return kind == Kind::Tensor; }
+  bool isNumber() const { return kind == Kind::Int || kind == Kind::Float; }
+};
+
+struct Instance;
+
+/// One layer of the instantiated model.
+struct Layer {
+  enum class Kind { Linear, Embedding, User };
+  Kind kind;
+  std::string path; ///< state_dict prefix: `attention.linear1`
+  int64_t in = 0, out = 0; ///< Linear: in/out features; Embedding: num/dim
+  bool bias = true;
+  std::unique_ptr<Instance> sub; ///< User
+};
+
+/// An instantiated module: its declaration, argument values and layers.
+struct Instance {
+  const ModuleDecl *decl = nullptr;
+  std::string path; ///< "" for the model itself
+  std::map<std::string, Val> args;
+  std::vector<std::pair<std::string, Layer>> layers; ///< declaration order
+
+  Layer *findLayer(const std::string &name) {
+    for (auto &[n, l] : layers)
+      if (n == name) return &l;
+    return nullptr;
+  }
+};
+
+/// Argument specification of a builtin or layer: name and whether required.
+struct ParamSpec {
+  const char *name;
+  bool required;
+};
+
+const char *kindName(const Val &v) {
+  switch (v.kind) {
+  case Val::Kind::Tensor: return "a tensor";
+  case Val::Kind::Int: return "an integer";
+  case Val::Kind::Float: return "a number";
+  case Val::Kind::Bool: return "a bool";
+  }
+  return "a value";
+}
+
+class Lowering {
+public:
+  Lowering(const Program &p, const LowerOptions &o) : prog_(p), opts_(o) {}
+
+  LoweredModel run() {
+    evalHyperParams();
+    const ModuleDecl *model = nullptr;
+    std::set<std::string> names;
+    for (const ModuleDecl &m : prog_.modules) {
+      if (!names.insert(m.name).second) throw Error(fmt::format("module '{}' is defined twice", m.name), m.loc);
+      if (!m.isModel) continue;
+      if (model)
+        throw Error(fmt::format("a file holds one model; '{}' was already declared at line {}", model->name,
+                                model->loc.line),
+                    m.loc);
+      model = &m;
+    }
+    for (const Function &f : prog_.functions)
+      if (!names.insert(f.name).second) throw Error(fmt::format("'{}' is defined twice", f.name), f.loc);
+    if (!model) throw Error("no 'model' declaration found; the model is what kiln compiles", {prog_.file, 1, 1});
+
+    LoweredModel out;
+    out.name = model->name;
+    out.hyperParams = hyperOrder_;
+    Instance root;
+    root.decl = model;
+    instantiate(root, 0);
+    if (model->functions.empty()) throw Error(fmt::format("model '{}' has no functions", model->name), model->loc);
+    std::set<std::string> fnNames;
+    for (const Function &f : model->functions) {
+      if (!fnNames.insert(f.name).second) throw Error(fmt::format("fn '{}' is defined twice", f.name), f.loc);
+      lowerGraph(out.module, root, f);
+    }
+    return out;
+  }
+
+private:
+  // --- hyper-parameters ------------------------------------------------------
+
+  void evalHyperParams() {
+    std::set<std::string> used;
+    for (const auto &[name, text] : opts_.overrides) used.insert(name);
+    for (const HyperParam &h : prog_.hyperParams) {
+      if (hyper_.count(h.name)) throw Error(fmt::format("param '{}' is defined twice", h.name), h.loc);
+      Val v;
+      auto it = opts_.overrides.find(h.name);
+      if (it != opts_.overrides.end()) {
+        v = parseOverride(h.name, it->second);
+        used.erase(h.name);
+      } else {
+        v = evalConst(*h.value, nullptr, "a param value");
+      }
+      hyper_[h.name] = v;
+      hyperOrder_.push_back({h.name, v.num});
+    }
+    if (!used.empty()) {
+      std::vector<std::string> known;
+      for (const HyperParam &h : prog_.hyperParams) known.push_back(h.name);
+      std::string name = *used.begin();
+      std::string hint = nearestName(name, known);
+      throw Error(fmt::format("--param {}: the model has no param '{}'{}", name, name,
+                              hint.empty() ? "" : "; did you mean '" + hint + "'?"),
+                  {prog_.file, 0, 0});
+    }
+  }
+
+  Val parseOverride(const std::string &name, const std::string &text) {
+    char *end = nullptr;
+    double d = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || !std::isfinite(d))
+      throw Error(fmt::format("--param {}={}: the value must be a number", name, text));
+    bool isInt = text.find_first_of(".eE") == std::string::npos;
+    return isInt ? Val::integer(d) : Val::real(d);
+  }
+
+  /// Evaluates an expression that must be a compile-time number.
+  Val evalConst(const Expr &e, Instance *inst, const char *what) {
+    Val v = eval(e, nullptr, inst);
+    if (v.isTensor()) throw Error(fmt::format("{} must be known at compile time, not a tensor", what), e.loc);
+    return v;
+  }
+
+  int64_t evalSize(const Expr &e, Instance *inst, const char *what, bool allowZero = false) {
+    Val v = evalConst(e, inst, what);
+    if (v.kind == Val::Kind::Bool || v.num != std::floor(v.num) || v.num < (allowZero ? 0 : 1) || v.num > 1e12)
+      throw Error(fmt::format("{} must be a {} integer, got {}", what, allowZero ? "non-negative" : "positive",
+                              fmt::format("{}", v.num)),
+                  e.loc);
+    return static_cast<int64_t>(v.num);
+  }
+
+  // --- instantiation ---------------------------------------------------------
+
+  const ModuleDecl *findModule(const std::string &name) {
+    for (const ModuleDecl &m : prog_.modules)
+      if (m.name == name && !m.isModel) return &m;
+    return nullptr;
+  }
+
+  /// Binds call arguments to a parameter list (positional, then keyword).
+  std::vector<const Arg *> bindArgs(const Expr &call, const std::vector<ParamSpec> &specs, const std::string &what,
+                                    bool variadic = false) {
+    std::vector<const Arg *> bound(specs.size(), nullptr);
+    size_t positional = 0;
+    auto signature = [&] {
+      std::string s;
+      for (size_t i = 0; i < specs.size(); ++i) s += (i ? ", " : "") + std::string(specs[i].name);
+      return what + "(" + s + (variadic ? ", ..." : "") + ")";
+    };
+    for (const Arg &a : call.args) {
+      if (a.name.empty()) {
+        if (positional >= specs.size()) {
+          if (variadic) {
+            extra_.push_back(&a);
+            continue;
+          }
+          throw Error(fmt::format("too many arguments: {} takes {}", what, signature()), a.loc);
+        }
+        bound[positional++] = &a;
+        continue;
+      }
+      size_t i = 0;
+      while (i < specs.size() && a.name != specs[i].name) ++i;
+      if (i == specs.size()) {
+        std::vector<std::string> names;
+        for (const ParamSpec &s : specs) names.push_back(s.name);
+        std::string hint = nearestName(a.name, names);
+        throw Error(fmt::format("{} has no argument '{}'{}; it takes {}", what, a.name,
+                                hint.empty() ? "" : " (did you mean '" + hint + "'?)", signature()),
+                    a.loc);
+      }
+      if (bound[i]) throw Error(fmt::format("argument '{}' is given twice", a.name), a.loc);
+      bound[i] = &a;
+    }
+    for (size_t i = 0; i < specs.size(); ++i)
+      if (specs[i].required && !bound[i])
+        throw Error(fmt::format("missing argument '{}': {} takes {}", specs[i].name, what, signature()), call.loc);
+    return bound;
+  }
+
+  void instantiate(Instance &inst, int depth) {
+    if (depth > 32) throw Error("modules nest too deeply (a module that contains itself?)", inst.decl->loc);
+    std::set<std::string> seen;
+    for (const Member &m : inst.decl->members) {
+      if (!seen.insert(m.name).second) throw Error(fmt::format("layer '{}' is declared twice", m.name), m.loc);
+      const Expr &call = *m.init;
+      Layer layer;
+      layer.path = inst.path.empty() ? m.name : inst.path + "." + m.name;
+      if (call.name == "Linear") {
+        auto a = bindArgs(call, {{"in_features", true}, {"out_features", true}, {"bias", false}}, "Linear");
+        layer.kind = Layer::Kind::Linear;
+        layer.in = evalSize(*a[0]->value, &inst, "in_features");
+        layer.out = evalSize(*a[1]->value, &inst, "out_features");
+        if (a[2]) {
+          Val b = evalConst(*a[2]->value, &inst, "bias");
+          if (b.kind != Val::Kind::Bool) throw Error("bias must be true or false", a[2]->loc);
+          layer.bias = b.num != 0;
+        }
+      } else if (call.name == "Embedding") {
+        auto a = bindArgs(call, {{"num_embeddings", true}, {"embedding_dim", true}}, "Embedding");
+        layer.kind = Layer::Kind::Embedding;
+        layer.in = evalSize(*a[0]->value, &inst, "num_embeddings");
+        layer.out = evalSize(*a[1]->value, &inst, "embedding_dim");
+      } else if (const ModuleDecl *decl = findModule(call.name)) {
+        std::vector<ParamSpec> specs;
+        for (const Binding &b : decl->params) specs.push_back({b.name.c_str(), true});
+        auto a = bindArgs(call, specs, call.name);
+        layer.kind = Layer::Kind::User;
+        layer.sub = std::make_unique<Instance>();
+        layer.sub->decl = decl;
+        layer.sub->path = layer.path;
+        for (size_t i = 0; i < specs.size(); ++i)
+          layer.sub->args[decl->params[i].name] = evalConst(*a[i]->value, &inst, "a module argument");
+        instantiate(*layer.sub, depth + 1);
+      } else {
+        std::vector<std::string> known{"Linear", "Embedding"};
+        for (const ModuleDecl &md : prog_.modules)
+          if (!md.isModel) known.push_back(md.name);
+        std::string hint = nearestName(call.name, known);
+        throw Error(fmt::format("unknown layer '{}'{}", call.name,
+                                hint.empty() ? "; known layers: Linear, Embedding and the modules in this file"
+                                             : "; did you mean '" + hint + "'?"),
+                    call.loc);
+      }
+      inst.layers.emplace_back(m.name, std::move(layer));
+    }
+  }
+
+  void declareParams(Instance &inst) {
+    for (auto &[name, layer] : inst.layers) {
+      switch (layer.kind) {
+      case Layer::Kind::Linear: b_->linearParams(layer.path, layer.in, layer.out, layer.bias); break;
+      case Layer::Kind::Embedding: b_->embeddingParams(layer.path, layer.in, layer.out); break;
+      case Layer::Kind::User: declareParams(*layer.sub); break;
+      }
+    }
+  }
+
+  // --- graphs ------------------------------------------------------------------
+
+  TensorType evalType(const TypeExpr &t, Instance *inst, bool allowSymbols) {
+    auto dt = ir::parseDType(t.dtype);
+    if (!dt) throw Error(fmt::format("unknown element type '{}' (expected f32, i32 or bool)", t.dtype), t.loc);
+    TensorType type{*dt, {}};
+    for (const ExprPtr &d : t.dims) {
+      if (d->kind == Expr::Kind::Name && !hyper_.count(d->name) && !(inst && inst->args.count(d->name))) {
+        if (!allowSymbols) throw Error(fmt::format("unknown dim '{}'", d->name), d->loc);
+        type.shape.push_back(Dim::named(d->name));
+        continue;
+      }
+      type.shape.push_back(Dim::constant(evalSize(*d, inst, "a dim", true)));
+    }
+    return type;
+  }
+
+  void lowerGraph(ir::Module &module, Instance &root, const Function &f) {
+    ir::Graph &g = module.addGraph(f.name);
+    Builder b(g);
+    b_ = &b;
+    usedNames_.clear();
+    b.setLoc(f.loc);
+    declareParams(root);
+    for (ValueId p : g.params()) usedNames_.insert(g.value(p).name);
+    Scope scope;
+    for (const Binding &p : f.params) {
+      if (!p.type)
+        throw Error(fmt::format("input '{}' of model fn '{}' needs a type, e.g. {}: i32[B, T]", p.name, f.name, p.name),
+                    p.loc);
+      if (scope.vars.count(p.name)) throw Error(fmt::format("input '{}' is declared twice", p.name), p.loc);
+      b.setLoc(p.loc);
+      ValueId v = b.input(p.name, evalType(*p.type, &root, true));
+      usedNames_.insert(p.name);
+      scope.vars[p.name] = Val::tensor(v);
+    }
+    std::vector<Val> results = runBody(f, scope, &root);
+    std::vector<std::string> outNames;
+    for (size_t i = 0; i < results.size(); ++i) {
+      std::string name = i < f.outputs.size() ? f.outputs[i].name
+                                              : (results.size() == 1 ? "output" : fmt::format("output{}", i));
+      if (!results[i].isTensor())
+        throw Error(fmt::format("fn '{}' returns {} as '{}'; a graph output must be a tensor", f.name,
+                                kindName(results[i]), name),
+                    returnLoc_);
+      if (i < f.outputs.size() && f.outputs[i].type) {
+        TensorType want = evalType(*f.outputs[i].type, &root, true);
+        const TensorType &got = g.type(results[i].id);
+        if (!(want == got))
+          throw Error(fmt::format("fn '{}' returns {} as '{}' but declares {}", f.name, got.str(), name, want.str()),
+                      returnLoc_);
+      }
+      b.setLoc(returnLoc_);
+      b.output(name, results[i].id);
+    }
+    b_ = nullptr;
+  }
+
+  struct Scope {
+    std::map<std::string, Val> vars;
+  };
+
+  /// Evaluates a function body; returns the values of its `return`.
+  std::vector<Val> runBody(const Function &f, Scope &scope, Instance *inst) {
+    for (size_t i = 0; i < f.body.size(); ++i) {
+      const Stmt &s = f.body[i];
+      if (s.kind == Stmt::Kind::Return) {
+        if (i + 1 != f.body.size()) throw Error("statements after 'return' are never reached", f.body[i + 1].loc);
+        std::vector<Val> out;
+        for (const ExprPtr &e : s.values) out.push_back(eval(*e, &scope, inst));
+        if (!f.outputs.empty() && f.outputs.size() != out.size())
+          throw Error(fmt::format("fn '{}' declares {} output{} but returns {}", f.name, f.outputs.size(),
+                                  f.outputs.size() == 1 ? "" : "s", out.size()),
+                      s.loc);
+        returnLoc_ = s.loc;
+        return out;
+      }
+      bool exists = scope.vars.count(s.name) != 0;
+      if (s.kind == Stmt::Kind::Let && exists)
+        throw Error(fmt::format("'{}' is already defined; write '{} = ...' to rebind it", s.name, s.name), s.loc);
+      if (s.kind == Stmt::Kind::Assign && !exists) {
+        std::string hint = nearestName(s.name, visibleNames(&scope, inst));
+        throw Error(fmt::format("assignment to undefined '{}'; write 'let {} = ...' to define it{}", s.name, s.name,
+                                hint.empty() ? "" : " (or did you mean '" + hint + "'?)"),
+                    s.loc);
+      }
+      Val v = eval(*s.values[0], &scope, inst);
+      if (v.isTensor()) nameValue(v.id, inst, s.name);
+      scope.vars[s.name] = v;
+    }
+    throw Error(fmt::format("fn '{}' has no 'return'", f.name), f.loc);
+  }
+
+  /// Gives an unnamed node result the name of the `let` that bound it.
+  void nameValue(ValueId v, Instance *inst, const std::string &local) {
+    ir::ValueInfo &info = b_->graph().value(v);
+    if (info.kind != ir::ValueKind::Node || !info.name.empty()) return;
+    std::string base = (inst && !inst->path.empty()) ? inst->path + "." + local : local;
+    std::string name = base;
+    for (int i = 1; usedNames_.count(name); ++i) name = fmt::format("{}.{}", base, i);
+    usedNames_.insert(name);
+    info.name = name;
+  }
+
+  std::vector<std::string> visibleNames(Scope *scope, Instance *inst) {
+    std::vector<std::string> names;
+    if (scope)
+      for (auto &[n, v] : scope->vars) names.push_back(n);
+    if (inst) {
+      for (auto &[n, v] : inst->args) names.push_back(n);
+      for (auto &[n, l] : inst->layers) names.push_back(n);
+      for (const Function &f : inst->decl->functions) names.push_back(f.name);
+    }
+    for (auto &[n, v] : hyper_) names.push_back(n);
+    for (const Function &f : prog_.functions) names.push_back(f.name);
+    return names;
+  }
+
+  // --- expressions -----------------------------------------------------------
+
+  Val eval(const Expr &e, Scope *scope, Instance *inst) {
+    switch (e.kind) {
+    case Expr::Kind::Number: return e.isInt ? Val::integer(e.number) : Val::real(e.number);
+    case Expr::Kind::Bool: return Val::boolean(e.boolValue);
+    case Expr::Kind::Name: return lookup(e, scope, inst);
+    case Expr::Kind::Unary: {
+      Val x = eval(*e.lhs, scope, inst);
+      if (x.isNumber()) return x.kind == Val::Kind::Int ? Val::integer(-x.num) : Val::real(-x.num);
+      if (x.kind == Val::Kind::Bool) throw Error("cannot negate a bool", e.loc);
+      requireGraph(e);
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->neg(x.id));
+    }
+    case Expr::Kind::Binary: return binary(e, eval(*e.lhs, scope, inst), eval(*e.rhs, scope, inst));
+    case Expr::Kind::Call: return call(e, scope, inst);
+    }
+    throw Error("unhandled expression", e.loc);
+  }
+
+  void requireGraph(const Expr &e) {
+    if (!b_) throw Error("tensor operations are not allowed here; this value must be a compile-time number", e.loc);
+  }
+
+  Val lookup(const Expr &e, Scope *scope, Instance *inst) {
+    if (scope) {
+      auto it = scope->vars.find(e.name);
+      if (it != scope->vars.end()) return it->second;
+    }
+    if (inst) {
+      auto it = inst->args.find(e.name);
+      if (it != inst->args.end()) return it->second;
+      if (inst->findLayer(e.name))
+        throw Error(fmt::format("'{}' is a layer; call it, as in {}(x)", e.name, e.name), e.loc);
+    }
+    auto it = hyper_.find(e.name);
+    if (it != hyper_.end()) return it->second;
+    std::string hint = nearestName(e.name, visibleNames(scope, inst));
+    throw Error(fmt::format("unknown name '{}'{}", e.name, hint.empty() ? "" : "; did you mean '" + hint + "'?"),
+                e.loc);
+  }
+
+  /// Turns a compile-time number into a scalar constant of `dtype`.
+  ValueId constantLike(const Val &v, DType dtype, const SourceLoc &loc) {
+    if (dtype == DType::Bool && v.kind != Val::Kind::Bool)
+      throw Error(fmt::format("cannot combine a bool tensor with {}", kindName(v)), loc);
+    if (dtype != DType::Bool && v.kind == Val::Kind::Bool)
+      throw Error(fmt::format("cannot combine a {} tensor with a bool", ir::dtypeName(dtype)), loc);
+    if (dtype == DType::I32 && v.num != std::floor(v.num))
+      throw Error(fmt::format("cannot combine an i32 tensor with the non-integer {}", v.num), loc);
+    b_->setLoc(loc);
+    return b_->constant(v.num, dtype);
+  }
+
+  /// Both operands as tensors (numbers become constants of the other's dtype).
+  std::pair<ValueId, ValueId> tensors(const Val &a, const Val &b, const SourceLoc &loc) {
+    ValueId x = a.isTensor() ? a.id : constantLike(a, b_->graph().type(b.id).dtype, loc);
+    ValueId y = b.isTensor() ? b.id : constantLike(b, b_->graph().type(a.id).dtype, loc);
+    return {x, y};
+  }
+
+  Val binary(const Expr &e, const Val &a, const Val &b) {
+    const std::string &op = e.name;
+    if (!a.isTensor() && !b.isTensor()) return foldBinary(e, a, b);
+    requireGraph(e);
+    auto [x, y] = tensors(a, b, e.loc);
+    b_->setLoc(e.loc);
+    static const std::map<std::string, OpKind> ops = {
+        {"+", OpKind::Add},      {"-", OpKind::Sub},         {"*", OpKind::Mul},  {"/", OpKind::Div},
+        {"@", OpKind::MatMul},   {"==", OpKind::Equal},      {"!=", OpKind::NotEqual},
+        {"<", OpKind::Less},     {"<=", OpKind::LessEqual},  {">", OpKind::Greater},
+        {">=", OpKind::GreaterEqual}};
+    return Val::tensor(b_->create(ops.at(op), {x, y}));
+  }
+
+  Val foldBinary(const Expr &e, const Val &a, const Val &b) {
+    const std::string &op = e.name;
+    if (op == "@") throw Error("'@' needs tensors", e.loc);
+    if (a.kind == Val::Kind::Bool || b.kind == Val::Kind::Bool) {
+      if (op == "==") return Val::boolean(a.num == b.num);
+      if (op == "!=") return Val::boolean(a.num != b.num);
+      throw Error(fmt::format("cannot apply '{}' to a bool", op), e.loc);
+    }
+    bool ints = a.kind == Val::Kind::Int && b.kind == Val::Kind::Int;
+    auto num = [&](double v) { return ints ? Val::integer(v) : Val::real(v); };
+    if (op == "+") return num(a.num + b.num);
+    if (op == "-") return num(a.num - b.num);
+    if (op == "*") return num(a.num * b.num);
+    if (op == "/") {
+      if (b.num == 0) throw Error("division by zero", e.loc);
+      return Val::real(a.num / b.num);
+    }
+    if (op == "==") return Val::boolean(a.num == b.num);
+    if (op == "!=") return Val::boolean(a.num != b.num);
+    if (op == "<") return Val::boolean(a.num < b.num);
+    if (op == "<=") return Val::boolean(a.num <= b.num);
+    if (op == ">") return Val::boolean(a.num > b.num);
+    return Val::boolean(a.num >= b.num);
+  }
+
+  ValueId tensorArg(const Arg *a, Scope *scope, Instance *inst, const char *what) {
+    Val v = eval(*a->value, scope, inst);
+    if (!v.isTensor()) throw Error(fmt::format("{} must be a tensor, got {}", what, kindName(v)), a->loc);
+    return v.id;
+  }
+
+  int64_t intArg(const Arg *a, Scope *scope, Instance *inst, const char *what) {
+    Val v = eval(*a->value, scope, inst);
+    if (v.kind != Val::Kind::Int) throw Error(fmt::format("{} must be an integer, got {}", what, kindName(v)), a->loc);
+    return static_cast<int64_t>(v.num);
+  }
+
+  bool boolArg(const Arg *a, Scope *scope, Instance *inst, const char *what) {
+    Val v = eval(*a->value, scope, inst);
+    if (v.kind != Val::Kind::Bool) throw Error(fmt::format("{} must be true or false", what), a->loc);
+    return v.num != 0;
+  }
+
+  /// Calls a user function (module method or free function), inlining it.
+  std::vector<Val> inlineCall(const Function &f, const Expr &call, Scope *scope, Instance *callerInst,
+                              Instance *calleeInst) {
+    if (callStack_.size() > 64) throw Error("calls nest too deeply (recursion is not supported)", call.loc);
+    for (const Function *active : callStack_)
+      if (active == &f) throw Error(fmt::format("recursive call of '{}' is not supported", f.name), call.loc);
+    std::vector<ParamSpec> specs;
+    for (const Binding &p : f.params) specs.push_back({p.name.c_str(), true});
+    std::string what = calleeInst && !calleeInst->path.empty() ? calleeInst->path : f.name;
+    auto args = bindArgs(call, specs, what);
+    Scope inner;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      Val v = eval(*args[i]->value, scope, callerInst);
+      if (f.params[i].type) {
+        if (!v.isTensor())
+          throw Error(fmt::format("argument '{}' of {} must be a tensor", f.params[i].name, what), args[i]->loc);
+        TensorType want = evalType(*f.params[i].type, calleeInst, true);
+        const TensorType &got = b_->graph().type(v.id);
+        if (!(want == got))
+          throw Error(fmt::format("argument '{}' of {} is {} but {} is declared", f.params[i].name, what, got.str(),
+                                  want.str()),
+                      args[i]->loc);
+      }
+      inner.vars[f.params[i].name] = v;
+    }
+    callStack_.push_back(&f);
+    SourceLoc savedReturn = returnLoc_;
+    std::vector<Val> out = runBody(f, inner, calleeInst);
+    returnLoc_ = savedReturn;
+    callStack_.pop_back();
+    return out;
+  }
+
+  Val single(std::vector<Val> vals, const Expr &call) {
+    if (vals.size() != 1)
+      throw Error(fmt::format("'{}' returns {} values; use it where one value is expected only if it returns one",
+                              call.name, vals.size()),
+                  call.loc);
+    return vals[0];
+  }
+
+  const Function *findFunction(const std::vector<Function> &fns, const std::string &name) {
+    for (const Function &f : fns)
+      if (f.name == name) return &f;
+    return nullptr;
+  }
+
+  Val call(const Expr &e, Scope *scope, Instance *inst) {
+    if (inst) {
+      if (Layer *layer = inst->findLayer(e.name)) return callLayer(*layer, e, scope, inst);
+      if (const Function *f = findFunction(inst->decl->functions, e.name)) {
+        requireGraph(e);
+        return single(inlineCall(*f, e, scope, inst, inst), e);
+      }
+    }
+    if (const Function *f = findFunction(prog_.functions, e.name)) {
+      requireGraph(e);
+      return single(inlineCall(*f, e, scope, inst, nullptr), e);
+    }
+    return builtin(e, scope, inst);
+  }
+
+  Val callLayer(Layer &layer, const Expr &e, Scope *scope, Instance *inst) {
+    requireGraph(e);
+    if (layer.kind == Layer::Kind::User) {
+      const Function *fwd = findFunction(layer.sub->decl->functions, "forward");
+      if (!fwd)
+        throw Error(fmt::format("module '{}' has no 'fn forward' to call", layer.sub->decl->name), e.loc);
+      return single(inlineCall(*fwd, e, scope, inst, layer.sub.get()), e);
+    }
+    auto a = bindArgs(e, {{"input", true}}, layer.path);
+    ValueId x = tensorArg(a[0], scope, inst, "the layer input");
+    b_->setLoc(e.loc);
+    if (layer.kind == Layer::Kind::Linear)
+      return Val::tensor(b_->linearLayer(layer.path, x, layer.in, layer.out, layer.bias));
+    return Val::tensor(b_->embeddingLayer(layer.path, x, layer.in, layer.out));
+  }
+
+  Val foldUnary(const std::string &name, const Val &v, const SourceLoc &loc) {
+    double x = v.num;
+    double r = name == "sqrt" ? std::sqrt(x)
+               : name == "exp" ? std::exp(x)
+               : name == "log" ? std::log(x)
+               : name == "tanh" ? std::tanh(x)
+               : name == "relu" ? std::max(x, 0.0)
+                                : 1.0 / (1.0 + std::exp(-x));
+    if (!std::isfinite(r)) throw Error(fmt::format("{}({}) is not a finite number", name, x), loc);
+    return Val::real(r);
+  }
+
+  Val builtin(const Expr &e, Scope *scope, Instance *inst) {
+    static const std::map<std::string, OpKind> unary = {{"tanh", OpKind::Tanh}, {"relu", OpKind::Relu},
+                                                        {"sigmoid", OpKind::Sigmoid}, {"exp", OpKind::Exp},
+                                                        {"log", OpKind::Log}, {"sqrt", OpKind::Sqrt}};
+    const std::string &n = e.name;
+    if (auto it = unary.find(n); it != unary.end()) {
+      auto a = bindArgs(e, {{"x", true}}, n);
+      Val x = eval(*a[0]->value, scope, inst);
+      if (x.isNumber()) return foldUnary(n, x, e.loc);
+      if (!x.isTensor()) throw Error(fmt::format("{} needs a tensor or a number, got {}", n, kindName(x)), a[0]->loc);
+      requireGraph(e);
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->create(it->second, {x.id}));
+    }
+    if (n == "Linear" || n == "Embedding" || findModule(n))
+      throw Error(fmt::format("layers are declared as members of a module ('name = {}(...)') and then called", n),
+                  e.loc);
+    requireGraph(e);
+    if (n == "softmax" || n == "log_softmax") {
+      auto a = bindArgs(e, {{"x", true}, {"dim", false}, {"mask", false}}, n);
+      ValueId x = tensorArg(a[0], scope, inst, "x");
+      int64_t dim = a[1] ? intArg(a[1], scope, inst, "dim") : -1;
+      std::optional<ValueId> mask;
+      if (a[2]) mask = tensorArg(a[2], scope, inst, "mask");
+      b_->setLoc(e.loc);
+      return Val::tensor(n == "softmax" ? b_->softmax(x, dim, mask) : b_->logSoftmax(x, dim, mask));
+    }
+    if (n == "sum" || n == "mean" || n == "max") {
+      auto a = bindArgs(e, {{"x", true}, {"dim", true}, {"mask", false}, {"keepdim", false}}, n);
+      ValueId x = tensorArg(a[0], scope, inst, "x");
+      int64_t dim = intArg(a[1], scope, inst, "dim");
+      std::optional<ValueId> mask;
+      if (a[2]) mask = tensorArg(a[2], scope, inst, "mask");
+      bool keep = a[3] ? boolArg(a[3], scope, inst, "keepdim") : false;
+      b_->setLoc(e.loc);
+      OpKind op = n == "sum" ? OpKind::Sum : n == "mean" ? OpKind::Mean : OpKind::Max;
+      std::vector<ValueId> ops{x};
+      if (mask) ops.push_back(*mask);
+      ir::Attrs attrs{{"axis", dim}};
+      if (keep) attrs["keepdim"] = true;
+      return Val::tensor(b_->create(op, ops, attrs));
+    }
+    if (n == "matmul") {
+      auto a = bindArgs(e, {{"a", true}, {"b", true}, {"transpose_a", false}, {"transpose_b", false}}, n);
+      ValueId x = tensorArg(a[0], scope, inst, "a"), y = tensorArg(a[1], scope, inst, "b");
+      bool ta = a[2] ? boolArg(a[2], scope, inst, "transpose_a") : false;
+      bool tb = a[3] ? boolArg(a[3], scope, inst, "transpose_b") : false;
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->matmul(x, y, ta, tb));
+    }
+    if (n == "transpose") {
+      auto a = bindArgs(e, {{"x", true}, {"dim0", true}, {"dim1", true}}, n);
+      ValueId x = tensorArg(a[0], scope, inst, "x");
+      int64_t d0 = intArg(a[1], scope, inst, "dim0"), d1 = intArg(a[2], scope, inst, "dim1");
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->swapDims(x, d0, d1));
+    }
+    if (n == "permute" || n == "reshape") {
+      extra_.clear();
+      auto a = bindArgs(e, {{"x", true}}, n, /*variadic=*/true);
+      std::vector<const Arg *> dims = extra_;
+      ValueId x = tensorArg(a[0], scope, inst, "x");
+      if (dims.empty()) throw Error(fmt::format("{} needs the new dims, as in {}(x, 0, 2, 1)", n, n), e.loc);
+      b_->setLoc(e.loc);
+      if (n == "permute") {
+        std::vector<int64_t> perm;
+        for (const Arg *d : dims) perm.push_back(intArg(d, scope, inst, "a permute dim"));
+        return Val::tensor(b_->transpose(x, perm));
+      }
+      ir::Shape shape;
+      for (const Arg *d : dims) shape.push_back(reshapeDim(*d, scope, inst));
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->reshape(x, shape));
+    }
+    if (n == "unsqueeze") {
+      auto a = bindArgs(e, {{"x", true}, {"dim", true}}, n);
+      ValueId x = tensorArg(a[0], scope, inst, "x");
+      int64_t dim = intArg(a[1], scope, inst, "dim");
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->unsqueeze(x, dim));
+    }
+    if (n == "where") {
+      auto a = bindArgs(e, {{"cond", true}, {"a", true}, {"b", true}}, n);
+      ValueId c = tensorArg(a[0], scope, inst, "cond");
+      Val x = eval(*a[1]->value, scope, inst), y = eval(*a[2]->value, scope, inst);
+      if (!x.isTensor() && !y.isTensor()) throw Error("where needs at least one tensor branch", e.loc);
+      auto [tx, ty] = tensors(x, y, e.loc);
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->select(c, tx, ty));
+    }
+    if (n == "cross_entropy") {
+      auto a = bindArgs(e, {{"logits", true}, {"labels", true}}, n);
+      ValueId l = tensorArg(a[0], scope, inst, "logits"), y = tensorArg(a[1], scope, inst, "labels");
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->crossEntropy(l, y));
+    }
+    if (n == "float" || n == "int" || n == "bool") {
+      auto a = bindArgs(e, {{"x", true}}, n);
+      ValueId x = tensorArg(a[0], scope, inst, "x");
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->cast(x, n == "float" ? DType::F32 : n == "int" ? DType::I32 : DType::Bool));
+    }
+    std::vector<std::string> known = visibleNames(scope, inst);
+    for (const char *b : {"tanh", "relu", "sigmoid", "exp", "log", "sqrt", "softmax", "log_softmax", "sum", "mean",
+                          "max", "matmul", "transpose", "permute", "reshape", "unsqueeze", "where", "cross_entropy",
+                          "float", "int", "bool"})
+      known.push_back(b);
+    std::string hint = nearestName(n, known);
+    throw Error(fmt::format("unknown function '{}'{}", n, hint.empty() ? "" : "; did you mean '" + hint + "'?"), e.loc);
+  }
+
+  /// A reshape dim: an integer, or a symbol such as B that the graph's inputs define.
+  Dim reshapeDim(const Arg &a, Scope *scope, Instance *inst) {
+    const Expr &e = *a.value;
+    if (e.kind == Expr::Kind::Name && !(scope && scope->vars.count(e.name)) && !(inst && inst->args.count(e.name)) &&
+        !hyper_.count(e.name)) {
+      std::vector<std::string> syms = b_->graph().inputSymbols();
+      if (std::find(syms.begin(), syms.end(), e.name) == syms.end())
+        throw Error(fmt::format("reshape dim '{}' is neither a number nor a symbol of the inputs", e.name), e.loc);
+      return Dim::named(e.name);
+    }
+    Val v = eval(e, scope, inst);
+    if (v.kind != Val::Kind::Int || v.num < 0)
+      throw Error(fmt::format("a reshape dim must be a non-negative integer or a symbol, got {}", kindName(v)), a.loc);
+    return Dim::constant(static_cast<int64_t>(v.num));
+  }
+
+  const Program &prog_;
+  const LowerOptions &opts_;
+  std::map<std::string, Val> hyper_;
+  std::vector<std::pair<std::string, double>> hyperOrder_;
+  Builder *b_ = nullptr;
+  std::set<std::string> usedNames_;
+  std::vector<const Function *> callStack_;
+  std::vector<const Arg *> extra_;
+  SourceLoc returnLoc_;
+};
+
+} // namespace
+
+LoweredModel lower(const Program &program, const LowerOptions &options) {
+  Lowering l(program, options);
+  return l.run();
+}
+
+std::string readFile(const std::string &path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw Error(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
+  if (!S_ISREG(st.st_mode)) throw Error(fmt::format("cannot read '{}': not a regular file", path));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw Error(fmt::format("cannot read '{}'", path));
+  return ss.str();
+}
+
+LoweredModel compileSource(const std::string &text, const std::string &file, const LowerOptions &options) {
+  registerSource(file, text);
+  Program p = parseProgram(text, file);
+  return lower(p, options);
+}
+
+LoweredModel compileFile(const std::string &path, const LowerOptions &options) {
+  return compileSource(readFile(path), path, options);
+}
+
+} // namespace kiln::frontend

@@ -135,11 +135,23 @@ ValueId Builder::cast(ValueId x, DType to) {
   return create(OpKind::Cast, {x}, {{"dtype", std::string(dtypeName(to))}});
 }
 
-ValueId Builder::embeddingLayer(const std::string &prefix, ValueId ids, int64_t num, int64_t dim) {
+ValueId Builder::embeddingParams(const std::string &prefix, int64_t num, int64_t dim) {
   // nn.Embedding initialises its table from N(0, 1).
-  ValueId w = param(prefix + ".weight", {DType::F32, {Dim::constant(num), Dim::constant(dim)}},
-                    {{"init", std::string("normal")}, {"std", 1.0}});
-  return embedding(w, ids);
+  return param(prefix + ".weight", {DType::F32, {Dim::constant(num), Dim::constant(dim)}},
+               {{"init", std::string("normal")}, {"std", 1.0}});
+}
+
+std::pair<ValueId, ValueId> Builder::linearParams(const std::string &prefix, int64_t in, int64_t out, bool bias) {
+  // nn.Linear's kaiming_uniform_(a=sqrt(5)) and its bias rule both come to
+  // U(-1/sqrt(in), 1/sqrt(in)).
+  Attrs init{{"init", std::string("uniform")}, {"bound", 1.0 / std::sqrt(static_cast<double>(in))}};
+  ValueId w = param(prefix + ".weight", {DType::F32, {Dim::constant(out), Dim::constant(in)}}, init);
+  ValueId b = bias ? param(prefix + ".bias", {DType::F32, {Dim::constant(out)}}, init) : -1;
+  return {w, b};
+}
+
+ValueId Builder::embeddingLayer(const std::string &prefix, ValueId ids, int64_t num, int64_t dim) {
+  return embedding(embeddingParams(prefix, num, dim), ids);
 }
 
 ValueId Builder::linearLayer(const std::string &prefix, ValueId x, int64_t in, int64_t out, bool bias) {
@@ -148,14 +160,9 @@ ValueId Builder::linearLayer(const std::string &prefix, ValueId x, int64_t in, i
     throw Error(fmt::format("{}: Linear({}, {}) cannot take {}: last dim must be {}", prefix, in, out,
                             xt.str(), in),
                 loc_);
-  // nn.Linear's kaiming_uniform_(a=sqrt(5)) and its bias rule both come to
-  // U(-1/sqrt(in), 1/sqrt(in)).
-  Attrs init{{"init", std::string("uniform")}, {"bound", 1.0 / std::sqrt(static_cast<double>(in))}};
-  ValueId w = param(prefix + ".weight", {DType::F32, {Dim::constant(out), Dim::constant(in)}}, init);
+  auto [w, b] = linearParams(prefix, in, out, bias);
   ValueId y = matmul(x, w, false, true);
-  if (!bias) return y;
-  ValueId b = param(prefix + ".bias", {DType::F32, {Dim::constant(out)}}, init);
-  return add(y, b);
+  return bias ? add(y, b) : y;
 }
 
 } // namespace kiln::ir

@@ -72,6 +72,12 @@ public:
   ValueId crossEntropy(ValueId logits, ValueId labels) { return create(OpKind::CrossEntropy, {logits, labels}); }
 
   // Layers, with PyTorch state_dict names and layouts.
+  /// Declares nn.Embedding(num, dim)'s parameter `prefix.weight` f32[num,dim].
+  ValueId embeddingParams(const std::string &prefix, int64_t num, int64_t dim);
+  /// Declares nn.Linear(in, out)'s `prefix.weight` f32[out,in] and, with
+  /// bias, `prefix.bias` f32[out]; returns {weight, bias or -1}.
+  std::pair<ValueId, ValueId> linearParams(const std::string &prefix, int64_t in, int64_t out, bool bias);
+
   /// nn.Embedding(num, dim): parameter `prefix.weight` f32[num,dim].
   ValueId embeddingLayer(const std::string &prefix, ValueId ids, int64_t num, int64_t dim);
   /// nn.Linear(in, out): `prefix.weight` f32[out,in], `prefix.bias` f32[out];

@@ -1,1 +1,380 @@
-int main() { return 0; }
+//===- tools/kiln.cpp - the kiln command-line driver ----------------------===//
+//
+// `kiln compile` prints any stage of the pipeline (--emit=ast|ir|dot) from a
+// .kiln model or a .ir file; `kiln run` executes a graph of a model on named
+// inputs and writes the outputs (and with --dump-all every intermediate) as
+// safetensors; `kiln ops` lists the op table. Every user error is printed as
+// `file:line:col: error: ...` with exit status 1; bad usage exits with 2.
+//
+//===----------------------------------------------------------------------===//
+#include "backends/reference/interpreter.h"
+#include "frontend/ast.h"
+#include "frontend/lower.h"
+#include "frontend/parser.h"
+#include "ir/dot.h"
+#include "ir/parser.h"
+#include "ir/printer.h"
+#include "ir/verifier.h"
+#include "runtime/init.h"
+#include "runtime/safetensors.h"
+#include "runtime/text.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fmt/format.h>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace kiln;
+
+namespace {
+
+/// A usage error: printed with a pointer to --help, exit status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const char *mainHelp = R"(kiln - a graph-compiling tensor framework for text classifiers
+
+usage: kiln <command> [options]
+
+commands:
+  compile   parse a model and print a stage of the pipeline (ast, ir, dot)
+  run       execute a model graph on inputs from a safetensors file
+  ops       list the op table
+
+Run 'kiln <command> --help' for the options of a command.
+)";
+
+const char *compileHelp = R"(usage: kiln compile FILE [options]
+
+Parses FILE (.kiln model, or .ir textual IR) and prints one stage.
+
+options:
+  --emit=STAGE      ast | ir | dot  (default: ir)
+                      ast  the syntax tree (.kiln input only)
+                      ir   the textual IR, which parses back to itself
+                      dot  Graphviz; render with: dot -Tsvg
+  -x LANG           treat FILE as 'kiln' or 'ir' (default: by extension)
+  --param NAME=VAL  override a hyper-parameter of the model (repeatable)
+  --graph NAME      print only this graph of the module
+  -o FILE           write to FILE instead of standard output
+)";
+
+const char *runHelp = R"(usage: kiln run FILE [options]
+
+Executes a graph of a model with the reference interpreter.
+
+options:
+  --inputs FILE       safetensors file with one tensor per graph input
+  --text TEXT         instead of --inputs: a sentence to classify (repeatable);
+                      words are hashed into the vocabulary (no vocabulary yet)
+  --weights FILE      safetensors file with parameters by state_dict name;
+                      parameters it lacks are initialised as PyTorch does
+  --seed N            seed for initialised parameters (default: 0)
+  --outputs FILE      write the graph outputs here (default: print them)
+  --dump-all          also write every intermediate value to --outputs, named
+                      <value>:<op>@<file>:<line>:<col>
+  --graph NAME        the graph to run (default: forward)
+  --param NAME=VAL    override a hyper-parameter (repeatable)
+  -x LANG             treat FILE as 'kiln' or 'ir' (default: by extension)
+  --threads N         worker threads (default: all cores)
+)";
+
+/// Command-line options: `--name=value`, `--name value` and flags.
+class Args {
+public:
+  Args(int argc, char **argv, int first, const std::vector<std::string> &valued, const std::vector<std::string> &flags) {
+    for (int i = first; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "-h" || a == "--help") {
+        help = true;
+        continue;
+      }
+      if (a.size() < 2 || a[0] != '-') {
+        positional.push_back(a);
+        continue;
+      }
+      std::string name = a, value;
+      bool hasValue = false;
+      if (auto eq = a.find('='); eq != std::string::npos && a.rfind("--", 0) == 0) {
+        name = a.substr(0, eq);
+        value = a.substr(eq + 1);
+        hasValue = true;
+      }
+      if (std::find(flags.begin(), flags.end(), name) != flags.end()) {
+        if (hasValue) throw UsageError(fmt::format("option {} takes no value", name));
+        values[name].push_back("1");
+        continue;
+      }
+      if (std::find(valued.begin(), valued.end(), name) == valued.end()) {
+        std::vector<std::string> all(valued);
+        all.insert(all.end(), flags.begin(), flags.end());
+        std::string hint = nearestName(name, all);
+        throw UsageError(fmt::format("unknown option '{}'{}", name, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+      }
+      if (!hasValue) {
+        if (i + 1 >= argc) throw UsageError(fmt::format("option {} needs a value", name));
+        value = argv[++i];
+      }
+      values[name].push_back(value);
+    }
+  }
+
+  std::optional<std::string> get(const std::string &name) const {
+    auto it = values.find(name);
+    if (it == values.end()) return std::nullopt;
+    if (it->second.size() > 1) throw UsageError(fmt::format("option {} is given more than once", name));
+    return it->second.front();
+  }
+  std::vector<std::string> all(const std::string &name) const {
+    auto it = values.find(name);
+    return it == values.end() ? std::vector<std::string>{} : it->second;
+  }
+  bool flag(const std::string &name) const { return values.count(name) != 0; }
+  int64_t integer(const std::string &name, int64_t dflt) const {
+    auto v = get(name);
+    if (!v) return dflt;
+    char *end = nullptr;
+    errno = 0;
+    long long n = std::strtoll(v->c_str(), &end, 10);
+    if (v->empty() || *end != '\0' || errno == ERANGE || n < 0)
+      throw UsageError(fmt::format("option {} needs a non-negative integer, got '{}'", name, *v));
+    return n;
+  }
+
+  bool help = false;
+  std::vector<std::string> positional;
+  std::map<std::string, std::vector<std::string>> values;
+};
+
+std::map<std::string, std::string> paramOverrides(const Args &args) {
+  std::map<std::string, std::string> out;
+  for (const std::string &p : args.all("--param")) {
+    auto eq = p.find('=');
+    if (eq == std::string::npos || eq == 0) throw UsageError(fmt::format("--param needs NAME=VALUE, got '{}'", p));
+    out[p.substr(0, eq)] = p.substr(eq + 1);
+  }
+  return out;
+}
+
+bool isIrInput(const Args &args, const std::string &file) {
+  if (auto x = args.get("-x")) {
+    if (*x == "ir") return true;
+    if (*x == "kiln") return false;
+    throw UsageError(fmt::format("-x takes 'kiln' or 'ir', got '{}'", *x));
+  }
+  return file.size() > 3 && file.compare(file.size() - 3, 3, ".ir") == 0;
+}
+
+std::string onlyFile(const Args &args, const char *command) {
+  if (args.positional.empty()) throw UsageError(fmt::format("{}: no input file", command));
+  if (args.positional.size() > 1)
+    throw UsageError(fmt::format("{}: one input file expected, got '{}' too", command, args.positional[1]));
+  return args.positional[0];
+}
+
+/// Loads a module from a .kiln or .ir file, verified.
+ir::Module loadModule(const Args &args, const std::string &file) {
+  if (isIrInput(args, file)) {
+    if (!args.all("--param").empty()) throw UsageError("--param applies to .kiln models, not IR input");
+    std::string text = frontend::readFile(file);
+    registerSource(file, text);
+    ir::Module m = ir::parseModule(text, file);
+    ir::verify(m);
+    return m;
+  }
+  frontend::LowerOptions opts;
+  opts.overrides = paramOverrides(args);
+  ir::Module m = frontend::compileFile(file, opts).module;
+  ir::verify(m);
+  return m;
+}
+
+void writeText(const Args &args, const std::string &text) {
+  auto out = args.get("-o");
+  if (!out) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return;
+  }
+  FILE *f = std::fopen(out->c_str(), "wb");
+  if (!f) throw Error(fmt::format("cannot write '{}': {}", *out, std::strerror(errno)));
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok) throw Error(fmt::format("cannot write '{}': {}", *out, std::strerror(errno)));
+}
+
+int cmdCompile(int argc, char **argv) {
+  Args args(argc, argv, 2, {"--emit", "-x", "--param", "--graph", "-o"}, {});
+  if (args.help) {
+    std::fputs(compileHelp, stdout);
+    return 0;
+  }
+  std::string file = onlyFile(args, "compile");
+  std::string emit = args.get("--emit").value_or("ir");
+  if (emit == "ast") {
+    if (isIrInput(args, file)) throw UsageError("--emit=ast needs a .kiln model, not IR");
+    std::string text = frontend::readFile(file);
+    registerSource(file, text);
+    frontend::Program p = frontend::parseProgram(text, file);
+    writeText(args, frontend::printAst(p));
+    return 0;
+  }
+  if (emit != "ir" && emit != "dot")
+    throw UsageError(fmt::format("--emit takes ast, ir or dot, got '{}'", emit));
+  ir::Module m = loadModule(args, file);
+  if (auto only = args.get("--graph")) {
+    const ir::Graph *g = m.find(*only);
+    if (!g) throw Error(fmt::format("the module has no graph @{}", *only));
+    ir::Module one;
+    one.graphs().push_back(*g);
+    m = std::move(one);
+  }
+  writeText(args, emit == "ir" ? ir::printModule(m) : ir::printDot(m));
+  return 0;
+}
+
+std::string baseName(const std::string &path) {
+  auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+/// Prints a tensor compactly: type, then rows of values.
+void printTensor(const std::string &name, const runtime::Tensor &t) {
+  fmt::print("{} : {}\n", name, t.typeStr());
+  int64_t cols = t.rank() == 0 ? 1 : t.shape().back();
+  int64_t rows = cols == 0 ? 0 : t.numel() / cols;
+  for (int64_t r = 0; r < std::min<int64_t>(rows, 16); ++r) {
+    std::string line = "  [";
+    for (int64_t c = 0; c < std::min<int64_t>(cols, 12); ++c) {
+      int64_t i = r * cols + c;
+      std::string v = t.dtype() == ir::DType::F32   ? fmt::format("{: .5f}", t.f32()[i])
+                      : t.dtype() == ir::DType::I32 ? fmt::format("{}", t.i32()[i])
+                                                    : (t.b8()[i] ? "true" : "false");
+      line += (c ? ", " : "") + v;
+    }
+    fmt::print("{}{}]\n", line, cols > 12 ? ", ..." : "");
+  }
+  if (rows > 16) fmt::print("  ... ({} rows)\n", rows);
+}
+
+int cmdRun(int argc, char **argv) {
+  Args args(argc, argv, 2,
+            {"--inputs", "--text", "--weights", "--seed", "--outputs", "--graph", "--param", "-x", "--threads"},
+            {"--dump-all"});
+  if (args.help) {
+    std::fputs(runHelp, stdout);
+    return 0;
+  }
+  std::string file = onlyFile(args, "run");
+  if (args.get("--inputs") && !args.all("--text").empty()) throw UsageError("give --inputs or --text, not both");
+  if (!args.get("--inputs") && args.all("--text").empty()) throw UsageError("run needs --inputs FILE or --text TEXT");
+  if (args.flag("--dump-all") && !args.get("--outputs")) throw UsageError("--dump-all needs --outputs FILE");
+
+  ir::Module m = loadModule(args, file);
+  std::string graphName = args.get("--graph").value_or("forward");
+  const ir::Graph *g = m.find(graphName);
+  if (!g) throw Error(fmt::format("the module has no graph @{}", graphName));
+
+  std::map<std::string, runtime::Tensor> inputs;
+  if (auto in = args.get("--inputs")) {
+    inputs = runtime::readSafeTensors(*in).tensors;
+  } else {
+    if (g->inputs().size() != 1 || g->type(g->inputs()[0]).dtype != ir::DType::I32 || g->type(g->inputs()[0]).rank() != 2)
+      throw Error(fmt::format("--text needs a graph with one input i32[B,T]; @{} has {} inputs", graphName,
+                              g->inputs().size()));
+    int64_t vocab = 2;
+    for (ir::ValueId p : g->params())
+      for (const ir::Node &n : g->nodes())
+        if (n.op == ir::OpKind::Embedding && n.operands[0] == p) vocab = g->type(p).shape[0].value;
+    std::vector<std::vector<int32_t>> seqs;
+    for (const std::string &t : args.all("--text")) {
+      auto ids = runtime::hashedIds(runtime::tokenizeText(t), vocab);
+      if (ids.empty()) throw Error(fmt::format("--text '{}' has no words", t));
+      seqs.push_back(ids);
+    }
+    inputs[g->value(g->inputs()[0]).name] = runtime::padBatch(seqs);
+  }
+
+  std::map<std::string, runtime::Tensor> given;
+  if (auto w = args.get("--weights")) given = runtime::readSafeTensors(*w).tensors;
+  int64_t seed = args.integer("--seed", 0);
+  size_t missing = 0;
+  for (ir::ValueId p : g->params()) missing += given.count(g->value(p).name) == 0;
+  auto params = runtime::materializeParams(*g, given, static_cast<uint64_t>(seed), /*strict=*/args.get("--weights").has_value());
+  if (missing)
+    fmt::print(stderr, "note: {} of {} parameters were not given and were initialised from seed {}\n", missing,
+               g->params().size(), seed);
+
+  reference::RunOptions opts;
+  opts.keepAll = args.flag("--dump-all");
+  opts.threads = static_cast<int>(args.integer("--threads", 0));
+  reference::RunResult r = reference::run(*g, inputs, params, opts);
+
+  auto out = args.get("--outputs");
+  if (!out) {
+    for (const ir::Output &o : g->outputs()) printTensor(o.name, r.outputs.at(o.name));
+    return 0;
+  }
+  runtime::SafeTensors st;
+  for (auto &[name, t] : r.outputs) st.tensors[name] = t;
+  if (opts.keepAll) {
+    std::vector<std::string> names = ir::valueNames(*g);
+    for (const ir::Node &n : g->nodes()) {
+      std::string key = names[n.result].substr(1) + ":" + ir::opName(n.op);
+      if (!n.locs.empty())
+        key += fmt::format("@{}:{}:{}", baseName(n.locs[0].file), n.locs[0].line, n.locs[0].col);
+      st.tensors[key] = r.values.at(n.result);
+    }
+  }
+  st.metadata["graph"] = graphName;
+  st.metadata["source"] = file;
+  runtime::writeSafeTensors(*out, st);
+  return 0;
+}
+
+int cmdOps() {
+  for (const ir::OpInfo &op : ir::allOps())
+    fmt::print("{:<14} {} operand{}  {}\n", op.name,
+               op.minOperands == op.maxOperands ? fmt::format("{}", op.minOperands)
+                                                : fmt::format("{}-{}", op.minOperands, op.maxOperands),
+               op.maxOperands == 1 ? " " : "s", op.summary);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  try {
+    if (argc < 2) {
+      std::fputs(mainHelp, stderr);
+      return 2;
+    }
+    std::string cmd = argv[1];
+    if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+      std::fputs(mainHelp, stdout);
+      return 0;
+    }
+    if (cmd == "compile") return cmdCompile(argc, argv);
+    if (cmd == "run") return cmdRun(argc, argv);
+    if (cmd == "ops") return cmdOps();
+    std::string hint = nearestName(cmd, {"compile", "run", "ops"});
+    throw UsageError(fmt::format("unknown command '{}'{}", cmd, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+  } catch (const UsageError &e) {
+    fmt::print(stderr, "kiln: error: {}\nRun 'kiln --help' for usage.\n", e.what());
+    return 2;
+  } catch (const Error &e) {
+    std::fputs(formatError(e).c_str(), stderr);
+    return 1;
+  } catch (const std::bad_alloc &) {
+    std::fputs("kiln: error: out of memory\n", stderr);
+    return 1;
+  } catch (const std::exception &e) {
+    fmt::print(stderr, "kiln: internal error: {}\n", e.what());
+    return 70;
+  }
+}

@@ -1,1 +1,597 @@
-// placeholder, being written
+//===- backends/reference/interpreter.cpp - the oracle interpreter --------===//
+//
+// run() checks the given tensors against the graph's inputs and params, binds
+// the shape symbols from the input extents, computes the concrete extents of
+// every value, then executes the nodes in order, each into a freshly allocated
+// (zero-filled) result. Without keepAll a value is freed after its last use.
+//
+// Kernels are found through kernelFor(), one switch over OpKind without a
+// default case: adding an op to ir/ops.def without a kernel is a -Wswitch
+// warning here and a failure of the "every op has a reference kernel" test.
+//
+// Numeric conventions (every other backend is measured against these):
+// - matmul accumulates in float, in i-k-j order so the inner loop is
+//   unit-stride, as a BLAS would; softmax, log_softmax, the reductions and
+//   cross_entropy accumulate in double, which is cheap here and keeps the
+//   oracle closer to the exact value than any backend it judges.
+// - i32 add/sub/mul/div wrap on overflow (two's complement, as numpy and
+//   torch do) instead of being undefined; div truncates toward zero and a
+//   zero divisor is a kiln::Error. f32 -> i32 truncates toward zero,
+//   saturates at the i32 range and maps NaN to 0.
+// - A slice whose positions are all masked (or that is empty) gives 0 for
+//   softmax, sum, mean and max, and -inf for log_softmax. cross_entropy over
+//   zero rows is 0. max propagates NaN.
+//
+// Everything a user can trigger (a missing tensor, a bad id or label, an i32
+// division by zero) is checked before a parallel loop starts, so no kernel
+// throws from a worker thread.
+//
+//===----------------------------------------------------------------------===//
+#include "backends/reference/interpreter.h"
+
+#include "ir/diagnostic.h"
+
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cmath>
+#include <cstring>
+#include <fmt/format.h>
+#include <functional>
+#include <limits>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace kiln::reference {
+
+namespace {
+
+using ir::DType;
+using ir::OpKind;
+using runtime::Tensor;
+using Extents = std::vector<int64_t>;
+using Strides = std::vector<int64_t>;
+
+// --- element access and threads ----------------------------------------------
+
+template <typename T> T *data(Tensor &t) { return reinterpret_cast<T *>(t.raw()); }
+template <typename T> const T *data(const Tensor &t) { return reinterpret_cast<const T *>(t.raw()); }
+
+/// Calls f with a value of the C++ element type of dt (bool is uint8_t), so
+/// one generic lambda serves every dtype.
+template <typename F> void visitDType(DType dt, F &&f) {
+  switch (dt) {
+  case DType::F32: return f(float{});
+  case DType::I32: return f(int32_t{});
+  case DType::Bool: return f(uint8_t{});
+  }
+}
+
+/// Below this much work (roughly, element operations) a loop runs on the
+/// calling thread: starting a thread costs more than a small kernel does.
+constexpr int64_t kMinParallelWork = 1 << 16;
+
+/// Runs body(begin, end) over contiguous chunks of [0, n), one per thread, the
+/// first on the calling thread. The body must not throw.
+template <typename F> void parallelFor(int64_t n, int64_t costPerItem, int threads, F &&body) {
+  int64_t work = n * std::max<int64_t>(costPerItem, 1);
+  int64_t chunks = std::min<int64_t>({threads, n, work / kMinParallelWork});
+  if (chunks <= 1) {
+    body(int64_t{0}, n);
+    return;
+  }
+  std::vector<std::thread> workers;
+  workers.reserve(chunks - 1);
+  auto bounds = [&](int64_t c) { return c * n / chunks; };
+  for (int64_t c = 1; c < chunks; ++c)
+    workers.emplace_back([&body, b = bounds(c), e = bounds(c + 1)] { body(b, e); });
+  body(int64_t{0}, bounds(1));
+  for (std::thread &w : workers) w.join();
+}
+
+// --- strided iteration --------------------------------------------------------
+
+/// Row-major element strides of a tensor of extents e.
+Strides rowMajorStrides(const Extents &e) {
+  Strides s(e.size());
+  int64_t step = 1;
+  for (size_t d = e.size(); d-- > 0;) {
+    s[d] = step;
+    step *= e[d];
+  }
+  return s;
+}
+
+/// Strides, aligned to `out`'s dims, that read a row-major operand of extents
+/// `operand` broadcast to `out` (numpy rules, aligned on the right): a missing
+/// dim or one of extent 1 gets stride 0, so the same element is read again.
+Strides broadcastStrides(const Extents &operand, const Extents &out) {
+  assert(operand.size() <= out.size());
+  Strides s(out.size(), 0);
+  size_t shift = out.size() - operand.size();
+  Strides own = rowMajorStrides(operand);
+  for (size_t d = 0; d < operand.size(); ++d) {
+    assert(operand[d] == out[d + shift] || operand[d] == 1);
+    if (operand[d] != 1) s[d + shift] = own[d];
+  }
+  return s;
+}
+
+/// The one strided walk: visits the row-major positions [begin, end) of an
+/// index space of extents `out`, calling visit(i, offsets) where offsets[k] is
+/// the dot product of the multi-index of i with strides[k]. Broadcasting
+/// binary ops, comparisons, select, mask expansion, transpose and matmul's
+/// batch loop are all this walk with different strides.
+template <size_t N, typename Visit>
+void forEachStrided(const Extents &out, const std::array<Strides, N> &strides, int64_t begin, int64_t end,
+                    Visit &&visit) {
+  if (begin >= end) return; // also guards the divisions below against zero extents
+  size_t rank = out.size();
+  Extents idx(rank);
+  std::array<int64_t, N> off{};
+  int64_t rest = begin;
+  for (size_t d = rank; d-- > 0;) {
+    idx[d] = rest % out[d];
+    rest /= out[d];
+    for (size_t k = 0; k < N; ++k) off[k] += idx[d] * strides[k][d];
+  }
+  for (int64_t i = begin; i < end; ++i) {
+    visit(i, off);
+    // Odometer step: bump the last dim, carrying into earlier ones.
+    for (size_t d = rank; d-- > 0;) {
+      for (size_t k = 0; k < N; ++k) off[k] += strides[k][d];
+      if (++idx[d] < out[d]) break;
+      for (size_t k = 0; k < N; ++k) off[k] -= strides[k][d] * out[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+/// Everything a kernel sees: the node (for attributes), its operands and the
+/// preallocated, zero-filled result with its concrete extents.
+struct KernelArgs {
+  const ir::Node &node;
+  const std::vector<const Tensor *> &in;
+  Tensor &out;
+  int threads;
+};
+
+using Kernel = void (*)(const KernelArgs &);
+
+/// out[i] = fn(the operands' elements broadcast to position i), in parallel.
+template <typename R, typename... T, typename Fn, size_t... J>
+void broadcastMapImpl(const KernelArgs &k, Fn fn, std::index_sequence<J...>) {
+  std::array<Strides, sizeof...(T)> strides{broadcastStrides(k.in[J]->shape(), k.out.shape())...};
+  std::tuple<const T *...> in{data<T>(*k.in[J])...};
+  R *out = data<R>(k.out);
+  parallelFor(k.out.numel(), 1, k.threads, [&](int64_t begin, int64_t end) {
+    forEachStrided(k.out.shape(), strides, begin, end, [&](int64_t i, const auto &off) {
+      out[i] = fn(std::get<J>(in)[off[J]]...);
+    });
+  });
+}
+template <typename R, typename... T, typename Fn> void broadcastMap(const KernelArgs &k, Fn fn) {
+  broadcastMapImpl<R, T...>(k, fn, std::index_sequence_for<T...>{});
+}
+
+/// The optional mask operand broadcast to the extents of operand 0, one byte
+/// per element; empty when there is no mask.
+std::vector<uint8_t> expandMask(const KernelArgs &k) {
+  if (k.in.size() < 2) return {};
+  const Extents &x = k.in[0]->shape();
+  std::vector<uint8_t> mask(static_cast<size_t>(ir::numElements(x)));
+  const uint8_t *m = data<uint8_t>(*k.in[1]);
+  forEachStrided<1>(x, {broadcastStrides(k.in[1]->shape(), x)}, 0, ir::numElements(x),
+                    [&](int64_t i, const std::array<int64_t, 1> &off) { mask[i] = m[off[0]] != 0; });
+  return mask;
+}
+
+// --- conversions ----------------------------------------------------------------
+
+/// Element conversion shared by cast and constant: anything -> bool is
+/// (x != 0); floating -> i32 truncates toward zero, saturating, NaN -> 0.
+template <typename To, typename From> To convert(From x) {
+  if constexpr (std::is_same_v<To, uint8_t>) {
+    return x != 0;
+  } else if constexpr (std::is_same_v<To, int32_t> && std::is_floating_point_v<From>) {
+    if (std::isnan(x)) return 0;
+    if (x <= static_cast<From>(INT32_MIN)) return INT32_MIN;
+    if (x >= static_cast<From>(INT32_MAX)) return INT32_MAX;
+    return static_cast<int32_t>(x);
+  } else {
+    return static_cast<To>(x);
+  }
+}
+
+// --- kernels ----------------------------------------------------------------------
+
+void constantKernel(const KernelArgs &k) {
+  double v = ir::attrFloat(k.node.attrs, "value", 0.0);
+  visitDType(k.out.dtype(), [&](auto t) { data<decltype(t)>(k.out)[0] = convert<decltype(t)>(v); });
+}
+
+void embeddingKernel(const KernelArgs &k) {
+  const Tensor &table = *k.in[0], &ids = *k.in[1];
+  int64_t rows = table.shape()[0], width = table.shape()[1];
+  const int32_t *id = data<int32_t>(ids);
+  for (int64_t i = 0; i < ids.numel(); ++i)
+    if (id[i] < 0 || id[i] >= rows)
+      throw Error(fmt::format("embedding: id {} at position {} is outside [0, {}) for table {}", id[i], i,
+                              rows, table.typeStr()));
+  const float *src = data<float>(table);
+  float *dst = data<float>(k.out);
+  parallelFor(ids.numel(), width, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      std::copy_n(src + id[i] * width, width, dst + i * width);
+  });
+}
+
+void matmulKernel(const KernelArgs &k) {
+  const Tensor &a = *k.in[0], &b = *k.in[1];
+  bool ta = ir::attrBool(k.node.attrs, "transpose_a", false);
+  bool tb = ir::attrBool(k.node.attrs, "transpose_b", false);
+  const Extents &ea = a.shape(), &eb = b.shape(), &eo = k.out.shape();
+  size_t ra = ea.size(), ro = eo.size();
+  int64_t m = eo[ro - 2], n = eo[ro - 1], kk = ta ? ea[ra - 2] : ea[ra - 1];
+  assert(kk == (tb ? eb[eb.size() - 1] : eb[eb.size() - 2]));
+
+  // Pair every result batch with the (broadcast) a and b matrices it reads.
+  Extents batch(eo.begin(), eo.end() - 2);
+  Extents batchA(ea.begin(), ea.end() - 2), batchB(eb.begin(), eb.end() - 2);
+  int64_t numBatches = ir::numElements(batch);
+  std::vector<std::array<int64_t, 2>> pairs(static_cast<size_t>(numBatches));
+  forEachStrided<2>(batch, {broadcastStrides(batchA, batch), broadcastStrides(batchB, batch)}, 0, numBatches,
+                    [&](int64_t i, const std::array<int64_t, 2> &off) { pairs[i] = off; });
+
+  // With transpose_b, materialise b^T once so that the inner loop below reads
+  // b's rows with unit stride either way.
+  const float *pb = data<float>(b);
+  std::vector<float> bt;
+  if (tb) {
+    bt.resize(static_cast<size_t>(b.numel()));
+    for (int64_t mat = 0; mat < b.numel() / std::max<int64_t>(kk * n, 1); ++mat)
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t p = 0; p < kk; ++p) bt[mat * kk * n + p * n + j] = pb[mat * kk * n + j * kk + p];
+    pb = bt.data();
+  }
+  const float *pa = data<float>(a);
+  float *out = data<float>(k.out);
+  // One item is one result row; rows of all batches are split over threads.
+  parallelFor(numBatches * m, kk * n, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      int64_t i = r % m;
+      const float *am = pa + pairs[r / m][0] * m * kk;
+      const float *bm = pb + pairs[r / m][1] * kk * n;
+      float *row = out + r * n; // zero-filled by allocation
+      for (int64_t p = 0; p < kk; ++p) {
+        float av = ta ? am[p * m + i] : am[i * kk + p];
+        const float *brow = bm + p * n;
+        for (int64_t j = 0; j < n; ++j) row[j] += av * brow[j];
+      }
+    }
+  });
+}
+
+/// i32 arithmetic runs in 64 bits and is narrowed back; C++20 defines the
+/// narrowing as modular, so overflow wraps instead of being undefined.
+template <typename T> using Wide = std::conditional_t<std::is_same_v<T, int32_t>, int64_t, T>;
+
+struct AddFn {
+  template <typename T> T operator()(T x, T y) const { return static_cast<T>(Wide<T>(x) + y); }
+};
+struct SubFn {
+  template <typename T> T operator()(T x, T y) const { return static_cast<T>(Wide<T>(x) - y); }
+};
+struct MulFn {
+  template <typename T> T operator()(T x, T y) const { return static_cast<T>(Wide<T>(x) * y); }
+};
+struct DivFn { // zero i32 divisors are rejected before the loop; INT32_MIN / -1 wraps
+  template <typename T> T operator()(T x, T y) const { return static_cast<T>(Wide<T>(x) / y); }
+};
+
+template <typename Fn> void arithKernel(const KernelArgs &k) {
+  if (k.out.dtype() == DType::F32) return broadcastMap<float, float, float>(k, Fn{});
+  assert(k.out.dtype() == DType::I32);
+  if constexpr (std::is_same_v<Fn, DivFn>) {
+    // Every divisor element is read when the result is non-empty.
+    const Tensor &divisor = *k.in[1];
+    const int32_t *d = data<int32_t>(divisor);
+    if (k.out.numel() > 0 && std::find(d, d + divisor.numel(), 0) != d + divisor.numel())
+      throw Error(fmt::format("div: integer division by zero (divisor {})", divisor.typeStr()));
+  }
+  broadcastMap<int32_t, int32_t, int32_t>(k, Fn{});
+}
+
+float sigmoid(float x) {
+  // Never exponentiate a positive number: exp(-x) for large negative x would
+  // overflow to inf and give inf/inf = NaN.
+  if (x >= 0) return 1.0f / (1.0f + std::exp(-x));
+  float e = std::exp(x);
+  return e / (1.0f + e);
+}
+
+template <float (*F)(float)> void unaryKernel(const KernelArgs &k) {
+  const float *x = data<float>(*k.in[0]);
+  float *y = data<float>(k.out);
+  parallelFor(k.out.numel(), 1, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) y[i] = F(x[i]);
+  });
+}
+float negF(float x) { return -x; }
+float expF(float x) { return std::exp(x); }
+float logF(float x) { return std::log(x); }
+float tanhF(float x) { return std::tanh(x); }
+float reluF(float x) { return x > 0.0f ? x : 0.0f; }
+float sqrtF(float x) { return std::sqrt(x); }
+
+/// A tensor seen as [outer, n, inner] around one axis: the slice (o, i) is the
+/// n elements base + j * inner, j < n.
+struct AxisView {
+  int64_t outer = 1, n = 1, inner = 1;
+  AxisView(const Extents &e, int64_t axis) {
+    n = e[axis];
+    for (int64_t d = 0; d < axis; ++d) outer *= e[d];
+    for (size_t d = axis + 1; d < e.size(); ++d) inner *= e[d];
+  }
+  int64_t slices() const { return outer * inner; }
+  int64_t base(int64_t slice) const { return (slice / inner) * n * inner + slice % inner; }
+};
+
+/// softmax (Log = false) and log_softmax (Log = true) over the axis attribute.
+template <bool Log> void normalizeKernel(const KernelArgs &k) {
+  const Extents &e = k.in[0]->shape();
+  AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
+  std::vector<uint8_t> mask = expandMask(k);
+  const float *x = data<float>(*k.in[0]);
+  float *y = data<float>(k.out);
+  constexpr float kMasked = Log ? -std::numeric_limits<float>::infinity() : 0.0f;
+  parallelFor(v.slices(), v.n, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      int64_t base = v.base(s);
+      auto kept = [&](int64_t j) { return mask.empty() || mask[base + j * v.inner]; };
+      // Subtracting the largest kept value keeps exp() from overflowing.
+      double mx = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < v.n; ++j)
+        if (kept(j)) mx = std::max<double>(mx, x[base + j * v.inner]);
+      double sum = 0;
+      for (int64_t j = 0; j < v.n; ++j)
+        if (kept(j)) sum += std::exp(x[base + j * v.inner] - mx);
+      for (int64_t j = 0; j < v.n; ++j) {
+        float xv = x[base + j * v.inner];
+        float &out = y[base + j * v.inner];
+        if (!kept(j)) out = kMasked;
+        else if (Log) out = static_cast<float>(xv - mx - std::log(sum));
+        else out = static_cast<float>(std::exp(xv - mx) / sum);
+      }
+    }
+  });
+}
+
+enum class Reduction { Sum, Mean, Max };
+
+/// sum/mean/max over the axis attribute; keepdim does not change the
+/// row-major layout of the result, only its extents.
+template <Reduction R> void reduceKernel(const KernelArgs &k) {
+  const Extents &e = k.in[0]->shape();
+  AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
+  std::vector<uint8_t> mask = expandMask(k);
+  const float *x = data<float>(*k.in[0]);
+  float *y = data<float>(k.out);
+  parallelFor(v.slices(), v.n, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      int64_t base = v.base(s), count = 0;
+      double acc = 0;
+      for (int64_t j = 0; j < v.n; ++j) {
+        if (!mask.empty() && !mask[base + j * v.inner]) continue;
+        double xv = x[base + j * v.inner];
+        // Once acc is NaN no comparison replaces it, so max propagates NaN.
+        if constexpr (R != Reduction::Max) acc += xv;
+        else if (count == 0 || xv > acc || std::isnan(xv)) acc = xv;
+        ++count;
+      }
+      if (R == Reduction::Mean && count > 0) acc /= static_cast<double>(count);
+      y[s] = static_cast<float>(acc); // stays 0 for an all-masked or empty slice
+    }
+  });
+}
+
+void reshapeKernel(const KernelArgs &k) {
+  assert(k.in[0]->byteSize() == k.out.byteSize());
+  std::memcpy(k.out.raw(), k.in[0]->raw(), k.out.byteSize());
+}
+
+void transposeKernel(const KernelArgs &k) {
+  ir::Shape perm = ir::attrDims(k.node.attrs, "perm");
+  Strides own = rowMajorStrides(k.in[0]->shape()), strides(perm.size());
+  for (size_t d = 0; d < perm.size(); ++d) strides[d] = own[perm[d].value];
+  visitDType(k.out.dtype(), [&](auto t) {
+    using T = decltype(t);
+    const T *x = data<T>(*k.in[0]);
+    T *y = data<T>(k.out);
+    parallelFor(k.out.numel(), 1, k.threads, [&](int64_t begin, int64_t end) {
+      forEachStrided<1>(k.out.shape(), {strides}, begin, end,
+                        [&](int64_t i, const std::array<int64_t, 1> &off) { y[i] = x[off[0]]; });
+    });
+  });
+}
+
+template <typename Cmp> void compareKernel(const KernelArgs &k) {
+  visitDType(k.in[0]->dtype(), [&](auto t) {
+    using T = decltype(t);
+    broadcastMap<uint8_t, T, T>(k, [](T a, T b) { return static_cast<uint8_t>(Cmp{}(a, b)); });
+  });
+}
+
+void selectKernel(const KernelArgs &k) {
+  visitDType(k.out.dtype(), [&](auto t) {
+    using T = decltype(t);
+    broadcastMap<T, uint8_t, T, T>(k, [](uint8_t c, T a, T b) { return c ? a : b; });
+  });
+}
+
+void castKernel(const KernelArgs &k) {
+  visitDType(k.in[0]->dtype(), [&](auto from) {
+    visitDType(k.out.dtype(), [&](auto to) {
+      const auto *x = data<decltype(from)>(*k.in[0]);
+      auto *y = data<decltype(to)>(k.out);
+      for (int64_t i = 0; i < k.out.numel(); ++i) y[i] = convert<decltype(to)>(x[i]);
+    });
+  });
+}
+
+void crossEntropyKernel(const KernelArgs &k) {
+  const Tensor &logits = *k.in[0], &labels = *k.in[1];
+  int64_t rows = logits.shape()[0], classes = logits.shape()[1];
+  const float *x = data<float>(logits);
+  const int32_t *label = data<int32_t>(labels);
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (label[r] < 0 || label[r] >= classes)
+      throw Error(fmt::format("cross_entropy: label {} of row {} is outside [0, {})", label[r], r, classes));
+    const float *row = x + r * classes;
+    double mx = *std::max_element(row, row + classes), sum = 0;
+    for (int64_t c = 0; c < classes; ++c) sum += std::exp(row[c] - mx);
+    total += mx + std::log(sum) - row[label[r]]; // -log_softmax(row)[label]
+  }
+  data<float>(k.out)[0] = rows > 0 ? static_cast<float>(total / static_cast<double>(rows)) : 0.0f;
+}
+
+/// The kernel of each op. No default case: an op added to ir/ops.def without
+/// a kernel makes -Wswitch warn here.
+Kernel kernelFor(OpKind op) {
+  switch (op) {
+  case OpKind::Constant: return constantKernel;
+  case OpKind::Embedding: return embeddingKernel;
+  case OpKind::MatMul: return matmulKernel;
+  case OpKind::Add: return arithKernel<AddFn>;
+  case OpKind::Sub: return arithKernel<SubFn>;
+  case OpKind::Mul: return arithKernel<MulFn>;
+  case OpKind::Div: return arithKernel<DivFn>;
+  case OpKind::Neg: return unaryKernel<negF>;
+  case OpKind::Exp: return unaryKernel<expF>;
+  case OpKind::Log: return unaryKernel<logF>;
+  case OpKind::Tanh: return unaryKernel<tanhF>;
+  case OpKind::Relu: return unaryKernel<reluF>;
+  case OpKind::Sigmoid: return unaryKernel<sigmoid>;
+  case OpKind::Sqrt: return unaryKernel<sqrtF>;
+  case OpKind::Softmax: return normalizeKernel<false>;
+  case OpKind::LogSoftmax: return normalizeKernel<true>;
+  case OpKind::Sum: return reduceKernel<Reduction::Sum>;
+  case OpKind::Mean: return reduceKernel<Reduction::Mean>;
+  case OpKind::Max: return reduceKernel<Reduction::Max>;
+  case OpKind::Reshape: return reshapeKernel;
+  case OpKind::Transpose: return transposeKernel;
+  case OpKind::Equal: return compareKernel<std::equal_to<>>;
+  case OpKind::NotEqual: return compareKernel<std::not_equal_to<>>;
+  case OpKind::Less: return compareKernel<std::less<>>;
+  case OpKind::LessEqual: return compareKernel<std::less_equal<>>;
+  case OpKind::Greater: return compareKernel<std::greater<>>;
+  case OpKind::GreaterEqual: return compareKernel<std::greater_equal<>>;
+  case OpKind::Select: return selectKernel;
+  case OpKind::Cast: return castKernel;
+  case OpKind::CrossEntropy: return crossEntropyKernel;
+  }
+  return nullptr;
+}
+
+// --- run ----------------------------------------------------------------------------
+
+/// Finds the tensor for a graph input or param and checks its dtype and rank;
+/// the extents are checked by the caller once the symbols are bound.
+const Tensor &lookup(const std::map<std::string, Tensor> &given, const ir::ValueInfo &v, const char *what) {
+  auto it = given.find(v.name);
+  if (it == given.end()) throw Error(fmt::format("missing {} '{}' of type {}", what, v.name, v.type.str()));
+  const Tensor &t = it->second;
+  if (t.dtype() != v.type.dtype || t.rank() != v.type.rank())
+    throw Error(fmt::format("{} '{}' expects {} but was given {}", what, v.name, v.type.str(), t.typeStr()));
+  return t;
+}
+
+int resolveThreads(int requested) {
+  if (requested > 0) return requested;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+} // namespace
+
+bool hasKernel(ir::OpKind op) { return kernelFor(op) != nullptr; }
+
+RunResult run(const ir::Graph &g, const std::map<std::string, Tensor> &inputs,
+              const std::map<std::string, Tensor> &params, const RunOptions &options) {
+  size_t numValues = g.numValues();
+  // Operand tensors by ValueId: inputs and params point into the caller's
+  // maps, node results into `owned`, which never reallocates.
+  std::vector<const Tensor *> slot(numValues, nullptr);
+  std::vector<Tensor> owned(numValues);
+  RunResult result;
+
+  std::vector<Extents> inputExtents;
+  for (ir::ValueId v : g.inputs()) {
+    slot[v] = &lookup(inputs, g.value(v), "input");
+    inputExtents.push_back(slot[v]->shape());
+  }
+  result.bindings = g.bindSymbols(inputExtents);
+
+  // Concrete extents of every value, before any work is done.
+  std::vector<Extents> extents(numValues);
+  for (size_t v = 0; v < numValues; ++v) {
+    auto e = ir::concreteShape(g.type(v).shape, result.bindings);
+    if (!e)
+      throw Error(fmt::format("graph @{}: value {} of type {} has a dim that no input binds", g.name(),
+                              g.value(v).name.empty() ? "%" + std::to_string(v) : g.value(v).name,
+                              g.type(v).str()));
+    extents[v] = std::move(*e);
+  }
+  for (ir::ValueId v : g.params()) {
+    slot[v] = &lookup(params, g.value(v), "parameter");
+    if (slot[v]->shape() != extents[v])
+      throw Error(fmt::format("parameter '{}' expects {} but was given {}", g.value(v).name,
+                              g.type(v).str(), slot[v]->typeStr()));
+  }
+
+  // The index of the last node that reads each value; a result nobody reads
+  // dies at its own node, outputs never die.
+  const std::vector<ir::Node> &nodes = g.nodes();
+  std::vector<size_t> lastUse(numValues, 0);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    lastUse[nodes[i].result] = i;
+    for (ir::ValueId v : nodes[i].operands) lastUse[v] = i;
+  }
+  for (const ir::Output &o : g.outputs()) lastUse[o.value] = nodes.size();
+
+  int threads = resolveThreads(options.threads);
+  std::vector<const Tensor *> operands;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const ir::Node &n = nodes[i];
+    operands.clear();
+    for (ir::ValueId v : n.operands) {
+      assert(slot[v] && "operand freed before its last use");
+      operands.push_back(slot[v]);
+    }
+    owned[n.result] = Tensor(g.type(n.result).dtype, extents[n.result]);
+    slot[n.result] = &owned[n.result];
+    try {
+      kernelFor(n.op)({n, operands, owned[n.result], threads});
+    } catch (const Error &e) {
+      if (e.loc().known() || n.locs.empty()) throw;
+      throw Error(e.message(), n.locs.front());
+    }
+    if (options.keepAll) continue;
+    auto release = [&](ir::ValueId v) {
+      if (g.value(v).kind == ir::ValueKind::Node && lastUse[v] == i) {
+        owned[v] = Tensor();
+        slot[v] = nullptr;
+      }
+    };
+    for (ir::ValueId v : n.operands) release(v);
+    release(n.result);
+  }
+
+  for (const ir::Output &o : g.outputs()) result.outputs[o.name] = *slot[o.value];
+  if (options.keepAll) result.values = std::move(owned);
+  return result;
+}
+
+} // namespace kiln::reference
