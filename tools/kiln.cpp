@@ -55,10 +55,11 @@ const char *compileHelp = R"(usage: kiln compile FILE [options]
 Parses FILE (.kiln model, or .ir textual IR) and prints one stage.
 
 options:
-  --emit=STAGE      ast | ir | dot  (default: ir)
-                      ast  the syntax tree (.kiln input only)
-                      ir   the textual IR, which parses back to itself
-                      dot  Graphviz; render with: dot -Tsvg
+  --emit=STAGE      ast | ir | dot | stats  (default: ir)
+                      ast    the syntax tree (.kiln input only)
+                      ir     the textual IR, which parses back to itself
+                      dot    Graphviz; render with: dot -Tsvg
+                      stats  per graph: inputs, parameter count and size, ops
   -x LANG           treat FILE as 'kiln' or 'ir' (default: by extension)
   --param NAME=VAL  override a hyper-parameter of the model (repeatable)
   --graph NAME      print only this graph of the module
@@ -208,6 +209,25 @@ void writeText(const Args &args, const std::string &text) {
   if (!ok) throw Error(fmt::format("cannot write '{}': {}", *out, std::strerror(errno)));
 }
 
+/// A summary of each graph: inputs, parameters and op counts.
+std::string moduleStats(const ir::Module &m) {
+  std::string out;
+  for (const ir::Graph &g : m.graphs()) {
+    int64_t elements = 0;
+    for (ir::ValueId p : g.params()) elements += ir::numElements(*ir::concreteShape(g.type(p).shape, {}));
+    std::map<std::string, int> ops;
+    for (const ir::Node &n : g.nodes()) ++ops[ir::opName(n.op)];
+    out += fmt::format("graph @{}: {} inputs, {} parameters ({} floats, {:.2f} MiB), {} ops\n", g.name(),
+                       g.inputs().size(), g.params().size(), elements, elements * 4.0 / (1 << 20), g.nodes().size());
+    for (ir::ValueId v : g.inputs()) out += fmt::format("  input  {}: {}\n", g.value(v).name, g.type(v).str());
+    for (const ir::Output &o : g.outputs()) out += fmt::format("  output {}: {}\n", o.name, g.type(o.value).str());
+    std::string list;
+    for (auto &[name, count] : ops) list += fmt::format("{}{} {}", list.empty() ? "" : ", ", count, name);
+    out += "  ops    " + list + "\n";
+  }
+  return out;
+}
+
 int cmdCompile(int argc, char **argv) {
   Args args(argc, argv, 2, {"--emit", "-x", "--param", "--graph", "-o"}, {});
   if (args.help) {
@@ -224,8 +244,8 @@ int cmdCompile(int argc, char **argv) {
     writeText(args, frontend::printAst(p));
     return 0;
   }
-  if (emit != "ir" && emit != "dot")
-    throw UsageError(fmt::format("--emit takes ast, ir or dot, got '{}'", emit));
+  if (emit != "ir" && emit != "dot" && emit != "stats")
+    throw UsageError(fmt::format("--emit takes ast, ir, dot or stats, got '{}'", emit));
   ir::Module m = loadModule(args, file);
   if (auto only = args.get("--graph")) {
     const ir::Graph *g = m.find(*only);
@@ -234,7 +254,7 @@ int cmdCompile(int argc, char **argv) {
     one.graphs().push_back(*g);
     m = std::move(one);
   }
-  writeText(args, emit == "ir" ? ir::printModule(m) : ir::printDot(m));
+  writeText(args, emit == "ir" ? ir::printModule(m) : emit == "dot" ? ir::printDot(m) : moduleStats(m));
   return 0;
 }
 
