@@ -431,7 +431,7 @@ TEST_CASE("max") {
 
 TEST_CASE("reductions over an empty axis give 0") {
   Case c;
-  ValueId x = c.input("x", f32({2, 0}, {}));
+  ValueId x = c.input("x", Tensor(DType::F32, {2, 0}));
   c.b.output("sum", c.b.sum(x, 1));
   c.b.output("mean", c.b.mean(x, 1));
   c.b.output("max", c.b.max(x, 1));
