@@ -43,6 +43,8 @@ void verify(const Graph &g) {
       if (d.isSymbolic()) throw Error(fmt::format("@{}: parameter %{} has a symbolic dim", g.name(), p.name));
     defined[v] = true;
   }
+  std::set<std::string> inputSymbols;
+  for (const std::string &s : g.inputSymbols()) inputSymbols.insert(s);
   for (size_t i = 0; i < g.nodes().size(); ++i) {
     const Node &n = g.nodes()[i];
     if (n.result < 0 || static_cast<size_t>(n.result) >= g.numValues() || g.value(n.result).producer != (NodeId)i)
@@ -64,6 +66,13 @@ void verify(const Graph &g) {
                               g.type(n.result).str(), inferred.str()),
                   where(n));
     claimName(g.value(n.result).name, where(n));
+    // Symbols are bound from the inputs; one that no input names could never
+    // be given a value at run time.
+    for (const Dim &d : inferred.shape)
+      if (d.isSymbolic() && !inputSymbols.count(d.symbol))
+        throw Error(fmt::format("@{}: {} produces {} but no input defines the symbol {}", g.name(), opName(n.op),
+                                inferred.str(), d.symbol),
+                    where(n));
     defined[n.result] = true;
   }
   std::set<std::string> outs;

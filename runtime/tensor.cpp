@@ -48,19 +48,19 @@ std::string Tensor::typeStr() const {
 Tensor Tensor::fromF32(std::vector<int64_t> shape, const std::vector<float> &values) {
   Tensor t(ir::DType::F32, std::move(shape));
   assert(values.size() == static_cast<size_t>(t.numel()));
-  std::memcpy(t.raw(), values.data(), t.byteSize());
+  if (t.byteSize()) std::memcpy(t.raw(), values.data(), t.byteSize());
   return t;
 }
 Tensor Tensor::fromI32(std::vector<int64_t> shape, const std::vector<int32_t> &values) {
   Tensor t(ir::DType::I32, std::move(shape));
   assert(values.size() == static_cast<size_t>(t.numel()));
-  std::memcpy(t.raw(), values.data(), t.byteSize());
+  if (t.byteSize()) std::memcpy(t.raw(), values.data(), t.byteSize());
   return t;
 }
 Tensor Tensor::fromBool(std::vector<int64_t> shape, const std::vector<uint8_t> &values) {
   Tensor t(ir::DType::Bool, std::move(shape));
   assert(values.size() == static_cast<size_t>(t.numel()));
-  std::memcpy(t.raw(), values.data(), t.byteSize());
+  if (t.byteSize()) std::memcpy(t.raw(), values.data(), t.byteSize());
   return t;
 }
 

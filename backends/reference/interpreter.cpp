@@ -305,8 +305,9 @@ template <typename Fn> void arithKernel(const KernelArgs &k) {
 }
 
 float sigmoid(float x) {
-  // Never exponentiate a positive number: exp(-x) for large negative x would
-  // overflow to inf and give inf/inf = NaN.
+  // exp() only ever sees a non-positive argument, so it cannot overflow; for
+  // very negative x, e / (1 + e) keeps the tiny result's relative precision
+  // where 1 / (1 + exp(-x)) would round to 0 once exp(-x) is inf.
   if (x >= 0) return 1.0f / (1.0f + std::exp(-x));
   float e = std::exp(x);
   return e / (1.0f + e);

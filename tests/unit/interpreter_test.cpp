@@ -19,6 +19,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
+#include <string>
+#include <vector>
 
 using namespace kiln;
 using ir::DType;
@@ -63,9 +66,15 @@ struct Case {
   }
 };
 
-Tensor f32(std::vector<int64_t> shape, const std::vector<float> &v) { return Tensor::fromF32(std::move(shape), v); }
-Tensor i32(std::vector<int64_t> shape, const std::vector<int32_t> &v) { return Tensor::fromI32(std::move(shape), v); }
-Tensor b8(std::vector<int64_t> shape, const std::vector<uint8_t> &v) { return Tensor::fromBool(std::move(shape), v); }
+Tensor f32(std::vector<int64_t> shape, const std::vector<float> &v) {
+  return Tensor::fromF32(std::move(shape), v);
+}
+Tensor i32(std::vector<int64_t> shape, const std::vector<int32_t> &v) {
+  return Tensor::fromI32(std::move(shape), v);
+}
+Tensor b8(std::vector<int64_t> shape, const std::vector<uint8_t> &v) {
+  return Tensor::fromBool(std::move(shape), v);
+}
 
 void checkF32(const Tensor &t, const std::vector<int64_t> &shape, const std::vector<float> &want) {
   REQUIRE(t.dtype() == DType::F32);
@@ -139,8 +148,8 @@ TEST_CASE("embedding rejects an id outside the table") {
     ValueId table = c.param("embedding.weight", f32({3, 2}, {0, 1, 10, 11, 20, 21}));
     ValueId ids = c.input("ids", i32({2}, {0, bad}));
     c.b.output("y", c.b.embedding(table, ids));
-    CHECK_THROWS_WITH_AS(c.runAll(), doctest::Contains(("id " + std::to_string(bad) + " at position 1").c_str()),
-                         kiln::Error);
+    std::string want = "id " + std::to_string(bad) + " at position 1";
+    CHECK_THROWS_WITH_AS(c.runAll(), doctest::Contains(want.c_str()), kiln::Error);
   }
 }
 
@@ -333,7 +342,8 @@ TEST_CASE("softmax") {
     Case c;
     ValueId x = c.input("x", f32({2, 3}, {1, 2, 3, 4, 5, 6}));
     ValueId m = c.input("m", b8({2, 3}, {1, 1, 0, 0, 0, 0}));
-    // row 0 over [1,2]: [1/(1+e), e/(1+e)] = [0.268941421, 0.731058579], masked 3 -> 0; row 1 all masked -> 0.
+    // row 0 over [1,2]: [1/(1+e), e/(1+e)] = [0.268941421, 0.731058579], masked 3 -> 0;
+    // row 1 is all masked -> 0.
     checkF32(c.run(c.b.softmax(x, 1, m)), {2, 3}, {0.268941421f, 0.731058579f, 0, 0, 0, 0});
   }
   SUBCASE("mask broadcast over rows; a masked large value does not enter the max") {
@@ -557,7 +567,8 @@ TEST_CASE("cross_entropy rejects a label outside the classes") {
     ValueId logits = c.input("logits", f32({2, 3}, {1, 2, 3, 0, 0, 0}));
     ValueId labels = c.input("labels", i32({2}, {0, bad}));
     c.b.output("loss", c.b.crossEntropy(logits, labels));
-    CHECK_THROWS_WITH_AS(c.runAll(), doctest::Contains(("label " + std::to_string(bad)).c_str()), kiln::Error);
+    std::string want = "label " + std::to_string(bad);
+    CHECK_THROWS_WITH_AS(c.runAll(), doctest::Contains(want.c_str()), kiln::Error);
   }
 }
 
