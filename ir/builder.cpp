@@ -131,6 +131,11 @@ ValueId Builder::unsqueeze(ValueId x, int64_t dim) {
 
 ValueId Builder::compare(OpKind cmp, ValueId a, ValueId b) { return create(cmp, {a, b}); }
 
+ValueId Builder::sumTo(ValueId x, Shape shape) {
+  if (g_.type(x).shape == shape) return x;
+  return create(OpKind::SumTo, {x}, {{"shape", shape}});
+}
+
 ValueId Builder::cast(ValueId x, DType to) {
   return create(OpKind::Cast, {x}, {{"dtype", std::string(dtypeName(to))}});
 }

@@ -70,6 +70,12 @@ public:
   ValueId select(ValueId cond, ValueId a, ValueId b) { return create(OpKind::Select, {cond, a, b}); }
   ValueId cast(ValueId x, DType to);
   ValueId crossEntropy(ValueId logits, ValueId labels) { return create(OpKind::CrossEntropy, {logits, labels}); }
+  ValueId broadcastTo(ValueId x, Shape shape) { return create(OpKind::BroadcastTo, {x}, {{"shape", shape}}); }
+  /// Sums x down to `shape` (the inverse of broadcasting); x itself when the
+  /// shapes already agree.
+  ValueId sumTo(ValueId x, Shape shape);
+  /// A tensor of `shape` filled with `value`.
+  ValueId fill(double value, Shape shape, DType dtype = DType::F32) { return broadcastTo(constant(value, dtype), shape); }
 
   // Layers, with PyTorch state_dict names and layouts.
   /// Declares nn.Embedding(num, dim)'s parameter `prefix.weight` f32[num,dim].

@@ -183,11 +183,81 @@ TensorType shapeCrossEntropy(const std::vector<TensorType> &o, const Attrs &) {
   return {DType::F32, {}};
 }
 
+TensorType shapeBroadcastTo(const std::vector<TensorType> &o, const Attrs &a) {
+  Shape target = attrDims(a, "shape");
+  auto b = broadcastShapes(o[0].shape, target);
+  if (!b || *b != target) fail(fmt::format("cannot broadcast {} to {}", o[0].str(), shapeStr(target)));
+  return {o[0].dtype, target};
+}
+
+TensorType shapeSumTo(const std::vector<TensorType> &o, const Attrs &a) {
+  expectFloat(o[0], "sum_to operand");
+  Shape target = attrDims(a, "shape");
+  auto b = broadcastShapes(target, o[0].shape);
+  if (!b || *b != o[0].shape)
+    fail(fmt::format("sum_to: {} does not broadcast to {}", shapeStr(target), o[0].str()));
+  return {DType::F32, target};
+}
+
+TensorType shapeEmbeddingGrad(const std::vector<TensorType> &o, const Attrs &a) {
+  const TensorType &ids = o[0], &dy = o[1];
+  if (ids.dtype != DType::I32) fail(fmt::format("embedding_grad ids must be i32, got {}", ids.str()));
+  expectFloat(dy, "embedding_grad dy");
+  Shape want = ids.shape;
+  if (dy.rank() != ids.rank() + 1 || !std::equal(want.begin(), want.end(), dy.shape.begin()))
+    fail(fmt::format("embedding_grad: dy {} must be ids {} plus one dim", dy.str(), ids.str()));
+  int64_t rows = attrInt(a, "rows", -1);
+  if (rows <= 0) fail("embedding_grad needs a positive {rows}");
+  return {DType::F32, {Dim::constant(rows), dy.shape.back()}};
+}
+
+TensorType shapeNormalizeGrad(const std::vector<TensorType> &o, const Attrs &a) {
+  expectFloat(o[0], "y");
+  if (!(o[1] == o[0])) fail(fmt::format("gradient {} must have the type of {}", o[1].str(), o[0].str()));
+  if (o[0].rank() == 0) fail("cannot normalise a scalar");
+  normalizeAxis(attrInt(a, "axis", -1), o[0].rank());
+  if (o.size() == 3) checkMask(o[0], {o[0], o[2]});
+  return o[0];
+}
+
+TensorType shapeUnaryGrad(const std::vector<TensorType> &o, const Attrs &) {
+  expectFloat(o[0], "forward value");
+  if (!(o[1] == o[0])) fail(fmt::format("gradient {} must have the type of {}", o[1].str(), o[0].str()));
+  return o[0];
+}
+
+TensorType shapeReduceGrad(const std::vector<TensorType> &o, const Attrs &a) {
+  expectFloat(o[0], "dy");
+  TensorType x{DType::F32, attrDims(a, "shape")};
+  if (x.rank() == 0) fail("reduce gradient needs the rank >= 1 {shape} of the reduced operand");
+  // The forward reduction of x must give dy's type.
+  std::vector<TensorType> forward{x};
+  if (o.size() == 2) forward.push_back(o[1]);
+  TensorType reduced = shapeReduce(forward, a);
+  if (!(reduced == o[0]))
+    fail(fmt::format("reduce gradient: dy {} is not the reduction of {}", o[0].str(), x.str()));
+  return x;
+}
+
+TensorType shapeMaxGrad(const std::vector<TensorType> &o, const Attrs &a) {
+  std::vector<TensorType> forward{o[0]};
+  if (o.size() == 3) forward.push_back(o[2]);
+  TensorType reduced = shapeReduce(forward, a);
+  if (!(reduced == o[1])) fail(fmt::format("max_grad: dy {} is not the reduction of {}", o[1].str(), o[0].str()));
+  return o[0];
+}
+
+TensorType shapeCrossEntropyGrad(const std::vector<TensorType> &o, const Attrs &a) {
+  shapeCrossEntropy({o[0], o[1]}, a);
+  if (!(o[2] == TensorType{DType::F32, {}})) fail(fmt::format("cross_entropy_grad: dloss must be f32[], got {}", o[2].str()));
+  return o[0];
+}
+
 } // namespace
 
 const std::vector<OpInfo> &allOps() {
   static const std::vector<OpInfo> table = {
-#define KILN_OP(Id, name, minN, maxN, rule, summary) {OpKind::Id, name, minN, maxN, &rule, summary},
+#define KILN_OP(Id, name, minN, maxN, rule, grad, summary) {OpKind::Id, name, minN, maxN, &rule, GradKind::grad, summary},
 #include "ir/ops.def"
   };
   return table;

@@ -19,7 +19,7 @@
 namespace kiln::ir {
 
 enum class OpKind : uint16_t {
-#define KILN_OP(Id, name, minN, maxN, rule, summary) Id,
+#define KILN_OP(Id, name, minN, maxN, rule, grad, summary) Id,
 #include "ir/ops.def"
 };
 
@@ -30,13 +30,19 @@ using Attrs = std::map<std::string, Attr>;
 
 using ShapeRule = TensorType (*)(const std::vector<TensorType> &operands, const Attrs &attrs);
 
+/// Whether gradients flow through an op (the grad column of ops.def).
+enum class GradKind : uint8_t { Diff, NoGrad };
+
 struct OpInfo {
   OpKind kind;
   const char *name;
   int minOperands;
   int maxOperands;
   ShapeRule shapeRule;
+  GradKind grad;
   const char *summary;
+
+  bool differentiable() const { return grad == GradKind::Diff; }
 };
 
 /// The op table, indexed by OpKind.

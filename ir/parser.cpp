@@ -56,7 +56,8 @@ public:
     }
     if (std::isalpha((unsigned char)c) || c == '_') {
       t.kind = Tok::Ident;
-      t.text = takeWhile([](char ch) { return std::isalnum((unsigned char)ch) || ch == '_'; });
+      // Output names may be dotted like parameter names (`embedding.weight`).
+      t.text = takeWhile([](char ch) { return std::isalnum((unsigned char)ch) || ch == '_' || ch == '.'; });
       if (t.text == "inf" || t.text == "nan") {
         t.kind = Tok::Float;
         t.floatValue = t.text == "inf" ? INFINITY : NAN;

@@ -28,21 +28,10 @@ namespace {
 }
 
 void appendUtf8(std::string &out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
+  static const unsigned char lead[] = {0x00, 0xC0, 0xE0, 0xF0};
+  int extra = cp < 0x80 ? 0 : cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3; // continuation bytes
+  out += static_cast<char>(lead[extra] | (cp >> (6 * extra)));
+  for (int k = extra - 1; k >= 0; --k) out += static_cast<char>(0x80 | ((cp >> (6 * k)) & 0x3F));
 }
 
 class Parser {
@@ -263,7 +252,8 @@ double Value::asDouble() const {
 }
 int64_t Value::asInt() const {
   if (!isInt())
-    throw Error(std::string("expected a JSON integer, got ") + (isNumber() ? "a non-integer number" : kindName(kind())));
+    throw Error(std::string("expected a JSON integer, got ") +
+                (isNumber() ? "a non-integer number" : kindName(kind())));
   return *std::get<Number>(v_).exact;
 }
 const std::string &Value::asString() const {

@@ -138,7 +138,8 @@ private:
     for (const DTypeInfo &d : kDTypes)
       if (dt->asString() == d.name) info = &d;
     if (!info)
-      failTensor(name, "unsupported dtype '" + dt->asString() + "' (kiln reads F32, F64, I32, I64, I16, I8, U8 and BOOL)");
+      failTensor(name, "unsupported dtype '" + dt->asString() +
+                           "' (kiln reads F32, F64, I32, I64, I16, I8, U8 and BOOL)");
 
     // Dims are checked one by one and the element count is multiplied with
     // overflow checks, so that Tensor's own unchecked product cannot wrap.
@@ -215,7 +216,8 @@ private:
       std::span<uint8_t> out = t.b8();
       for (size_t i = 0; i < n; ++i) {
         uint8_t b = load<uint8_t>(src + i);
-        if (b > 1) failTensor(name, "element " + std::to_string(i) + " is " + std::to_string(b) + ", not a bool 0 or 1");
+        if (b > 1)
+          failTensor(name, "element " + std::to_string(i) + " is " + std::to_string(b) + ", not a bool 0 or 1");
         out[i] = b;
       }
       return;
@@ -282,8 +284,9 @@ std::string serializeSafeTensors(const SafeTensors &st) {
   // header lists tensors by name either way, JSON objects being unordered.
   std::vector<const std::pair<const std::string, Tensor> *> order;
   for (const auto &kv : st.tensors) order.push_back(&kv);
-  std::stable_sort(order.begin(), order.end(), [](auto *a, auto *b) {
-    return ir::dtypeSize(a->second.dtype()) > ir::dtypeSize(b->second.dtype());
+  std::sort(order.begin(), order.end(), [](auto *a, auto *b) {
+    size_t sa = ir::dtypeSize(a->second.dtype()), sb = ir::dtypeSize(b->second.dtype());
+    return sa != sb ? sa > sb : a->first < b->first;
   });
   std::map<std::string, std::pair<size_t, size_t>> offsets;
   size_t off = 0;
@@ -295,10 +298,14 @@ std::string serializeSafeTensors(const SafeTensors &st) {
   std::string header = "{";
   if (!st.metadata.empty()) {
     header += "\"__metadata__\":{";
-    for (const auto &[k, v] : st.metadata) header += (header.back() == '{' ? "" : ",") + json::quote(k) + ":" + json::quote(v);
+    for (auto it = st.metadata.begin(); it != st.metadata.end(); ++it)
+      header += (it == st.metadata.begin() ? "" : ",") + json::quote(it->first) + ":" + json::quote(it->second);
     header += "}";
   }
   for (const auto &[name, t] : st.tensors) {
+    // The key is reserved; a tensor by that name would make a duplicate key
+    // that every reader rejects.
+    if (name == "__metadata__") throw Error("cannot save a tensor named '__metadata__'");
     if (header.size() > 1) header += ",";
     header += json::quote(name) + ":{\"dtype\":\"" + fileDTypeName(t.dtype()) + "\",\"shape\":[";
     for (size_t i = 0; i < t.rank(); ++i) header += (i ? "," : "") + std::to_string(t.shape()[i]);
@@ -320,7 +327,7 @@ std::string serializeSafeTensors(const SafeTensors &st) {
 void writeSafeTensors(const std::string &path, const SafeTensors &st) {
   std::string bytes = serializeSafeTensors(st);
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) failIo("create", tmp);
   // On any failure the temp file goes and `path` keeps its old contents.
   auto abandon = [&](const char *what, const std::string &p) {

@@ -459,6 +459,161 @@ void crossEntropyKernel(const KernelArgs &k) {
   data<float>(k.out)[0] = rows > 0 ? static_cast<float>(total / static_cast<double>(rows)) : 0.0f;
 }
 
+// --- broadcasting and backward kernels ------------------------------------------
+
+void broadcastToKernel(const KernelArgs &k) {
+  visitDType(k.out.dtype(), [&](auto t) {
+    using T = decltype(t);
+    broadcastMap<T, T>(k, [](T x) { return x; });
+  });
+}
+
+/// sum_to: every element of x is added into the element of the (smaller)
+/// result that broadcasting would have copied it from. Serial, so the sum
+/// order — and the result — never depends on the thread count.
+void sumToKernel(const KernelArgs &k) {
+  const Extents &x = k.in[0]->shape();
+  const float *in = data<float>(*k.in[0]);
+  std::vector<double> acc(static_cast<size_t>(k.out.numel()), 0.0);
+  forEachStrided<1>(x, {broadcastStrides(k.out.shape(), x)}, 0, k.in[0]->numel(),
+                    [&](int64_t i, const std::array<int64_t, 1> &off) { acc[off[0]] += in[i]; });
+  float *out = data<float>(k.out);
+  for (size_t i = 0; i < acc.size(); ++i) out[i] = static_cast<float>(acc[i]);
+}
+
+/// embedding_grad: rows of dy added into the rows their ids name; repeated
+/// ids accumulate. Each thread owns a range of table columns, so no two
+/// threads write the same element and the order of additions is fixed.
+void embeddingGradKernel(const KernelArgs &k) {
+  const Tensor &ids = *k.in[0], &dy = *k.in[1];
+  int64_t rows = k.out.shape()[0], width = k.out.shape()[1];
+  const int32_t *id = data<int32_t>(ids);
+  for (int64_t i = 0; i < ids.numel(); ++i)
+    if (id[i] < 0 || id[i] >= rows)
+      throw Error(fmt::format("embedding_grad: id {} at position {} is outside [0, {})", id[i], i, rows));
+  const float *g = data<float>(dy);
+  float *out = data<float>(k.out);
+  parallelFor(width, ids.numel(), k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = 0; i < ids.numel(); ++i) {
+      float *row = out + id[i] * width;
+      const float *src = g + i * width;
+      for (int64_t c = begin; c < end; ++c) row[c] += src[c];
+    }
+  });
+}
+
+/// softmax_grad (Log = false): dx = y * (dy - sum(y * dy)); log_softmax_grad
+/// (Log = true): dx = dy - exp(y) * sum(dy), over unmasked positions only.
+template <bool Log> void normalizeGradKernel(const KernelArgs &k) {
+  const Extents &e = k.in[0]->shape();
+  AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
+  std::vector<uint8_t> mask;
+  if (k.in.size() == 3) {
+    std::vector<const Tensor *> maskArgs{k.in[0], k.in[2]};
+    mask = expandMask({k.node, maskArgs, k.out, k.threads});
+  }
+  const float *y = data<float>(*k.in[0]), *dy = data<float>(*k.in[1]);
+  float *dx = data<float>(k.out);
+  parallelFor(v.slices(), v.n, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      int64_t base = v.base(s);
+      auto kept = [&](int64_t j) { return mask.empty() || mask[base + j * v.inner]; };
+      double dot = 0;
+      for (int64_t j = 0; j < v.n; ++j) {
+        int64_t i = base + j * v.inner;
+        if (kept(j)) dot += Log ? double(dy[i]) : double(y[i]) * dy[i];
+      }
+      for (int64_t j = 0; j < v.n; ++j) {
+        int64_t i = base + j * v.inner;
+        if (!kept(j)) dx[i] = 0.0f;
+        else if (Log) dx[i] = static_cast<float>(dy[i] - std::exp(double(y[i])) * dot);
+        else dx[i] = static_cast<float>(y[i] * (dy[i] - dot));
+      }
+    }
+  });
+}
+
+template <float (*F)(float, float)> void binaryGradKernel(const KernelArgs &k) {
+  const float *a = data<float>(*k.in[0]), *dy = data<float>(*k.in[1]);
+  float *dx = data<float>(k.out);
+  parallelFor(k.out.numel(), 1, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dx[i] = F(a[i], dy[i]);
+  });
+}
+float tanhGradF(float y, float dy) { return dy * (1.0f - y * y); }
+float sigmoidGradF(float y, float dy) { return dy * y * (1.0f - y); }
+float reluGradF(float x, float dy) { return x > 0.0f ? dy : 0.0f; }
+
+/// sum_grad / mean_grad: dx[..., j, ...] = dy[...] (divided by the slice's
+/// unmasked count for the mean), 0 where masked.
+template <Reduction R> void reduceGradKernel(const KernelArgs &k) {
+  const Extents &e = k.out.shape();
+  AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
+  std::vector<uint8_t> mask;
+  if (k.in.size() == 2) {
+    std::vector<const Tensor *> maskArgs{&k.out, k.in[1]};
+    mask = expandMask({k.node, maskArgs, k.out, k.threads});
+  }
+  const float *dy = data<float>(*k.in[0]);
+  float *dx = data<float>(k.out);
+  parallelFor(v.slices(), v.n, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      int64_t base = v.base(s), count = 0;
+      for (int64_t j = 0; j < v.n; ++j) count += mask.empty() || mask[base + j * v.inner];
+      double g = dy[s];
+      if (R == Reduction::Mean && count > 0) g /= static_cast<double>(count);
+      for (int64_t j = 0; j < v.n; ++j) {
+        int64_t i = base + j * v.inner;
+        dx[i] = (mask.empty() || mask[i]) ? static_cast<float>(g) : 0.0f;
+      }
+    }
+  });
+}
+
+/// max_grad: the slice's gradient goes to its first unmasked maximum, the
+/// element the forward max chose.
+void maxGradKernel(const KernelArgs &k) {
+  const Extents &e = k.in[0]->shape();
+  AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
+  std::vector<uint8_t> mask;
+  if (k.in.size() == 3) {
+    std::vector<const Tensor *> maskArgs{k.in[0], k.in[2]};
+    mask = expandMask({k.node, maskArgs, k.out, k.threads});
+  }
+  const float *x = data<float>(*k.in[0]), *dy = data<float>(*k.in[1]);
+  float *dx = data<float>(k.out); // zero-filled
+  for (int64_t s = 0; s < v.slices(); ++s) {
+    int64_t base = v.base(s), best = -1;
+    for (int64_t j = 0; j < v.n; ++j) {
+      int64_t i = base + j * v.inner;
+      if (!mask.empty() && !mask[i]) continue;
+      if (best < 0 || x[i] > x[best] || (std::isnan(x[i]) && !std::isnan(x[best]))) best = i;
+    }
+    if (best >= 0) dx[best] = dy[s];
+  }
+}
+
+void crossEntropyGradKernel(const KernelArgs &k) {
+  const Tensor &logits = *k.in[0], &labels = *k.in[1];
+  int64_t rows = logits.shape()[0], classes = logits.shape()[1];
+  const float *x = data<float>(logits);
+  const int32_t *label = data<int32_t>(labels);
+  for (int64_t r = 0; r < rows; ++r)
+    if (label[r] < 0 || label[r] >= classes)
+      throw Error(fmt::format("cross_entropy_grad: label {} of row {} is outside [0, {})", label[r], r, classes));
+  double scale = rows > 0 ? data<float>(*k.in[2])[0] / static_cast<double>(rows) : 0.0;
+  float *dx = data<float>(k.out);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *row = x + r * classes;
+    double mx = *std::max_element(row, row + classes), sum = 0;
+    for (int64_t c = 0; c < classes; ++c) sum += std::exp(row[c] - mx);
+    for (int64_t c = 0; c < classes; ++c) {
+      double p = std::exp(row[c] - mx) / sum;
+      dx[r * classes + c] = static_cast<float>((p - (c == label[r] ? 1.0 : 0.0)) * scale);
+    }
+  }
+}
+
 /// The kernel of each op. No default case: an op added to ir/ops.def without
 /// a kernel makes -Wswitch warn here.
 Kernel kernelFor(OpKind op) {
@@ -493,6 +648,18 @@ Kernel kernelFor(OpKind op) {
   case OpKind::Select: return selectKernel;
   case OpKind::Cast: return castKernel;
   case OpKind::CrossEntropy: return crossEntropyKernel;
+  case OpKind::BroadcastTo: return broadcastToKernel;
+  case OpKind::SumTo: return sumToKernel;
+  case OpKind::EmbeddingGrad: return embeddingGradKernel;
+  case OpKind::SoftmaxGrad: return normalizeGradKernel<false>;
+  case OpKind::LogSoftmaxGrad: return normalizeGradKernel<true>;
+  case OpKind::TanhGrad: return binaryGradKernel<tanhGradF>;
+  case OpKind::SigmoidGrad: return binaryGradKernel<sigmoidGradF>;
+  case OpKind::ReluGrad: return binaryGradKernel<reluGradF>;
+  case OpKind::SumGrad: return reduceGradKernel<Reduction::Sum>;
+  case OpKind::MeanGrad: return reduceGradKernel<Reduction::Mean>;
+  case OpKind::MaxGrad: return maxGradKernel;
+  case OpKind::CrossEntropyGrad: return crossEntropyGradKernel;
   }
   return nullptr;
 }

@@ -61,6 +61,17 @@ const std::map<OpKind, Sample> &samples() {
     t[OpKind::Select] = {{maskB, x, {DType::F32, {}}}, {}};
     t[OpKind::Cast] = {{i2}, {{"dtype", std::string("f32")}}};
     t[OpKind::CrossEntropy] = {{{DType::F32, {s("B"), c(5)}}, {DType::I32, {s("B")}}}, {}};
+    TensorType dyReduced{DType::F32, {s("B"), c(4)}};
+    t[OpKind::BroadcastTo] = {{{DType::F32, {s("B"), c(3), c(1)}}}, {{"shape", Shape{s("B"), c(3), c(4)}}}};
+    t[OpKind::SumTo] = {{x}, {{"shape", Shape{c(3), c(1)}}}};
+    t[OpKind::EmbeddingGrad] = {{i2, x}, {{"rows", int64_t(7)}}};
+    t[OpKind::SoftmaxGrad] = {{x, x}, {{"axis", int64_t(1)}}};
+    t[OpKind::LogSoftmaxGrad] = {{x, x, maskB}, {{"axis", int64_t(1)}}};
+    for (OpKind k : {OpKind::TanhGrad, OpKind::SigmoidGrad, OpKind::ReluGrad}) t[k] = {{x, x}, {}};
+    t[OpKind::SumGrad] = {{dyReduced, maskB}, {{"axis", int64_t(1)}, {"shape", Shape{s("B"), c(3), c(4)}}}};
+    t[OpKind::MeanGrad] = {{dyReduced}, {{"axis", int64_t(1)}, {"shape", Shape{s("B"), c(3), c(4)}}}};
+    t[OpKind::MaxGrad] = {{x, dyReduced}, {{"axis", int64_t(1)}}};
+    t[OpKind::CrossEntropyGrad] = {{{DType::F32, {s("B"), c(5)}}, {DType::I32, {s("B")}}, {DType::F32, {}}}, {}};
     return t;
   }();
   return table;

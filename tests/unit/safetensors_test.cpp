@@ -14,6 +14,7 @@
 
 #include "ir/diagnostic.h"
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstring>
@@ -103,6 +104,10 @@ TEST_CASE("safetensors: round trip of every written dtype and of metadata") {
   st.metadata.clear();
   checkSame(st, parseSafeTensors(serializeSafeTensors(st), "mem"));
   CHECK(serializeSafeTensors(st).find("__metadata__") == std::string::npos);
+
+  SafeTensors reserved;
+  reserved.tensors["__metadata__"] = Tensor::fromF32({}, {1.0f});
+  CHECK_THROWS_WITH_AS(serializeSafeTensors(reserved), "cannot save a tensor named '__metadata__'", Error);
 
   SafeTensors none;
   CHECK(serializeSafeTensors(none) == fileImage("{}      "));
@@ -279,8 +284,8 @@ TEST_CASE("safetensors: tolerated irregularities") {
   CHECK(st.tensors.at("b").i32()[0] == 6);
   CHECK(st.tensors.at("e").numel() == 0);
   // F64 infinities and NaN are representable in f32 and carry over.
-  SafeTensors inf = parseSafeTensors(
-      fileImage(R"({"a":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}})", bytesOf<double>({-INFINITY, NAN})), "inf");
+  std::string header = R"({"a":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}})";
+  SafeTensors inf = parseSafeTensors(fileImage(header, bytesOf<double>({-INFINITY, NAN})), "inf");
   CHECK(std::isinf(inf.tensors.at("a").f32()[0]));
   CHECK(std::isnan(inf.tensors.at("a").f32()[1]));
 }

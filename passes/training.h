@@ -1,0 +1,48 @@
+//===- passes/training.h - the compiled training step -----------*- C++ -*-===//
+//
+// buildTrainGraph() makes the whole training step one graph: the forward
+// graph, a cross-entropy loss against an i32[B] `labels` input, the backward
+// graph from passes/autodiff.h, optional clipping by global norm, and the
+// optimizer update (SGD with momentum and weight decay, Adam, AdamW, with
+// PyTorch's formulas). The update is IR like everything else, so it prints,
+// verifies and runs on every backend.
+//
+// Inputs: the forward inputs, `labels`, `lr` (f32[], the learning rate of
+// this step, so schedules live in the runtime) and `step` (f32[], 1 for the
+// first step; Adam's bias correction uses it). Parameters: the model's,
+// plus optimizer state named `optimizer.<param>.<state>` with PyTorch's state
+// names (momentum_buffer, exp_avg, exp_avg_sq), initialised to zeros.
+// Outputs: `loss`, the forward outputs (`logits`), `grad.<param>`, and one
+// output per parameter and state tensor named exactly like it, holding its
+// value after the step.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "ir/graph.h"
+
+#include <string>
+
+namespace kiln::passes {
+
+struct OptimizerConfig {
+  enum class Kind { Sgd, Adam, AdamW };
+  Kind kind = Kind::Adam;
+  double momentum = 0.0;    ///< SGD
+  bool nesterov = false;    ///< SGD
+  double weightDecay = 0.0; ///< SGD/Adam: L2 added to the gradient; AdamW: decoupled
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double clipNorm = 0.0; ///< > 0: clip gradients to this global L2 norm
+
+  /// "adam", "adamw" or "sgd"; kiln::Error otherwise.
+  static Kind parseKind(const std::string &name);
+};
+
+/// The loss graph: forward plus `labels` input and `loss` output
+/// (cross_entropy of the forward's first output, which must be f32[B,C]).
+ir::Graph buildLossGraph(const ir::Graph &forward, const std::string &name = "loss");
+
+/// The full training step, as described above.
+ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &config, const std::string &name = "train");
+
+} // namespace kiln::passes

@@ -1,0 +1,111 @@
+//===- runtime/data.h - labelled text data for training ---------*- C++ -*-===//
+//
+// Reading labelled text (TSV `label<TAB>text`, CSV with a header naming
+// `label` and `text` columns, JSON Lines with "label"/"text" fields; chosen by
+// extension .tsv/.csv/.jsonl/.json, or forced), a vocabulary built from
+// training texts, label sets, encoding to token ids with truncation, a seeded
+// train/validation split and seeded shuffled batching with padding.
+// Malformed lines and invalid UTF-8 are kiln::Error naming file and line, or
+// are skipped and counted when the caller asks.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "runtime/tensor.h"
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kiln::runtime {
+
+enum class DataFormat { Auto, Tsv, Csv, Jsonl };
+
+struct RawExample {
+  std::string label;
+  std::string text;
+  size_t line = 0; ///< 1-based line (record start) in the file
+};
+
+struct ReadOptions {
+  DataFormat format = DataFormat::Auto;
+  /// Skip malformed records instead of failing; they are counted in ReadStats.
+  bool skipBad = false;
+};
+
+struct ReadStats {
+  size_t records = 0;
+  size_t skipped = 0;
+  /// The first few problems as `file:line: message`, for a warning.
+  std::vector<std::string> problems;
+};
+
+/// Reads every example of a file. Throws kiln::Error (`file:line: ...`) on the
+/// first bad record unless options.skipBad; an empty result is an error.
+std::vector<RawExample> readExamples(const std::string &path, const ReadOptions &options = {},
+                                     ReadStats *stats = nullptr);
+
+/// Label names <-> class indices. Indices follow sorted name order, so the
+/// same data always gives the same mapping.
+class LabelSet {
+public:
+  static LabelSet fromExamples(const std::vector<RawExample> &examples);
+  explicit LabelSet(std::vector<std::string> names = {}) : names_(std::move(names)) {}
+  /// Index of a label; kiln::Error for a label the set does not know.
+  int32_t index(const std::string &label) const;
+  const std::vector<std::string> &names() const { return names_; }
+  size_t size() const { return names_.size(); }
+
+private:
+  std::vector<std::string> names_;
+};
+
+/// Token <-> id. Id 0 is `<pad>`, 1 is `<unk>`; the rest are the most frequent
+/// training tokens (ties broken alphabetically) with at least minFreq uses,
+/// up to maxSize ids in total.
+class Vocabulary {
+public:
+  static Vocabulary build(const std::vector<RawExample> &examples, size_t maxSize, size_t minFreq = 1);
+  explicit Vocabulary(std::vector<std::string> tokens = {"<pad>", "<unk>"});
+  int32_t id(const std::string &token) const; ///< 1 for unknown tokens
+  const std::vector<std::string> &tokens() const { return tokens_; }
+  size_t size() const { return tokens_.size(); }
+  /// Tokenizes (runtime/text.h) and maps to ids, keeping the first maxLen
+  /// tokens when maxLen > 0. A text without tokens becomes {<unk>} so that
+  /// every example has at least one unmasked position.
+  std::vector<int32_t> encode(const std::string &text, size_t maxLen = 0) const;
+
+private:
+  std::vector<std::string> tokens_;
+  std::map<std::string, int32_t> ids_;
+};
+
+/// Encoded examples ready for batching.
+struct EncodedData {
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<int32_t> labels;
+};
+
+EncodedData encodeExamples(const std::vector<RawExample> &examples, const Vocabulary &vocab, const LabelSet &labels,
+                           size_t maxLen);
+
+/// Splits off a validation part: a seeded shuffle, then the last
+/// round(fraction * n) examples go to `valid`.
+void splitExamples(const std::vector<RawExample> &all, double validFraction, uint64_t seed,
+                   std::vector<RawExample> &train, std::vector<RawExample> &valid);
+
+struct Batch {
+  Tensor tokens; ///< i32[B,T], padded with 0 to the longest example of the batch
+  Tensor labels; ///< i32[B]
+};
+
+/// The order in which examples are visited in `epoch`: a permutation seeded
+/// by (seed, epoch), or 0..n-1 when shuffle is false. Independent of any
+/// earlier epoch, so a resumed run visits the same examples.
+std::vector<size_t> epochOrder(size_t n, uint64_t seed, uint64_t epoch, bool shuffle);
+
+/// Builds the batch of examples order[begin, end).
+Batch makeBatch(const EncodedData &data, const std::vector<size_t> &order, size_t begin, size_t end);
+
+} // namespace kiln::runtime
