@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fmt/format.h>
+#include <numeric>
 #include <string_view>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -67,9 +68,9 @@ void fisherYates(std::vector<size_t> &v, SplitMix64 &rng) {
   for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng.below(i)]);
 }
 
-std::vector<size_t> iota(size_t n) {
+std::vector<size_t> identity(size_t n) {
   std::vector<size_t> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = i;
+  std::iota(v.begin(), v.end(), size_t{0});
   return v;
 }
 
@@ -239,7 +240,8 @@ void Reader::readJsonl(std::string_view s) {
     if (!label->isString() && !label->isInt())
       return bad(line, fmt::format("\"label\" must be a string or an integer, found {}",
                                    label->isNumber() ? "a fractional number" : json::kindName(label->kind())));
-    if (!text->isString()) return bad(line, fmt::format("\"text\" must be a string, found {}", json::kindName(text->kind())));
+    if (!text->isString())
+      return bad(line, fmt::format("\"text\" must be a string, found {}", json::kindName(text->kind())));
     std::string name = label->isString() ? label->asString() : std::to_string(label->asInt());
     add(name, text->asString(), line);
   });
@@ -251,8 +253,8 @@ class CsvScanner {
 public:
   struct Record {
     std::vector<std::string> fields;
-    size_t line = 0;       ///< where the record starts
-    std::string problem;   ///< non-empty when the record is malformed
+    size_t line = 0;         ///< where the record starts
+    std::string problem;     ///< non-empty when the record is malformed
     size_t unterminated = 0; ///< line of a quote that never closes, or 0
   };
 
@@ -419,8 +421,7 @@ int32_t LabelSet::index(const std::string &label) const {
   std::string known;
   for (size_t i = 0; i < std::min(kShown, names_.size()); ++i) known += (i ? ", " : "") + names_[i];
   if (names_.size() > kShown) known += fmt::format(", ... ({} more)", names_.size() - kShown);
-  if (names_.empty()) known = "no labels";
-  throw Error("unknown label '" + label + "'; the model knows: " + known);
+  throw Error("unknown label '" + label + "'; the model knows" + (known.empty() ? " no labels" : ": " + known));
 }
 
 Vocabulary::Vocabulary(std::vector<std::string> tokens) : tokens_(std::move(tokens)) {
@@ -446,7 +447,7 @@ Vocabulary Vocabulary::build(const std::vector<RawExample> &examples, size_t max
   std::sort(kept.begin(), kept.end(), [](const auto &a, const auto &b) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;
   });
-  if (kept.size() > maxSize - 2) kept.resize(maxSize - 1);
+  if (kept.size() > maxSize - 2) kept.resize(maxSize - 2);
 
   std::vector<std::string> tokens = {"<pad>", "<unk>"};
   for (auto &kv : kept) tokens.push_back(std::move(kv.first));
@@ -489,7 +490,7 @@ void splitExamples(const std::vector<RawExample> &all, double validFraction, uin
     throw Error(fmt::format("validation fraction must be in [0, 1), got {}", validFraction));
   size_t n = all.size();
   size_t nValid = static_cast<size_t>(std::llround(validFraction * static_cast<double>(n)));
-  std::vector<size_t> order = iota(n);
+  std::vector<size_t> order = identity(n);
   // A constant of its own, so that the split is not the same permutation as
   // the first epoch's order for the same seed.
   SplitMix64 rng(seed ^ 0xD1B54A32D192ED03ull);
@@ -504,7 +505,7 @@ void splitExamples(const std::vector<RawExample> &all, double validFraction, uin
 }
 
 std::vector<size_t> epochOrder(size_t n, uint64_t seed, uint64_t epoch, bool shuffle) {
-  std::vector<size_t> order = iota(n);
+  std::vector<size_t> order = identity(n);
   if (!shuffle) return order;
   SplitMix64 rng(seed ^ (epoch * 0x9E3779B97F4A7C15ull));
   fisherYates(order, rng);
