@@ -115,7 +115,7 @@ ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &confi
 
   std::vector<std::pair<std::string, ValueId>> updates;
   for (auto [p, grad] : trained) {
-    const std::string &pname = g.value(p).name;
+    const std::string pname = g.value(p).name; // a copy: adding values reallocates the table
     ValueId param = p;
     if (config.weightDecay != 0 && config.kind != OptimizerConfig::Kind::AdamW)
       grad = b.add(grad, scaled(b, param, config.weightDecay));

@@ -18,6 +18,9 @@
 #include "runtime/init.h"
 #include "runtime/safetensors.h"
 #include "runtime/text.h"
+#include "tools/cli.h"
+#include "tools/commands.h"
+#include "passes/training.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -30,21 +33,21 @@
 #include <vector>
 
 using namespace kiln;
+using cli::Args;
+using cli::UsageError;
 
 namespace {
-
-/// A usage error: printed with a pointer to --help, exit status 2.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 const char *mainHelp = R"(kiln - a graph-compiling tensor framework for text classifiers
 
 usage: kiln <command> [options]
 
 commands:
-  compile   parse a model and print a stage of the pipeline (ast, ir, dot)
+  compile   parse a model and print a stage of the pipeline (ast, ir, dot, stats)
   run       execute a model graph on inputs from a safetensors file
+  train     train a model on labelled text, with checkpoints
+  eval      accuracy, macro-F1 and confusion matrix of a checkpoint on data
+  predict   classify texts with a checkpoint
   ops       list the op table
 
 Run 'kiln <command> --help' for the options of a command.
@@ -62,7 +65,10 @@ options:
                       stats  per graph: inputs, parameter count and size, ops
   -x LANG           treat FILE as 'kiln' or 'ir' (default: by extension)
   --param NAME=VAL  override a hyper-parameter of the model (repeatable)
-  --graph NAME      print only this graph of the module
+  --graph NAME      print only this graph: forward, or train (the whole
+                    training step: loss, backward, optimizer update)
+  --optimizer NAME  for --graph=train: adam | adamw | sgd (default adam),
+                    with --momentum, --weight-decay, --clip-norm as for train
   -o FILE           write to FILE instead of standard output
 )";
 
@@ -80,88 +86,14 @@ options:
   --outputs FILE      write the graph outputs here (default: print them)
   --dump-all          also write every intermediate value to --outputs, named
                       <value>:<op>@<file>:<line>:<col>
-  --graph NAME        the graph to run (default: forward)
+  --graph NAME        the graph to run: forward (default) or train (one
+                      training step; inputs also need labels, lr and step;
+                      writes loss, grad.* and the updated parameters)
+  --optimizer NAME    for --graph=train (see kiln train --help)
   --param NAME=VAL    override a hyper-parameter (repeatable)
   -x LANG             treat FILE as 'kiln' or 'ir' (default: by extension)
   --threads N         worker threads (default: all cores)
 )";
-
-/// Command-line options: `--name=value`, `--name value` and flags.
-class Args {
-public:
-  Args(int argc, char **argv, int first, const std::vector<std::string> &valued, const std::vector<std::string> &flags) {
-    for (int i = first; i < argc; ++i) {
-      std::string a = argv[i];
-      if (a == "-h" || a == "--help") {
-        help = true;
-        continue;
-      }
-      if (a.size() < 2 || a[0] != '-') {
-        positional.push_back(a);
-        continue;
-      }
-      std::string name = a, value;
-      bool hasValue = false;
-      if (auto eq = a.find('='); eq != std::string::npos && a.rfind("--", 0) == 0) {
-        name = a.substr(0, eq);
-        value = a.substr(eq + 1);
-        hasValue = true;
-      }
-      if (std::find(flags.begin(), flags.end(), name) != flags.end()) {
-        if (hasValue) throw UsageError(fmt::format("option {} takes no value", name));
-        values[name].push_back("1");
-        continue;
-      }
-      if (std::find(valued.begin(), valued.end(), name) == valued.end()) {
-        std::vector<std::string> all(valued);
-        all.insert(all.end(), flags.begin(), flags.end());
-        std::string hint = nearestName(name, all);
-        throw UsageError(fmt::format("unknown option '{}'{}", name, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
-      }
-      if (!hasValue) {
-        if (i + 1 >= argc) throw UsageError(fmt::format("option {} needs a value", name));
-        value = argv[++i];
-      }
-      values[name].push_back(value);
-    }
-  }
-
-  std::optional<std::string> get(const std::string &name) const {
-    auto it = values.find(name);
-    if (it == values.end()) return std::nullopt;
-    if (it->second.size() > 1) throw UsageError(fmt::format("option {} is given more than once", name));
-    return it->second.front();
-  }
-  std::vector<std::string> all(const std::string &name) const {
-    auto it = values.find(name);
-    return it == values.end() ? std::vector<std::string>{} : it->second;
-  }
-  bool flag(const std::string &name) const { return values.count(name) != 0; }
-  int64_t integer(const std::string &name, int64_t dflt) const {
-    auto v = get(name);
-    if (!v) return dflt;
-    char *end = nullptr;
-    errno = 0;
-    long long n = std::strtoll(v->c_str(), &end, 10);
-    if (v->empty() || *end != '\0' || errno == ERANGE || n < 0)
-      throw UsageError(fmt::format("option {} needs a non-negative integer, got '{}'", name, *v));
-    return n;
-  }
-
-  bool help = false;
-  std::vector<std::string> positional;
-  std::map<std::string, std::vector<std::string>> values;
-};
-
-std::map<std::string, std::string> paramOverrides(const Args &args) {
-  std::map<std::string, std::string> out;
-  for (const std::string &p : args.all("--param")) {
-    auto eq = p.find('=');
-    if (eq == std::string::npos || eq == 0) throw UsageError(fmt::format("--param needs NAME=VALUE, got '{}'", p));
-    out[p.substr(0, eq)] = p.substr(eq + 1);
-  }
-  return out;
-}
 
 bool isIrInput(const Args &args, const std::string &file) {
   if (auto x = args.get("-x")) {
@@ -179,6 +111,16 @@ std::string onlyFile(const Args &args, const char *command) {
   return args.positional[0];
 }
 
+/// Adds the `train` graph (training step) to a module when --graph=train asks.
+void addTrainGraph(const Args &args, ir::Module &m) {
+  if (args.get("--graph").value_or("") != "train" || m.find("train")) return;
+  const ir::Graph *forward = m.find("forward");
+  if (!forward) throw Error("--graph=train needs a module with a forward graph");
+  ir::Graph train = passes::buildTrainGraph(*forward, tools::optimizerConfig(args));
+  ir::verify(train);
+  m.graphs().push_back(std::move(train));
+}
+
 /// Loads a module from a .kiln or .ir file, verified.
 ir::Module loadModule(const Args &args, const std::string &file) {
   if (isIrInput(args, file)) {
@@ -187,12 +129,14 @@ ir::Module loadModule(const Args &args, const std::string &file) {
     registerSource(file, text);
     ir::Module m = ir::parseModule(text, file);
     ir::verify(m);
+    addTrainGraph(args, m);
     return m;
   }
   frontend::LowerOptions opts;
-  opts.overrides = paramOverrides(args);
+  opts.overrides = cli::paramOverrides(args);
   ir::Module m = frontend::compileFile(file, opts).module;
   ir::verify(m);
+  addTrainGraph(args, m);
   return m;
 }
 
@@ -229,7 +173,9 @@ std::string moduleStats(const ir::Module &m) {
 }
 
 int cmdCompile(int argc, char **argv) {
-  Args args(argc, argv, 2, {"--emit", "-x", "--param", "--graph", "-o"}, {});
+  std::vector<std::string> valued = {"--emit", "-x", "--param", "--graph", "-o"};
+  valued.insert(valued.end(), tools::optimizerValuedOptions.begin(), tools::optimizerValuedOptions.end());
+  Args args(argc, argv, 2, valued, {"--nesterov"});
   if (args.help) {
     std::fputs(compileHelp, stdout);
     return 0;
@@ -283,9 +229,10 @@ void printTensor(const std::string &name, const runtime::Tensor &t) {
 }
 
 int cmdRun(int argc, char **argv) {
-  Args args(argc, argv, 2,
-            {"--inputs", "--text", "--weights", "--seed", "--outputs", "--graph", "--param", "-x", "--threads"},
-            {"--dump-all"});
+  std::vector<std::string> valued = {"--inputs", "--text", "--weights", "--seed", "--outputs",
+                                     "--graph",  "--param", "-x",        "--threads"};
+  valued.insert(valued.end(), tools::optimizerValuedOptions.begin(), tools::optimizerValuedOptions.end());
+  Args args(argc, argv, 2, valued, {"--dump-all", "--nesterov"});
   if (args.help) {
     std::fputs(runHelp, stdout);
     return 0;
@@ -382,7 +329,10 @@ int main(int argc, char **argv) {
     if (cmd == "compile") return cmdCompile(argc, argv);
     if (cmd == "run") return cmdRun(argc, argv);
     if (cmd == "ops") return cmdOps();
-    std::string hint = nearestName(cmd, {"compile", "run", "ops"});
+    if (cmd == "train") return tools::cmdTrain(argc, argv);
+    if (cmd == "eval") return tools::cmdEval(argc, argv);
+    if (cmd == "predict") return tools::cmdPredict(argc, argv);
+    std::string hint = nearestName(cmd, {"compile", "run", "train", "eval", "predict", "ops"});
     throw UsageError(fmt::format("unknown command '{}'{}", cmd, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
   } catch (const UsageError &e) {
     fmt::print(stderr, "kiln: error: {}\nRun 'kiln --help' for usage.\n", e.what());

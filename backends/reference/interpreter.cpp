@@ -757,7 +757,16 @@ RunResult run(const ir::Graph &g, const std::map<std::string, Tensor> &inputs,
     release(n.result);
   }
 
-  for (const ir::Output &o : g.outputs()) result.outputs[o.name] = *slot[o.value];
+  // An output that is a node result is moved out by its last output entry
+  // (a training step returns every parameter; copying them would double the
+  // step's memory traffic); inputs, params and kept values are copied.
+  std::map<ir::ValueId, int> outputRefs;
+  for (const ir::Output &o : g.outputs()) ++outputRefs[o.value];
+  for (const ir::Output &o : g.outputs()) {
+    bool movable = !options.keepAll && g.value(o.value).kind == ir::ValueKind::Node;
+    if (movable && --outputRefs[o.value] == 0) result.outputs[o.name] = std::move(owned[o.value]);
+    else result.outputs[o.name] = *slot[o.value];
+  }
   if (options.keepAll) result.values = std::move(owned);
   return result;
 }

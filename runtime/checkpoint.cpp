@@ -1,0 +1,197 @@
+//===- runtime/checkpoint.cpp - training checkpoints ----------------------===//
+//
+// The safetensors metadata holds only strings, so lists and maps (vocab,
+// labels, hyper_params, config) are stored as JSON text and the position in
+// the run as decimal integers. Loading treats the metadata like any other
+// untrusted input: the "format" key is checked first, so that a plain weights
+// file gets a message saying what it is rather than a complaint about a
+// missing vocabulary, then every required key is checked for presence, kind
+// and range. Every error names the file (as its SourceLoc) and the key.
+//
+//===----------------------------------------------------------------------===//
+#include "runtime/checkpoint.h"
+
+#include "ir/diagnostic.h"
+#include "runtime/json.h"
+#include "runtime/safetensors.h"
+
+#include <charconv>
+#include <set>
+#include <string_view>
+
+namespace kiln::runtime {
+
+namespace {
+
+constexpr std::string_view kFormat = "kiln-checkpoint-1";
+constexpr std::string_view kOptimizerPrefix = "optimizer.";
+
+std::string writeStrings(const std::vector<std::string> &v) {
+  json::Array a;
+  a.reserve(v.size());
+  for (const std::string &s : v) a.emplace_back(s);
+  return json::write(json::Value(std::move(a)));
+}
+
+std::string writeStringMap(const std::map<std::string, std::string> &m) {
+  json::Object o;
+  for (const auto &[k, v] : m) o.emplace(k, json::Value(v));
+  return json::write(json::Value(std::move(o)));
+}
+
+/// "a number", "an object": for messages about a value of the wrong kind.
+std::string aKind(json::Kind k) {
+  return (k == json::Kind::Array || k == json::Kind::Object ? "an " : "a ") + std::string(json::kindName(k));
+}
+
+/// Reads the metadata of one file; every failure is located at the file and
+/// names the key, since the user can only fix it knowing which one.
+class MetadataReader {
+public:
+  MetadataReader(const std::string &path, const std::map<std::string, std::string> &md) : path_(path), md_(md) {}
+
+  [[noreturn]] void fail(const std::string &key, const std::string &msg) const {
+    throw Error("checkpoint metadata \"" + key + "\" " + msg, SourceLoc{path_});
+  }
+
+  void checkFormat() const {
+    auto it = md_.find("format");
+    // The usual way to get here is handing `kiln eval` the weights written by
+    // PyTorch (or `kiln run --outputs`), so say so rather than list the
+    // missing keys one by one.
+    if (it == md_.end())
+      throw Error("not a kiln checkpoint: the safetensors metadata has no \"format\" key (a plain weights file, "
+                  "such as one saved by PyTorch, can be given to `kiln run --weights`)",
+                  SourceLoc{path_});
+    if (it->second != kFormat)
+      throw Error("unsupported checkpoint format \"" + it->second + "\" (this kiln reads \"" + std::string(kFormat) +
+                      "\")",
+                  SourceLoc{path_});
+  }
+
+  const std::string &text(const std::string &key) const {
+    auto it = md_.find(key);
+    if (it == md_.end()) fail(key, "is missing");
+    return it->second;
+  }
+
+  json::Value parsed(const std::string &key) const {
+    const std::string &s = text(key);
+    try {
+      return json::parse(s);
+    } catch (const Error &e) {
+      fail(key, "is not valid JSON: " + e.message());
+    }
+  }
+
+  std::vector<std::string> strings(const std::string &key) const {
+    json::Value v = parsed(key);
+    if (!v.isArray()) fail(key, "must be a JSON array of strings, not " + aKind(v.kind()));
+    std::vector<std::string> out;
+    out.reserve(v.size());
+    for (const json::Value &e : v.asArray()) {
+      if (!e.isString())
+        fail(key, "element " + std::to_string(out.size()) + " is " + aKind(e.kind()) + ", not a string");
+      out.push_back(e.asString());
+    }
+    return out;
+  }
+
+  std::map<std::string, std::string> stringMap(const std::string &key) const {
+    json::Value v = parsed(key);
+    if (!v.isObject())
+      fail(key, "must be a JSON object of strings, not " + aKind(v.kind()));
+    std::map<std::string, std::string> out;
+    for (const auto &[k, e] : v.asObject()) {
+      if (!e.isString()) fail(key, "member \"" + k + "\" is " + aKind(e.kind()) + ", not a string");
+      out.emplace(k, e.asString());
+    }
+    return out;
+  }
+
+  /// A plain decimal: no sign, no spaces, no fraction, fits in int64.
+  int64_t count(const std::string &key) const {
+    const std::string &s = text(key);
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || s[0] == '-' || ec != std::errc() || end != s.data() + s.size())
+      fail(key, "must be a non-negative decimal integer, got \"" + s + "\"");
+    return v;
+  }
+
+private:
+  const std::string &path_;
+  const std::map<std::string, std::string> &md_;
+};
+
+} // namespace
+
+void saveCheckpoint(const std::string &path, const Checkpoint &ckpt) {
+  SafeTensors st;
+  st.tensors = ckpt.tensors;
+  auto &md = st.metadata;
+  md["format"] = kFormat;
+  md["vocab"] = writeStrings(ckpt.vocab);
+  md["labels"] = writeStrings(ckpt.labels);
+  md["model_source"] = ckpt.modelSource;
+  md["model_file"] = ckpt.modelFile;
+  md["hyper_params"] = writeStringMap(ckpt.hyperParams);
+  md["config"] = writeStringMap(ckpt.config);
+  md["epoch"] = std::to_string(ckpt.epoch);
+  md["batch"] = std::to_string(ckpt.batch);
+  md["step"] = std::to_string(ckpt.step);
+  writeSafeTensors(path, st);
+}
+
+Checkpoint loadCheckpoint(const std::string &path) {
+  SafeTensors st;
+  try {
+    st = readSafeTensors(path);
+  } catch (const Error &e) {
+    // The safetensors reader puts the path at the front of its messages;
+    // moving it into the location makes the driver print `path: error: ...`
+    // like every other checkpoint error. I/O errors ("cannot open 'path'")
+    // don't start with the path and pass through unchanged.
+    std::string prefix = path + ": ";
+    if (!e.loc().file.empty() || e.message().compare(0, prefix.size(), prefix) != 0) throw;
+    throw Error(e.message().substr(prefix.size()), SourceLoc{path});
+  }
+
+  MetadataReader md(path, st.metadata);
+  md.checkFormat();
+
+  Checkpoint ckpt;
+  ckpt.vocab = md.strings("vocab");
+  // Token ids 0 and 1 are fixed by the models (the padding mask is
+  // `tokens != 0`) and by the tokenizer (unknown words map to 1).
+  if (ckpt.vocab.size() < 2 || ckpt.vocab[0] != "<pad>" || ckpt.vocab[1] != "<unk>")
+    md.fail("vocab", "must start with \"<pad>\", \"<unk>\"");
+  std::set<std::string_view> seen;
+  for (const std::string &t : ckpt.vocab)
+    if (!seen.insert(t).second) md.fail("vocab", "lists the token \"" + t + "\" twice");
+
+  ckpt.labels = md.strings("labels");
+  if (ckpt.labels.empty()) md.fail("labels", "is empty; a classifier needs at least one label");
+  seen.clear();
+  for (const std::string &l : ckpt.labels)
+    if (!seen.insert(l).second) md.fail("labels", "lists the label \"" + l + "\" twice");
+
+  ckpt.modelSource = md.text("model_source");
+  ckpt.modelFile = md.text("model_file");
+  ckpt.hyperParams = md.stringMap("hyper_params");
+  ckpt.config = md.stringMap("config");
+  ckpt.epoch = md.count("epoch");
+  ckpt.batch = md.count("batch");
+  ckpt.step = md.count("step");
+  ckpt.tensors = std::move(st.tensors);
+  return ckpt;
+}
+
+std::map<std::string, Tensor> modelTensors(const Checkpoint &ckpt) {
+  std::map<std::string, Tensor> out;
+  for (const auto &[name, t] : ckpt.tensors)
+    if (!std::string_view(name).starts_with(kOptimizerPrefix)) out.emplace(name, t);
+  return out;
+}
+
+} // namespace kiln::runtime

@@ -1,0 +1,219 @@
+//===- runtime/trainer.cpp - the training loop and evaluation -------------===//
+//
+// One step: make the batch, run the compiled step with this step's learning
+// rate, move every output named like a store entry (the updated parameters
+// and optimizer state) into the store. Everything that decides which
+// examples a step sees is a pure function of (seed, epoch, batch index), so
+// resuming at a checkpoint's position replays the uninterrupted run.
+//
+//===----------------------------------------------------------------------===//
+#include "runtime/trainer.h"
+
+#include "ir/diagnostic.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <fmt/format.h>
+#include <unistd.h>
+
+namespace kiln::runtime {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::atomic<bool> stopRequested{false};
+extern "C" void onInterrupt(int) { stopRequested = true; }
+
+std::string duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  auto s = static_cast<int64_t>(seconds + 0.5);
+  if (s >= 3600) return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+  return fmt::format("{}:{:02}", s / 60, s % 60);
+}
+
+/// argmax of each row of logits f32[B,C].
+std::vector<int32_t> argmaxRows(const Tensor &logits) {
+  int64_t rows = logits.shape()[0], cols = logits.shape()[1];
+  std::vector<int32_t> out(static_cast<size_t>(rows));
+  auto x = logits.f32();
+  for (int64_t r = 0; r < rows; ++r)
+    out[r] = static_cast<int32_t>(std::max_element(x.begin() + r * cols, x.begin() + (r + 1) * cols) -
+                                  (x.begin() + r * cols));
+  return out;
+}
+
+/// Mean cross-entropy of a batch, computed from the logits in double.
+double batchLoss(const Tensor &logits, const Tensor &labels) {
+  int64_t rows = logits.shape()[0], cols = logits.shape()[1];
+  auto x = logits.f32();
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *row = x.data() + r * cols;
+    double mx = *std::max_element(row, row + cols), sum = 0;
+    for (int64_t c = 0; c < cols; ++c) sum += std::exp(row[c] - mx);
+    total += mx + std::log(sum) - row[labels.i32()[r]];
+  }
+  return rows ? total / rows : 0;
+}
+
+Tensor scalar(float v) { return Tensor::fromF32({}, {v}); }
+
+} // namespace
+
+double scheduledLr(const TrainConfig &config, int64_t step, int64_t totalSteps) {
+  if (config.schedule == "constant") return config.lr;
+  if (config.schedule != "linear") throw Error(fmt::format("unknown schedule '{}' (expected constant or linear)", config.schedule));
+  if (config.warmupSteps > 0 && step <= config.warmupSteps)
+    return config.lr * static_cast<double>(step) / static_cast<double>(config.warmupSteps);
+  int64_t decaySteps = std::max<int64_t>(1, totalSteps - config.warmupSteps);
+  double remaining = static_cast<double>(totalSteps - step) / static_cast<double>(decaySteps);
+  return config.lr * std::max(0.0, remaining);
+}
+
+EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedData &data, int64_t batchSize) {
+  const std::string &logitsName = forward.graph().outputs().front().name;
+  const std::string &tokensName = forward.graph().value(forward.graph().inputs().front()).name;
+  EvalResult r;
+  std::vector<size_t> order = epochOrder(data.ids.size(), 0, 0, false);
+  double lossSum = 0;
+  bool sized = false;
+  for (size_t begin = 0; begin < order.size(); begin += static_cast<size_t>(batchSize)) {
+    size_t end = std::min(order.size(), begin + static_cast<size_t>(batchSize));
+    Batch batch = makeBatch(data, order, begin, end);
+    TensorMap out = forward.run({{tokensName, batch.tokens}}, params);
+    const Tensor &logits = out.at(logitsName);
+    if (!sized) {
+      r.confusion = ConfusionMatrix(static_cast<size_t>(logits.shape()[1]));
+      sized = true;
+    }
+    std::vector<int32_t> predicted = argmaxRows(logits);
+    for (size_t i = 0; i < predicted.size(); ++i) r.confusion.add(batch.labels.i32()[i], predicted[i]);
+    lossSum += batchLoss(logits, batch.labels) * static_cast<double>(end - begin);
+    r.examples += static_cast<int64_t>(end - begin);
+  }
+  r.meanLoss = r.examples ? lossSum / static_cast<double>(r.examples) : 0;
+  return r;
+}
+
+void train(Executable &trainStep, Executable &forward, const TrainConfig &config, const EncodedData &trainData,
+           const EncodedData *validData, Checkpoint &ckpt, std::FILE *out) {
+  if (trainData.ids.empty()) throw Error("no training examples");
+  if (config.batchSize <= 0) throw Error("the batch size must be positive");
+  const ir::Graph &g = trainStep.graph();
+  const std::string tokensName = g.value(g.inputs().front()).name;
+  int64_t n = static_cast<int64_t>(trainData.ids.size());
+  int64_t batchesPerEpoch = (n + config.batchSize - 1) / config.batchSize;
+  int64_t totalSteps = batchesPerEpoch * config.epochs;
+  bool tty = isatty(fileno(out));
+
+  std::FILE *lossLog = nullptr;
+  if (!config.lossLog.empty()) {
+    lossLog = std::fopen(config.lossLog.c_str(), "a");
+    if (!lossLog) throw Error(fmt::format("cannot open '{}' for the loss log", config.lossLog));
+  }
+  auto save = [&](const char *why) {
+    if (config.checkpointPath.empty()) return;
+    saveCheckpoint(config.checkpointPath, ckpt);
+    if (!tty || std::string(why) != "step") fmt::print(out, "saved {} ({})\n", config.checkpointPath, why);
+  };
+
+  stopRequested = false;
+  auto previous = std::signal(SIGINT, onInterrupt);
+  auto restore = [&] {
+    std::signal(SIGINT, previous);
+    if (lossLog) std::fclose(lossLog);
+  };
+  try {
+    for (; ckpt.epoch < config.epochs; ++ckpt.epoch, ckpt.batch = 0) {
+      std::vector<size_t> order = epochOrder(trainData.ids.size(), config.seed, static_cast<uint64_t>(ckpt.epoch),
+                                             config.shuffle);
+      auto epochStart = Clock::now();
+      auto lastPrint = epochStart;
+      double lossSum = 0;
+      int64_t seen = 0, correct = 0, startBatch = ckpt.batch, nextMark = 1;
+      for (; ckpt.batch < batchesPerEpoch; ++ckpt.batch) {
+        if (stopRequested) {
+          if (tty) fmt::print(out, "\n");
+          save("interrupted");
+          throw Error(fmt::format("interrupted at epoch {}, batch {}; resume with --resume", ckpt.epoch + 1,
+                                  ckpt.batch));
+        }
+        size_t begin = static_cast<size_t>(ckpt.batch * config.batchSize);
+        size_t end = std::min(order.size(), begin + static_cast<size_t>(config.batchSize));
+        Batch batch = makeBatch(trainData, order, begin, end);
+        int64_t step = ckpt.step + 1;
+        double lr = scheduledLr(config, step, totalSteps);
+        TensorMap outputs = trainStep.run({{tokensName, batch.tokens},
+                                           {"labels", batch.labels},
+                                           {"lr", scalar(static_cast<float>(lr))},
+                                           {"step", scalar(static_cast<float>(step))}},
+                                          ckpt.tensors);
+        float loss = outputs.at("loss").f32()[0];
+        if (!std::isfinite(loss))
+          throw Error(fmt::format("the loss became {} at step {}; try a smaller --lr", loss, step));
+        for (auto &[name, value] : outputs) {
+          auto it = ckpt.tensors.find(name);
+          if (it != ckpt.tensors.end()) it->second = std::move(value);
+        }
+        ckpt.step = step;
+        if (lossLog) fmt::print(lossLog, "{} {:.9g}\n", step, loss);
+        std::vector<int32_t> predicted = argmaxRows(outputs.at(g.outputs().front().name));
+        for (size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == batch.labels.i32()[i];
+        lossSum += static_cast<double>(loss) * static_cast<double>(end - begin);
+        seen += static_cast<int64_t>(end - begin);
+
+        auto now = Clock::now();
+        double elapsed = std::chrono::duration<double>(now - epochStart).count();
+        double rate = static_cast<double>(seen) / std::max(elapsed, 1e-9);
+        int64_t left = (batchesPerEpoch - ckpt.batch - 1) * config.batchSize +
+                       (config.epochs - ckpt.epoch - 1) * n;
+        std::string line = fmt::format("epoch {}/{}  step {}/{}  loss {:.4f}  {:.0f} ex/s  ETA {}", ckpt.epoch + 1,
+                                       config.epochs, ckpt.batch + 1, batchesPerEpoch, lossSum / seen, rate,
+                                       duration(static_cast<double>(left) / rate));
+        int64_t done = ckpt.batch + 1 - startBatch, todo = batchesPerEpoch - startBatch;
+        if (tty && std::chrono::duration<double>(now - lastPrint).count() > 0.2) {
+          fmt::print(out, "\r{:<79}", line);
+          std::fflush(out);
+          lastPrint = now;
+        } else if (!tty && done * 10 >= nextMark * todo) {
+          fmt::print(out, "{}\n", line);
+          while (done * 10 >= nextMark * todo) ++nextMark;
+        }
+        if (config.saveEvery > 0 && ckpt.step % config.saveEvery == 0 && ckpt.batch + 1 < batchesPerEpoch) {
+          ++ckpt.batch; // the checkpoint records this batch as done
+          save("step");
+          --ckpt.batch;
+        }
+      }
+      double seconds = std::chrono::duration<double>(Clock::now() - epochStart).count();
+      if (tty) fmt::print(out, "\r{:<79}\r", "");
+      std::string summary = fmt::format("epoch {}/{}: train loss {:.4f} acc {:.4f}", ckpt.epoch + 1, config.epochs,
+                                        seen ? lossSum / seen : 0.0, seen ? double(correct) / seen : 0.0);
+      if (validData && !validData->ids.empty()) {
+        EvalResult v = evaluate(forward, ckpt.tensors, *validData, config.evalBatchSize);
+        summary += fmt::format(" | valid loss {:.4f} acc {:.4f} macro-F1 {:.4f}", v.meanLoss, v.confusion.accuracy(),
+                               v.confusion.macroF1());
+      }
+      fmt::print(out, "{} | {:.1f} s\n", summary, seconds);
+      std::fflush(out);
+      if (ckpt.epoch + 1 < config.epochs) {
+        ++ckpt.epoch; // the checkpoint records the epoch as done
+        ckpt.batch = 0;
+        save(fmt::format("epoch {}", ckpt.epoch).c_str());
+        --ckpt.epoch;
+      }
+    }
+    ckpt.batch = 0;
+    save("final");
+  } catch (...) {
+    restore();
+    throw;
+  }
+  restore();
+}
+
+} // namespace kiln::runtime

@@ -1,0 +1,62 @@
+//===- runtime/trainer.h - the training loop and evaluation -----*- C++ -*-===//
+//
+// train() runs epochs of seeded, shuffled, padded batches through a compiled
+// training step (passes/training.h), keeping parameters and optimizer state
+// in a parameter store, with a learning-rate schedule, a live progress line,
+// per-epoch validation, and atomic checkpoints (at the end of every epoch,
+// every `saveEvery` steps, and at the end). A run restarted from a
+// checkpoint continues exactly: batch order depends only on (seed, epoch),
+// and the store, step and position come from the checkpoint.
+//
+// evaluate() runs the forward graph over a dataset and accumulates a
+// confusion matrix and the mean cross-entropy.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "runtime/checkpoint.h"
+#include "runtime/data.h"
+#include "runtime/executable.h"
+#include "runtime/metrics.h"
+
+#include <cstdio>
+#include <functional>
+#include <string>
+
+namespace kiln::runtime {
+
+struct TrainConfig {
+  int64_t epochs = 5;
+  int64_t batchSize = 64;
+  double lr = 1e-3;
+  /// "constant", or "linear": warm up linearly over warmupSteps, then decay
+  /// linearly to 0 at the last step.
+  std::string schedule = "constant";
+  int64_t warmupSteps = 0;
+  uint64_t seed = 0;
+  bool shuffle = true;
+  int64_t saveEvery = 0;     ///< also checkpoint every N steps (0: only per epoch)
+  std::string checkpointPath; ///< empty: no checkpoints
+  std::string lossLog;        ///< if set, `step loss` per line is appended here
+  int64_t evalBatchSize = 256;
+};
+
+struct EvalResult {
+  ConfusionMatrix confusion{1};
+  double meanLoss = 0;
+  int64_t examples = 0;
+};
+
+/// Learning rate of 1-based `step` out of `totalSteps`.
+double scheduledLr(const TrainConfig &config, int64_t step, int64_t totalSteps);
+
+/// Runs the forward graph (first output = logits f32[B,C]) over data.
+EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedData &data, int64_t batchSize);
+
+/// Trains from the state in `ckpt` (its tensors are the parameter store:
+/// model parameters and optimizer state; epoch/batch/step say where to
+/// start) and leaves the final state there. `out` receives progress.
+void train(Executable &trainStep, Executable &forward, const TrainConfig &config, const EncodedData &trainData,
+           const EncodedData *validData, Checkpoint &ckpt, std::FILE *out);
+
+} // namespace kiln::runtime
