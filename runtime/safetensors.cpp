@@ -18,7 +18,9 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <limits>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -324,8 +326,31 @@ std::string serializeSafeTensors(const SafeTensors &st) {
   return out;
 }
 
+namespace {
+/// Removes `path.tmp.<pid>` files left by writers that were killed mid-write
+/// (their pid no longer runs), so that repeated crashes do not litter the
+/// directory with partial checkpoints.
+void removeStaleTemps(const std::string &path) {
+  auto slash = path.find_last_of('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.";
+  DIR *d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (dirent *e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.rfind(prefix, 0) != 0) continue;
+    std::string pidText = name.substr(prefix.size());
+    if (pidText.empty() || pidText.find_first_not_of("0123456789") != std::string::npos || pidText.size() > 9) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(pidText));
+    if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) ::unlink((dir + "/" + name).c_str());
+  }
+  ::closedir(d);
+}
+} // namespace
+
 void writeSafeTensors(const std::string &path, const SafeTensors &st) {
   std::string bytes = serializeSafeTensors(st);
+  removeStaleTemps(path);
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0) failIo("create", tmp);

@@ -183,9 +183,16 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
           fmt::print(out, "{}\n", line);
           while (done * 10 >= nextMark * todo) ++nextMark;
         }
-        if (config.saveEvery > 0 && ckpt.step % config.saveEvery == 0 && ckpt.batch + 1 < batchesPerEpoch) {
+        bool stopHere = config.maxSteps > 0 && ckpt.step >= config.maxSteps && ckpt.batch + 1 < batchesPerEpoch;
+        if (stopHere || (config.saveEvery > 0 && ckpt.step % config.saveEvery == 0 && ckpt.batch + 1 < batchesPerEpoch)) {
           ++ckpt.batch; // the checkpoint records this batch as done
-          save("step");
+          if (tty) fmt::print(out, "\n");
+          save(stopHere ? "--max-steps" : "step");
+          if (stopHere) {
+            fmt::print(out, "stopped after step {} (--max-steps); continue with --resume\n", ckpt.step);
+            restore();
+            return;
+          }
           --ckpt.batch;
         }
       }
@@ -200,10 +207,16 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
       }
       fmt::print(out, "{} | {:.1f} s\n", summary, seconds);
       std::fflush(out);
+      bool stopHere = config.maxSteps > 0 && ckpt.step >= config.maxSteps;
       if (ckpt.epoch + 1 < config.epochs) {
         ++ckpt.epoch; // the checkpoint records the epoch as done
         ckpt.batch = 0;
         save(fmt::format("epoch {}", ckpt.epoch).c_str());
+        if (stopHere) {
+          fmt::print(out, "stopped after step {} (--max-steps); continue with --resume\n", ckpt.step);
+          restore();
+          return;
+        }
         --ckpt.epoch;
       }
     }

@@ -36,6 +36,7 @@ struct TrainConfig {
   uint64_t seed = 0;
   bool shuffle = true;
   int64_t saveEvery = 0;     ///< also checkpoint every N steps (0: only per epoch)
+  int64_t maxSteps = 0;      ///< stop (and checkpoint) once this many steps are done; 0: no limit
   std::string checkpointPath; ///< empty: no checkpoints
   std::string lossLog;        ///< if set, `step loss` per line is appended here
   int64_t evalBatchSize = 256;

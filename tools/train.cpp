@@ -65,6 +65,7 @@ training:
 output:
   --out CKPT            checkpoint file (default model.ckpt.safetensors)
   --save-every N        also checkpoint every N steps
+  --max-steps N         stop after N steps in total, with a checkpoint
   --resume CKPT         continue the run saved in CKPT exactly (same data)
   --loss-log FILE       append `step loss` per step to FILE
   --param NAME=VAL      override a hyper-parameter (repeatable)
@@ -194,7 +195,7 @@ int cmdTrain(int argc, char **argv) {
   static const std::vector<std::string> recipe = {"--valid-split", "--max-len", "--vocab-size", "--min-freq",
                                                   "--batch", "--lr", "--optimizer", "--momentum", "--weight-decay",
                                                   "--clip-norm", "--schedule", "--warmup", "--seed", "--param"};
-  std::vector<std::string> valued = {"--data", "--valid", "--epochs", "--out", "--save-every", "--resume",
+  std::vector<std::string> valued = {"--data", "--valid", "--epochs", "--out", "--save-every", "--max-steps", "--resume",
                                      "--loss-log", "--backend", "--threads"};
   valued.insert(valued.end(), recipe.begin(), recipe.end());
   Args args(argc, argv, 2, valued, {"--skip-bad", "--nesterov"});
@@ -314,6 +315,7 @@ int cmdTrain(int argc, char **argv) {
   tc.warmupSteps = cfgInt("warmup");
   tc.seed = seed;
   tc.saveEvery = args.integer("--save-every", 0);
+  tc.maxSteps = args.integer("--max-steps", 0);
   tc.checkpointPath = args.get("--out").value_or(resume ? *resume : "model.ckpt.safetensors");
   tc.lossLog = args.get("--loss-log").value_or("");
   runtime::scheduledLr(tc, 1, 1); // validates the schedule name before any work

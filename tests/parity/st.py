@@ -13,7 +13,8 @@ _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
 def save(path, tensors, metadata=None):
     header, offset, blobs = {}, 0, []
     for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
+        a = np.asarray(tensors[name])
+        a = np.ascontiguousarray(a).reshape(a.shape)  # ascontiguousarray makes 0-d arrays 1-d
         raw = a.tobytes()
         header[name] = {"dtype": _NAMES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
         offset += len(raw)

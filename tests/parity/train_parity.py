@@ -1,0 +1,116 @@
+"""kiln's compiled training step vs PyTorch 1.13, for each example model at
+non-default sizes (set with --param) and with padding in every batch:
+
+1. one step through `kiln run --graph=train`: the loss and every parameter
+   gradient (`grad.<name>`) against loss.backward() in PyTorch;
+   tolerance max|kiln - torch| / max(max|torch|, G/100) <= 1e-5 per tensor
+   (f32), G the largest gradient element of the model. The floor matters
+   only for gradients that are zero in exact arithmetic (softmax is
+   shift-invariant, so attention.linear2.bias and attention.key.bias get
+   none) and are rounding noise (~1e-8) on both sides;
+2. 20 Adam steps on 20 different batches, chaining kiln's updated parameters
+   and optimizer state from one run to the next, against torch.optim.Adam;
+   tolerance |loss_kiln - loss_torch| <= 1e-4 * max(1, |loss_torch|) per step.
+
+usage: train_parity.py KILN EXAMPLES_DIR WORK_DIR"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import models  # noqa: E402
+import st  # noqa: E402
+
+kiln, examples, work = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(work, exist_ok=True)
+sizes = {"vocab": 40, "embed": 12, "hidden": 20, "classes": 3}
+grad_tol, loss_tol, lr, steps = 1e-5, 1e-4, 1e-2, 20
+failed = False
+
+
+def rel_err(a, b):
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def batch(gen):
+    tokens = torch.randint(1, sizes["vocab"], (5, 8), generator=gen)
+    lengths = [8, 6, 3, 1, 7]
+    for i, n in enumerate(lengths):
+        tokens[i, n:] = 0
+    labels = torch.randint(0, sizes["classes"], (5,), generator=gen)
+    return tokens, labels
+
+
+def kiln_step(variant, weights, tokens, labels, step, out):
+    inputs = os.path.join(work, f"{variant}.in.safetensors")
+    st.save(inputs, {"tokens": tokens.numpy().astype(np.int32), "labels": labels.numpy().astype(np.int32),
+                     "lr": np.array(lr, dtype=np.float32), "step": np.array(step, dtype=np.float32)})
+    cmd = [kiln, "run", os.path.join(examples, f"classifier_{variant}.kiln"), "--graph=train", "--optimizer=adam",
+           "--inputs", inputs, "--weights", weights, "--outputs", out]
+    for k, v in sizes.items():
+        cmd += ["--param", f"{k}={v}"]
+    subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
+    return st.load(out)
+
+
+for variant in ["additive", "attnpool", "sdpa"]:
+    torch.manual_seed(1)
+    model = models.TextClassifier(variant, **sizes)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(2.0)
+    gen = torch.Generator().manual_seed(2)
+    weights = os.path.join(work, f"{variant}.w0.safetensors")
+    st.save(weights, {k: v.detach().numpy().copy() for k, v in model.state_dict().items()})
+
+    # 1. One step: loss and gradients.
+    tokens, labels = batch(gen)
+    out = kiln_step(variant, weights, tokens, labels, 1, os.path.join(work, f"{variant}.out1.safetensors"))
+    model.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+    loss.backward()
+    scale = max(float(np.max(np.abs(p.grad.numpy()))) for p in model.parameters())
+    live = {name for name, p in model.named_parameters() if np.max(np.abs(p.grad.numpy())) >= scale / 100}
+
+    def grad_err(a, b):
+        return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), scale / 100))
+
+    worst = max((grad_err(out["grad." + name], p.grad.numpy()), name) for name, p in model.named_parameters())
+    loss_err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
+    ok = worst[0] <= grad_tol and loss_err <= grad_tol
+    print(f"{variant}: loss rel err {loss_err:.1e}, worst gradient rel err {worst[0]:.1e} ({worst[1]}), "
+          f"{len(list(model.parameters()))} gradients (tol {grad_tol:g}) {'ok' if ok else 'FAIL'}")
+    failed |= not ok
+
+    # 2. Twenty Adam steps, batch k at step k (batch 1 is the one above).
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(2)
+    worst_step = (0.0, 0)
+    for step in range(1, steps + 1):
+        tokens, labels = batch(gen)
+        out = kiln_step(variant, weights, tokens, labels, step, os.path.join(work, f"{variant}.out.safetensors"))
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+        loss.backward()
+        opt.step()
+        err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
+        worst_step = max(worst_step, (err, step))
+        # The next run starts from kiln's updated parameters and Adam state.
+        state = {k: v for k, v in out.items() if not k.startswith("grad.") and k not in ("loss", "logits")}
+        weights = os.path.join(work, f"{variant}.w.safetensors")
+        st.save(weights, state)
+    final = st.load(weights)
+    # Parameters with no true gradient follow Adam's normalised noise on both
+    # sides and drift apart harmlessly; compare the others.
+    param_err = max(rel_err(final[name], p.detach().numpy()) for name, p in model.named_parameters() if name in live)
+    ok = worst_step[0] <= loss_tol
+    print(f"{variant}: {steps} Adam steps, worst loss rel err {worst_step[0]:.1e} at step {worst_step[1]}, "
+          f"final loss {loss.item():.4f}, final parameters rel err {param_err:.1e} (those with a gradient) (tol {loss_tol:g}) "
+          f"{'ok' if ok else 'FAIL'}")
+    failed |= not ok
+
+print("FAILED" if failed else "ALL PASSED")
+sys.exit(1 if failed else 0)
