@@ -144,18 +144,8 @@ void saveCheckpoint(const std::string &path, const Checkpoint &ckpt) {
 }
 
 Checkpoint loadCheckpoint(const std::string &path) {
-  SafeTensors st;
-  try {
-    st = readSafeTensors(path);
-  } catch (const Error &e) {
-    // The safetensors reader puts the path at the front of its messages;
-    // moving it into the location makes the driver print `path: error: ...`
-    // like every other checkpoint error. I/O errors ("cannot open 'path'")
-    // don't start with the path and pass through unchanged.
-    std::string prefix = path + ": ";
-    if (!e.loc().file.empty() || e.message().compare(0, prefix.size(), prefix) != 0) throw;
-    throw Error(e.message().substr(prefix.size()), SourceLoc{path});
-  }
+  // The safetensors reader locates its errors at the file already.
+  SafeTensors st = readSafeTensors(path);
 
   MetadataReader md(path, st.metadata);
   md.checkFormat();

@@ -115,7 +115,8 @@ private:
   const std::string &what_;
   uint64_t dataBegin_ = 0, dataSize_ = 0;
 
-  [[noreturn]] void fail(const std::string &msg) const { throw Error(what_ + ": " + msg); }
+  // Located at the file, so the driver prints `file: error: message`.
+  [[noreturn]] void fail(const std::string &msg) const { throw Error(msg, SourceLoc{what_}); }
   [[noreturn]] void failTensor(const std::string &name, const std::string &msg) const {
     fail("tensor '" + name + "': " + msg);
   }

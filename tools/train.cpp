@@ -121,7 +121,7 @@ std::vector<runtime::RawExample> readData(const std::string &path, const Args &a
   auto examples = runtime::readExamples(path, readOptions(args), &stats);
   if (stats.skipped) {
     fmt::print(stderr, "warning: skipped {} malformed record{} of {} in {}\n", stats.skipped,
-               stats.skipped == 1 ? "" : "s", stats.records, path);
+               stats.skipped == 1 ? "" : "s", stats.records + stats.skipped, path);
     for (const std::string &p : stats.problems) fmt::print(stderr, "  {}\n", p);
   }
   return examples;
