@@ -270,12 +270,18 @@ int cmdRun(int argc, char **argv) {
   std::map<std::string, runtime::Tensor> given;
   if (auto w = args.get("--weights")) given = runtime::readSafeTensors(*w).tensors;
   int64_t seed = args.integer("--seed", 0);
-  size_t missing = 0;
-  for (ir::ValueId p : g->params()) missing += given.count(g->value(p).name) == 0;
+  // Optimizer state not given starts at zero, as a fresh torch.optim does;
+  // only model parameters are worth a note.
+  size_t missing = 0, modelParams = 0;
+  for (ir::ValueId p : g->params()) {
+    if (g->value(p).name.rfind("optimizer.", 0) == 0) continue;
+    ++modelParams;
+    missing += given.count(g->value(p).name) == 0;
+  }
   auto params = runtime::materializeParams(*g, given, static_cast<uint64_t>(seed), /*strict=*/args.get("--weights").has_value());
   if (missing)
     fmt::print(stderr, "note: {} of {} parameters were not given and were initialised from seed {}\n", missing,
-               g->params().size(), seed);
+               modelParams, seed);
 
   reference::RunOptions opts;
   opts.keepAll = args.flag("--dump-all");

@@ -10,7 +10,11 @@ non-default sizes (set with --param) and with padding in every batch:
    none) and are rounding noise (~1e-8) on both sides;
 2. 20 Adam steps on 20 different batches, chaining kiln's updated parameters
    and optimizer state from one run to the next, against torch.optim.Adam;
-   tolerance |loss_kiln - loss_torch| <= 1e-4 * max(1, |loss_torch|) per step.
+   tolerance |loss_kiln - loss_torch| <= 1e-4 * max(1, |loss_torch|) per step;
+3. the other optimizers for 10 steps each on the attention-pooling model, same
+   tolerance: SGD with momentum, Nesterov and weight decay; AdamW with
+   decoupled weight decay; Adam with gradient clipping by global norm
+   (torch.nn.utils.clip_grad_norm_).
 
 usage: train_parity.py KILN EXAMPLES_DIR WORK_DIR"""
 import os
@@ -44,11 +48,11 @@ def batch(gen):
     return tokens, labels
 
 
-def kiln_step(variant, weights, tokens, labels, step, out):
+def kiln_step(variant, weights, tokens, labels, step, out, optimizer=("--optimizer=adam",)):
     inputs = os.path.join(work, f"{variant}.in.safetensors")
     st.save(inputs, {"tokens": tokens.numpy().astype(np.int32), "labels": labels.numpy().astype(np.int32),
                      "lr": np.array(lr, dtype=np.float32), "step": np.array(step, dtype=np.float32)})
-    cmd = [kiln, "run", os.path.join(examples, f"classifier_{variant}.kiln"), "--graph=train", "--optimizer=adam",
+    cmd = [kiln, "run", os.path.join(examples, f"classifier_{variant}.kiln"), "--graph=train", *optimizer,
            "--inputs", inputs, "--weights", weights, "--outputs", out]
     for k, v in sizes.items():
         cmd += ["--param", f"{k}={v}"]
@@ -110,6 +114,45 @@ for variant in ["additive", "attnpool", "sdpa"]:
     print(f"{variant}: {steps} Adam steps, worst loss rel err {worst_step[0]:.1e} at step {worst_step[1]}, "
           f"final loss {loss.item():.4f}, final parameters rel err {param_err:.1e} (those with a gradient) (tol {loss_tol:g}) "
           f"{'ok' if ok else 'FAIL'}")
+    failed |= not ok
+
+# 3. The other optimizers.
+configs = [
+    ("sgd momentum 0.9 nesterov wd 1e-3", ["--optimizer=sgd", "--momentum=0.9", "--nesterov", "--weight-decay=1e-3"],
+     lambda ps: torch.optim.SGD(ps, lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-3), 0.0),
+    ("adamw wd 0.1", ["--optimizer=adamw", "--weight-decay=0.1"],
+     lambda ps: torch.optim.AdamW(ps, lr=lr, weight_decay=0.1), 0.0),
+    ("adam clip-norm 0.05", ["--optimizer=adam", "--clip-norm=0.05"], lambda ps: torch.optim.Adam(ps, lr=lr), 0.05),
+]
+for label, flags, make, clip in configs:
+    torch.manual_seed(3)
+    model = models.TextClassifier("attnpool", **sizes)
+    weights = os.path.join(work, "opt.w0.safetensors")
+    st.save(weights, {k: v.detach().numpy().copy() for k, v in model.state_dict().items()})
+    opt = make(model.parameters())
+    gen = torch.Generator().manual_seed(4)
+    worst_step = (0.0, 0)
+    for step in range(1, 11):
+        tokens, labels = batch(gen)
+        out = kiln_step("attnpool", weights, tokens, labels, step, os.path.join(work, "opt.out.safetensors"),
+                        tuple(flags))
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
+        worst_step = max(worst_step, (err, step))
+        state = {k: v for k, v in out.items() if not k.startswith("grad.") and k not in ("loss", "logits")}
+        weights = os.path.join(work, "opt.w.safetensors")
+        st.save(weights, state)
+    final = st.load(weights)
+    param_err = max(rel_err(final[name], p.detach().numpy()) for name, p in model.named_parameters()
+                    if not name.endswith("linear2.bias"))
+    ok = worst_step[0] <= loss_tol
+    print(f"attnpool {label}: 10 steps, worst loss rel err {worst_step[0]:.1e} at step {worst_step[1]}, "
+          f"final parameters rel err {param_err:.1e} (tol {loss_tol:g}) {'ok' if ok else 'FAIL'}")
     failed |= not ok
 
 print("FAILED" if failed else "ALL PASSED")
