@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 #include "backends/backend.h"
 
+#include "backends/onednn/onednn_backend.h"
 #include "backends/reference/interpreter.h"
 
 #include <fmt/format.h>
@@ -29,14 +30,17 @@ private:
 
 } // namespace
 
-std::vector<std::string> backendNames() { return {"auto", "reference"}; }
+std::vector<std::string> backendNames() { return {"auto", "onednn", "reference"}; }
 
 std::unique_ptr<runtime::Executable> compile(const ir::Graph &g, const std::string &backend,
                                              const runtime::CompileOptions &options) {
-  if (backend == "auto" || backend == "reference") return std::make_unique<ReferenceExecutable>(g, options);
+  // "auto" is the fastest backend that runs every graph: oneDNN, which falls
+  // back to reference kernels op by op where it has no primitive.
+  if (backend == "auto" || backend == "onednn") return onednn::compile(g, options);
+  if (backend == "reference") return std::make_unique<ReferenceExecutable>(g, options);
   std::vector<std::string> names = backendNames();
   std::string hint = nearestName(backend, names);
-  throw Error(fmt::format("unknown backend '{}'{}; available: auto, reference", backend,
+  throw Error(fmt::format("unknown backend '{}'{}; available: auto, onednn, reference", backend,
                           hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
 }
 

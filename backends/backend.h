@@ -2,7 +2,8 @@
 //
 // The backend registry: compile(graph, backend name) returns an Executable.
 // Every command takes `--backend=NAME`; "auto" picks the fastest backend that
-// supports the graph. Today the only backend is "reference".
+// supports the graph: "onednn" (which falls back to reference kernels op by
+// op). "reference" is the plain interpreter, the oracle.
 //
 //===----------------------------------------------------------------------===//
 #pragma once

@@ -253,6 +253,24 @@ TensorType shapeCrossEntropyGrad(const std::vector<TensorType> &o, const Attrs &
   return o[0];
 }
 
+TensorType shapeAdamMoment(const std::vector<TensorType> &o, const Attrs &a) {
+  expectFloat(o[0], "adam_moment state");
+  if (!(o[1] == o[0])) fail(fmt::format("adam_moment: gradient {} must have the type of the state {}", o[1].str(), o[0].str()));
+  attrFloat(a, "beta", 0.9);
+  attrBool(a, "square", false);
+  return o[0];
+}
+
+TensorType shapeAdamUpdate(const std::vector<TensorType> &o, const Attrs &a) {
+  expectFloat(o[0], "adam_update parameter");
+  for (size_t i : {1, 2})
+    if (!(o[i] == o[0])) fail(fmt::format("adam_update: {} must have the type of the parameter {}", o[i].str(), o[0].str()));
+  for (size_t i : {3, 4})
+    if (!(o[i] == TensorType{DType::F32, {}})) fail(fmt::format("adam_update: operand {} must be f32[], got {}", i, o[i].str()));
+  attrFloat(a, "eps", 1e-8);
+  return o[0];
+}
+
 } // namespace
 
 const std::vector<OpInfo> &allOps() {

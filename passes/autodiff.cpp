@@ -153,7 +153,9 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::SumGrad:
   case OpKind::MeanGrad:
   case OpKind::MaxGrad:
-  case OpKind::CrossEntropyGrad: return {};
+  case OpKind::CrossEntropyGrad:
+  case OpKind::AdamMoment:
+  case OpKind::AdamUpdate: return {};
   }
   return {};
 }

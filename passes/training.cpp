@@ -14,7 +14,9 @@
 //       Adam:  g += wd*p; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
 //              p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
 //       AdamW: p *= 1 - lr*wd, then Adam without the L2 term.
-//     b^t is computed as exp(t * ln b) from the `step` input t.
+//     b^t is computed as exp(t * ln b) from the `step` input t. Adam's two
+//     moments and the parameter step are one op each (adam_moment,
+//     adam_update), so each is a single pass over the tensor.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/training.h"
@@ -133,10 +135,11 @@ ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &confi
       continue;
     }
     ValueId m = state(p, "exp_avg"), v = state(p, "exp_avg_sq");
-    ValueId newM = b.add(scaled(b, m, config.beta1), scaled(b, grad, 1.0 - config.beta1));
-    ValueId newV = b.add(scaled(b, v, config.beta2), scaled(b, b.mul(grad, grad), 1.0 - config.beta2));
-    ValueId denom = b.add(b.div(b.sqrt(newV), bc2Sqrt), b.constant(config.eps));
-    ValueId newP = b.sub(param, b.mul(b.div(newM, denom), stepSize));
+    // One pass over the parameter per output, instead of a chain of
+    // elementwise ops each reading and writing the whole tensor.
+    ValueId newM = b.create(ir::OpKind::AdamMoment, {m, grad}, {{"beta", config.beta1}});
+    ValueId newV = b.create(ir::OpKind::AdamMoment, {v, grad}, {{"beta", config.beta2}, {"square", true}});
+    ValueId newP = b.create(ir::OpKind::AdamUpdate, {param, newM, newV, stepSize, bc2Sqrt}, {{"eps", config.eps}});
     updates.push_back({g.value(m).name, newM});
     updates.push_back({g.value(v).name, newV});
     updates.push_back({pname, newP});

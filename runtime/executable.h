@@ -14,10 +14,19 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace kiln::runtime {
 
 using TensorMap = std::map<std::string, Tensor>;
+
+/// Time spent in one node of the graph, summed over the runs profiled.
+struct NodeTiming {
+  ir::NodeId node = -1;
+  std::string label; ///< `op` or the backend's kernel name, e.g. "matmul+bias (onednn)"
+  double seconds = 0;
+  int64_t calls = 0;
+};
 
 class Executable {
 public:
@@ -27,6 +36,14 @@ public:
   /// Runs the graph; inputs and params are matched by name (kiln::Error for a
   /// missing or mistyped one). Returns outputs by output name.
   virtual TensorMap run(const TensorMap &inputs, const TensorMap &params) = 0;
+
+  /// Per-node timing of subsequent runs (`kiln bench --profile`); a backend
+  /// that cannot profile ignores it and returns an empty profile.
+  virtual void setProfiling(bool on) { (void)on; }
+  virtual std::vector<NodeTiming> profile() const { return {}; }
+  /// Bytes of intermediate storage the last run used (the arena, or the
+  /// reference interpreter's peak of live values); 0 when unknown.
+  virtual int64_t workspaceBytes() const { return 0; }
 };
 
 struct CompileOptions {

@@ -12,31 +12,79 @@ namespace kiln::runtime {
 
 Tensor::Tensor(ir::DType dtype, std::vector<int64_t> shape)
     : dtype_(dtype), shape_(std::move(shape)), numel_(ir::numElements(shape_)),
-      bytes_(static_cast<size_t>(numel_) * ir::dtypeSize(dtype)) {}
+      bytes_(static_cast<size_t>(numel_) * ir::dtypeSize(dtype)), data_(bytes_.data()), byteSize_(bytes_.size()) {}
+
+Tensor Tensor::view(ir::DType dtype, std::vector<int64_t> shape, void *data) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.numel_ = ir::numElements(t.shape_);
+  t.byteSize_ = static_cast<size_t>(t.numel_) * ir::dtypeSize(dtype);
+  t.data_ = static_cast<std::byte *>(data);
+  return t;
+}
+
+Tensor::Tensor(const Tensor &o)
+    : dtype_(o.dtype_), shape_(o.shape_), numel_(o.numel_), bytes_(o.bytes_), byteSize_(o.byteSize_) {
+  data_ = o.bytes_.empty() ? o.data_ : bytes_.data();
+}
+
+Tensor &Tensor::operator=(const Tensor &o) {
+  if (this == &o) return *this;
+  dtype_ = o.dtype_;
+  shape_ = o.shape_;
+  numel_ = o.numel_;
+  bytes_ = o.bytes_;
+  byteSize_ = o.byteSize_;
+  data_ = o.bytes_.empty() ? o.data_ : bytes_.data();
+  return *this;
+}
+
+Tensor::Tensor(Tensor &&o) noexcept
+    : dtype_(o.dtype_), shape_(std::move(o.shape_)), numel_(o.numel_), bytes_(std::move(o.bytes_)),
+      data_(o.data_), byteSize_(o.byteSize_) {
+  o.data_ = nullptr;
+  o.byteSize_ = 0;
+  o.numel_ = 0;
+}
+
+Tensor &Tensor::operator=(Tensor &&o) noexcept {
+  if (this == &o) return *this;
+  dtype_ = o.dtype_;
+  shape_ = std::move(o.shape_);
+  numel_ = o.numel_;
+  bytes_ = std::move(o.bytes_);
+  data_ = o.data_;
+  byteSize_ = o.byteSize_;
+  o.data_ = nullptr;
+  o.byteSize_ = 0;
+  o.numel_ = 0;
+  return *this;
+}
 
 std::span<float> Tensor::f32() {
   assert(dtype_ == ir::DType::F32);
-  return {reinterpret_cast<float *>(bytes_.data()), static_cast<size_t>(numel_)};
+  return {reinterpret_cast<float *>(data_), static_cast<size_t>(numel_)};
 }
 std::span<const float> Tensor::f32() const {
   assert(dtype_ == ir::DType::F32);
-  return {reinterpret_cast<const float *>(bytes_.data()), static_cast<size_t>(numel_)};
+  return {reinterpret_cast<const float *>(data_), static_cast<size_t>(numel_)};
 }
 std::span<int32_t> Tensor::i32() {
   assert(dtype_ == ir::DType::I32);
-  return {reinterpret_cast<int32_t *>(bytes_.data()), static_cast<size_t>(numel_)};
+  return {reinterpret_cast<int32_t *>(data_), static_cast<size_t>(numel_)};
 }
 std::span<const int32_t> Tensor::i32() const {
   assert(dtype_ == ir::DType::I32);
-  return {reinterpret_cast<const int32_t *>(bytes_.data()), static_cast<size_t>(numel_)};
+  return {reinterpret_cast<const int32_t *>(data_), static_cast<size_t>(numel_)};
 }
 std::span<uint8_t> Tensor::b8() {
   assert(dtype_ == ir::DType::Bool);
-  return {reinterpret_cast<uint8_t *>(bytes_.data()), static_cast<size_t>(numel_)};
+  return {reinterpret_cast<uint8_t *>(data_), static_cast<size_t>(numel_)};
 }
 std::span<const uint8_t> Tensor::b8() const {
   assert(dtype_ == ir::DType::Bool);
-  return {reinterpret_cast<const uint8_t *>(bytes_.data()), static_cast<size_t>(numel_)};
+  return {reinterpret_cast<const uint8_t *>(data_), static_cast<size_t>(numel_)};
 }
 
 std::string Tensor::typeStr() const {

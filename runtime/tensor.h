@@ -2,7 +2,9 @@
 //
 // A Tensor is a dtype, concrete extents and a contiguous row-major buffer. It
 // is what flows into and out of every backend and what safetensors files
-// hold. bool elements are one byte each (0 or 1).
+// hold. bool elements are one byte each (0 or 1). A tensor normally owns its
+// buffer; Tensor::view() makes one over memory owned elsewhere (a backend's
+// arena), which copies shallowly and must not outlive that memory.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -22,15 +24,23 @@ public:
   Tensor() = default;
   /// Zero-filled tensor.
   Tensor(ir::DType dtype, std::vector<int64_t> shape);
+  /// A non-owning tensor over `data`, which must hold numel * dtypeSize bytes.
+  static Tensor view(ir::DType dtype, std::vector<int64_t> shape, void *data);
+
+  Tensor(const Tensor &other);
+  Tensor &operator=(const Tensor &other);
+  Tensor(Tensor &&other) noexcept;
+  Tensor &operator=(Tensor &&other) noexcept;
+  bool isView() const { return data_ != nullptr && bytes_.empty() && byteSize_ > 0; }
 
   ir::DType dtype() const { return dtype_; }
   const std::vector<int64_t> &shape() const { return shape_; }
   size_t rank() const { return shape_.size(); }
   int64_t numel() const { return numel_; }
-  size_t byteSize() const { return bytes_.size(); }
+  size_t byteSize() const { return byteSize_; }
 
-  std::byte *raw() { return bytes_.data(); }
-  const std::byte *raw() const { return bytes_.data(); }
+  std::byte *raw() { return data_; }
+  const std::byte *raw() const { return data_; }
 
   // Typed views; assert the dtype.
   std::span<float> f32();
@@ -51,7 +61,9 @@ private:
   ir::DType dtype_ = ir::DType::F32;
   std::vector<int64_t> shape_;
   int64_t numel_ = 0;
-  std::vector<std::byte> bytes_;
+  std::vector<std::byte> bytes_; ///< the buffer when owned; empty for a view
+  std::byte *data_ = nullptr;    ///< bytes_.data(), or the viewed memory
+  size_t byteSize_ = 0;
 };
 
 } // namespace kiln::runtime

@@ -614,6 +614,32 @@ void crossEntropyGradKernel(const KernelArgs &k) {
   }
 }
 
+// --- optimizer kernels ------------------------------------------------------------
+
+void adamMomentKernel(const KernelArgs &k) {
+  float beta = static_cast<float>(ir::attrFloat(k.node.attrs, "beta", 0.9));
+  bool square = ir::attrBool(k.node.attrs, "square", false);
+  const float *m = data<float>(*k.in[0]), *g = data<float>(*k.in[1]);
+  float *out = data<float>(k.out);
+  float rest = 1.0f - beta;
+  parallelFor(k.out.numel(), 1, k.threads, [&](int64_t begin, int64_t end) {
+    if (square)
+      for (int64_t i = begin; i < end; ++i) out[i] = beta * m[i] + rest * (g[i] * g[i]);
+    else
+      for (int64_t i = begin; i < end; ++i) out[i] = beta * m[i] + rest * g[i];
+  });
+}
+
+void adamUpdateKernel(const KernelArgs &k) {
+  const float *p = data<float>(*k.in[0]), *m = data<float>(*k.in[1]), *v = data<float>(*k.in[2]);
+  float stepSize = data<float>(*k.in[3])[0], bc2Sqrt = data<float>(*k.in[4])[0];
+  float eps = static_cast<float>(ir::attrFloat(k.node.attrs, "eps", 1e-8));
+  float *out = data<float>(k.out);
+  parallelFor(k.out.numel(), 1, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) out[i] = p[i] - stepSize * (m[i] / (std::sqrt(v[i]) / bc2Sqrt + eps));
+  });
+}
+
 /// The kernel of each op. No default case: an op added to ir/ops.def without
 /// a kernel makes -Wswitch warn here.
 Kernel kernelFor(OpKind op) {
@@ -660,6 +686,8 @@ Kernel kernelFor(OpKind op) {
   case OpKind::MeanGrad: return reduceGradKernel<Reduction::Mean>;
   case OpKind::MaxGrad: return maxGradKernel;
   case OpKind::CrossEntropyGrad: return crossEntropyGradKernel;
+  case OpKind::AdamMoment: return adamMomentKernel;
+  case OpKind::AdamUpdate: return adamUpdateKernel;
   }
   return nullptr;
 }
@@ -685,6 +713,14 @@ int resolveThreads(int requested) {
 } // namespace
 
 bool hasKernel(ir::OpKind op) { return kernelFor(op) != nullptr; }
+
+bool needsZeroedResult(ir::OpKind op) {
+  return op == OpKind::MatMul || op == OpKind::EmbeddingGrad || op == OpKind::MaxGrad;
+}
+
+void executeNode(const ir::Node &n, const std::vector<const Tensor *> &operands, Tensor &result, int threads) {
+  kernelFor(n.op)({n, operands, result, resolveThreads(threads)});
+}
 
 RunResult run(const ir::Graph &g, const std::map<std::string, Tensor> &inputs,
               const std::map<std::string, Tensor> &params, const RunOptions &options) {

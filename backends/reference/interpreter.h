@@ -39,6 +39,17 @@ struct RunResult {
 RunResult run(const ir::Graph &g, const std::map<std::string, runtime::Tensor> &inputs,
               const std::map<std::string, runtime::Tensor> &params, const RunOptions &options = {});
 
+/// Runs one node's reference kernel on tensors at concrete extents (views into
+/// another backend's memory are fine). `result` must be zero-filled where
+/// needsZeroedResult(op). Lets other backends fall back to the oracle
+/// for ops they have no faster kernel for.
+void executeNode(const ir::Node &n, const std::vector<const runtime::Tensor *> &operands, runtime::Tensor &result,
+                 int threads);
+
+/// Whether executeNode needs a zero-filled result for op (its kernel
+/// accumulates); the others overwrite every element.
+bool needsZeroedResult(ir::OpKind op);
+
 /// True when the interpreter has a kernel for op (the op-table test checks
 /// that every op has one).
 bool hasKernel(ir::OpKind op);

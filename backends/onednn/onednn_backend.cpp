@@ -1,0 +1,569 @@
+//===- backends/onednn/onednn_backend.cpp - oneDNN CPU backend ------------===//
+//
+// Compilation of a plan, once per symbol bindings:
+//  1. Concrete extents of every value; pattern choices per node: a matmul
+//     whose only reader adds a 1-D bias over its last dim takes the bias as
+//     its own (the add then runs inside the matmul); a reshape is a view.
+//  2. Memory: passes::planMemory lays every intermediate out in one arena,
+//     with in-place results for the eltwise and binary primitives that
+//     support it (dst may equal src / src0).
+//  3. One step per node: a oneDNN primitive with its memory objects created
+//     here, or the reference kernel on views of the arena. Inputs and
+//     parameters stay in the caller's tensors; their addresses are set on
+//     the memory objects at every run.
+// Running is then: bind pointers, execute the steps in order, copy outputs.
+//
+// oneDNN 2.6 API: `X::desc d(...); X::primitive_desc pd(d, engine);`.
+//
+//===----------------------------------------------------------------------===//
+#include "backends/onednn/onednn_backend.h"
+
+#include "backends/reference/interpreter.h"
+#include "passes/memory_plan.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <dnnl.hpp>
+#include <fmt/format.h>
+#include <functional>
+#include <map>
+#include <optional>
+#include <unordered_map>
+
+namespace kiln::backends::onednn {
+
+namespace {
+
+using dnnl::memory;
+using ir::DType;
+using ir::Node;
+using ir::OpKind;
+using ir::ValueId;
+using runtime::Tensor;
+using Dims = memory::dims;
+
+/// Arena memory aligned for AVX-512.
+struct AlignedBuffer {
+  void *data = nullptr;
+  explicit AlignedBuffer(size_t bytes) {
+    if (bytes) data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (bytes && !data) throw std::bad_alloc();
+  }
+  ~AlignedBuffer() { std::free(data); }
+  AlignedBuffer(const AlignedBuffer &) = delete;
+  AlignedBuffer &operator=(const AlignedBuffer &) = delete;
+};
+
+memory::data_type dnnlType(DType t) {
+  switch (t) {
+  case DType::F32: return memory::data_type::f32;
+  case DType::I32: return memory::data_type::s32;
+  case DType::Bool: return memory::data_type::u8;
+  }
+  return memory::data_type::f32;
+}
+
+Dims denseStrides(const Dims &d) {
+  Dims s(d.size());
+  int64_t step = 1;
+  for (size_t i = d.size(); i-- > 0;) {
+    s[i] = step;
+    step *= d[i];
+  }
+  return s;
+}
+
+memory::desc dense(const std::vector<int64_t> &extents, DType t = DType::F32) {
+  Dims d = extents.empty() ? Dims{1} : Dims(extents.begin(), extents.end());
+  return memory::desc(d, dnnlType(t), denseStrides(d));
+}
+
+/// `small` aligned to the rank of `full` with leading 1s (numpy broadcasting).
+Dims alignRank(const std::vector<int64_t> &small, size_t rank) {
+  Dims d(rank, 1);
+  std::copy(small.begin(), small.end(), d.begin() + (rank - small.size()));
+  return d;
+}
+
+int64_t product(const std::vector<int64_t> &e, size_t begin, size_t end) {
+  int64_t p = 1;
+  for (size_t i = begin; i < end; ++i) p *= e[i];
+  return p;
+}
+
+class OnednnExecutable;
+
+/// Everything built for one set of symbol bindings.
+struct Plan {
+  std::vector<std::vector<int64_t>> extents; ///< by ValueId
+  passes::MemoryPlan memory;
+  std::unique_ptr<AlignedBuffer> arena;
+  std::vector<void *> ptr; ///< by ValueId: where the value lives this run
+  struct Step {
+    ir::NodeId node;
+    std::string label;
+    std::function<void()> run;
+  };
+  std::vector<Step> steps;
+  std::vector<double> seconds; ///< per step, when profiling
+  std::vector<int64_t> calls;
+};
+
+class OnednnExecutable : public runtime::Executable {
+public:
+  OnednnExecutable(const ir::Graph &g, const runtime::CompileOptions &o)
+      : graph_(g), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_), threads_(o.threads) {}
+
+  const ir::Graph &graph() const override { return graph_; }
+  void setProfiling(bool on) override { profiling_ = on; }
+  std::vector<runtime::NodeTiming> profile() const override;
+  int64_t workspaceBytes() const override { return lastPlan_ ? lastPlan_->memory.arenaBytes : 0; }
+
+  runtime::TensorMap run(const runtime::TensorMap &inputs, const runtime::TensorMap &params) override {
+    std::vector<std::vector<int64_t>> inputExtents;
+    std::vector<const Tensor *> given(graph_.numValues(), nullptr);
+    auto lookup = [&](const runtime::TensorMap &m, ValueId v, const char *what) {
+      const ir::ValueInfo &info = graph_.value(v);
+      auto it = m.find(info.name);
+      if (it == m.end()) throw Error(fmt::format("missing {} '{}' of type {}", what, info.name, info.type.str()));
+      if (it->second.dtype() != info.type.dtype || it->second.rank() != info.type.rank())
+        throw Error(fmt::format("{} '{}' expects {} but was given {}", what, info.name, info.type.str(),
+                                it->second.typeStr()));
+      given[v] = &it->second;
+    };
+    for (ValueId v : graph_.inputs()) {
+      lookup(inputs, v, "input");
+      inputExtents.push_back(given[v]->shape());
+    }
+    ir::SymbolBindings bindings = graph_.bindSymbols(inputExtents);
+    Plan &plan = planFor(bindings);
+    for (ValueId v : graph_.params()) {
+      lookup(params, v, "parameter");
+      if (given[v]->shape() != plan.extents[v])
+        throw Error(fmt::format("parameter '{}' expects {} but was given {}", graph_.value(v).name,
+                                graph_.type(v).str(), given[v]->typeStr()));
+    }
+    checkIndices(plan, given);
+    for (ValueId v : graph_.inputs()) plan.ptr[v] = const_cast<std::byte *>(given[v]->raw());
+    for (ValueId v : graph_.params()) plan.ptr[v] = const_cast<std::byte *>(given[v]->raw());
+    // Views and in-place results follow their root's address, which for a
+    // view of an input or parameter changes every run.
+    for (size_t v = 0; v < plan.ptr.size(); ++v) {
+      ValueId root = rootOf(plan, static_cast<ValueId>(v));
+      if (root != static_cast<ValueId>(v) && !isExternal(root)) continue;
+      if (root != static_cast<ValueId>(v)) plan.ptr[v] = plan.ptr[root];
+    }
+
+    for (size_t i = 0; i < plan.steps.size(); ++i) {
+      if (!profiling_) {
+        plan.steps[i].run();
+        continue;
+      }
+      auto t0 = std::chrono::steady_clock::now();
+      plan.steps[i].run();
+      stream_.wait();
+      plan.seconds[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++plan.calls[i];
+    }
+    stream_.wait();
+
+    runtime::TensorMap out;
+    for (const ir::Output &o : graph_.outputs()) {
+      Tensor t(graph_.type(o.value).dtype, plan.extents[o.value]);
+      if (t.byteSize()) std::memcpy(t.raw(), plan.ptr[o.value], t.byteSize());
+      out[o.name] = std::move(t);
+    }
+    lastPlan_ = &plan;
+    return out;
+  }
+
+private:
+  bool isExternal(ValueId v) const { return graph_.value(v).kind != ir::ValueKind::Node; }
+
+  ValueId rootOf(const Plan &p, ValueId v) const {
+    while (p.memory.values[v].aliasOf >= 0 && p.memory.values[v].aliasOf != v) v = p.memory.values[v].aliasOf;
+    return v;
+  }
+
+  /// Run-time data a kernel would otherwise trip over: ids and labels out of
+  /// range are user errors, found before any step runs.
+  void checkIndices(const Plan &plan, const std::vector<const Tensor *> &given) const {
+    for (const Node &n : graph_.nodes()) {
+      if (n.op != OpKind::Embedding && n.op != OpKind::CrossEntropy) continue;
+      ValueId idx = n.operands[1];
+      if (!given[idx]) continue; // computed ids are checked by the reference kernel path
+      int64_t bound = n.op == OpKind::Embedding ? plan.extents[n.operands[0]][0] : plan.extents[n.operands[0]][1];
+      auto ids = given[idx]->i32();
+      for (size_t i = 0; i < ids.size(); ++i)
+        if (ids[i] < 0 || ids[i] >= bound)
+          throw Error(fmt::format("{}: {} {} at position {} is outside [0, {})", ir::opName(n.op),
+                                  n.op == OpKind::Embedding ? "id" : "label", ids[i], i, bound),
+                      n.locs.empty() ? SourceLoc{} : n.locs.front());
+    }
+  }
+
+  Plan &planFor(const ir::SymbolBindings &b) {
+    auto it = plans_.find(b);
+    if (it != plans_.end()) return *it->second;
+    auto plan = std::make_unique<Plan>();
+    build(*plan, b);
+    return *plans_.emplace(b, std::move(plan)).first->second;
+  }
+
+  void build(Plan &p, const ir::SymbolBindings &b);
+  bool lowerNode(Plan &p, size_t i, std::vector<bool> &fused);
+
+  /// A memory object for value v whose address is looked up at run time.
+  struct Bound {
+    memory mem;
+    ValueId value;
+  };
+  void addPrimitive(Plan &p, size_t node, std::string label, dnnl::primitive prim, std::vector<std::pair<int, Bound>> args) {
+    Plan *plan = &p;
+    std::vector<std::pair<int, Bound>> bound = std::move(args);
+    p.steps.push_back({static_cast<ir::NodeId>(node), std::move(label), [this, plan, prim, bound]() mutable {
+                         std::unordered_map<int, memory> argMap;
+                         for (auto &[arg, bm] : bound) {
+                           bm.mem.set_data_handle(plan->ptr[bm.value]);
+                           argMap.emplace(arg, bm.mem);
+                         }
+                         prim.execute(stream_, argMap);
+                       }});
+  }
+  Bound bind(const memory::desc &md, ValueId v) { return {memory(md, engine_, DNNL_MEMORY_NONE), v}; }
+
+  ir::Graph graph_;
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  int threads_;
+  bool profiling_ = false;
+  std::map<ir::SymbolBindings, std::unique_ptr<Plan>> plans_;
+  Plan *lastPlan_ = nullptr;
+  std::vector<std::vector<ir::NodeId>> readers_;
+};
+
+/// Ops whose oneDNN primitive may write its result over operand 0.
+bool eltwiseLike(OpKind op) {
+  switch (op) {
+  case OpKind::Tanh:
+  case OpKind::Relu:
+  case OpKind::Exp:
+  case OpKind::Log:
+  case OpKind::Sqrt:
+  case OpKind::Sigmoid:
+  case OpKind::Neg:
+  case OpKind::Add:
+  case OpKind::Sub:
+  case OpKind::Mul:
+  case OpKind::Div: return true;
+  default: return false;
+  }
+}
+
+std::optional<dnnl::algorithm> eltwiseAlgorithm(OpKind op, float &alpha) {
+  alpha = 0;
+  switch (op) {
+  case OpKind::Tanh: return dnnl::algorithm::eltwise_tanh;
+  case OpKind::Relu: return dnnl::algorithm::eltwise_relu;
+  case OpKind::Exp: return dnnl::algorithm::eltwise_exp;
+  case OpKind::Log: return dnnl::algorithm::eltwise_log;
+  case OpKind::Sqrt: return dnnl::algorithm::eltwise_sqrt;
+  case OpKind::Sigmoid: return dnnl::algorithm::eltwise_logistic;
+  case OpKind::Neg: alpha = -1; return dnnl::algorithm::eltwise_linear;
+  default: return std::nullopt;
+  }
+}
+
+std::optional<dnnl::algorithm> binaryAlgorithm(OpKind op) {
+  switch (op) {
+  case OpKind::Add: return dnnl::algorithm::binary_add;
+  case OpKind::Sub: return dnnl::algorithm::binary_sub;
+  case OpKind::Mul: return dnnl::algorithm::binary_mul;
+  case OpKind::Div: return dnnl::algorithm::binary_div;
+  default: return std::nullopt;
+  }
+}
+
+void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
+  const auto &nodes = graph_.nodes();
+  size_t n = graph_.numValues();
+  p.extents.resize(n);
+  for (size_t v = 0; v < n; ++v) p.extents[v] = *ir::concreteShape(graph_.type(static_cast<ValueId>(v)).shape, b);
+  readers_.assign(n, {});
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (ValueId v : nodes[i].operands) readers_[v].push_back(static_cast<ir::NodeId>(i));
+
+  passes::PlanOptions opts;
+  opts.inPlace = [&](const Node &node, size_t operand) {
+    if (operand != 0 || !eltwiseLike(node.op) || graph_.type(node.operands[0]).dtype != DType::F32) return false;
+    return p.extents[node.operands[0]] == p.extents[node.result];
+  };
+  p.memory = passes::planMemory(graph_, b, opts);
+  p.arena = std::make_unique<AlignedBuffer>(static_cast<size_t>(p.memory.arenaBytes));
+  p.ptr.assign(n, nullptr);
+  for (size_t v = 0; v < n; ++v) {
+    const passes::BufferPlan &bp = p.memory.values[v];
+    if (bp.offset >= 0) p.ptr[v] = static_cast<std::byte *>(p.arena->data) + bp.offset;
+  }
+  for (size_t v = 0; v < n; ++v) {
+    ValueId root = rootOf(p, static_cast<ValueId>(v));
+    if (root != static_cast<ValueId>(v) && !isExternal(root)) p.ptr[v] = p.ptr[root];
+  }
+
+  std::vector<bool> fused(nodes.size(), false);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (fused[i]) continue;
+    const Node &node = nodes[i];
+    // A reshape that the planner made a view needs no work.
+    if (node.op == OpKind::Reshape && rootOf(p, node.result) == rootOf(p, node.operands[0])) continue;
+    // oneDNN refuses some shapes (e.g. a "reduction" that reduces nothing);
+    // those nodes run the reference kernel like unsupported ops do.
+    bool lowered = false;
+    size_t stepsBefore = p.steps.size();
+    std::vector<bool> fusedBefore = fused;
+    try {
+      lowered = lowerNode(p, i, fused);
+    } catch (const dnnl::error &) {
+      p.steps.resize(stepsBefore);
+      fused = fusedBefore;
+    }
+    if (lowered) continue;
+    // Fallback: the reference kernel on views of this run's buffers.
+    Plan *plan = &p;
+    int threads = threads_;
+    p.steps.push_back({static_cast<ir::NodeId>(i), std::string(ir::opName(node.op)) + " (reference)",
+                       [this, plan, i, threads]() {
+                         const Node &nd = graph_.nodes()[i];
+                         std::vector<Tensor> views;
+                         views.reserve(nd.operands.size());
+                         for (ValueId v : nd.operands)
+                           views.push_back(Tensor::view(graph_.type(v).dtype, plan->extents[v], plan->ptr[v]));
+                         std::vector<const Tensor *> ops;
+                         for (const Tensor &t : views) ops.push_back(&t);
+                         Tensor out = Tensor::view(graph_.type(nd.result).dtype, plan->extents[nd.result],
+                                                   plan->ptr[nd.result]);
+                         if (out.byteSize() && reference::needsZeroedResult(nd.op))
+                           std::memset(out.raw(), 0, out.byteSize());
+                         reference::executeNode(nd, ops, out, threads);
+                       }});
+  }
+  p.seconds.assign(p.steps.size(), 0.0);
+  p.calls.assign(p.steps.size(), 0);
+}
+
+bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
+  const Node &node = graph_.nodes()[i];
+  auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
+  auto f32 = [&](ValueId v) { return graph_.type(v).dtype == DType::F32; };
+  const auto &out = ext(node.result);
+  if (ir::numElements(out) == 0) return false; // oneDNN rejects empty tensors; the reference handles them
+
+  if (float alpha; auto alg = eltwiseAlgorithm(node.op, alpha)) {
+    memory::desc md = dense({ir::numElements(out)});
+    dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, *alg, md, alpha, 0.f);
+    dnnl::eltwise_forward::primitive_desc pd(d, engine_);
+    addPrimitive(p, i, std::string(ir::opName(node.op)) + " (onednn eltwise)", dnnl::eltwise_forward(pd),
+                 {{DNNL_ARG_SRC, bind(md, node.operands[0])}, {DNNL_ARG_DST, bind(md, node.result)}});
+    return true;
+  }
+
+  if (node.op == OpKind::TanhGrad || node.op == OpKind::ReluGrad || node.op == OpKind::SigmoidGrad) {
+    memory::desc md = dense({ir::numElements(out)});
+    dnnl::algorithm alg = node.op == OpKind::TanhGrad    ? dnnl::algorithm::eltwise_tanh_use_dst_for_bwd
+                          : node.op == OpKind::ReluGrad ? dnnl::algorithm::eltwise_relu
+                                                        : dnnl::algorithm::eltwise_logistic_use_dst_for_bwd;
+    dnnl::eltwise_forward::primitive_desc hint(
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md, 0.f, 0.f), engine_);
+    dnnl::eltwise_backward::primitive_desc pd(dnnl::eltwise_backward::desc(alg, md, md, 0.f, 0.f), engine_, hint);
+    int dataArg = node.op == OpKind::ReluGrad ? DNNL_ARG_SRC : DNNL_ARG_DST;
+    addPrimitive(p, i, std::string(ir::opName(node.op)) + " (onednn eltwise)", dnnl::eltwise_backward(pd),
+                 {{dataArg, bind(md, node.operands[0])},
+                  {DNNL_ARG_DIFF_DST, bind(md, node.operands[1])},
+                  {DNNL_ARG_DIFF_SRC, bind(md, node.result)}});
+    return true;
+  }
+
+  if (auto alg = binaryAlgorithm(node.op); alg && f32(node.result)) {
+    ValueId a = node.operands[0], c = node.operands[1];
+    // oneDNN broadcasts only src1; commutative ops can swap their operands.
+    if (ext(a) != out && (node.op == OpKind::Add || node.op == OpKind::Mul) && ext(c) == out) std::swap(a, c);
+    if (ext(a) != out) return false;
+    size_t rank = std::max<size_t>(out.size(), 1);
+    memory::desc mdOut = dense(out);
+    Dims cd = alignRank(ext(c), rank);
+    if (out.empty()) cd = {1};
+    memory::desc mdC(cd, memory::data_type::f32, denseStrides(cd));
+    dnnl::binary::primitive_desc pd(dnnl::binary::desc(*alg, mdOut, mdC, mdOut), engine_);
+    addPrimitive(p, i, std::string(ir::opName(node.op)) + " (onednn binary)", dnnl::binary(pd),
+                 {{DNNL_ARG_SRC_0, bind(mdOut, a)}, {DNNL_ARG_SRC_1, bind(mdC, c)}, {DNNL_ARG_DST, bind(mdOut, node.result)}});
+    return true;
+  }
+
+  if (node.op == OpKind::MatMul) {
+    ValueId a = node.operands[0], w = node.operands[1];
+    bool ta = ir::attrBool(node.attrs, "transpose_a", false), tb = ir::attrBool(node.attrs, "transpose_b", false);
+    const auto &ea = ext(a), &ew = ext(w);
+    size_t ra = ea.size(), rw = ew.size(), ro = out.size();
+    int64_t m = out[ro - 2], nn = out[ro - 1], k = ta ? ea[ra - 2] : ea[ra - 1];
+    // Each operand's batch dims fold into one: the full batch, or 1 (broadcast).
+    int64_t batch = product(out, 0, ro - 2);
+    int64_t ba = product(ea, 0, ra - 2), bw = product(ew, 0, rw - 2);
+    if ((ba != batch && ba != 1) || (bw != batch && bw != 1)) return false;
+    // A rank-2 weight under a batched lhs without transpose: fold the batch into M.
+    bool foldRows = bw == 1 && !ta && ba == batch;
+    Dims da, dw, dout, sa, sw;
+    if (foldRows) {
+      int64_t rows = batch * m;
+      da = {rows, k};
+      sa = {k, 1};
+      dw = {k, nn};
+      sw = tb ? Dims{1, k} : Dims{nn, 1};
+      dout = {rows, nn};
+    } else {
+      da = {ba, m, k};
+      sa = ta ? Dims{m * k, 1, m} : Dims{m * k, k, 1};
+      dw = {bw, k, nn};
+      sw = tb ? Dims{k * nn, 1, k} : Dims{k * nn, nn, 1};
+      dout = {batch, m, nn};
+    }
+    memory::desc mdA(da, memory::data_type::f32, sa), mdW(dw, memory::data_type::f32, sw);
+    memory::desc mdOut(dout, memory::data_type::f32, denseStrides(dout));
+    // Bias fusion: the matmul's only reader adds a bias vector of length N.
+    ValueId target = node.result, bias = -1;
+    if (readers_[node.result].size() == 1) {
+      const Node &add = graph_.nodes()[readers_[node.result][0]];
+      if (add.op == OpKind::Add && add.operands[0] == node.result && ext(add.operands[1]) == std::vector<int64_t>{nn} &&
+          ext(add.result) == out && f32(add.operands[1])) {
+        bias = add.operands[1];
+        target = add.result;
+        fused[readers_[node.result][0]] = true;
+      }
+    }
+    std::vector<std::pair<int, Bound>> args{{DNNL_ARG_SRC, bind(mdA, a)}, {DNNL_ARG_WEIGHTS, bind(mdW, w)}};
+    std::string label = "matmul (onednn)";
+    if (bias >= 0) {
+      Dims db(dout.size(), 1);
+      db.back() = nn;
+      memory::desc mdB(db, memory::data_type::f32, denseStrides(db));
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdW, mdB, mdOut), engine_);
+      args.push_back({DNNL_ARG_BIAS, bind(mdB, bias)});
+      args.push_back({DNNL_ARG_DST, bind(mdOut, target)});
+      addPrimitive(p, i, "matmul+bias (onednn)", dnnl::matmul(pd), std::move(args));
+      return true;
+    }
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdW, mdOut), engine_);
+    args.push_back({DNNL_ARG_DST, bind(mdOut, target)});
+    addPrimitive(p, i, label, dnnl::matmul(pd), std::move(args));
+    return true;
+  }
+
+  bool masked = node.operands.size() > 1;
+  if ((node.op == OpKind::Softmax || node.op == OpKind::LogSoftmax) && !masked) {
+    memory::desc md = dense(out);
+    int axis = static_cast<int>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), out.size()));
+    if (node.op == OpKind::Softmax) {
+      dnnl::softmax_forward::primitive_desc pd(
+          dnnl::softmax_forward::desc(dnnl::prop_kind::forward_training, md, axis), engine_);
+      addPrimitive(p, i, "softmax (onednn)", dnnl::softmax_forward(pd),
+                   {{DNNL_ARG_SRC, bind(md, node.operands[0])}, {DNNL_ARG_DST, bind(md, node.result)}});
+    } else {
+      dnnl::logsoftmax_forward::primitive_desc pd(
+          dnnl::logsoftmax_forward::desc(dnnl::prop_kind::forward_training, md, axis), engine_);
+      addPrimitive(p, i, "log_softmax (onednn)", dnnl::logsoftmax_forward(pd),
+                   {{DNNL_ARG_SRC, bind(md, node.operands[0])}, {DNNL_ARG_DST, bind(md, node.result)}});
+    }
+    return true;
+  }
+
+  if (node.op == OpKind::SoftmaxGrad) {
+    memory::desc md = dense(out);
+    int axis = static_cast<int>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), out.size()));
+    dnnl::softmax_forward::primitive_desc hint(
+        dnnl::softmax_forward::desc(dnnl::prop_kind::forward_training, md, axis), engine_);
+    dnnl::softmax_backward::primitive_desc pd(dnnl::softmax_backward::desc(md, md, axis), engine_, hint);
+    addPrimitive(p, i, "softmax_grad (onednn)", dnnl::softmax_backward(pd),
+                 {{DNNL_ARG_DST, bind(md, node.operands[0])},
+                  {DNNL_ARG_DIFF_DST, bind(md, node.operands[1])},
+                  {DNNL_ARG_DIFF_SRC, bind(md, node.result)}});
+    return true;
+  }
+
+  if ((node.op == OpKind::Sum || node.op == OpKind::Mean || node.op == OpKind::Max) && !masked) {
+    const auto &ex = ext(node.operands[0]);
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), ex.size()));
+    Dims src(ex.begin(), ex.end()), dst = src;
+    dst[axis] = 1;
+    if (ex[axis] == 0) return false;
+    dnnl::algorithm alg = node.op == OpKind::Sum    ? dnnl::algorithm::reduction_sum
+                          : node.op == OpKind::Mean ? dnnl::algorithm::reduction_mean
+                                                    : dnnl::algorithm::reduction_max;
+    memory::desc mdS(src, memory::data_type::f32, denseStrides(src)), mdD(dst, memory::data_type::f32, denseStrides(dst));
+    dnnl::reduction::primitive_desc pd(dnnl::reduction::desc(alg, mdS, mdD, 0.f, 0.f), engine_);
+    addPrimitive(p, i, std::string(ir::opName(node.op)) + " (onednn reduction)", dnnl::reduction(pd),
+                 {{DNNL_ARG_SRC, bind(mdS, node.operands[0])}, {DNNL_ARG_DST, bind(mdD, node.result)}});
+    return true;
+  }
+
+  if (node.op == OpKind::SumTo) {
+    const auto &ex = ext(node.operands[0]);
+    Dims src(ex.begin(), ex.end()), dst = alignRank(out, ex.size());
+    if (src.empty()) return false;
+    memory::desc mdS(src, memory::data_type::f32, denseStrides(src)), mdD(dst, memory::data_type::f32, denseStrides(dst));
+    dnnl::reduction::primitive_desc pd(dnnl::reduction::desc(dnnl::algorithm::reduction_sum, mdS, mdD, 0.f, 0.f), engine_);
+    addPrimitive(p, i, "sum_to (onednn reduction)", dnnl::reduction(pd),
+                 {{DNNL_ARG_SRC, bind(mdS, node.operands[0])}, {DNNL_ARG_DST, bind(mdD, node.result)}});
+    return true;
+  }
+
+  if (node.op == OpKind::Transpose && f32(node.result)) {
+    // A reorder from the operand read with permuted strides into dense dst.
+    ir::Shape perm = ir::attrDims(node.attrs, "perm");
+    Dims srcStrides = denseStrides(Dims(ext(node.operands[0]).begin(), ext(node.operands[0]).end()));
+    Dims dims(out.begin(), out.end()), strides(perm.size());
+    for (size_t d = 0; d < perm.size(); ++d) strides[d] = srcStrides[perm[d].value];
+    memory::desc mdS(dims, memory::data_type::f32, strides), mdD(dims, memory::data_type::f32, denseStrides(dims));
+    dnnl::reorder::primitive_desc pd(engine_, mdS, engine_, mdD);
+    addPrimitive(p, i, "transpose (onednn reorder)", dnnl::reorder(pd),
+                 {{DNNL_ARG_FROM, bind(mdS, node.operands[0])}, {DNNL_ARG_TO, bind(mdD, node.result)}});
+    return true;
+  }
+  return false;
+}
+
+std::vector<runtime::NodeTiming> OnednnExecutable::profile() const {
+  std::vector<runtime::NodeTiming> out;
+  if (!lastPlan_) return out;
+  for (size_t i = 0; i < lastPlan_->steps.size(); ++i)
+    out.push_back({lastPlan_->steps[i].node, lastPlan_->steps[i].label, lastPlan_->seconds[i], lastPlan_->calls[i]});
+  return out;
+}
+
+} // namespace
+
+const char *strategy(OpKind op) {
+  float alpha;
+  if (eltwiseAlgorithm(op, alpha) || binaryAlgorithm(op)) return "onednn";
+  switch (op) {
+  case OpKind::MatMul:
+  case OpKind::Softmax:
+  case OpKind::LogSoftmax:
+  case OpKind::SoftmaxGrad:
+  case OpKind::Sum:
+  case OpKind::Mean:
+  case OpKind::Max:
+  case OpKind::SumTo:
+  case OpKind::Transpose:
+  case OpKind::TanhGrad:
+  case OpKind::ReluGrad:
+  case OpKind::SigmoidGrad:
+  case OpKind::Reshape: return "onednn";
+  default: return "reference";
+  }
+}
+
+std::unique_ptr<runtime::Executable> compile(const ir::Graph &g, const runtime::CompileOptions &options) {
+  return std::make_unique<OnednnExecutable>(g, options);
+}
+
+} // namespace kiln::backends::onednn

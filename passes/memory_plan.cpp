@@ -1,0 +1,219 @@
+//===- passes/memory_plan.cpp - liveness-based buffer assignment ----------===//
+//
+// The algorithm:
+//  1. Sizes at the bound extents; lifetimes [def, lastUse] in node indices
+//     (graph outputs live to the end, unread values die at their own node).
+//  2. Views: a reshape result aliases its operand's root buffer; the root's
+//     lifetime extends over every use of its views.
+//  3. In place: walking the nodes in order, a result may take over the root
+//     buffer of an operand when the backend allows it, the sizes agree and
+//     that buffer's (extended) lifetime ends at this node; the root then
+//     lives as long as the result and its views.
+//  4. Offsets: roots in order of definition, first fit. Each root goes to the
+//     lowest aligned offset that overlaps no root alive at the same time
+//     (lifetimes are inclusive: a node reads its operands while writing its
+//     result, so a buffer is free only after its last reader). The arena is
+//     the highest end. Cost O(values x live buffers).
+//  5. For graphs with a `loss` output, values defined up to the loss node and
+//     read after it are the activations kept for the backward pass.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/memory_plan.h"
+
+#include "ir/printer.h"
+
+#include <algorithm>
+#include <fmt/format.h>
+
+namespace kiln::passes {
+
+using ir::ValueId;
+
+namespace {
+
+int64_t alignUp(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+std::string bytesStr(int64_t b) {
+  if (b < 1024) return fmt::format("{} B", b);
+  if (b < 1024 * 1024) return fmt::format("{:.1f} KiB", b / 1024.0);
+  return fmt::format("{:.1f} MiB", b / (1024.0 * 1024.0));
+}
+
+} // namespace
+
+MemoryPlan planMemory(const ir::Graph &g, const ir::SymbolBindings &bindings, const PlanOptions &options) {
+  const auto &nodes = g.nodes();
+  size_t n = g.numValues();
+  int64_t end = static_cast<int64_t>(nodes.size());
+  MemoryPlan plan;
+  plan.values.resize(n);
+
+  // 1. Sizes and lifetimes.
+  for (size_t v = 0; v < n; ++v) {
+    const ir::TensorType &t = g.type(static_cast<ValueId>(v));
+    auto ext = ir::concreteShape(t.shape, bindings);
+    if (!ext) {
+      for (const ir::Dim &d : t.shape)
+        if (d.isSymbolic() && !bindings.count(d.symbol))
+          throw Error(fmt::format("memory plan of @{}: no value for the symbol {}", g.name(), d.symbol));
+    }
+    plan.values[v].bytes = ir::numElements(*ext) * static_cast<int64_t>(ir::dtypeSize(t.dtype));
+  }
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    plan.values[nodes[i].result].def = static_cast<int64_t>(i);
+    plan.values[nodes[i].result].lastUse = static_cast<int64_t>(i);
+  }
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (ValueId v : nodes[i].operands) plan.values[v].lastUse = static_cast<int64_t>(i);
+  for (const ir::Output &o : g.outputs()) plan.values[o.value].lastUse = end;
+
+  auto external = [&](ValueId v) { return g.value(v).kind != ir::ValueKind::Node; };
+  std::vector<ValueId> root(n);
+  for (size_t v = 0; v < n; ++v) root[v] = static_cast<ValueId>(v);
+  auto rootOf = [&](ValueId v) {
+    while (root[v] != v) v = root[v];
+    return v;
+  };
+  // extLast[r]: last use of root r over itself and everything aliasing it.
+  std::vector<int64_t> extLast(n);
+  for (size_t v = 0; v < n; ++v) extLast[v] = plan.values[v].lastUse;
+
+  // 2. Views.
+  for (const ir::Node &node : nodes) {
+    if (node.op != ir::OpKind::Reshape) continue;
+    ValueId r = rootOf(node.operands[0]);
+    root[node.result] = r;
+    extLast[r] = std::max(extLast[r], extLast[node.result]);
+  }
+  // Propagate view lifetimes down chains defined later than their roots.
+  for (size_t v = n; v-- > 0;) {
+    ValueId r = rootOf(static_cast<ValueId>(v));
+    extLast[r] = std::max(extLast[r], extLast[v]);
+  }
+
+  // 3. In place.
+  if (options.inPlace) {
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const ir::Node &node = nodes[i];
+      if (root[node.result] != node.result) continue; // a view
+      for (size_t k = 0; k < node.operands.size(); ++k) {
+        ValueId r = rootOf(node.operands[k]);
+        if (external(r) || extLast[r] != static_cast<int64_t>(i)) continue;
+        if (plan.values[r].bytes != plan.values[node.result].bytes || !options.inPlace(node, k)) continue;
+        root[node.result] = r;
+        extLast[r] = std::max(extLast[r], extLast[node.result]);
+        break;
+      }
+    }
+  }
+  for (size_t v = 0; v < n; ++v) {
+    ValueId r = rootOf(static_cast<ValueId>(v));
+    if (r != static_cast<ValueId>(v)) plan.values[v].aliasOf = r;
+  }
+
+  // 4. Offsets, first fit among the roots alive at each definition.
+  struct Block {
+    int64_t offset, size, last;
+  };
+  std::vector<Block> live; // sorted by offset
+  for (const ir::Node &node : nodes) {
+    ValueId v = node.result;
+    if (plan.values[v].aliasOf >= 0) continue;
+    int64_t def = plan.values[v].def;
+    live.erase(std::remove_if(live.begin(), live.end(), [&](const Block &b) { return b.last < def; }), live.end());
+    int64_t size = alignUp(std::max<int64_t>(plan.values[v].bytes, 1), options.alignment);
+    int64_t offset = 0;
+    for (const Block &b : live) {
+      if (offset + size <= b.offset) break;
+      offset = std::max(offset, alignUp(b.offset + b.size, options.alignment));
+    }
+    Block placed{offset, size, extLast[v]};
+    live.insert(std::upper_bound(live.begin(), live.end(), placed,
+                                 [](const Block &a, const Block &b) { return a.offset < b.offset; }),
+                placed);
+    plan.values[v].offset = offset;
+    plan.arenaBytes = std::max(plan.arenaBytes, offset + size);
+    plan.totalBytes += size;
+    int64_t liveBytes = 0;
+    for (const Block &b : live) liveBytes += b.size;
+    plan.peakLiveBytes = std::max(plan.peakLiveBytes, liveBytes);
+  }
+  // Report each buffer's whole lifetime, views and in-place users included.
+  for (size_t v = 0; v < n; ++v)
+    if (plan.values[v].aliasOf < 0 && !external(static_cast<ValueId>(v))) plan.values[v].lastUse = extLast[v];
+
+  // 5. Activations kept for the backward pass.
+  int64_t lossNode = -1;
+  for (const ir::Output &o : g.outputs())
+    if (o.name == "loss" && !external(o.value)) lossNode = g.value(o.value).producer;
+  if (lossNode >= 0) {
+    std::vector<int> keptIndex(n, -1);
+    for (size_t i = static_cast<size_t>(lossNode) + 1; i < nodes.size(); ++i) {
+      for (ValueId v : nodes[i].operands) {
+        if (external(v) || plan.values[v].def > lossNode) continue;
+        if (keptIndex[v] < 0) {
+          keptIndex[v] = static_cast<int>(plan.kept.size());
+          plan.kept.push_back({v, plan.values[v].bytes, {}});
+        }
+        auto &readers = plan.kept[keptIndex[v]].readers;
+        if (readers.empty() || readers.back() != static_cast<ir::NodeId>(i)) readers.push_back(static_cast<ir::NodeId>(i));
+      }
+    }
+  }
+  return plan;
+}
+
+std::string printMemoryPlan(const ir::Graph &g, const ir::SymbolBindings &bindings, const MemoryPlan &plan) {
+  std::vector<std::string> names = ir::valueNames(g);
+  std::string at;
+  for (const auto &[sym, v] : bindings) at += fmt::format("{}{}={}", at.empty() ? "" : ", ", sym, v);
+  int64_t buffers = 0, aliases = 0;
+  for (size_t v = 0; v < plan.values.size(); ++v) {
+    if (g.value(static_cast<ValueId>(v)).kind != ir::ValueKind::Node) continue;
+    (plan.values[v].aliasOf >= 0 ? aliases : buffers)++;
+  }
+  std::string out = fmt::format("graph @{}{}\n", g.name(), at.empty() ? "" : " at " + at);
+  out += fmt::format("  arena {} (sum of buffers {}, {:.1f}x reuse); peak live {}; {} buffers, {} views or in place\n",
+                     bytesStr(plan.arenaBytes), bytesStr(plan.totalBytes),
+                     plan.arenaBytes ? double(plan.totalBytes) / double(plan.arenaBytes) : 1.0,
+                     bytesStr(plan.peakLiveBytes), buffers, aliases);
+  auto where = [&](ValueId v) {
+    const ir::ValueInfo &info = g.value(v);
+    if (info.producer < 0) return std::string("");
+    const ir::Node &node = g.nodes()[info.producer];
+    std::string s = ir::opName(node.op);
+    if (!node.locs.empty()) {
+      const std::string &f = node.locs[0].file;
+      s += fmt::format(" @ {}:{}:{}", f.substr(f.find_last_of('/') + 1), node.locs[0].line, node.locs[0].col);
+    }
+    return s;
+  };
+  std::vector<ValueId> order;
+  for (size_t v = 0; v < plan.values.size(); ++v)
+    if (plan.values[v].offset >= 0) order.push_back(static_cast<ValueId>(v));
+  std::sort(order.begin(), order.end(),
+            [&](ValueId a, ValueId b) { return plan.values[a].bytes > plan.values[b].bytes; });
+  out += "  largest buffers:\n";
+  for (size_t k = 0; k < std::min<size_t>(order.size(), 8); ++k) {
+    ValueId v = order[k];
+    out += fmt::format("    {:<28} {:<16} {:>10}  offset {:>10}  nodes {}..{}  {}\n", names[v], g.type(v).str(),
+                       bytesStr(plan.values[v].bytes), plan.values[v].offset, plan.values[v].def,
+                       plan.values[v].lastUse, where(v));
+  }
+  if (!plan.kept.empty()) {
+    int64_t keptBytes = 0;
+    for (const KeptActivation &k : plan.kept) keptBytes += k.bytes;
+    out += fmt::format("  kept for the backward pass: {} activations, {}\n", plan.kept.size(), bytesStr(keptBytes));
+    for (const KeptActivation &k : plan.kept) {
+      std::string readers;
+      for (size_t r = 0; r < k.readers.size() && r < 4; ++r)
+        readers += (r ? ", " : "") + std::string(ir::opName(g.nodes()[k.readers[r]].op));
+      if (k.readers.size() > 4) readers += fmt::format(", ... ({} in all)", k.readers.size());
+      out += fmt::format("    {:<28} {:<16} {:>10}  {}  read by {}\n", names[k.value], g.type(k.value).str(),
+                         bytesStr(k.bytes), where(k.value), readers);
+    }
+  }
+  return out;
+}
+
+} // namespace kiln::passes

@@ -1,0 +1,74 @@
+//===- tests/unit/op_samples.h - one sample use of every op ---------*- C++ -*-===//
+//
+// Operand types and attributes for one use of each op of the table, shared by
+// the op-table walk (op_table_test.cpp) and the backend parity suite
+// (backend_parity_test.cpp). Shapes use the symbol B so that tests can bind
+// it to several batch sizes; inner dims are odd on purpose.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "ir/ops.h"
+
+#include <map>
+
+namespace kiln::testing {
+
+using namespace kiln::ir;
+
+inline Dim c(int64_t v) { return Dim::constant(v); }
+inline Dim s(const char *n) { return Dim::named(n); }
+
+/// One sample use of an op: operand types (inputs of the sample graph) and
+/// attributes.
+struct Sample {
+  std::vector<TensorType> operands;
+  Attrs attrs;
+};
+
+inline const std::map<OpKind, Sample> &samples() {
+  static const std::map<OpKind, Sample> table = [] {
+    TensorType x{DType::F32, {s("B"), c(3), c(4)}};
+    TensorType maskB{DType::Bool, {s("B"), c(3), c(1)}};
+    TensorType i2{DType::I32, {s("B"), c(3)}};
+    std::map<OpKind, Sample> t;
+    t[OpKind::Constant] = {{}, {{"value", 0.5}, {"dtype", std::string("f32")}}};
+    t[OpKind::Embedding] = {{{DType::F32, {c(7), c(4)}}, i2}, {}};
+    t[OpKind::MatMul] = {{x, {DType::F32, {c(5), c(4)}}}, {{"transpose_b", true}}};
+    for (OpKind k : {OpKind::Add, OpKind::Sub, OpKind::Mul, OpKind::Div})
+      t[k] = {{x, {DType::F32, {c(4)}}}, {}};
+    for (OpKind k : {OpKind::Neg, OpKind::Exp, OpKind::Log, OpKind::Tanh, OpKind::Relu, OpKind::Sigmoid, OpKind::Sqrt})
+      t[k] = {{x}, {}};
+    t[OpKind::Softmax] = {{x, maskB}, {{"axis", int64_t(1)}}};
+    t[OpKind::LogSoftmax] = {{x}, {{"axis", int64_t(-1)}}};
+    t[OpKind::Sum] = {{x, maskB}, {{"axis", int64_t(1)}}};
+    t[OpKind::Mean] = {{x, maskB}, {{"axis", int64_t(1)}, {"keepdim", true}}};
+    t[OpKind::Max] = {{x}, {{"axis", int64_t(2)}}};
+    t[OpKind::Reshape] = {{x}, {{"shape", Shape{s("B"), c(12), c(1)}}}};
+    t[OpKind::Transpose] = {{x}, {{"perm", Shape{c(2), c(0), c(1)}}}};
+    for (OpKind k : {OpKind::Equal, OpKind::NotEqual, OpKind::Less, OpKind::LessEqual, OpKind::Greater,
+                     OpKind::GreaterEqual})
+      t[k] = {{i2, {DType::I32, {}}}, {}};
+    t[OpKind::Select] = {{maskB, x, {DType::F32, {}}}, {}};
+    t[OpKind::Cast] = {{i2}, {{"dtype", std::string("f32")}}};
+    t[OpKind::CrossEntropy] = {{{DType::F32, {s("B"), c(5)}}, {DType::I32, {s("B")}}}, {}};
+    TensorType dyReduced{DType::F32, {s("B"), c(4)}};
+    t[OpKind::BroadcastTo] = {{{DType::F32, {s("B"), c(3), c(1)}}}, {{"shape", Shape{s("B"), c(3), c(4)}}}};
+    t[OpKind::SumTo] = {{x}, {{"shape", Shape{c(3), c(1)}}}};
+    t[OpKind::EmbeddingGrad] = {{i2, x}, {{"rows", int64_t(7)}}};
+    t[OpKind::SoftmaxGrad] = {{x, x}, {{"axis", int64_t(1)}}};
+    t[OpKind::LogSoftmaxGrad] = {{x, x, maskB}, {{"axis", int64_t(1)}}};
+    for (OpKind k : {OpKind::TanhGrad, OpKind::SigmoidGrad, OpKind::ReluGrad}) t[k] = {{x, x}, {}};
+    t[OpKind::SumGrad] = {{dyReduced, maskB}, {{"axis", int64_t(1)}, {"shape", Shape{s("B"), c(3), c(4)}}}};
+    t[OpKind::MeanGrad] = {{dyReduced}, {{"axis", int64_t(1)}, {"shape", Shape{s("B"), c(3), c(4)}}}};
+    t[OpKind::MaxGrad] = {{x, dyReduced}, {{"axis", int64_t(1)}}};
+    t[OpKind::AdamMoment] = {{x, x}, {{"beta", 0.9}, {"square", true}}};
+    t[OpKind::AdamUpdate] = {{x, x, x, {DType::F32, {}}, {DType::F32, {}}}, {{"eps", 1e-8}}};
+    t[OpKind::CrossEntropyGrad] = {{{DType::F32, {s("B"), c(5)}}, {DType::I32, {s("B")}}, {DType::F32, {}}}, {}};
+    return t;
+  }();
+  return table;
+}
+
+
+} // namespace kiln::testing
