@@ -14,6 +14,7 @@ namespace kiln::tools {
 int cmdTrain(int argc, char **argv);
 int cmdEval(int argc, char **argv);
 int cmdPredict(int argc, char **argv);
+int cmdBench(int argc, char **argv);
 
 /// The optimizer options shared by train, compile --graph=train and run --graph=train.
 passes::OptimizerConfig optimizerConfig(const cli::Args &args);

@@ -20,6 +20,7 @@
 #include "runtime/text.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
+#include "passes/memory_plan.h"
 #include "passes/training.h"
 
 #include <algorithm>
@@ -48,6 +49,7 @@ commands:
   train     train a model on labelled text, with checkpoints
   eval      accuracy, macro-F1 and confusion matrix of a checkpoint on data
   predict   classify texts with a checkpoint
+  bench     time training steps and inference on each backend
   ops       list the op table
 
 Run 'kiln <command> --help' for the options of a command.
@@ -58,11 +60,15 @@ const char *compileHelp = R"(usage: kiln compile FILE [options]
 Parses FILE (.kiln model, or .ir textual IR) and prints one stage.
 
 options:
-  --emit=STAGE      ast | ir | dot | stats  (default: ir)
+  --emit=STAGE      ast | ir | dot | stats | memory  (default: ir)
                       ast    the syntax tree (.kiln input only)
                       ir     the textual IR, which parses back to itself
                       dot    Graphviz; render with: dot -Tsvg
                       stats  per graph: inputs, parameter count and size, ops
+                      memory the arena plan: size versus the sum of buffers,
+                             peak, largest buffers, activations kept for
+                             the backward pass (with --graph=train)
+  --bind S=N,...    symbol values for --emit=memory (default B=64,T=128)
   -x LANG           treat FILE as 'kiln' or 'ir' (default: by extension)
   --param NAME=VAL  override a hyper-parameter of the model (repeatable)
   --graph NAME      print only this graph: forward, or train (the whole
@@ -172,8 +178,36 @@ std::string moduleStats(const ir::Module &m) {
   return out;
 }
 
+/// Symbol values for --emit=memory: --bind B=64,T=128; B and T default to
+/// the benchmark shape 64 and 128.
+ir::SymbolBindings parseBindings(const Args &args, const ir::Graph &g) {
+  ir::SymbolBindings b;
+  if (auto text = args.get("--bind")) {
+    size_t pos = 0;
+    while (pos <= text->size()) {
+      size_t comma = text->find(',', pos);
+      std::string item = text->substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      auto eq = item.find('=');
+      char *end = nullptr;
+      long long v = eq == std::string::npos ? -1 : std::strtoll(item.c_str() + eq + 1, &end, 10);
+      if (eq == std::string::npos || eq == 0 || v < 0 || *end != '\0' || end == item.c_str() + eq + 1)
+        throw UsageError(fmt::format("--bind needs SYMBOL=N[,SYMBOL=N...], got '{}'", *text));
+      b[item.substr(0, eq)] = v;
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+  }
+  for (const std::string &sym : g.inputSymbols()) {
+    if (b.count(sym)) continue;
+    if (sym == "B") b[sym] = 64;
+    else if (sym == "T") b[sym] = 128;
+    else throw UsageError(fmt::format("--emit=memory needs a value for the symbol {}: --bind {}=N", sym, sym));
+  }
+  return b;
+}
+
 int cmdCompile(int argc, char **argv) {
-  std::vector<std::string> valued = {"--emit", "-x", "--param", "--graph", "-o"};
+  std::vector<std::string> valued = {"--emit", "-x", "--param", "--graph", "-o", "--bind"};
   valued.insert(valued.end(), tools::optimizerValuedOptions.begin(), tools::optimizerValuedOptions.end());
   Args args(argc, argv, 2, valued, {"--nesterov"});
   if (args.help) {
@@ -190,8 +224,8 @@ int cmdCompile(int argc, char **argv) {
     writeText(args, frontend::printAst(p));
     return 0;
   }
-  if (emit != "ir" && emit != "dot" && emit != "stats")
-    throw UsageError(fmt::format("--emit takes ast, ir, dot or stats, got '{}'", emit));
+  if (emit != "ir" && emit != "dot" && emit != "stats" && emit != "memory")
+    throw UsageError(fmt::format("--emit takes ast, ir, dot, stats or memory, got '{}'", emit));
   ir::Module m = loadModule(args, file);
   if (auto only = args.get("--graph")) {
     const ir::Graph *g = m.find(*only);
@@ -199,6 +233,15 @@ int cmdCompile(int argc, char **argv) {
     ir::Module one;
     one.graphs().push_back(*g);
     m = std::move(one);
+  }
+  if (emit == "memory") {
+    std::string report;
+    for (const ir::Graph &g : m.graphs()) {
+      ir::SymbolBindings b = parseBindings(args, g);
+      report += passes::printMemoryPlan(g, b, passes::planMemory(g, b));
+    }
+    writeText(args, report);
+    return 0;
   }
   writeText(args, emit == "ir" ? ir::printModule(m) : emit == "dot" ? ir::printDot(m) : moduleStats(m));
   return 0;
@@ -338,7 +381,8 @@ int main(int argc, char **argv) {
     if (cmd == "train") return tools::cmdTrain(argc, argv);
     if (cmd == "eval") return tools::cmdEval(argc, argv);
     if (cmd == "predict") return tools::cmdPredict(argc, argv);
-    std::string hint = nearestName(cmd, {"compile", "run", "train", "eval", "predict", "ops"});
+    if (cmd == "bench") return tools::cmdBench(argc, argv);
+    std::string hint = nearestName(cmd, {"compile", "run", "train", "eval", "predict", "bench", "ops"});
     throw UsageError(fmt::format("unknown command '{}'{}", cmd, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
   } catch (const UsageError &e) {
     fmt::print(stderr, "kiln: error: {}\nRun 'kiln --help' for usage.\n", e.what());

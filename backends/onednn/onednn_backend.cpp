@@ -18,6 +18,7 @@
 //===----------------------------------------------------------------------===//
 #include "backends/onednn/onednn_backend.h"
 
+#include "backends/onednn/kernels.h"
 #include "backends/reference/interpreter.h"
 #include "passes/memory_plan.h"
 
@@ -232,6 +233,12 @@ private:
                        }});
   }
   Bound bind(const memory::desc &md, ValueId v) { return {memory(md, engine_, DNNL_MEMORY_NONE), v}; }
+  /// A step running one of kernels.h; `body` reads addresses from the plan.
+  void addKernel(Plan &p, size_t node, const std::string &label, std::function<void(Plan &)> body) {
+    Plan *plan = &p;
+    p.steps.push_back({static_cast<ir::NodeId>(node), label + " (kiln kernel)", [plan, body] { body(*plan); }});
+  }
+  bool lowerCustom(Plan &p, size_t i, std::vector<bool> &fused);
 
   ir::Graph graph_;
   dnnl::engine engine_;
@@ -323,7 +330,7 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
     size_t stepsBefore = p.steps.size();
     std::vector<bool> fusedBefore = fused;
     try {
-      lowered = lowerNode(p, i, fused);
+      lowered = lowerCustom(p, i, fused) || lowerNode(p, i, fused);
     } catch (const dnnl::error &) {
       p.steps.resize(stepsBefore);
       fused = fusedBefore;
@@ -331,7 +338,9 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
     if (lowered) continue;
     // Fallback: the reference kernel on views of this run's buffers.
     Plan *plan = &p;
-    int threads = threads_;
+    // One thread: the big ops have kernels of their own, and std::threads
+    // here would fight oneDNN's OpenMP workers for the two cores.
+    int threads = 1;
     p.steps.push_back({static_cast<ir::NodeId>(i), std::string(ir::opName(node.op)) + " (reference)",
                        [this, plan, i, threads]() {
                          const Node &nd = graph_.nodes()[i];
@@ -458,7 +467,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
     return true;
   }
 
-  bool masked = node.operands.size() > 1;
+  bool masked = node.operands.size() > 1; // masked variants have kiln kernels or the reference
   if ((node.op == OpKind::Softmax || node.op == OpKind::LogSoftmax) && !masked) {
     memory::desc md = dense(out);
     int axis = static_cast<int>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), out.size()));
@@ -529,6 +538,123 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
     return true;
   }
   return false;
+}
+
+/// A reduction over `axis` of x with an optional mask, as [outer, len, inner]
+/// with the mask one byte per (outer, len): the shape kernels::maskedReduce
+/// takes. False when the mask broadcasts differently.
+bool reduceView(const std::vector<int64_t> &x, const std::vector<int64_t> *mask, size_t axis, int64_t &outer,
+                int64_t &len, int64_t &inner) {
+  outer = product(x, 0, axis);
+  len = x[axis];
+  inner = product(x, axis + 1, x.size());
+  if (!mask) return true;
+  Dims m = alignRank(*mask, x.size());
+  for (size_t d = 0; d < x.size(); ++d)
+    if (m[d] != (d <= axis ? x[d] : 1)) return false;
+  return true;
+}
+
+bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) {
+  const Node &node = graph_.nodes()[i];
+  auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
+  auto fptr = [](Plan &pl, ValueId v) { return static_cast<float *>(pl.ptr[v]); };
+  ValueId r = node.result;
+  switch (node.op) {
+  case OpKind::Embedding: {
+    ValueId table = node.operands[0], ids = node.operands[1];
+    if (!isExternal(ids)) return false; // computed ids: the reference kernel checks them
+    int64_t n = ir::numElements(ext(ids)), width = ext(table)[1];
+    addKernel(p, i, "embedding", [=](Plan &pl) {
+      kernels::embedding(fptr(pl, table), static_cast<int32_t *>(pl.ptr[ids]), n, width, fptr(pl, r));
+    });
+    return true;
+  }
+  case OpKind::EmbeddingGrad: {
+    ValueId ids = node.operands[0], dy = node.operands[1];
+    if (!isExternal(ids)) return false;
+    int64_t n = ir::numElements(ext(ids)), rows = ext(r)[0], width = ext(r)[1];
+    addKernel(p, i, "embedding_grad", [=](Plan &pl) {
+      kernels::embeddingGrad(static_cast<int32_t *>(pl.ptr[ids]), fptr(pl, dy), n, rows, width, fptr(pl, r));
+    });
+    return true;
+  }
+  case OpKind::Sum:
+  case OpKind::Mean:
+  case OpKind::SumGrad:
+  case OpKind::MeanGrad: {
+    bool grad = node.op == OpKind::SumGrad || node.op == OpKind::MeanGrad;
+    bool mean = node.op == OpKind::Mean || node.op == OpKind::MeanGrad;
+    const auto &x = grad ? ext(r) : ext(node.operands[0]);
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), x.size()));
+    bool masked = node.operands.size() == 2;
+    ValueId maskValue = masked ? node.operands[1] : -1;
+    int64_t outer, len, inner;
+    if (!reduceView(x, masked ? &ext(maskValue) : nullptr, axis, outer, len, inner)) return false;
+    ValueId src = node.operands[0];
+    std::string label = ir::opName(node.op);
+    addKernel(p, i, label, [=](Plan &pl) {
+      const uint8_t *mask = masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
+      if (grad) kernels::maskedReduceGrad(fptr(pl, src), mask, outer, len, inner, mean, fptr(pl, r));
+      else kernels::maskedReduce(fptr(pl, src), mask, outer, len, inner, mean, fptr(pl, r));
+    });
+    return true;
+  }
+  case OpKind::SumTo: {
+    // Summing the leading dims away (a bias gradient): column sums.
+    const auto &x = ext(node.operands[0]), &out = ext(r);
+    Dims target = alignRank(out, x.size());
+    size_t lead = 0;
+    while (lead < x.size() && target[lead] == 1) ++lead;
+    for (size_t d = lead; d < x.size(); ++d)
+      if (target[d] != x[d]) return false;
+    int64_t rows = product(x, 0, lead), cols = product(x, lead, x.size());
+    ValueId src = node.operands[0];
+    addKernel(p, i, "sum_to", [=](Plan &pl) { kernels::columnSums(fptr(pl, src), rows, cols, fptr(pl, r)); });
+    return true;
+  }
+  case OpKind::AdamMoment: {
+    float beta = static_cast<float>(ir::attrFloat(node.attrs, "beta", 0.9));
+    bool square = ir::attrBool(node.attrs, "square", false);
+    ValueId m = node.operands[0], g = node.operands[1];
+    int64_t n = ir::numElements(ext(r));
+    addKernel(p, i, "adam_moment", [=](Plan &pl) { kernels::adamMoment(fptr(pl, m), fptr(pl, g), n, beta, square, fptr(pl, r)); });
+    return true;
+  }
+  case OpKind::AdamUpdate: {
+    float eps = static_cast<float>(ir::attrFloat(node.attrs, "eps", 1e-8));
+    auto o = node.operands;
+    int64_t n = ir::numElements(ext(r));
+    addKernel(p, i, "adam_update", [=](Plan &pl) {
+      kernels::adamUpdate(fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), n, fptr(pl, o[3])[0], fptr(pl, o[4])[0], eps,
+                          fptr(pl, r));
+    });
+    return true;
+  }
+  case OpKind::MatMul: {
+    // A weight gradient: matmul(a, dy, transpose_a) over the batch, then
+    // sum_to the 2-D weight shape. One 2-D matmul contracts over batch and
+    // rows together, without the [batch, K, N] intermediate.
+    bool ta = ir::attrBool(node.attrs, "transpose_a", false), tb = ir::attrBool(node.attrs, "transpose_b", false);
+    if (!ta || tb || readers_[r].size() != 1) return false;
+    const Node &sum = graph_.nodes()[readers_[r][0]];
+    const auto &ea = ext(node.operands[0]), &ed = ext(node.operands[1]), &out = ext(r);
+    if (sum.op != OpKind::SumTo || ea.size() != 3 || ed.size() != 3 || ea[0] != ed[0]) return false;
+    int64_t rowsTotal = ea[0] * ea[1], k = ea[2], n = ed[2];
+    if (ext(sum.result) != std::vector<int64_t>{k, n} || out.back() != n) return false;
+    memory::desc mdA({k, rowsTotal}, memory::data_type::f32, {1, k});
+    memory::desc mdD({rowsTotal, n}, memory::data_type::f32, {n, 1});
+    memory::desc mdOut({k, n}, memory::data_type::f32, {n, 1});
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdD, mdOut), engine_);
+    fused[readers_[r][0]] = true;
+    addPrimitive(p, i, "matmul+sum_to (onednn)", dnnl::matmul(pd),
+                 {{DNNL_ARG_SRC, bind(mdA, node.operands[0])},
+                  {DNNL_ARG_WEIGHTS, bind(mdD, node.operands[1])},
+                  {DNNL_ARG_DST, bind(mdOut, sum.result)}});
+    return true;
+  }
+  default: return false;
+  }
 }
 
 std::vector<runtime::NodeTiming> OnednnExecutable::profile() const {

@@ -1,0 +1,109 @@
+//===- backends/onednn/kernels.cpp - CPU kernels oneDNN has no primitive for -===//
+//
+// See kernels.h. Parallel loops split the outermost independent dimension;
+// the scatter-add of embeddingGrad splits the table's columns instead, so no
+// two threads ever add into the same element and the order of additions (and
+// so the result) does not depend on the thread count.
+//
+//===----------------------------------------------------------------------===//
+#include "backends/onednn/kernels.h"
+
+#include <cmath>
+#include <cstring>
+#include <omp.h>
+
+namespace kiln::backends::onednn::kernels {
+
+namespace {
+/// Below this many elements a loop runs on one thread.
+constexpr int64_t kParallelMin = 1 << 15;
+} // namespace
+
+void embedding(const float *table, const int32_t *ids, int64_t n, int64_t width, float *out) {
+#pragma omp parallel for schedule(static) if (n * width > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) std::memcpy(out + i * width, table + int64_t(ids[i]) * width, width * sizeof(float));
+}
+
+void embeddingGrad(const int32_t *ids, const float *dy, int64_t n, int64_t rows, int64_t width, float *out) {
+  std::memset(out, 0, static_cast<size_t>(rows * width) * sizeof(float));
+#pragma omp parallel if (n * width > kParallelMin)
+  {
+    int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t begin = width * t / threads, end = width * (t + 1) / threads;
+    for (int64_t i = 0; i < n; ++i) {
+      float *row = out + int64_t(ids[i]) * width;
+      const float *src = dy + i * width;
+      for (int64_t c = begin; c < end; ++c) row[c] += src[c];
+    }
+  }
+}
+
+void maskedReduce(const float *x, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,
+                  float *out) {
+#pragma omp parallel for schedule(static) if (outer * len * inner > kParallelMin)
+  for (int64_t o = 0; o < outer; ++o) {
+    float *dst = out + o * inner;
+    for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
+    int64_t count = 0;
+    for (int64_t j = 0; j < len; ++j) {
+      if (mask && !mask[o * len + j]) continue;
+      ++count;
+      const float *src = x + (o * len + j) * inner;
+      for (int64_t c = 0; c < inner; ++c) dst[c] += src[c];
+    }
+    if (mean && count > 0) {
+      float scale = 1.0f / static_cast<float>(count);
+      for (int64_t c = 0; c < inner; ++c) dst[c] *= scale;
+    }
+  }
+}
+
+void maskedReduceGrad(const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,
+                      float *dx) {
+#pragma omp parallel for schedule(static) if (outer * len * inner > kParallelMin)
+  for (int64_t o = 0; o < outer; ++o) {
+    int64_t count = 0;
+    for (int64_t j = 0; j < len; ++j) count += !mask || mask[o * len + j];
+    float scale = mean && count > 0 ? 1.0f / static_cast<float>(count) : 1.0f;
+    const float *g = dy + o * inner;
+    for (int64_t j = 0; j < len; ++j) {
+      float *dst = dx + (o * len + j) * inner;
+      bool kept = !mask || mask[o * len + j];
+      for (int64_t c = 0; c < inner; ++c) dst[c] = kept ? g[c] * scale : 0.0f;
+    }
+  }
+}
+
+void columnSums(const float *x, int64_t rows, int64_t cols, float *out) {
+  // Each thread sums a block of columns over all rows: rows stay contiguous
+  // in the inner loop and no partial sums need merging.
+  for (int64_t c = 0; c < cols; ++c) out[c] = 0.0f;
+#pragma omp parallel if (rows * cols > kParallelMin)
+  {
+    int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t begin = cols * t / threads, end = cols * (t + 1) / threads;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float *src = x + r * cols;
+      for (int64_t c = begin; c < end; ++c) out[c] += src[c];
+    }
+  }
+}
+
+void adamMoment(const float *m, const float *g, int64_t n, float beta, bool square, float *out) {
+  float rest = 1.0f - beta;
+  if (square) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) out[i] = beta * m[i] + rest * (g[i] * g[i]);
+  } else {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+    for (int64_t i = 0; i < n; ++i) out[i] = beta * m[i] + rest * g[i];
+  }
+}
+
+void adamUpdate(const float *p, const float *m, const float *v, int64_t n, float stepSize, float bc2Sqrt, float eps,
+                float *out) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) out[i] = p[i] - stepSize * (m[i] / (std::sqrt(v[i]) / bc2Sqrt + eps));
+}
+
+} // namespace kiln::backends::onednn::kernels

@@ -1,0 +1,45 @@
+//===- backends/onednn/kernels.h - CPU kernels oneDNN has no primitive for -*- C++ -*-===//
+//
+// Tight loops for the ops of the text classifiers that oneDNN 2.6 cannot
+// express: embedding gather and scatter-add, reductions and their gradients
+// under a padding mask, column sums (bias gradients), and the Adam update.
+// They run on the same OpenMP threads as oneDNN (Debian's libdnnl uses
+// OpenMP), so the two never compete for the cores, and their inner loops are
+// contiguous so that the compiler vectorises them. Each is checked against
+// the reference interpreter by tests/unit/backend_parity_test.cpp.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <cstdint>
+
+namespace kiln::backends::onednn::kernels {
+
+/// out[i, :] = table[ids[i], :] for i < n; ids are checked by the caller.
+void embedding(const float *table, const int32_t *ids, int64_t n, int64_t width, float *out);
+
+/// out = 0; out[ids[i], :] += dy[i, :] (rows x width table).
+void embeddingGrad(const int32_t *ids, const float *dy, int64_t n, int64_t rows, int64_t width, float *out);
+
+/// x seen as [outer, len, inner] with a mask of one byte per (outer, len)
+/// position (broadcast over inner; nullptr = all kept):
+/// out[o, :] = sum over kept j of x[o, j, :], divided by the kept count when
+/// `mean` (0 when nothing is kept).
+void maskedReduce(const float *x, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,
+                  float *out);
+
+/// The gradient of maskedReduce: dx[o, j, :] = dy[o, :] (/ count), 0 where masked.
+void maskedReduceGrad(const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,
+                      float *dx);
+
+/// out[c] = sum over r of x[r, c] for x of rows x cols (a bias gradient).
+void columnSums(const float *x, int64_t rows, int64_t cols, float *out);
+
+/// out = beta * m + (1 - beta) * (square ? g * g : g).
+void adamMoment(const float *m, const float *g, int64_t n, float beta, bool square, float *out);
+
+/// out = p - stepSize * m / (sqrt(v) / bc2Sqrt + eps).
+void adamUpdate(const float *p, const float *m, const float *v, int64_t n, float stepSize, float bc2Sqrt, float eps,
+                float *out);
+
+} // namespace kiln::backends::onednn::kernels
