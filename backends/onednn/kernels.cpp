@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "backends/onednn/kernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <omp.h>
@@ -70,6 +71,43 @@ void maskedReduceGrad(const float *dy, const uint8_t *mask, int64_t outer, int64
       float *dst = dx + (o * len + j) * inner;
       bool kept = !mask || mask[o * len + j];
       for (int64_t c = 0; c < inner; ++c) dst[c] = kept ? g[c] * scale : 0.0f;
+    }
+  }
+}
+
+void maskedSoftmax(const float *x, const uint8_t *mask, const int64_t *maskRow, int64_t maskStride, int64_t outer,
+                   int64_t len, int64_t inner, bool log, float *out) {
+  const float masked = log ? -INFINITY : 0.0f;
+#pragma omp parallel for schedule(static) if (outer * len * inner > kParallelMin)
+  for (int64_t o = 0; o < outer; ++o) {
+    const uint8_t *m = mask + maskRow[o];
+    for (int64_t c = 0; c < inner; ++c) {
+      const float *src = x + o * len * inner + c;
+      float *dst = out + o * len * inner + c;
+      float mx = -INFINITY;
+      bool any = false;
+      for (int64_t j = 0; j < len; ++j)
+        if (m[j * maskStride]) {
+          mx = std::max(mx, src[j * inner]);
+          any = true;
+        }
+      if (!any) {
+        for (int64_t j = 0; j < len; ++j) dst[j * inner] = masked;
+        continue;
+      }
+      float sum = 0.0f;
+      for (int64_t j = 0; j < len; ++j) {
+        float e = m[j * maskStride] ? std::exp(src[j * inner] - mx) : 0.0f;
+        dst[j * inner] = e;
+        sum += e;
+      }
+      if (log) {
+        float shift = mx + std::log(sum);
+        for (int64_t j = 0; j < len; ++j) dst[j * inner] = m[j * maskStride] ? src[j * inner] - shift : masked;
+      } else {
+        float scale = 1.0f / sum;
+        for (int64_t j = 0; j < len; ++j) dst[j * inner] *= scale;
+      }
     }
   }
 }

@@ -32,6 +32,13 @@ void maskedReduce(const float *x, const uint8_t *mask, int64_t outer, int64_t le
 void maskedReduceGrad(const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,
                       float *dx);
 
+/// softmax (or log-softmax when `log`) of x seen as [outer, len, inner] over
+/// len, where position (o, j, c) is kept when mask[maskRow[o] + j * maskStride]
+/// is non-zero (the mask is broadcast over inner). Masked positions get 0
+/// (-inf for log); a slice with nothing kept is all 0 (all -inf).
+void maskedSoftmax(const float *x, const uint8_t *mask, const int64_t *maskRow, int64_t maskStride, int64_t outer,
+                   int64_t len, int64_t inner, bool log, float *out);
+
 /// out[c] = sum over r of x[r, c] for x of rows x cols (a bias gradient).
 void columnSums(const float *x, int64_t rows, int64_t cols, float *out);
 

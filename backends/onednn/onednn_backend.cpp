@@ -600,6 +600,37 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) 
     });
     return true;
   }
+  case OpKind::Softmax:
+  case OpKind::LogSoftmax: {
+    if (node.operands.size() != 2) return false; // unmasked: the oneDNN primitive
+    const auto &x = ext(node.operands[0]);
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), x.size()));
+    Dims m = alignRank(ext(node.operands[1]), x.size());
+    int64_t outer = product(x, 0, axis), len = x[axis], inner = product(x, axis + 1, x.size());
+    for (size_t d = axis + 1; d < x.size(); ++d)
+      if (m[d] != 1) return false; // the kernel broadcasts the mask over the inner dims only
+    // The mask offset of each outer slice, from the mask's broadcast strides.
+    Dims ms = denseStrides(m);
+    for (size_t d = 0; d < x.size(); ++d)
+      if (m[d] == 1) ms[d] = 0;
+    auto rows = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(outer));
+    for (int64_t o = 0; o < outer; ++o) {
+      int64_t rest = o, off = 0;
+      for (size_t d = axis; d-- > 0;) {
+        off += (rest % x[d]) * ms[d];
+        rest /= x[d];
+      }
+      (*rows)[o] = off;
+    }
+    int64_t stride = ms[axis];
+    bool log = node.op == OpKind::LogSoftmax;
+    ValueId src = node.operands[0], mask = node.operands[1];
+    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
+      kernels::maskedSoftmax(fptr(pl, src), static_cast<uint8_t *>(pl.ptr[mask]), rows->data(), stride, outer, len,
+                             inner, log, fptr(pl, r));
+    });
+    return true;
+  }
   case OpKind::SumTo: {
     // Summing the leading dims away (a bias gradient): column sums.
     const auto &x = ext(node.operands[0]), &out = ext(r);
