@@ -64,6 +64,8 @@ public:
   ValueId addNode(OpKind op, std::vector<ValueId> operands, Attrs attrs, TensorType type,
                   std::vector<SourceLoc> locs, std::string resultName = {});
   void addOutput(const std::string &name, ValueId v);
+  /// Replaces the output list (passes that drop or reorder outputs).
+  void setOutputs(std::vector<Output> outputs) { outputs_ = std::move(outputs); }
 
   const ValueInfo &value(ValueId v) const { return values_.at(v); }
   ValueInfo &value(ValueId v) { return values_.at(v); }

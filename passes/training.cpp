@@ -145,6 +145,12 @@ ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &confi
     updates.push_back({pname, newP});
   }
   for (const auto &[outName, value] : updates) b.output(outName, value);
+  if (!config.outputGradients) {
+    std::vector<ir::Output> kept;
+    for (const ir::Output &o : g.outputs())
+      if (o.name.rfind("grad.", 0) != 0) kept.push_back(o);
+    g.setOutputs(std::move(kept));
+  }
   return g;
 }
 

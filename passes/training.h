@@ -33,6 +33,10 @@ struct OptimizerConfig {
   double weightDecay = 0.0; ///< SGD/Adam: L2 added to the gradient; AdamW: decoupled
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double clipNorm = 0.0; ///< > 0: clip gradients to this global L2 norm
+  /// Also output `grad.<param>` (for `kiln run --graph=train` and the parity
+  /// tests). The training loop leaves them out: as outputs they would be
+  /// kept alive to the end of the step and copied out every step.
+  bool outputGradients = true;
 
   /// "adam", "adamw" or "sgd"; kiln::Error otherwise.
   static Kind parseKind(const std::string &name);

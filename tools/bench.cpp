@@ -149,7 +149,9 @@ int cmdBench(int argc, char **argv) {
   frontend::LoweredModel model = frontend::compileFile(modelFile, lowerOpts);
   const ir::Graph *forward = model.module.find("forward");
   if (!forward) throw Error(fmt::format("{}: the model has no fn forward", modelFile));
-  ir::Graph train = passes::buildTrainGraph(*forward, optimizerConfig(args));
+  passes::OptimizerConfig optimizer = optimizerConfig(args);
+  optimizer.outputGradients = false; // as kiln train runs it
+  ir::Graph train = passes::buildTrainGraph(*forward, optimizer);
   ir::verify(train);
   int64_t vocab = 2, classes = 2;
   for (auto &[name, v] : model.hyperParams) {

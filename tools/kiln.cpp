@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <malloc.h>
 #include <cstring>
 #include <fmt/format.h>
 #include <iostream>
@@ -365,6 +366,12 @@ int cmdOps() {
 } // namespace
 
 int main(int argc, char **argv) {
+  // Every step allocates its outputs (parameter-sized tensors in training).
+  // glibc serves large blocks with fresh mmap()ed pages by default, and on
+  // these VMs faulting fresh pages in costs more than the step itself; keep
+  // large blocks on the heap and keep freed memory, so steps reuse it.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   try {
     if (argc < 2) {
       std::fputs(mainHelp, stderr);

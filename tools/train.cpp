@@ -287,6 +287,7 @@ int cmdTrain(int argc, char **argv) {
   opt.nesterov = config.at("nesterov") == "1";
   opt.weightDecay = cfgNum("weight_decay");
   opt.clipNorm = cfgNum("clip_norm");
+  opt.outputGradients = false;
   ir::Graph trainGraph = passes::buildTrainGraph(*forward, opt);
   ir::verify(trainGraph);
   std::string backend = args.get("--backend").value_or("auto");
