@@ -90,4 +90,7 @@ for model in ["additive", "sdpa"]:
 lines += ["## Targets (oneDNN backend)", "", "| target | met | measured |", "|---|---|---|"]
 for what, met, measured in targets:
     lines.append(f"| {what} | {'yes' if met else 'no'} | {measured} |")
+notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
+if os.path.exists(notes):
+    lines += ["", open(notes).read().rstrip()]
 print("\n".join(lines))
