@@ -223,12 +223,12 @@ private:
   void addPrimitive(Plan &p, size_t node, std::string label, dnnl::primitive prim, std::vector<std::pair<int, Bound>> args) {
     Plan *plan = &p;
     std::vector<std::pair<int, Bound>> bound = std::move(args);
-    p.steps.push_back({static_cast<ir::NodeId>(node), std::move(label), [this, plan, prim, bound]() mutable {
-                         std::unordered_map<int, memory> argMap;
-                         for (auto &[arg, bm] : bound) {
-                           bm.mem.set_data_handle(plan->ptr[bm.value]);
-                           argMap.emplace(arg, bm.mem);
-                         }
+    // Memory objects are shared handles: the map built here sees the
+    // addresses set on them at every run.
+    std::unordered_map<int, memory> argMap;
+    for (auto &[arg, bm] : bound) argMap.emplace(arg, bm.mem);
+    p.steps.push_back({static_cast<ir::NodeId>(node), std::move(label), [this, plan, prim, bound, argMap]() mutable {
+                         for (auto &[arg, bm] : bound) bm.mem.set_data_handle(plan->ptr[bm.value]);
                          prim.execute(stream_, argMap);
                        }});
   }
