@@ -17,6 +17,7 @@
 #include "runtime/data.h"
 
 #include "ir/diagnostic.h"
+#include "runtime/random.h"
 #include "runtime/json.h"
 #include "runtime/text.h"
 
@@ -40,29 +41,6 @@ namespace kiln::runtime {
 namespace {
 
 constexpr size_t kMaxProblems = 5;
-
-class SplitMix64 {
-public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [0, bound): draws below 2^64 mod bound are rejected, since
-  /// a plain `next() % bound` would favour small values.
-  uint64_t below(uint64_t bound) {
-    uint64_t threshold = (0 - bound) % bound;
-    for (;;) {
-      uint64_t r = next();
-      if (r >= threshold) return r % bound;
-    }
-  }
-
-private:
-  uint64_t state_;
-};
 
 void fisherYates(std::vector<size_t> &v, SplitMix64 &rng) {
   for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng.below(i)]);

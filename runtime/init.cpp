@@ -13,6 +13,7 @@
 #include "runtime/init.h"
 
 #include "ir/diagnostic.h"
+#include "runtime/random.h"
 
 #include <cmath>
 #include <numbers>
@@ -20,22 +21,6 @@
 namespace kiln::runtime {
 
 namespace {
-
-class SplitMix64 {
-public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [0, 1) with 53 random bits.
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-
-private:
-  uint64_t state_;
-};
 
 uint64_t fnv1a(const std::string &s) {
   uint64_t h = 0xCBF29CE484222325ull;

@@ -188,6 +188,14 @@ std::vector<uint8_t> expandMask(const KernelArgs &k) {
   return mask;
 }
 
+/// The mask at operand `index`, when present, broadcast to the extents of
+/// `like`; empty otherwise. For the backward ops, whose mask is not operand 1.
+std::vector<uint8_t> maskOperand(const KernelArgs &k, size_t index, const Tensor &like) {
+  if (k.in.size() <= index) return {};
+  std::vector<const Tensor *> args{&like, k.in[index]};
+  return expandMask({k.node, args, k.out, k.threads});
+}
+
 // --- conversions ----------------------------------------------------------------
 
 /// Element conversion shared by cast and constant: anything -> bool is
@@ -507,11 +515,7 @@ void embeddingGradKernel(const KernelArgs &k) {
 template <bool Log> void normalizeGradKernel(const KernelArgs &k) {
   const Extents &e = k.in[0]->shape();
   AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
-  std::vector<uint8_t> mask;
-  if (k.in.size() == 3) {
-    std::vector<const Tensor *> maskArgs{k.in[0], k.in[2]};
-    mask = expandMask({k.node, maskArgs, k.out, k.threads});
-  }
+  std::vector<uint8_t> mask = maskOperand(k, 2, *k.in[0]);
   const float *y = data<float>(*k.in[0]), *dy = data<float>(*k.in[1]);
   float *dx = data<float>(k.out);
   parallelFor(v.slices(), v.n, k.threads, [&](int64_t begin, int64_t end) {
@@ -549,11 +553,7 @@ float reluGradF(float x, float dy) { return x > 0.0f ? dy : 0.0f; }
 template <Reduction R> void reduceGradKernel(const KernelArgs &k) {
   const Extents &e = k.out.shape();
   AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
-  std::vector<uint8_t> mask;
-  if (k.in.size() == 2) {
-    std::vector<const Tensor *> maskArgs{&k.out, k.in[1]};
-    mask = expandMask({k.node, maskArgs, k.out, k.threads});
-  }
+  std::vector<uint8_t> mask = maskOperand(k, 1, k.out);
   const float *dy = data<float>(*k.in[0]);
   float *dx = data<float>(k.out);
   parallelFor(v.slices(), v.n, k.threads, [&](int64_t begin, int64_t end) {
@@ -575,11 +575,7 @@ template <Reduction R> void reduceGradKernel(const KernelArgs &k) {
 void maxGradKernel(const KernelArgs &k) {
   const Extents &e = k.in[0]->shape();
   AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
-  std::vector<uint8_t> mask;
-  if (k.in.size() == 3) {
-    std::vector<const Tensor *> maskArgs{k.in[0], k.in[2]};
-    mask = expandMask({k.node, maskArgs, k.out, k.threads});
-  }
+  std::vector<uint8_t> mask = maskOperand(k, 2, *k.in[0]);
   const float *x = data<float>(*k.in[0]), *dy = data<float>(*k.in[1]);
   float *dx = data<float>(k.out); // zero-filled
   for (int64_t s = 0; s < v.slices(); ++s) {

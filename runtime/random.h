@@ -1,0 +1,39 @@
+//===- runtime/random.h - the seeded generator of the runtime ---*- C++ -*-===//
+//
+// SplitMix64: tiny, fast, and the same sequence on every platform and
+// standard library (std::mt19937 is portable but its distributions are not),
+// so a seed reproduces initial weights, splits and batch orders anywhere.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <cstdint>
+
+namespace kiln::runtime {
+
+class SplitMix64 {
+public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  /// Uniform in [0, bound): draws below 2^64 mod bound are rejected, since
+  /// a plain `next() % bound` would favour small values.
+  uint64_t below(uint64_t bound) {
+    uint64_t threshold = (0 - bound) % bound;
+    for (;;) {
+      uint64_t r = next();
+      if (r >= threshold) return r % bound;
+    }
+  }
+  /// Uniform in [0, 1) with 53 random bits.
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+
+private:
+  uint64_t state_;
+};
+
+} // namespace kiln::runtime
