@@ -16,7 +16,12 @@ if os.path.exists(ckpt):
 args = ["--data", data, "--epochs", "200", "--batch", "8", "--param", "embed=16", "--param", "hidden=8"]
 p = subprocess.Popen([kiln, "train", model] + args + ["--out", ckpt], stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE, text=True)
-time.sleep(1.5)
+# Interrupt once training is under way (its first progress line is out), so
+# that a slow start cannot make the signal arrive before the handler exists.
+for line in p.stdout:
+    if line.startswith("epoch"):
+        break
+time.sleep(0.3)
 p.send_signal(signal.SIGINT)
 out, err = p.communicate(timeout=60)
 print("exit", p.returncode)
