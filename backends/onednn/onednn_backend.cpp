@@ -209,6 +209,13 @@ public:
 
 private:
   bool isExternal(ValueId v) const { return graph_.value(v).kind != ir::ValueKind::Node; }
+  /// A value that can vanish into a fused primitive: one reader, not an output.
+  bool fusable(ValueId v) const {
+    if (readers_[v].size() != 1) return false;
+    for (const ir::Output &o : graph_.outputs())
+      if (o.value == v) return false;
+    return true;
+  }
 
   ValueId rootOf(const Plan &p, ValueId v) const {
     while (p.memory.values[v].aliasOf >= 0 && p.memory.values[v].aliasOf != v) v = p.memory.values[v].aliasOf;
@@ -479,7 +486,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
     memory::desc mdOut(dout, memory::data_type::f32, denseStrides(dout));
     // Bias fusion: the matmul's only reader adds a bias vector of length N.
     ValueId target = node.result, bias = -1;
-    if (readers_[node.result].size() == 1) {
+    if (fusable(node.result)) {
       const Node &add = graph_.nodes()[readers_[node.result][0]];
       if (add.op == OpKind::Add && add.operands[0] == node.result && ext(add.operands[1]) == std::vector<int64_t>{nn} &&
           ext(add.result) == out && f32(add.operands[1])) {
@@ -706,7 +713,7 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) 
     // sum_to the 2-D weight shape. One 2-D matmul contracts over batch and
     // rows together, without the [batch, K, N] intermediate.
     bool ta = ir::attrBool(node.attrs, "transpose_a", false), tb = ir::attrBool(node.attrs, "transpose_b", false);
-    if (!ta || tb || readers_[r].size() != 1) return false;
+    if (!ta || tb || !fusable(r)) return false;
     const Node &sum = graph_.nodes()[readers_[r][0]];
     const auto &ea = ext(node.operands[0]), &ed = ext(node.operands[1]), &out = ext(r);
     if (sum.op != OpKind::SumTo || ea.size() != 3 || ed.size() != 3 || ea[0] != ed[0]) return false;

@@ -192,6 +192,30 @@ TEST_CASE("lowering variants match the reference") {
   }
 }
 
+TEST_CASE("values that fusion would absorb are still computed when they are outputs") {
+  auto f = [](std::vector<int64_t> d) {
+    Shape s;
+    for (int64_t v : d) s.push_back(Dim::constant(v));
+    return TensorType{DType::F32, s};
+  };
+  Graph g("fusion");
+  Builder b(g);
+  ValueId x = b.input("x", f({2, 5, 7})), w = b.input("w", f({3, 7})), bias = b.input("bias", f({3}));
+  ValueId dy = b.input("dy", f({2, 5, 3}));
+  ValueId y = b.matmul(x, w, false, true);
+  b.output("y", y);                  // read by the bias add and an output
+  b.output("z", b.add(y, bias));
+  ValueId gw = b.matmul(x, dy, true, false); // weight-gradient shape: then sum_to
+  b.output("gw_batched", gw);
+  b.output("gw", b.sumTo(gw, {Dim::constant(7), Dim::constant(3)}));
+  std::mt19937 rng(3);
+  runtime::TensorMap inputs{{"x", randomTensor({2, 5, 7}, DType::F32, rng, 1)},
+                            {"w", randomTensor({3, 7}, DType::F32, rng, 1)},
+                            {"bias", randomTensor({3}, DType::F32, rng, 1)},
+                            {"dy", randomTensor({2, 5, 3}, DType::F32, rng, 1)}};
+  checkGraph(g, inputs, {}, "fusion with visible intermediates");
+}
+
 TEST_CASE("model graphs (forward and training step) match the reference at odd sizes") {
   struct Size {
     int64_t batch, seq;
