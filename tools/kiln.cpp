@@ -45,7 +45,7 @@ const char *mainHelp = R"(kiln - a graph-compiling tensor framework for text cla
 usage: kiln <command> [options]
 
 commands:
-  compile   parse a model and print a stage of the pipeline (ast, ir, dot, stats)
+  compile   parse a model and print a stage of the pipeline (ast, ir, dot, stats, memory)
   run       execute a model graph on inputs from a safetensors file
   train     train a model on labelled text, with checkpoints
   eval      accuracy, macro-F1 and confusion matrix of a checkpoint on data
@@ -217,6 +217,8 @@ int cmdCompile(int argc, char **argv) {
   }
   std::string file = onlyFile(args, "compile");
   std::string emit = args.get("--emit").value_or("ir");
+  // Bindings only size buffers; silently ignoring them elsewhere would hide a typo'd --emit.
+  if (emit != "memory" && args.get("--bind")) throw UsageError("--bind applies only to --emit=memory");
   if (emit == "ast") {
     if (isIrInput(args, file)) throw UsageError("--emit=ast needs a .kiln model, not IR");
     std::string text = frontend::readFile(file);
