@@ -1,13 +1,17 @@
 //===- tools/bench.cpp - kiln bench: timing steps of a model --------------===//
 //
-// Times, for each backend asked for, a full training step (forward,
-// backward, Adam update, with the updated parameters fed back as training
-// does) and inference at batch B and at batch 1, on random token batches of
-// length T. Reports the median and minimum over --repeat runs after --warmup
-// runs, achieved GFLOP/s (FLOPs counted from the graph: 2·M·N·K per matmul,
-// one per result element for every other op), and memory: parameters and
-// optimizer state plus the backend's workspace. --profile adds the time per
-// node, largest first. --json writes the numbers for bench/report.py.
+// Times, for each backend in the registry (or the one asked for), a full
+// training step (forward, backward, optimizer update, with the updated
+// parameters fed back as `kiln train` does) and inference at batch B and at
+// batch 1, on random token batches of length T. Reports the median and the
+// minimum over --repeat runs after --warmup runs, GFLOP/s from the graph's
+// FLOP count (passes/flops.h), and memory: parameters, optimizer state and
+// the backend's workspace. --profile adds the time per node, largest first.
+// --json writes everything for bench/report.py.
+//
+// The backends come from backends::backendNames(), so a backend added to the
+// registry is benchmarked without changes here; "auto" is an alias of
+// another backend and runs only when named.
 //
 //===----------------------------------------------------------------------===//
 #include "tools/commands.h"
@@ -15,14 +19,17 @@
 #include "backends/backend.h"
 #include "frontend/lower.h"
 #include "ir/verifier.h"
+#include "passes/flops.h"
 #include "passes/training.h"
 #include "runtime/init.h"
+#include "runtime/json.h"
 
 #include <algorithm>
 #include <chrono>
 #include <fmt/format.h>
 #include <fstream>
 #include <random>
+#include <thread>
 
 namespace kiln::tools {
 
@@ -33,47 +40,48 @@ namespace {
 
 const char *benchHelp = R"(usage: kiln bench MODEL.kiln [options]
 
-Times a training step (forward + backward + optimizer) and inference.
+Times a training step (forward + backward + optimizer update, parameters fed
+back as in training) and inference at batch B and at batch 1, on random
+token batches, for every backend or the one named.
 
 options:
-  --backend NAME|all   onednn | reference | all (default all)
+  --backend NAME|all   a backend of the registry, or all of them (default all)
   --mode M             train | infer | all (default all)
   --batch B            batch size (default 64); inference is also timed at B=1
   --seq T              tokens per text (default 128)
-  --repeat N           timed runs (default 20)
+  --pad                pad texts to random lengths in [T/4, T] (default: none)
+  --repeat N           timed runs (default 20; 5x that for inference at B=1)
   --warmup N           untimed runs first (default 3)
-  --profile            time per node (largest first)
-  --json FILE          write the results as JSON
-  --optimizer NAME     adam | adamw | sgd (default adam)
-  --param NAME=VAL     override a hyper-parameter (repeatable)
   --threads N          worker threads (default: all cores)
+  --profile            time per node, top 15 (backends that can profile)
+  --json FILE          write the results as JSON
+  --param NAME=VAL     override a hyper-parameter (repeatable)
+  --optimizer NAME     adam | adamw | sgd (default adam), with --momentum,
+                       --nesterov, --weight-decay, --clip-norm as for train
+
+memory = parameters + optimizer state (training) + the backend's workspace
+(its arena, or its peak of live intermediates); "workspace n/a" when the
+backend does not report one. The last line gives the growth of the process's
+peak resident memory over the whole command, which is comparable to
+bench/torch_bench.py's figure when one backend and one mode run.
 )";
 
-/// FLOPs of one run of g: 2·M·N·K (times the batch) per matmul, one per
-/// result element for every other op.
-int64_t graphFlops(const ir::Graph &g, const ir::SymbolBindings &b) {
-  int64_t flops = 0;
-  for (const ir::Node &n : g.nodes()) {
-    auto out = *ir::concreteShape(g.type(n.result).shape, b);
-    if (n.op == ir::OpKind::MatMul) {
-      auto a = *ir::concreteShape(g.type(n.operands[0]).shape, b);
-      int64_t k = ir::attrBool(n.attrs, "transpose_a", false) ? a[a.size() - 2] : a.back();
-      flops += 2 * ir::numElements(out) * k;
-    } else {
-      flops += ir::numElements(out);
-    }
-  }
-  return flops;
-}
-
+/// One timed configuration of one backend.
 struct Timing {
-  std::string what;
+  std::string what; ///< train | infer | infer_b1
+  int64_t batch = 0;
   double medianMs = 0, minMs = 0;
-  int64_t flops = 0, memoryBytes = 0;
+  int64_t flops = 0;
+  int64_t paramBytes = 0, stateBytes = 0, workspaceBytes = 0;
   std::vector<runtime::NodeTiming> profile;
+
+  int64_t memoryBytes() const { return paramBytes + stateBytes + workspaceBytes; }
 };
 
-template <typename F> Timing timeRuns(const std::string &what, int warmup, int repeat, F &&once) {
+/// Runs `once` warmup times untimed, then repeat times timed; the median is
+/// what bench/run compares (robust to the odd slow run on a shared VM), the
+/// minimum shows the spread.
+template <typename F> void timeRuns(Timing &t, int warmup, int repeat, F &&once) {
   for (int i = 0; i < warmup; ++i) once();
   std::vector<double> ms;
   for (int i = 0; i < repeat; ++i) {
@@ -82,24 +90,68 @@ template <typename F> Timing timeRuns(const std::string &what, int warmup, int r
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(ms.begin(), ms.end());
-  Timing t;
-  t.what = what;
-  t.medianMs = ms[ms.size() / 2];
+  t.medianMs = ms.size() % 2 ? ms[ms.size() / 2] : (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]) / 2;
   t.minMs = ms.front();
-  return t;
 }
 
-runtime::Tensor randomTokens(int64_t batch, int64_t seq, int64_t vocab, std::mt19937 &rng) {
-  std::uniform_int_distribution<int> id(2, static_cast<int>(std::max<int64_t>(vocab - 1, 2)));
+/// Token ids in [2, vocab): 0 is <pad> and 1 is <unk>, which real batches
+/// have few of. With `pad`, each text but the first gets a random length in
+/// [T/4, T] and zeros after it, as the trainer's batches padded to their
+/// longest text look; the first keeps all T tokens so the batch is T long.
+runtime::Tensor randomTokens(int64_t batch, int64_t seq, int64_t vocab, bool pad, std::mt19937 &rng) {
+  std::uniform_int_distribution<int64_t> id(2, vocab - 1);
+  std::uniform_int_distribution<int64_t> length(std::max<int64_t>(1, seq / 4), seq);
   runtime::Tensor t(ir::DType::I32, {batch, seq});
-  for (int32_t &v : t.i32()) v = id(rng);
+  auto ids = t.i32();
+  for (int64_t r = 0; r < batch; ++r) {
+    int64_t n = pad && r > 0 ? length(rng) : seq;
+    for (int64_t c = 0; c < seq; ++c) ids[r * seq + c] = c < n ? static_cast<int32_t>(id(rng)) : 0;
+  }
   return t;
 }
 
-int64_t tensorBytes(const runtime::TensorMap &m) {
+/// Bytes of g's parameters (their dims are always constants).
+int64_t paramsBytes(const ir::Graph &g) {
   int64_t b = 0;
-  for (const auto &[name, t] : m) b += static_cast<int64_t>(t.byteSize());
+  for (ir::ValueId p : g.params())
+    b += ir::numElements(*ir::concreteShape(g.type(p).shape, {})) * static_cast<int64_t>(ir::dtypeSize(g.type(p).dtype));
   return b;
+}
+
+/// A field of /proc/self/status in bytes (VmRSS, VmHWM); -1 when unreadable.
+int64_t procStatusBytes(const std::string &field) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field + ":", 0) == 0) return std::atoll(line.c_str() + field.size() + 1) * 1024;
+  return -1;
+}
+
+/// Resets the kernel's high-water mark of resident memory (VmHWM) to the
+/// current RSS, so that the peak read at the end belongs to this command
+/// alone (Linux >= 4.0; harmless where unsupported).
+void resetPeakRss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+}
+
+std::string mib(int64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / 1048576.0); }
+
+/// The top 15 nodes of a profile, largest total time first.
+std::vector<runtime::NodeTiming> topNodes(std::vector<runtime::NodeTiming> p, double &total) {
+  total = 0;
+  for (const auto &t : p) total += t.seconds;
+  std::sort(p.begin(), p.end(), [](const auto &a, const auto &b) { return a.seconds > b.seconds; });
+  if (p.size() > 15) p.resize(15);
+  return p;
+}
+
+/// `file.kiln:line:col` of the DSL expression a node came from (the file
+/// without its directory: the model file is named in the header already).
+std::string nodeLoc(const ir::Node &n) {
+  if (n.locs.empty()) return "";
+  const std::string &file = n.locs[0].file;
+  return fmt::format("{}:{}:{}", file.substr(file.find_last_of('/') + 1), n.locs[0].line, n.locs[0].col);
 }
 
 void printProfile(const std::vector<runtime::NodeTiming> &profile, const ir::Graph &g) {
@@ -107,25 +159,52 @@ void printProfile(const std::vector<runtime::NodeTiming> &profile, const ir::Gra
     fmt::print("    (no profile from this backend)\n");
     return;
   }
-  std::vector<runtime::NodeTiming> p = profile;
   double total = 0;
-  for (const auto &t : p) total += t.seconds;
-  std::sort(p.begin(), p.end(), [](const auto &a, const auto &b) { return a.seconds > b.seconds; });
-  for (size_t i = 0; i < std::min<size_t>(p.size(), 15); ++i) {
-    const ir::Node &n = g.nodes()[p[i].node];
-    std::string loc = n.locs.empty() ? "" : fmt::format("{}:{}", n.locs[0].line, n.locs[0].col);
-    fmt::print("    {:6.3f} ms {:5.1f}%  {:<34} {:<16} {}\n", p[i].seconds * 1e3 / std::max<int64_t>(p[i].calls, 1),
-               100 * p[i].seconds / std::max(total, 1e-12), p[i].label, g.type(n.result).str(), loc);
+  for (const auto &t : topNodes(profile, total)) {
+    const ir::Node &n = g.nodes()[static_cast<size_t>(t.node)];
+    fmt::print("    {:8.3f} ms {:5.1f}%  {:<34} {:<16} {}\n", t.seconds * 1e3 / static_cast<double>(std::max<int64_t>(t.calls, 1)),
+               100 * t.seconds / std::max(total, 1e-12), t.label, g.type(n.result).str(), nodeLoc(n));
   }
+}
+
+std::string profileJson(const std::vector<runtime::NodeTiming> &profile, const ir::Graph &g) {
+  double total = 0;
+  std::string out;
+  for (const auto &t : topNodes(profile, total)) {
+    const ir::Node &n = g.nodes()[static_cast<size_t>(t.node)];
+    out += fmt::format("{}{{\"label\": {}, \"type\": {}, \"loc\": {}, \"ms_per_call\": {:.6f}, \"percent\": {:.2f}}}",
+                       out.empty() ? "" : ", ", json::quote(t.label), json::quote(g.type(n.result).str()),
+                       json::quote(nodeLoc(n)), t.seconds * 1e3 / static_cast<double>(std::max<int64_t>(t.calls, 1)),
+                       100 * t.seconds / std::max(total, 1e-12));
+  }
+  return "[" + out + "]";
+}
+
+/// The backends --backend NAME|all selects: every registered one but the
+/// "auto" alias for all, or exactly the one named.
+std::vector<std::string> selectBackends(const std::string &which) {
+  std::vector<std::string> names = backends::backendNames(), out;
+  for (const std::string &name : names)
+    if (which == name || (which == "all" && name != "auto")) out.push_back(name);
+  if (out.empty()) {
+    names.push_back("all");
+    std::string hint = nearestName(which, names), list;
+    for (const std::string &n : names) list += (list.empty() ? "" : ", ") + n;
+    throw Error(fmt::format("unknown backend '{}'{}; available: {}", which,
+                            hint.empty() ? "" : " (did you mean '" + hint + "'?)", list));
+  }
+  return out;
 }
 
 } // namespace
 
 int cmdBench(int argc, char **argv) {
-  std::vector<std::string> valued = {"--backend", "--mode",   "--batch", "--seq",   "--repeat",
-                                     "--warmup",  "--json",   "--param", "--threads"};
+  resetPeakRss();
+  int64_t rssAtStart = procStatusBytes("VmRSS");
+  std::vector<std::string> valued = {"--backend", "--mode",  "--batch", "--seq",    "--repeat",
+                                     "--warmup",  "--json",  "--param", "--threads"};
   valued.insert(valued.end(), optimizerValuedOptions.begin(), optimizerValuedOptions.end());
-  Args args(argc, argv, 2, valued, {"--profile", "--nesterov"});
+  Args args(argc, argv, 2, valued, {"--profile", "--pad", "--nesterov"});
   if (args.help) {
     std::fputs(benchHelp, stdout);
     return 0;
@@ -134,15 +213,12 @@ int cmdBench(int argc, char **argv) {
   std::string modelFile = args.positional.front();
   std::string mode = args.get("--mode").value_or("all");
   if (mode != "train" && mode != "infer" && mode != "all") throw UsageError("--mode takes train, infer or all");
-  std::vector<std::string> backendsToRun;
-  std::string which = args.get("--backend").value_or("all");
-  for (const std::string &name : backends::backendNames())
-    if (name != "auto" && (which == "all" || which == name)) backendsToRun.push_back(name);
-  if (backendsToRun.empty()) backends::compile(ir::Graph(), which, {}); // throws the unknown-backend error
   int64_t batch = args.integer("--batch", 64), seq = args.integer("--seq", 128);
-  int repeat = static_cast<int>(std::max<int64_t>(1, args.integer("--repeat", 20)));
-  int warmup = static_cast<int>(args.integer("--warmup", 3));
   if (batch < 1 || seq < 1) throw UsageError("--batch and --seq must be at least 1");
+  int repeat = static_cast<int>(std::clamp<int64_t>(args.integer("--repeat", 20), 1, 1'000'000));
+  int warmup = static_cast<int>(std::min<int64_t>(args.integer("--warmup", 3), 1'000'000));
+  bool profiling = args.flag("--profile"), pad = args.flag("--pad");
+  std::vector<std::string> backendsToRun = selectBackends(args.get("--backend").value_or("all"));
 
   frontend::LowerOptions lowerOpts;
   lowerOpts.overrides = cli::paramOverrides(args);
@@ -150,83 +226,118 @@ int cmdBench(int argc, char **argv) {
   const ir::Graph *forward = model.module.find("forward");
   if (!forward) throw Error(fmt::format("{}: the model has no fn forward", modelFile));
   passes::OptimizerConfig optimizer = optimizerConfig(args);
-  optimizer.outputGradients = false; // as kiln train runs it
+  optimizer.outputGradients = false; // as kiln train runs it: gradients stay inside the step
   ir::Graph train = passes::buildTrainGraph(*forward, optimizer);
   ir::verify(train);
-  int64_t vocab = 2, classes = 2;
+  int64_t vocab = 0, classes = 2;
   for (auto &[name, v] : model.hyperParams) {
     if (name == "vocab") vocab = static_cast<int64_t>(v);
     if (name == "classes") classes = static_cast<int64_t>(v);
   }
+  if (vocab < 3) throw Error(fmt::format("{}: bench needs a param vocab of at least 3 (ids 0 and 1 are <pad> and <unk>)", modelFile));
+  const std::string &tokensName = forward->value(forward->inputs().front()).name;
   runtime::CompileOptions copts;
   copts.threads = static_cast<int>(args.integer("--threads", 0));
 
+  // One batch for every backend and step, so all of them do the same work.
   std::mt19937 rng(1);
-  runtime::Tensor tokens = randomTokens(batch, seq, vocab, rng), single = randomTokens(1, seq, vocab, rng);
+  runtime::Tensor tokens = randomTokens(batch, seq, vocab, pad, rng), single = randomTokens(1, seq, vocab, pad, rng);
   runtime::Tensor labels(ir::DType::I32, {batch});
   for (int32_t &l : labels.i32()) l = static_cast<int32_t>(rng() % static_cast<uint32_t>(classes));
-  runtime::TensorMap init = runtime::materializeParams(train, {}, 0);
-  runtime::TensorMap modelParams;
-  for (ir::ValueId p : forward->params()) modelParams[forward->value(p).name] = init.at(forward->value(p).name);
+  int64_t paramBytes = paramsBytes(*forward), stateBytes = paramsBytes(train) - paramBytes;
 
-  fmt::print("{}: B={} T={} vocab={} | {} parameters ({:.1f} MiB with optimizer state) | {} repeats after {} warm-up\n",
-             modelFile, batch, seq, vocab, modelParams.size(), tensorBytes(init) / 1048576.0, repeat, warmup);
-  std::string json = "{\n  \"model\": \"" + modelFile + "\",\n  \"results\": [";
-  bool firstJson = true;
+  int threads = copts.threads ? copts.threads : static_cast<int>(std::thread::hardware_concurrency());
+  fmt::print("{}: B={} T={} vocab={}{} | {} parameter tensors, {} (+{} optimizer state) | {} runs after {} warm-up | "
+             "{} threads\n",
+             modelFile, batch, seq, vocab, pad ? " padded" : "", forward->params().size(), mib(paramBytes), mib(stateBytes),
+             repeat, warmup, threads);
+  std::string results;
   for (const std::string &backend : backendsToRun) {
     std::vector<Timing> timings;
     if (mode != "infer") {
       auto exe = backends::compile(train, backend, copts);
-      exe->setProfiling(args.flag("--profile"));
-      runtime::TensorMap store = init;
-      float lossValue = 0;
+      exe->setProfiling(profiling);
+      // Materialised per backend rather than copied from one master set, so
+      // that the process holds one set at a time and its peak RSS (the last
+      // line) is what a training run would need. The seed makes every
+      // backend start from the same values.
+      runtime::TensorMap store = runtime::materializeParams(train, {}, 0);
       int step = 0;
-      Timing t = timeRuns("train", warmup, repeat, [&] {
-        runtime::TensorMap out = exe->run({{"tokens", tokens},
+      Timing t;
+      t.what = "train";
+      t.batch = batch;
+      timeRuns(t, warmup, repeat, [&] {
+        ++step;
+        runtime::TensorMap out = exe->run({{tokensName, tokens},
                                            {"labels", labels},
                                            {"lr", runtime::Tensor::fromF32({}, {1e-3f})},
-                                           {"step", runtime::Tensor::fromF32({}, {static_cast<float>(++step)})}},
+                                           {"step", runtime::Tensor::fromF32({}, {static_cast<float>(step)})}},
                                           store);
-        lossValue = out.at("loss").f32()[0];
+        // The update protocol of the trainer: each output replaces the
+        // store entry of the same name (new parameters and optimizer state).
         for (auto &[name, v] : out)
           if (auto it = store.find(name); it != store.end()) it->second = std::move(v);
       });
-      (void)lossValue;
-      t.flops = graphFlops(train, {{"B", batch}, {"T", seq}});
-      t.memoryBytes = exe->workspaceBytes() + tensorBytes(store);
+      t.flops = passes::graphFlops(train, {{"B", batch}, {"T", seq}});
+      t.paramBytes = paramBytes;
+      t.stateBytes = stateBytes;
+      t.workspaceBytes = exe->workspaceBytes();
       t.profile = exe->profile();
       timings.push_back(std::move(t));
     }
     if (mode != "train") {
       auto exe = backends::compile(*forward, backend, copts);
-      for (const auto &[what, input, b] : {std::tuple{"infer", &tokens, batch}, std::tuple{"infer_b1", &single, int64_t{1}}}) {
-        exe->setProfiling(args.flag("--profile") && b == batch);
-        Timing t = timeRuns(what, warmup, repeat * (b == 1 ? 5 : 1), [&] { exe->run({{"tokens", *input}}, modelParams); });
-        t.flops = graphFlops(*forward, {{"B", b}, {"T", seq}});
-        t.memoryBytes = exe->workspaceBytes() + tensorBytes(modelParams);
+      runtime::TensorMap modelParams = runtime::materializeParams(*forward, {}, 0);
+      for (int64_t b : {batch, int64_t{1}}) {
+        // Profile the full batch only: batch 1 is dominated by per-node overhead.
+        exe->setProfiling(profiling && b == batch);
+        Timing t;
+        t.what = b == batch ? "infer" : "infer_b1";
+        t.batch = b;
+        const runtime::Tensor &input = b == batch ? tokens : single;
+        // Batch-1 runs are short; more of them steady the median.
+        timeRuns(t, warmup, repeat * (b == batch ? 1 : 5), [&] { exe->run({{tokensName, input}}, modelParams); });
+        t.flops = passes::graphFlops(*forward, {{"B", b}, {"T", seq}});
+        t.paramBytes = paramBytes;
+        t.workspaceBytes = exe->workspaceBytes();
         if (b == batch) t.profile = exe->profile();
         timings.push_back(std::move(t));
+        if (batch == 1) break;
       }
     }
     for (const Timing &t : timings) {
-      std::string label = t.what == "train" ? fmt::format("train step B={}", batch)
-                          : t.what == "infer" ? fmt::format("inference B={}", batch)
-                                              : "inference B=1";
-      fmt::print("  {:<10} {:<18} median {:9.3f} ms  min {:9.3f} ms  {:7.1f} GFLOP/s ({:.3f} GFLOP)  memory {:.1f} MiB\n",
-                 backend, label, t.medianMs, t.minMs, t.flops / (t.medianMs * 1e6), t.flops / 1e9,
-                 t.memoryBytes / 1048576.0);
-      if (args.flag("--profile") && t.what != "infer_b1") printProfile(t.profile, t.what == "train" ? train : *forward);
-      json += fmt::format("{}\n    {{\"backend\": \"{}\", \"what\": \"{}\", \"batch\": {}, \"seq\": {}, \"median_ms\": {:.6f}, "
-                          "\"min_ms\": {:.6f}, \"flops\": {}, \"memory_bytes\": {}}}",
-                          firstJson ? "" : ",", backend, t.what, t.what == "infer_b1" ? 1 : batch, seq, t.medianMs,
-                          t.minMs, t.flops, t.memoryBytes);
-      firstJson = false;
+      std::string label = t.what == "train" ? fmt::format("train step B={}", t.batch) : fmt::format("inference B={}", t.batch);
+      std::string memory = t.what == "train" ? fmt::format("params+state {}", mib(t.paramBytes + t.stateBytes))
+                                             : fmt::format("params {}", mib(t.paramBytes));
+      memory += t.workspaceBytes ? fmt::format(" + workspace {}", mib(t.workspaceBytes)) : " + workspace n/a";
+      fmt::print("  {:<10} {:<17} median {:9.3f} ms  min {:9.3f} ms  {:7.1f} GFLOP/s ({:.3f} GFLOP)  memory {} ({})\n",
+                 backend, label, t.medianMs, t.minMs, static_cast<double>(t.flops) / (t.medianMs * 1e6),
+                 static_cast<double>(t.flops) / 1e9, mib(t.memoryBytes()), memory);
+      const ir::Graph &g = t.what == "train" ? train : *forward;
+      if (profiling && t.what != "infer_b1") printProfile(t.profile, g);
+      results += fmt::format(
+          "{}\n    {{\"backend\": {}, \"what\": \"{}\", \"batch\": {}, \"seq\": {}, \"median_ms\": {:.6f}, "
+          "\"min_ms\": {:.6f}, \"flops\": {}, \"gflops_per_s\": {:.3f}, \"param_bytes\": {}, \"state_bytes\": {}, "
+          "\"workspace_bytes\": {}, \"memory_bytes\": {}, \"profile\": {}}}",
+          results.empty() ? "" : ",", json::quote(backend), t.what, t.batch, seq, t.medianMs, t.minMs, t.flops,
+          static_cast<double>(t.flops) / (t.medianMs * 1e6), t.paramBytes, t.stateBytes, t.workspaceBytes,
+          t.memoryBytes(), profiling && t.what != "infer_b1" ? profileJson(t.profile, g) : "null");
     }
   }
-  json += "\n  ]\n}\n";
+  int64_t peak = procStatusBytes("VmHWM");
+  int64_t rssGrowth = peak >= 0 && rssAtStart >= 0 ? peak - rssAtStart : -1;
+  if (rssGrowth >= 0) fmt::print("process peak RSS grew by {} during this command\n", mib(rssGrowth));
+
   if (auto path = args.get("--json")) {
+    std::string backendList;
+    for (const std::string &b : backendsToRun) backendList += (backendList.empty() ? "" : ", ") + json::quote(b);
+    std::string text = fmt::format(
+        "{{\n  \"model\": {},\n  \"batch\": {},\n  \"seq\": {},\n  \"vocab\": {},\n  \"pad\": {},\n  \"threads\": {},\n"
+        "  \"repeat\": {},\n  \"warmup\": {},\n  \"mode\": \"{}\",\n  \"backends\": [{}],\n"
+        "  \"peak_rss_growth_bytes\": {},\n  \"results\": [{}\n  ]\n}}\n",
+        json::quote(modelFile), batch, seq, vocab, pad, threads, repeat, warmup, mode, backendList, rssGrowth, results);
     std::ofstream f(*path);
-    if (!(f << json)) throw Error(fmt::format("cannot write '{}'", *path));
+    if (!(f << text)) throw Error(fmt::format("cannot write '{}'", *path));
   }
   return 0;
 }

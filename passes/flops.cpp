@@ -1,0 +1,112 @@
+//===- passes/flops.cpp - counting the arithmetic of a graph --------------===//
+//
+// The rule is documented in passes/flops.h. The switch has no default so
+// that an op added to ir/ops.def without a FLOP weight is a compiler warning.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/flops.h"
+
+#include "ir/diagnostic.h"
+#include "ir/ops.h"
+
+#include <fmt/format.h>
+
+namespace kiln::passes {
+
+namespace {
+
+/// Weight of the transcendental functions (see the header).
+constexpr int64_t kTranscendental = 4;
+/// max, subtract, exp, sum, divide (or subtract for log_softmax).
+constexpr int64_t kSoftmax = 4 + kTranscendental;
+
+std::vector<int64_t> extents(const ir::Graph &g, ir::ValueId v, const ir::SymbolBindings &b) {
+  auto e = ir::concreteShape(g.type(v).shape, b);
+  if (!e)
+    throw Error(fmt::format("graph @{}: cannot count FLOPs of {} without binding all of its symbols", g.name(),
+                            g.type(v).str()));
+  return *e;
+}
+
+} // namespace
+
+int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBindings &bindings) {
+  auto elements = [&](ir::ValueId v) { return ir::numElements(extents(g, v, bindings)); };
+  int64_t out = elements(n.result);
+  switch (n.op) {
+  case ir::OpKind::Constant:
+  case ir::OpKind::Reshape:
+  case ir::OpKind::Transpose:
+  case ir::OpKind::BroadcastTo:
+  case ir::OpKind::Embedding:
+    return 0;
+  case ir::OpKind::MatMul: {
+    // K is the contracted extent of the first operand: its last dim, or the
+    // one before it when it is transposed.
+    std::vector<int64_t> a = extents(g, n.operands[0], bindings);
+    int64_t k = ir::attrBool(n.attrs, "transpose_a", false) ? a[a.size() - 2] : a.back();
+    return 2 * out * k;
+  }
+  case ir::OpKind::Add:
+  case ir::OpKind::Sub:
+  case ir::OpKind::Mul:
+  case ir::OpKind::Div:
+  case ir::OpKind::Neg:
+  case ir::OpKind::Relu:
+  case ir::OpKind::Equal:
+  case ir::OpKind::NotEqual:
+  case ir::OpKind::Less:
+  case ir::OpKind::LessEqual:
+  case ir::OpKind::Greater:
+  case ir::OpKind::GreaterEqual:
+  case ir::OpKind::Select:
+  case ir::OpKind::Cast:
+  case ir::OpKind::ReluGrad:
+  case ir::OpKind::SumGrad:
+  case ir::OpKind::MeanGrad:
+  case ir::OpKind::MaxGrad:
+    return out;
+  case ir::OpKind::Sum:
+  case ir::OpKind::Mean:
+  case ir::OpKind::Max:
+  case ir::OpKind::SumTo:
+    return elements(n.operands[0]);
+  case ir::OpKind::EmbeddingGrad:
+    return elements(n.operands[1]); // one add per element of dy
+  case ir::OpKind::Exp:
+  case ir::OpKind::Log:
+  case ir::OpKind::Tanh:
+  case ir::OpKind::Sigmoid:
+  case ir::OpKind::Sqrt:
+    return kTranscendental * out;
+  case ir::OpKind::TanhGrad:
+  case ir::OpKind::SigmoidGrad:
+    return 3 * out;
+  case ir::OpKind::Softmax:
+  case ir::OpKind::LogSoftmax:
+    return kSoftmax * out;
+  case ir::OpKind::SoftmaxGrad:
+    return 4 * out;
+  case ir::OpKind::LogSoftmaxGrad:
+    return (3 + kTranscendental) * out;
+  case ir::OpKind::CrossEntropy: {
+    std::vector<int64_t> logits = extents(g, n.operands[0], bindings);
+    return kSoftmax * ir::numElements(logits) + logits.front();
+  }
+  case ir::OpKind::CrossEntropyGrad:
+    return (kSoftmax + 2) * out;
+  case ir::OpKind::AdamMoment:
+    return (ir::attrBool(n.attrs, "square", false) ? 4 : 3) * out;
+  case ir::OpKind::AdamUpdate:
+    return (5 + kTranscendental) * out;
+  }
+  return 0;
+}
+
+int64_t graphFlops(const ir::Graph &g, const ir::SymbolBindings &bindings) {
+  int64_t flops = 0;
+  for (const ir::Node &n : g.nodes()) flops += nodeFlops(g, n, bindings);
+  return flops;
+}
+
+} // namespace kiln::passes
