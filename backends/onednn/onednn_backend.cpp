@@ -744,27 +744,6 @@ std::vector<runtime::NodeTiming> OnednnExecutable::profile() const {
 
 } // namespace
 
-const char *strategy(OpKind op) {
-  float alpha;
-  if (eltwiseAlgorithm(op, alpha) || binaryAlgorithm(op)) return "onednn";
-  switch (op) {
-  case OpKind::MatMul:
-  case OpKind::Softmax:
-  case OpKind::LogSoftmax:
-  case OpKind::SoftmaxGrad:
-  case OpKind::Sum:
-  case OpKind::Mean:
-  case OpKind::Max:
-  case OpKind::SumTo:
-  case OpKind::Transpose:
-  case OpKind::TanhGrad:
-  case OpKind::ReluGrad:
-  case OpKind::SigmoidGrad:
-  case OpKind::Reshape: return "onednn";
-  default: return "reference";
-  }
-}
-
 std::unique_ptr<runtime::Executable> compile(const ir::Graph &g, const runtime::CompileOptions &options) {
   return std::make_unique<OnednnExecutable>(g, options);
 }

@@ -21,9 +21,4 @@ namespace kiln::backends::onednn {
 
 std::unique_ptr<runtime::Executable> compile(const ir::Graph &g, const runtime::CompileOptions &options);
 
-/// How the backend runs each op kind: "onednn" when it lowers the op to a
-/// primitive in the usual case, "reference" when it falls back (listed in
-/// docs/ARCHITECTURE.md).
-const char *strategy(ir::OpKind op);
-
 } // namespace kiln::backends::onednn
