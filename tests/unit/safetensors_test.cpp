@@ -48,7 +48,8 @@ doctest::Contains has(const std::string &s) { return doctest::Contains(s.c_str()
 
 bool sameTensor(const Tensor &a, const Tensor &b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() && a.byteSize() == b.byteSize() &&
-         std::memcmp(a.raw(), b.raw(), a.byteSize()) == 0;
+         // Zero-element tensors have no buffer, and memcmp(nullptr, ...) is UB.
+         (a.byteSize() == 0 || std::memcmp(a.raw(), b.raw(), a.byteSize()) == 0);
 }
 
 std::string readFile(const fs::path &p) {
