@@ -14,6 +14,7 @@
 #include "runtime/data.h"
 #include "tests/fuzz/fuzz_support.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 

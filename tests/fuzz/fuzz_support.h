@@ -34,8 +34,8 @@ template <typename F> void expectOnlyKilnErrors(F body) {
   try {
     body();
   } catch (const kiln::Error &e) {
-    std::string shown = kiln::formatError(e);
-    if (shown.empty()) std::abort(); // formatError always yields at least "error: ...\n"
+    // Quoting the source line under a hostile location is code worth fuzzing.
+    (void)kiln::formatError(e);
   }
 }
 
