@@ -110,10 +110,12 @@ struct Plan {
   std::vector<Step> steps;
   std::vector<double> seconds; ///< per step, when profiling
   std::vector<int64_t> calls;
-  /// A plan this small (batch 1 inference) runs faster on one thread: the
-  /// cost of waking the second one exceeds the work it would take over.
-  /// Its primitives are created and run with one OpenMP thread.
-  bool singleThread = false;
+  /// OpenMP threads the plan's primitives are created and run with (oneDNN
+  /// reads the count at both), and kiln's kernels run on: --threads, or
+  /// OpenMP's default when it is 0, except that a plan this small (batch-1
+  /// inference) runs on one thread: the cost of waking a second one
+  /// exceeds the work it would take over.
+  int threads = 1;
 };
 
 /// Below this many FLOPs (2·M·N·K per matmul, one per element elsewhere) a
@@ -126,17 +128,32 @@ constexpr double kSingleThreadFlops = 8e6;
 /// creation and execution), restoring the previous value after.
 class OmpThreads {
 public:
-  explicit OmpThreads(bool one) : previous_(omp_get_max_threads()), active_(one) {
-    if (active_) omp_set_num_threads(1);
+  explicit OmpThreads(int threads) : previous_(omp_get_max_threads()) {
+    if (threads != previous_) omp_set_num_threads(threads);
   }
   ~OmpThreads() {
-    if (active_) omp_set_num_threads(previous_);
+    if (omp_get_max_threads() != previous_) omp_set_num_threads(previous_);
   }
+  OmpThreads(const OmpThreads &) = delete;
+  OmpThreads &operator=(const OmpThreads &) = delete;
 
 private:
   int previous_;
-  bool active_;
 };
+
+/// The size of the team an OpenMP parallel region gets in the current
+/// scope: what the plan's primitives and kernels will run on, measured
+/// rather than assumed (OMP_THREAD_LIMIT or OMP_DYNAMIC may give fewer than
+/// asked for).
+int ompTeamSize() {
+  int team = 1;
+#pragma omp parallel
+  {
+#pragma omp single
+    team = omp_get_num_threads();
+  }
+  return team;
+}
 
 class OnednnExecutable : public runtime::Executable {
 public:
@@ -147,6 +164,7 @@ public:
   void setProfiling(bool on) override { profiling_ = on; }
   std::vector<runtime::NodeTiming> profile() const override;
   int64_t workspaceBytes() const override { return lastPlan_ ? lastPlan_->memory.arenaBytes : 0; }
+  int threads() const override { return lastPlan_ ? lastPlan_->threads : 0; }
 
   runtime::TensorMap run(const runtime::TensorMap &inputs, const runtime::TensorMap &params) override {
     std::vector<std::vector<int64_t>> inputExtents;
@@ -183,7 +201,7 @@ public:
       if (root != static_cast<ValueId>(v)) plan.ptr[v] = plan.ptr[root];
     }
 
-    OmpThreads threads(plan.singleThread);
+    OmpThreads threads(plan.threads);
     for (size_t i = 0; i < plan.steps.size(); ++i) {
       if (!profiling_) {
         plan.steps[i].run();
@@ -350,8 +368,9 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
     }
     work += elements;
   }
-  p.singleThread = work < kSingleThreadFlops;
-  OmpThreads threads(p.singleThread);
+  int wanted = work < kSingleThreadFlops ? 1 : threads_ > 0 ? threads_ : omp_get_max_threads();
+  OmpThreads threads(wanted);
+  p.threads = ompTeamSize();
   p.memory = passes::planMemory(graph_, b, opts);
   p.arena = std::make_unique<AlignedBuffer>(static_cast<size_t>(p.memory.arenaBytes));
   p.ptr.assign(n, nullptr);
