@@ -80,6 +80,11 @@ public:
     if (bytes_.size() < 8)
       fail("file is too short for a safetensors header (" + std::to_string(bytes_.size()) + " bytes)");
     uint64_t n = load<uint64_t>(bytes_.data());
+    // A length the file cannot hold, with no JSON object after it, is some
+    // other file (a TSV passed as --ckpt), not a damaged safetensors one.
+    bool implausible = n > kMaxHeaderBytes || n > bytes_.size() - 8;
+    if (implausible && (bytes_.size() == 8 || bytes_[8] != '{'))
+      fail("not a safetensors file (it does not start with a header length and a JSON header)");
     if (n > kMaxHeaderBytes)
       fail("header length " + std::to_string(n) + " exceeds the limit of " + std::to_string(kMaxHeaderBytes));
     if (n > bytes_.size() - 8)
