@@ -28,6 +28,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -192,7 +193,8 @@ public:
       };
     } else {
       if constexpr (std::is_same_v<T, std::string>) o.defaultText_ = target;
-      else if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, double>) o.defaultText_ = fmt::format("{}", target);
+      else if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, double>)
+        o.defaultText_ = fmt::format("{}", target);
       o.store_ = [&target](const Option &opt) {
         if (!opt.raw_.empty()) convert(opt.name_, opt.raw_.front(), target);
       };
@@ -353,8 +355,12 @@ private:
       std::string name = arg.substr(0, arg.rfind("--", 0) == 0 ? arg.find('=') : std::string::npos);
       std::string hint = nearestName(name, allNames());
       std::string message = fmt::format("unknown option '{}'", name);
+      // "-5 stars" or "-notes.txt" is more likely a misplaced argument than
+      // a misspelt option.
+      bool optionLike =
+          std::all_of(name.begin() + 1, name.end(), [](unsigned char c) { return std::isalnum(c) || c == '-'; });
       if (!hint.empty()) message += fmt::format("; did you mean '{}'?", hint);
-      else if (positionalTarget_)
+      else if (positionalTarget_ && !optionLike)
         message += fmt::format("; put a {} that starts with '-' after '--'", positionalName_);
       throw UsageError(message);
     }

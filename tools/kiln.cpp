@@ -191,7 +191,8 @@ void declare(cli::Command &cmd, CompileArgs &o) {
 
 int cmdCompile(int argc, char **argv) {
   CompileArgs o;
-  cli::Command cmd("compile", "FILE [options]", "Parses FILE (a .kiln model, or .ir textual IR) and prints one stage of the\npipeline.");
+  cli::Command cmd("compile", "FILE [options]",
+                   "Parses FILE (a .kiln model, or .ir textual IR) and prints one stage of the\npipeline.");
   declare(cmd, o);
   if (!cmd.parse(argc, argv, 2)) return 0;
   // Bindings only size buffers; silently ignoring them elsewhere would hide a typo'd --emit.

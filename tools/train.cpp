@@ -83,7 +83,8 @@ void declare(cli::Command &cmd, TrainArgs &o) {
   cmd.option("--min-freq", o.minFreq, "N", "minimum count of a token to enter the vocabulary").tag(kRecipe);
   cmd.flag("--skip-bad", o.skipBad, "skip malformed records (counted) instead of failing");
   cmd.section("training");
-  cmd.option("--epochs", o.epochs, "N", "passes over the training data").defaultText("5, or the checkpoint's with --resume");
+  cmd.option("--epochs", o.epochs, "N", "passes over the training data")
+      .defaultText("5, or the checkpoint's with --resume");
   cmd.option("--batch", o.batch, "B", "examples per step").tag(kRecipe);
   cmd.option("--lr", o.lr, "X", "learning rate").tag(kRecipe);
   declareOptimizerOptions(cmd, o.optimizer);
@@ -99,7 +100,8 @@ void declare(cli::Command &cmd, TrainArgs &o) {
   cmd.find("--param").tag(kRecipe);
   cmd.section("output");
   cmd.option("--out", o.out, "CKPT", "checkpoint file").defaultText("model.ckpt.safetensors, or the --resume CKPT");
-  cmd.option("--save-every", o.saveEvery, "N", "also checkpoint every N steps").defaultText("only at the end of each epoch");
+  cmd.option("--save-every", o.saveEvery, "N", "also checkpoint every N steps")
+      .defaultText("only at the end of each epoch");
   cmd.option("--max-steps", o.maxSteps, "N", "stop after N steps in total, with a checkpoint").defaultText("no limit");
   cmd.option("--resume", o.resume, "CKPT", "continue the run saved in CKPT exactly (same data)");
   cmd.option("--loss-log", o.lossLog, "FILE", "append `step loss` per step to FILE");
@@ -127,7 +129,8 @@ void declare(cli::Command &cmd, TrainedModelArgs &o) {
   cmd.option("--ckpt", o.ckpt, "CKPT", "the checkpoint (kiln train --out)").required();
   cmd.option("--model", o.model, "FILE", "the model source (.kiln) to compile")
       .defaultText("the source stored in the checkpoint");
-  cmd.option("--max-len", o.maxLen, "L", "keep the first L tokens of each text").defaultText("the value used in training");
+  cmd.option("--max-len", o.maxLen, "L", "keep the first L tokens of each text")
+      .defaultText("the value used in training");
   declareParamOption(cmd, o.params);
 }
 
