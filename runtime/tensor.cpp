@@ -5,21 +5,35 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/tensor.h"
 
+#include "ir/diagnostic.h"
+
 #include <cassert>
 #include <cstring>
 
 namespace kiln::runtime {
 
+namespace {
+/// Byte size of a tensor, checked: a shape whose size would overflow or
+/// exceed ir::kMaxTensorBytes is an error, never a wrapped small buffer.
+size_t checkedByteSize(ir::DType dtype, const std::vector<int64_t> &shape) {
+  auto bytes = ir::checkedTensorBytes(dtype, shape);
+  if (!bytes) throw Error(ir::tooLargeMessage("a tensor", dtype, shape));
+  return static_cast<size_t>(*bytes);
+}
+} // namespace
+
 Tensor::Tensor(ir::DType dtype, std::vector<int64_t> shape)
-    : dtype_(dtype), shape_(std::move(shape)), numel_(ir::numElements(shape_)),
-      bytes_(static_cast<size_t>(numel_) * ir::dtypeSize(dtype)), data_(bytes_.data()), byteSize_(bytes_.size()) {}
+    : dtype_(dtype), shape_(std::move(shape)), bytes_(checkedByteSize(dtype_, shape_)), data_(bytes_.data()),
+      byteSize_(bytes_.size()) {
+  numel_ = static_cast<int64_t>(byteSize_ / ir::dtypeSize(dtype_));
+}
 
 Tensor Tensor::view(ir::DType dtype, std::vector<int64_t> shape, void *data) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
-  t.numel_ = ir::numElements(t.shape_);
-  t.byteSize_ = static_cast<size_t>(t.numel_) * ir::dtypeSize(dtype);
+  t.byteSize_ = checkedByteSize(dtype, t.shape_);
+  t.numel_ = static_cast<int64_t>(t.byteSize_ / ir::dtypeSize(dtype));
   t.data_ = static_cast<std::byte *>(data);
   return t;
 }

@@ -78,11 +78,14 @@ EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedD
   const std::string &logitsName = forward.graph().outputs().front().name;
   const std::string &tokensName = forward.graph().value(forward.graph().inputs().front()).name;
   EvalResult r;
+  if (batchSize <= 0) throw Error(fmt::format("the evaluation batch size must be positive, got {}", batchSize));
   std::vector<size_t> order = epochOrder(data.ids.size(), 0, 0, false);
+  // A batch larger than the data is the whole data (and begin + step below cannot wrap).
+  size_t step = std::min(order.size(), static_cast<size_t>(batchSize));
   double lossSum = 0;
   bool sized = false;
-  for (size_t begin = 0; begin < order.size(); begin += static_cast<size_t>(batchSize)) {
-    size_t end = std::min(order.size(), begin + static_cast<size_t>(batchSize));
+  for (size_t begin = 0; begin < order.size(); begin += step) {
+    size_t end = std::min(order.size(), begin + step);
     Batch batch = makeBatch(data, order, begin, end);
     TensorMap out = forward.run({{tokensName, batch.tokens}}, params);
     const Tensor &logits = out.at(logitsName);
@@ -102,12 +105,19 @@ EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedD
 void train(Executable &trainStep, Executable &forward, const TrainConfig &config, const EncodedData &trainData,
            const EncodedData *validData, Checkpoint &ckpt, std::FILE *out) {
   if (trainData.ids.empty()) throw Error("no training examples");
-  if (config.batchSize <= 0) throw Error("the batch size must be positive");
+  checkClassCount(forward.graph(), ckpt.labels);
+  if (config.batchSize <= 0) throw Error(fmt::format("the batch size must be positive, got {}", config.batchSize));
+  if (config.epochs < 0) throw Error(fmt::format("the number of epochs must not be negative, got {}", config.epochs));
   const ir::Graph &g = trainStep.graph();
   const std::string tokensName = g.value(g.inputs().front()).name;
   int64_t n = static_cast<int64_t>(trainData.ids.size());
-  int64_t batchesPerEpoch = (n + config.batchSize - 1) / config.batchSize;
-  int64_t totalSteps = batchesPerEpoch * config.epochs;
+  // A batch larger than the data is the whole data: one step per epoch, as
+  // a PyTorch DataLoader does (and the arithmetic below cannot overflow).
+  const int64_t batchSize = std::min(config.batchSize, n);
+  int64_t batchesPerEpoch = (n + batchSize - 1) / batchSize;
+  int64_t totalSteps = 0;
+  if (__builtin_mul_overflow(batchesPerEpoch, config.epochs, &totalSteps))
+    throw Error(fmt::format("{} epochs of {} batches are more steps than kiln can count", config.epochs, batchesPerEpoch));
   bool tty = isatty(fileno(out));
 
   std::FILE *lossLog = nullptr;
@@ -142,8 +152,8 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
           throw Error(fmt::format("interrupted at epoch {}, batch {}; resume with --resume", ckpt.epoch + 1,
                                   ckpt.batch));
         }
-        size_t begin = static_cast<size_t>(ckpt.batch * config.batchSize);
-        size_t end = std::min(order.size(), begin + static_cast<size_t>(config.batchSize));
+        size_t begin = static_cast<size_t>(ckpt.batch * batchSize);
+        size_t end = std::min(order.size(), begin + static_cast<size_t>(batchSize));
         Batch batch = makeBatch(trainData, order, begin, end);
         int64_t step = ckpt.step + 1;
         double lr = scheduledLr(config, step, totalSteps);
@@ -169,7 +179,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         auto now = Clock::now();
         double elapsed = std::chrono::duration<double>(now - epochStart).count();
         double rate = static_cast<double>(seen) / std::max(elapsed, 1e-9);
-        int64_t left = (batchesPerEpoch - ckpt.batch - 1) * config.batchSize +
+        int64_t left = (batchesPerEpoch - ckpt.batch - 1) * batchSize +
                        (config.epochs - ckpt.epoch - 1) * n;
         std::string line = fmt::format("epoch {}/{}  step {}/{}  loss {:.4f}  {:.0f} ex/s  ETA {}", ckpt.epoch + 1,
                                        config.epochs, ckpt.batch + 1, batchesPerEpoch, lossSum / seen, rate,

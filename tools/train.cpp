@@ -155,6 +155,7 @@ LoadedModel loadTrained(const Args &args) {
   ir::verify(m.model.module);
   m.forward = m.model.module.find("forward");
   if (!m.forward) throw Error("the model has no fn forward");
+  runtime::checkClassCount(*m.forward, m.ckpt.labels);
   // Check names, shapes and dtypes of every parameter, reporting all problems.
   runtime::materializeParams(*m.forward, runtime::modelTensors(m.ckpt), 0, /*strict=*/false);
   for (ir::ValueId p : m.forward->params())
@@ -164,9 +165,8 @@ LoadedModel loadTrained(const Args &args) {
   return m;
 }
 
-size_t maxLenOf(const Args &args, const runtime::Checkpoint &ckpt) {
-  auto it = ckpt.config.find("max_len");
-  int64_t dflt = it != ckpt.config.end() ? std::stoll(it->second) : 256;
+size_t maxLenOf(const Args &args, const runtime::Checkpoint &ckpt, const std::string &ckptPath) {
+  int64_t dflt = ckpt.config.count("max_len") ? runtime::configInteger(ckpt.config, "max_len", ckptPath) : 256;
   return static_cast<size_t>(args.integer("--max-len", dflt));
 }
 
@@ -239,8 +239,10 @@ int cmdTrain(int argc, char **argv) {
     config["seed"] = std::to_string(args.integer("--seed", 0));
     optimizerConfig(args); // validates the combination
   }
-  auto cfgInt = [&](const char *k) { return std::stoll(config.at(k)); };
-  auto cfgNum = [&](const char *k) { return std::stod(config.at(k)); };
+  // On --resume the values come from the checkpoint, which may have been edited.
+  std::string configFile = resume ? *resume : "the command line";
+  auto cfgInt = [&](const char *k) { return runtime::configInteger(config, k, configFile); };
+  auto cfgNum = [&](const char *k) { return runtime::configNumber(config, k, configFile); };
   config["epochs"] = std::to_string(args.integer("--epochs", resume && config.count("epochs") ? cfgInt("epochs") : 5));
   uint64_t seed = static_cast<uint64_t>(cfgInt("seed"));
 
@@ -266,7 +268,9 @@ int cmdTrain(int argc, char **argv) {
     lowerOpts.overrides = cli::paramOverrides(args);
     size_t vocabSize = static_cast<size_t>(cfgInt("vocab_size"));
     if (auto it = lowerOpts.overrides.find("vocab"); it != lowerOpts.overrides.end())
-      vocabSize = std::min(vocabSize, static_cast<size_t>(std::max(2.0, std::stod(it->second))));
+      // A malformed value is left for the model's compilation to report.
+      if (double v = std::strtod(it->second.c_str(), nullptr); v < 1e15)
+        vocabSize = std::min(vocabSize, static_cast<size_t>(std::max(2.0, v)));
     vocab = runtime::Vocabulary::build(trainEx, vocabSize, static_cast<size_t>(cfgInt("min_freq")));
     labels = runtime::LabelSet::fromExamples(trainEx);
     if (has("vocab") && !lowerOpts.overrides.count("vocab")) lowerOpts.overrides["vocab"] = std::to_string(vocab.size());
@@ -282,9 +286,9 @@ int cmdTrain(int argc, char **argv) {
   const ir::Graph *forward = model.module.find("forward");
   if (!forward) throw Error(fmt::format("{}: the model has no fn forward", modelFile));
   passes::OptimizerConfig opt;
-  opt.kind = passes::OptimizerConfig::parseKind(config.at("optimizer"));
+  opt.kind = passes::OptimizerConfig::parseKind(runtime::configString(config, "optimizer", configFile));
   opt.momentum = cfgNum("momentum");
-  opt.nesterov = config.at("nesterov") == "1";
+  opt.nesterov = runtime::configString(config, "nesterov", configFile) == "1";
   opt.weightDecay = cfgNum("weight_decay");
   opt.clipNorm = cfgNum("clip_norm");
   opt.outputGradients = false;
@@ -312,7 +316,7 @@ int cmdTrain(int argc, char **argv) {
   tc.epochs = cfgInt("epochs");
   tc.batchSize = cfgInt("batch");
   tc.lr = cfgNum("lr");
-  tc.schedule = config.at("schedule");
+  tc.schedule = runtime::configString(config, "schedule", configFile);
   tc.warmupSteps = cfgInt("warmup");
   tc.seed = seed;
   tc.saveEvery = args.integer("--save-every", 0);
@@ -351,7 +355,7 @@ int cmdEval(int argc, char **argv) {
   runtime::Vocabulary vocab(m.ckpt.vocab);
   runtime::LabelSet labels(m.ckpt.labels);
   auto examples = readData(*dataPath, args);
-  auto data = runtime::encodeExamples(examples, vocab, labels, maxLenOf(args, m.ckpt));
+  auto data = runtime::encodeExamples(examples, vocab, labels, maxLenOf(args, m.ckpt, *args.get("--ckpt")));
   auto exe = backends::compile(*m.forward, args.get("--backend").value_or("auto"), compileOptions(args));
   auto start = std::chrono::steady_clock::now();
   runtime::EvalResult r = runtime::evaluate(*exe, runtime::modelTensors(m.ckpt), data, args.integer("--batch", 256));
@@ -379,7 +383,7 @@ int cmdPredict(int argc, char **argv) {
   if (texts.empty())
     for (std::string line; std::getline(std::cin, line);) texts.push_back(line);
   runtime::Vocabulary vocab(m.ckpt.vocab);
-  size_t maxLen = maxLenOf(args, m.ckpt);
+  size_t maxLen = maxLenOf(args, m.ckpt, *args.get("--ckpt"));
   auto exe = backends::compile(*m.forward, args.get("--backend").value_or("auto"), compileOptions(args));
   runtime::TensorMap params = runtime::modelTensors(m.ckpt);
   const std::string &tokensName = m.forward->value(m.forward->inputs().front()).name;
