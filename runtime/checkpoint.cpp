@@ -129,7 +129,20 @@ private:
 
 } // namespace
 
+namespace {
+/// kiln never writes or reads a checkpoint holding NaN or infinity: such a
+/// file is the end of a diverged run, and predicting with it prints NaN
+/// probabilities.
+void checkFinite(const std::string &path, const Checkpoint &ckpt, const char *doing) {
+  for (const auto &[name, t] : ckpt.tensors)
+    if (auto at = firstNonFinite(t))
+      throw Error(fmt::format("{}: {} a checkpoint whose tensor '{}' holds {} (element {}); a diverged run?", path, doing,
+                              name, t.f32()[*at], *at));
+}
+} // namespace
+
 void saveCheckpoint(const std::string &path, const Checkpoint &ckpt) {
+  checkFinite(path, ckpt, "refusing to save");
   SafeTensors st;
   st.tensors = ckpt.tensors;
   auto &md = st.metadata;
@@ -177,6 +190,7 @@ Checkpoint loadCheckpoint(const std::string &path) {
   ckpt.batch = md.count("batch");
   ckpt.step = md.count("step");
   ckpt.tensors = std::move(st.tensors);
+  checkFinite(path, ckpt, "refusing to load");
   return ckpt;
 }
 

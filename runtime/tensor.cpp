@@ -7,7 +7,9 @@
 
 #include "ir/diagnostic.h"
 
+#include <algorithm>
 #include <cassert>
+#include <cmath>
 #include <cstring>
 
 namespace kiln::runtime {
@@ -124,6 +126,28 @@ Tensor Tensor::fromBool(std::vector<int64_t> shape, const std::vector<uint8_t> &
   assert(values.size() == static_cast<size_t>(t.numel()));
   if (t.byteSize()) std::memcpy(t.raw(), values.data(), t.byteSize());
   return t;
+}
+
+std::optional<int64_t> firstNonFinite(const Tensor &t) {
+  if (t.dtype() != ir::DType::F32) return std::nullopt;
+  auto x = t.f32();
+  constexpr uint32_t exponent = 0x7f800000u; // all ones: infinity or NaN
+  // A branch-free pass over blocks finds whether there is one; only then
+  // is the block searched for the index.
+  constexpr size_t block = 4096;
+  for (size_t start = 0; start < x.size(); start += block) {
+    size_t end = std::min(x.size(), start + block);
+    uint32_t any = 0;
+    for (size_t i = start; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &x[i], sizeof bits);
+      any |= static_cast<uint32_t>((bits & exponent) == exponent);
+    }
+    if (!any) continue;
+    for (size_t i = start; i < end; ++i)
+      if (!std::isfinite(x[i])) return static_cast<int64_t>(i);
+  }
+  return std::nullopt;
 }
 
 } // namespace kiln::runtime

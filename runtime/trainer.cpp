@@ -10,6 +10,7 @@
 #include "runtime/trainer.h"
 
 #include "ir/diagnostic.h"
+#include "ir/printer.h"
 
 #include <algorithm>
 #include <atomic>
@@ -125,10 +126,14 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
     lossLog = std::fopen(config.lossLog.c_str(), "a");
     if (!lossLog) throw Error(fmt::format("cannot open '{}' for the loss log", config.lossLog));
   }
+  std::string lastSaved; // what the checkpoint file holds, for the divergence error
+  const int64_t resumedAt = ckpt.step;
   auto save = [&](const char *why) {
     if (config.checkpointPath.empty()) return;
     saveCheckpoint(config.checkpointPath, ckpt);
+    lastSaved = fmt::format("{} ({}, step {})", config.checkpointPath, why, ckpt.step);
     if (!tty || std::string(why) != "step") fmt::print(out, "saved {} ({})\n", config.checkpointPath, why);
+    std::fflush(out);
   };
 
   stopRequested = false;
@@ -157,14 +162,47 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         Batch batch = makeBatch(trainData, order, begin, end);
         int64_t step = ckpt.step + 1;
         double lr = scheduledLr(config, step, totalSteps);
-        TensorMap outputs = trainStep.run({{tokensName, batch.tokens},
-                                           {"labels", batch.labels},
-                                           {"lr", scalar(static_cast<float>(lr))},
-                                           {"step", scalar(static_cast<float>(step))}},
-                                          ckpt.tensors);
+        TensorMap stepInputs = {{tokensName, batch.tokens},
+                                {"labels", batch.labels},
+                                {"lr", scalar(static_cast<float>(lr))},
+                                {"step", scalar(static_cast<float>(step))}};
+        TensorMap outputs = trainStep.run(stepInputs, ckpt.tensors);
         float loss = outputs.at("loss").f32()[0];
-        if (!std::isfinite(loss))
-          throw Error(fmt::format("the loss became {} at step {}; try a smaller --lr", loss, step));
+        // Nothing of a non-finite step reaches the store, so the state
+        // stays that of the last good step.
+        std::string nonFinite;
+        if (!std::isfinite(loss)) nonFinite = fmt::format("the loss is {}", loss);
+        for (auto &[name, value] : outputs) {
+          if (!nonFinite.empty()) break;
+          if (name.starts_with("optimizer.") || !ckpt.tensors.count(name)) continue;
+          if (auto at = firstNonFinite(value))
+            nonFinite = fmt::format("the update makes parameter '{}' {} (element {})", name, value.f32()[*at], *at);
+        }
+        if (!nonFinite.empty()) {
+          if (tty) fmt::print(out, "\n");
+          std::string cause;
+          SourceLoc loc;
+          if (config.firstNonFiniteNode) {
+            ir::NodeId first = config.firstNonFiniteNode(stepInputs, ckpt.tensors);
+            if (first >= 0) {
+              const ir::Node &node = g.nodes()[first];
+              cause = fmt::format("; the first non-finite value is {} = {}", ir::valueNames(g)[node.result],
+                                  ir::opName(node.op));
+              if (!node.locs.empty()) loc = node.locs.front();
+            } else {
+              cause = "; the reference interpreter computes this step without NaN or infinity, so the backend differs";
+            }
+          }
+          throw Error(fmt::format("training diverged at step {} (epoch {}, batch {}): {}{}; {}; try a smaller --lr "
+                                  "or --clip-norm",
+                                  step, ckpt.epoch + 1, ckpt.batch + 1, nonFinite, cause,
+                                  config.checkpointPath.empty() ? "no checkpoint was asked for"
+                                  : lastSaved.empty() ? (resumedAt > 0 ? "nothing was saved in this run; the checkpoint it "
+                                                                         "resumed from is unchanged"
+                                                                       : "nothing was saved in this run")
+                                                      : "the last good checkpoint " + lastSaved + " is kept"),
+                      loc);
+        }
         for (auto &[name, value] : outputs) {
           auto it = ckpt.tensors.find(name);
           if (it != ckpt.tensors.end()) it->second = std::move(value);
@@ -191,6 +229,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
           lastPrint = now;
         } else if (!tty && done * 10 >= nextMark * todo) {
           fmt::print(out, "{}\n", line);
+          std::fflush(out); // a pipe (tee, a log file) sees progress as it happens
           while (done * 10 >= nextMark * todo) ++nextMark;
         }
         bool stopHere = config.maxSteps > 0 && ckpt.step >= config.maxSteps && ckpt.batch + 1 < batchesPerEpoch;
@@ -212,6 +251,14 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
                                         seen ? lossSum / seen : 0.0, seen ? double(correct) / seen : 0.0);
       if (validData && !validData->ids.empty()) {
         EvalResult v = evaluate(forward, ckpt.tensors, *validData, config.evalBatchSize);
+        // Finite weights can still give infinite logits (a matmul that
+        // overflows): that model is as diverged as one with NaN weights.
+        if (!std::isfinite(v.meanLoss))
+          throw Error(fmt::format("training diverged in epoch {}: the validation loss is {}; {}; try a smaller --lr or "
+                                  "--clip-norm",
+                                  ckpt.epoch + 1, v.meanLoss,
+                                  lastSaved.empty() ? std::string("nothing was saved in this run")
+                                                    : "the last good checkpoint " + lastSaved + " is kept"));
         summary += fmt::format(" | valid loss {:.4f} acc {:.4f} macro-F1 {:.4f}", v.meanLoss, v.confusion.accuracy(),
                                v.confusion.macroF1());
       }

@@ -14,6 +14,7 @@
 #include "tools/commands.h"
 
 #include "backends/backend.h"
+#include "backends/reference/interpreter.h"
 #include "frontend/lower.h"
 #include "frontend/parser.h"
 #include "ir/verifier.h"
@@ -324,6 +325,16 @@ int cmdTrain(int argc, char **argv) {
   tc.checkpointPath = args.get("--out").value_or(resume ? *resume : "model.ckpt.safetensors");
   tc.lossLog = args.get("--loss-log").value_or("");
   runtime::scheduledLr(tc, 1, 1); // validates the schedule name before any work
+  tc.firstNonFiniteNode = [&](const runtime::TensorMap &inputs, const runtime::TensorMap &store) -> ir::NodeId {
+    reference::RunOptions keep;
+    keep.keepAll = true;
+    keep.threads = compileOptions(args).threads;
+    const ir::Graph &g = stepExe->graph();
+    reference::RunResult r = reference::run(g, inputs, store, keep);
+    for (size_t i = 0; i < g.nodes().size(); ++i)
+      if (runtime::firstNonFinite(r.values[g.nodes()[i].result])) return static_cast<ir::NodeId>(i);
+    return -1;
+  };
 
   int64_t params = 0;
   for (ir::ValueId p : forward->params()) params += ir::numElements(*ir::concreteShape(forward->type(p).shape, {}));
