@@ -468,6 +468,9 @@ void splitExamples(const std::vector<RawExample> &all, double validFraction, uin
     throw Error(fmt::format("validation fraction must be in [0, 1), got {}", validFraction));
   size_t n = all.size();
   size_t nValid = static_cast<size_t>(std::llround(validFraction * static_cast<double>(n)));
+  if (n > 0 && nValid == n)
+    throw Error(fmt::format("a validation fraction of {} holds out all {} examples, leaving none to train on",
+                            validFraction, n));
   std::vector<size_t> order = identity(n);
   // A constant of its own, so that the split is not the same permutation as
   // the first epoch's order for the same seed.
