@@ -420,6 +420,21 @@ TEST_CASE("data: vocabulary") {
                        Error);
 }
 
+TEST_CASE("data: texts in every script have tokens, so they are not all <unk>") {
+  DataDir d;
+  std::string p = d.file("m.tsv", "ar\tمرحبا بالعالم\nhi\tनमस्ते दुनिया\nemoji\t🙂🙂 👍\nth\tสวัสดี\n"
+                                  "pl\tŁÓDŹ łódź\nru\tЁлка\n");
+  std::vector<RawExample> data = readExamples(p);
+  Vocabulary v = Vocabulary::build(data, 100);
+  // łódź, ส and 🙂 twice each; ties in byte order.
+  CHECK(v.tokens() == std::vector<std::string>{"<pad>", "<unk>", "łódź", "ส", "🙂", "ёлка", "بالعالم", "مرحبا", "दुनिया",
+                                               "नमस्ते", "ดี", "วั", "👍"});
+  CHECK(v.encode("بالعالم 🙂") == std::vector<int32_t>{6, 4});
+  CHECK(v.encode("ЁЛКА") == std::vector<int32_t>{5});
+  CHECK(v.encode("ŁÓDŹ") == std::vector<int32_t>{2});
+  CHECK(v.encode("דבר") == std::vector<int32_t>{1}); // a word the vocabulary lacks is <unk>, not nothing
+}
+
 TEST_CASE("data: train/validation split") {
   std::vector<RawExample> all;
   for (size_t i = 0; i < 10; ++i) all.push_back(RawExample{"l", "t" + std::to_string(i), i});
