@@ -69,6 +69,19 @@ std::vector<std::string> tokenizeText(const std::string &text) {
     currentIsWord = false;
   };
   for (size_t i = 0; i < folded.size();) {
+    // ASCII, most of most texts, without tables: letters and digits are L*
+    // and Nd, every other ASCII character (Cc, Zs, P*, Sm, Sc, Sk) separates.
+    if (const char b = folded[i]; static_cast<unsigned char>(b) < 0x80) {
+      ++i;
+      if ((b >= 'a' && b <= 'z') || (b >= '0' && b <= '9')) { // folded: no upper case left
+        if (!currentIsWord) finish();
+        current += b;
+        currentIsWord = true;
+      } else {
+        finish();
+      }
+      continue;
+    }
     const size_t at = i;
     utf8::Decoded d = utf8::decodeAt(folded, i);
     assert(d.length > 0 && "utf8proc's output is well-formed");

@@ -11,6 +11,7 @@
 
 #include "ir/diagnostic.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fmt/format.h>
 #include <memory>
@@ -46,6 +47,19 @@ std::string map(std::string_view s, int options) {
 
 // STABLE honours the composition exclusions, which NFC and NFKC require.
 constexpr int kNfkc = UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+
+/// ASCII text is its own NFKC and folds to lower case; most texts kiln
+/// tokenizes are ASCII, and this skips utf8proc's allocation and tables.
+bool isAscii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+}
+
+std::string lowerAscii(std::string_view s) {
+  std::string out(s);
+  for (char &c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
 
 } // namespace
 
@@ -96,11 +110,13 @@ const char *categoryName(Category c) {
   return names[static_cast<int>(c)];
 }
 
-std::string caseFold(std::string_view s) { return map(s, UTF8PROC_CASEFOLD); }
+std::string caseFold(std::string_view s) { return isAscii(s) ? lowerAscii(s) : map(s, UTF8PROC_CASEFOLD); }
 
-std::string nfkc(std::string_view s) { return map(s, kNfkc); }
+std::string nfkc(std::string_view s) { return isAscii(s) ? std::string(s) : map(s, kNfkc); }
 
-std::string nfkcCaseFold(std::string_view s) { return map(s, kNfkc | UTF8PROC_CASEFOLD); }
+std::string nfkcCaseFold(std::string_view s) {
+  return isAscii(s) ? lowerAscii(s) : map(s, kNfkc | UTF8PROC_CASEFOLD);
+}
 
 const char *unicodeVersion() { return utf8proc_unicode_version(); }
 
