@@ -15,6 +15,7 @@
 #include "tools/commands.h"
 
 #include "backends/backend.h"
+#include "backends/reference/interpreter.h"
 #include "frontend/lower.h"
 #include "frontend/parser.h"
 #include "ir/verifier.h"
@@ -24,6 +25,7 @@
 #include "runtime/init.h"
 #include "runtime/text.h"
 #include "runtime/trainer.h"
+#include "runtime/utf8.h"
 #include "tools/cli.h"
 #include "tools/options.h"
 
@@ -217,6 +219,7 @@ LoadedModel loadTrained(const TrainedModelArgs &args) {
   ir::verify(m.model.module);
   m.forward = m.model.module.find("forward");
   if (!m.forward) throw Error("the model has no fn forward");
+  runtime::checkClassCount(*m.forward, m.ckpt.labels);
   // Check names, shapes and dtypes of every parameter, reporting all problems.
   runtime::materializeParams(*m.forward, runtime::modelTensors(m.ckpt), 0, /*strict=*/false);
   for (ir::ValueId p : m.forward->params())
@@ -228,44 +231,22 @@ LoadedModel loadTrained(const TrainedModelArgs &args) {
 
 size_t maxLenOf(const TrainedModelArgs &args, const runtime::Checkpoint &ckpt) {
   if (args.maxLen) return static_cast<size_t>(*args.maxLen);
-  auto it = ckpt.config.find("max_len");
-  return static_cast<size_t>(it != ckpt.config.end() ? std::stoll(it->second) : 256);
+  return static_cast<size_t>(ckpt.config.count("max_len") ? runtime::configInteger(ckpt.config, "max_len", args.ckpt)
+                                                          : 256);
 }
 
 // --- predict's output ------------------------------------------------------------
-//
-// A local stand-in for a UTF-8 library: runtime/ is getting one (utf8proc);
-// invalidUtf8At and codePointsIn should then come from there.
 
-/// Byte offset of the first invalid UTF-8 sequence in s, or npos.
-size_t invalidUtf8At(const std::string &s) {
-  static const char32_t minimum[] = {0, 0, 0x80, 0x800, 0x10000};
-  for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (len == 0 || i + len > s.size()) return i;
-    char32_t cp = len == 1 ? c : c & (0x7f >> len);
-    for (size_t k = 1; k < len; ++k) {
-      auto b = static_cast<unsigned char>(s[i + k]);
-      if ((b & 0xc0) != 0x80) return i;
-      cp = (cp << 6) | (b & 0x3f);
-    }
-    if (cp < minimum[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
-    i += len;
-  }
-  return std::string::npos;
-}
-
-/// Byte offsets where each code point of valid UTF-8 text starts.
+/// Byte offsets where each code point of valid UTF-8 text starts (an
+/// ill-formed byte, which predict never passes, counts as one).
 std::vector<size_t> codePointsIn(const std::string &s) {
   std::vector<size_t> starts;
-  for (size_t i = 0; i < s.size(); ++i)
-    if ((static_cast<unsigned char>(s[i]) & 0xc0) != 0x80) starts.push_back(i);
+  for (size_t i = 0; i < s.size(); i += std::max<size_t>(1, utf8::decodeAt(s, i).length)) starts.push_back(i);
   return starts;
 }
 
-/// The text as predict's third column shows it: longer than 60 characters
-/// (code points), its first 57 and "..."; tab, newline, carriage return and
+/// The text (valid UTF-8) as predict's third column shows it: longer than 60
+/// characters (code points), its first 57 and "..."; tab, newline, carriage return and
 /// backslash written \t \n \r \\, so that every result is one line of
 /// three tab-separated fields.
 std::string echoedText(const std::string &text) {
@@ -327,8 +308,10 @@ int cmdTrain(int argc, char **argv) {
     config["seed"] = std::to_string(o.seed);
     optimizerConfig(o.optimizer); // validates the combination
   }
-  auto cfgInt = [&](const char *k) { return std::stoll(config.at(k)); };
-  auto cfgNum = [&](const char *k) { return std::stod(config.at(k)); };
+  // On --resume the values come from the checkpoint, which may have been edited.
+  std::string configFile = resume ? *resume : "the command line";
+  auto cfgInt = [&](const char *k) { return runtime::configInteger(config, k, configFile); };
+  auto cfgNum = [&](const char *k) { return runtime::configNumber(config, k, configFile); };
   config["epochs"] = std::to_string(o.epochs.value_or(resume && config.count("epochs") ? cfgInt("epochs") : 5));
   uint64_t seed = static_cast<uint64_t>(cfgInt("seed"));
 
@@ -354,7 +337,9 @@ int cmdTrain(int argc, char **argv) {
     lowerOpts.overrides = paramOverrides(o.params);
     size_t vocabSize = static_cast<size_t>(cfgInt("vocab_size"));
     if (auto it = lowerOpts.overrides.find("vocab"); it != lowerOpts.overrides.end())
-      vocabSize = std::min(vocabSize, static_cast<size_t>(std::max(2.0, std::stod(it->second))));
+      // A malformed value is left for the model's compilation to report.
+      if (double v = std::strtod(it->second.c_str(), nullptr); v < 1e15)
+        vocabSize = std::min(vocabSize, static_cast<size_t>(std::max(2.0, v)));
     vocab = runtime::Vocabulary::build(trainEx, vocabSize, static_cast<size_t>(cfgInt("min_freq")));
     labels = runtime::LabelSet::fromExamples(trainEx);
     if (has("vocab") && !lowerOpts.overrides.count("vocab")) lowerOpts.overrides["vocab"] = std::to_string(vocab.size());
@@ -370,9 +355,9 @@ int cmdTrain(int argc, char **argv) {
   const ir::Graph *forward = model.module.find("forward");
   if (!forward) throw Error(fmt::format("{}: the model has no fn forward", o.model));
   passes::OptimizerConfig opt;
-  opt.kind = passes::OptimizerConfig::parseKind(config.at("optimizer"));
+  opt.kind = passes::OptimizerConfig::parseKind(runtime::configString(config, "optimizer", configFile));
   opt.momentum = cfgNum("momentum");
-  opt.nesterov = config.at("nesterov") == "1";
+  opt.nesterov = runtime::configString(config, "nesterov", configFile) == "1";
   opt.weightDecay = cfgNum("weight_decay");
   opt.clipNorm = cfgNum("clip_norm");
   opt.outputGradients = false;
@@ -399,7 +384,7 @@ int cmdTrain(int argc, char **argv) {
   tc.epochs = cfgInt("epochs");
   tc.batchSize = cfgInt("batch");
   tc.lr = cfgNum("lr");
-  tc.schedule = config.at("schedule");
+  tc.schedule = runtime::configString(config, "schedule", configFile);
   tc.warmupSteps = cfgInt("warmup");
   tc.seed = seed;
   tc.saveEvery = o.saveEvery;
@@ -407,6 +392,16 @@ int cmdTrain(int argc, char **argv) {
   tc.checkpointPath = o.out.value_or(resume ? *resume : "model.ckpt.safetensors");
   tc.lossLog = o.lossLog.value_or("");
   runtime::scheduledLr(tc, 1, 1); // validates the schedule name before any work
+  tc.firstNonFiniteNode = [&](const runtime::TensorMap &inputs, const runtime::TensorMap &store) -> ir::NodeId {
+    reference::RunOptions keep;
+    keep.keepAll = true;
+    keep.threads = o.backend.compileOptions().threads;
+    const ir::Graph &g = stepExe->graph();
+    reference::RunResult r = reference::run(g, inputs, store, keep);
+    for (size_t i = 0; i < g.nodes().size(); ++i)
+      if (runtime::firstNonFinite(r.values[g.nodes()[i].result])) return static_cast<ir::NodeId>(i);
+    return -1;
+  };
 
   int64_t params = 0;
   for (ir::ValueId p : forward->params()) params += ir::numElements(*ir::concreteShape(forward->type(p).shape, {}));
@@ -467,7 +462,7 @@ int cmdPredict(int argc, char **argv) {
   // predict can serve a pipe line by line; bad texts are reported and skipped.
   size_t bad = 0;
   auto classify = [&](const std::string &text, const std::string &where) {
-    if (size_t at = invalidUtf8At(text); at != std::string::npos) {
+    if (size_t at = utf8::firstInvalid(text); at != utf8::npos) {
       fmt::print(stderr, "{}: error: invalid UTF-8 at byte {}\n", where, at);
       ++bad;
       return;

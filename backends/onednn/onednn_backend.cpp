@@ -535,7 +535,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
   bool masked = node.operands.size() > 1; // masked variants have kiln kernels or the reference
   if ((node.op == OpKind::Softmax || node.op == OpKind::LogSoftmax) && !masked) {
     memory::desc md = dense(out);
-    int axis = static_cast<int>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), out.size()));
+    int axis = static_cast<int>(ir::normalizeAxis(ir::axisAttr(node.attrs), out.size()));
     if (node.op == OpKind::Softmax) {
       dnnl::softmax_forward::primitive_desc pd(
           dnnl::softmax_forward::desc(dnnl::prop_kind::forward_training, md, axis), engine_);
@@ -552,7 +552,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
 
   if (node.op == OpKind::SoftmaxGrad) {
     memory::desc md = dense(out);
-    int axis = static_cast<int>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), out.size()));
+    int axis = static_cast<int>(ir::normalizeAxis(ir::axisAttr(node.attrs), out.size()));
     dnnl::softmax_forward::primitive_desc hint(
         dnnl::softmax_forward::desc(dnnl::prop_kind::forward_training, md, axis), engine_);
     dnnl::softmax_backward::primitive_desc pd(dnnl::softmax_backward::desc(md, md, axis), engine_, hint);
@@ -565,7 +565,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
 
   if ((node.op == OpKind::Sum || node.op == OpKind::Mean || node.op == OpKind::Max) && !masked) {
     const auto &ex = ext(node.operands[0]);
-    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), ex.size()));
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), ex.size()));
     Dims src(ex.begin(), ex.end()), dst = src;
     dst[axis] = 1;
     if (ex[axis] == 0) return false;
@@ -651,7 +651,7 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) 
     bool grad = node.op == OpKind::SumGrad || node.op == OpKind::MeanGrad;
     bool mean = node.op == OpKind::Mean || node.op == OpKind::MeanGrad;
     const auto &x = grad ? ext(r) : ext(node.operands[0]);
-    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), x.size()));
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
     bool masked = node.operands.size() == 2;
     ValueId maskValue = masked ? node.operands[1] : -1;
     int64_t outer, len, inner;
@@ -669,7 +669,7 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) 
   case OpKind::LogSoftmax: {
     if (node.operands.size() != 2) return false; // unmasked: the oneDNN primitive
     const auto &x = ext(node.operands[0]);
-    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), x.size()));
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
     Dims m = alignRank(ext(node.operands[1]), x.size());
     int64_t outer = product(x, 0, axis), len = x[axis], inner = product(x, axis + 1, x.size());
     for (size_t d = axis + 1; d < x.size(); ++d)
