@@ -14,8 +14,8 @@
 //   3. The directory must take a new file: a probe file is created and
 //      removed, so an unwritable --out is found before an epoch of training
 //      rather than at the first save.
-// Writes themselves stay atomic (runtime/safetensors.h), so a kill during a
-// save leaves the previous file intact.
+// Writes go through writeFileAtomic(), so a kill during a save leaves the
+// previous file intact.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -42,6 +42,12 @@ struct CommandInput {
 /// kiln::Error naming the option, the path and the reason otherwise.
 void checkOutput(const std::string &option, const std::string &path, OutputKind kind,
                  const std::vector<CommandInput> &inputs, bool force);
+
+/// Writes `bytes` to `path` atomically: `path.tmp.<pid>`, fsync, rename
+/// over `path`, fsync of the directory. On any failure `path` keeps its old
+/// contents and the temporary file is removed; temporaries of writers that
+/// were killed (their pid is gone) are cleaned up first.
+void writeFileAtomic(const std::string &path, const std::string &bytes);
 
 /// What an existing file holds, by its first bytes: one of the kinds above
 /// or a short description ("a kiln model", "text", "binary data").

@@ -27,6 +27,7 @@
 #include "passes/memory_plan.h"
 #include "passes/training.h"
 #include "runtime/init.h"
+#include "runtime/output_guard.h"
 #include "runtime/safetensors.h"
 #include "runtime/text.h"
 #include "tools/cli.h"
@@ -103,16 +104,14 @@ ir::Module loadModule(const ModelInput &in) {
   return m;
 }
 
+/// Standard output, or -o FILE written atomically (checked by checkOutput
+/// before any work).
 void writeText(const std::optional<std::string> &out, const std::string &text) {
   if (!out) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     return;
   }
-  FILE *f = std::fopen(out->c_str(), "wb");
-  if (!f) throw Error(fmt::format("cannot write '{}': {}", *out, std::strerror(errno)));
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) throw Error(fmt::format("cannot write '{}': {}", *out, std::strerror(errno)));
+  runtime::writeFileAtomic(*out, text);
 }
 
 /// A summary of each graph: inputs, parameters and op counts.
@@ -169,6 +168,7 @@ struct CompileArgs {
   std::string emit = "ir";
   std::optional<std::string> bind;
   std::optional<std::string> output;
+  bool force = false;
 };
 
 void declare(cli::Command &cmd, CompileArgs &o) {
@@ -184,6 +184,7 @@ void declare(cli::Command &cmd, CompileArgs &o) {
              "print only this graph: forward, or train (the whole training step: loss, backward, optimizer update)")
       .defaultText("every graph of the module");
   cmd.option("-o", o.output, "FILE", "write to FILE").defaultText("standard output");
+  cmd.flag("--force", o.force, "let -o replace an existing file that is not kiln compiler output (never FILE itself)");
   declareModelInput(cmd, o.input);
   cmd.section("training step (--graph=train)");
   tools::declareOptimizerOptions(cmd, o.input.optimizer);
@@ -197,6 +198,8 @@ int cmdCompile(int argc, char **argv) {
   if (!cmd.parse(argc, argv, 2)) return 0;
   // Bindings only size buffers; silently ignoring them elsewhere would hide a typo'd --emit.
   if (o.emit != "memory" && o.bind) throw UsageError("--bind applies only to --emit=memory");
+  if (o.output)
+    runtime::checkOutput("-o", *o.output, runtime::OutputKind::CompilerDump, {{"the model", o.input.file}}, o.force);
   if (o.emit == "ast") {
     if (isIrInput(o.input)) throw UsageError("--emit=ast needs a .kiln model, not IR");
     std::string text = frontend::readFile(o.input.file);
@@ -260,6 +263,7 @@ struct RunArgs {
   int64_t seed = 0;
   std::optional<std::string> outputs;
   bool dumpAll = false;
+  bool force = false;
   tools::BackendOptions backend;
 };
 
@@ -283,6 +287,7 @@ void declare(cli::Command &cmd, RunArgs &o) {
   cmd.flag("--dump-all", o.dumpAll,
            "also write every intermediate value to --outputs, named <value>:<op>@<file>:<line>:<col> "
            "(reference backend only)");
+  cmd.flag("--force", o.force, "let --outputs replace an existing file that is not a safetensors file");
   cmd.section("backend");
   // The oracle by default: run is how outputs are checked against PyTorch.
   o.backend.backend = backends::kOracleBackend;
@@ -300,6 +305,12 @@ int cmdRun(int argc, char **argv) {
   if (o.inputs && !o.texts.empty()) throw UsageError("give --inputs or --text, not both");
   if (!o.inputs && o.texts.empty()) throw UsageError("run needs --inputs FILE or --text TEXT");
   if (o.dumpAll && !o.outputs) throw UsageError("--dump-all needs --outputs FILE");
+  if (o.outputs) {
+    std::vector<runtime::CommandInput> inputs = {{"the model", o.input.file}};
+    if (o.inputs) inputs.push_back({"--inputs", *o.inputs});
+    if (o.weights) inputs.push_back({"--weights", *o.weights});
+    runtime::checkOutput("--outputs", *o.outputs, runtime::OutputKind::SafeTensors, inputs, o.force);
+  }
   if (o.dumpAll && o.backend.backend != backends::kOracleBackend)
     throw UsageError(fmt::format("--dump-all needs --backend {}: only the interpreter keeps every intermediate",
                                  backends::kOracleBackend));

@@ -23,6 +23,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/data.h"
 #include "runtime/init.h"
+#include "runtime/output_guard.h"
 #include "runtime/text.h"
 #include "runtime/trainer.h"
 #include "runtime/utf8.h"
@@ -65,6 +66,7 @@ struct TrainArgs {
   // output
   std::optional<std::string> out, resume, lossLog;
   int64_t saveEvery = 0, maxSteps = 0;
+  bool force = false;
   BackendOptions backend;
 };
 
@@ -107,6 +109,9 @@ void declare(cli::Command &cmd, TrainArgs &o) {
   cmd.option("--max-steps", o.maxSteps, "N", "stop after N steps in total, with a checkpoint").defaultText("no limit");
   cmd.option("--resume", o.resume, "CKPT", "continue the run saved in CKPT exactly (same data)");
   cmd.option("--loss-log", o.lossLog, "FILE", "append `step loss` per step to FILE");
+  cmd.flag("--force", o.force,
+           "let --out and --loss-log replace an existing file that is not a kiln checkpoint or a loss log "
+           "(an input of the command is never replaced)");
   cmd.section("backend");
   declareBackendOptions(cmd, o.backend);
 
@@ -278,6 +283,16 @@ int cmdTrain(int argc, char **argv) {
   if (!cmd.parse(argc, argv, 2)) return 0;
   std::string source = frontend::readFile(o.model);
 
+  // Outputs are checked before any work (runtime/output_guard.h). --resume
+  // continues into its own checkpoint by default, so it is an input only
+  // for the loss log.
+  const std::string outPath = o.out.value_or(o.resume ? *o.resume : "model.ckpt.safetensors");
+  std::vector<runtime::CommandInput> inputs = {{"the model", o.model}, {"--data", o.data}};
+  if (o.valid) inputs.push_back({"--valid", *o.valid});
+  runtime::checkOutput("--out", outPath, runtime::OutputKind::Checkpoint, inputs, o.force);
+  if (o.resume) inputs.push_back({"--resume", *o.resume});
+  if (o.lossLog) runtime::checkOutput("--loss-log", *o.lossLog, runtime::OutputKind::LossLog, inputs, o.force);
+
   // On --resume the recipe comes from the checkpoint; changing it would not
   // continue the same run.
   runtime::Checkpoint ckpt;
@@ -341,7 +356,12 @@ int cmdTrain(int argc, char **argv) {
       if (double v = std::strtod(it->second.c_str(), nullptr); v < 1e15)
         vocabSize = std::min(vocabSize, static_cast<size_t>(std::max(2.0, v)));
     vocab = runtime::Vocabulary::build(trainEx, vocabSize, static_cast<size_t>(cfgInt("min_freq")));
-    labels = runtime::LabelSet::fromExamples(trainEx);
+    // Labels from the validation part too: a rare label that the split put
+    // only there is a class the model has, not an "unknown label".
+    std::vector<runtime::RawExample> labelled; // labels only: the texts are not needed here
+    for (const auto *part : {&trainEx, &validEx})
+      for (const runtime::RawExample &e : *part) labelled.push_back({e.label, {}, e.line});
+    labels = runtime::LabelSet::fromExamples(labelled);
     if (has("vocab") && !lowerOpts.overrides.count("vocab")) lowerOpts.overrides["vocab"] = std::to_string(vocab.size());
     if (has("classes") && !lowerOpts.overrides.count("classes"))
       lowerOpts.overrides["classes"] = std::to_string(labels.size());
@@ -389,7 +409,7 @@ int cmdTrain(int argc, char **argv) {
   tc.seed = seed;
   tc.saveEvery = o.saveEvery;
   tc.maxSteps = o.maxSteps;
-  tc.checkpointPath = o.out.value_or(resume ? *resume : "model.ckpt.safetensors");
+  tc.checkpointPath = outPath;
   tc.lossLog = o.lossLog.value_or("");
   runtime::scheduledLr(tc, 1, 1); // validates the schedule name before any work
   tc.firstNonFiniteNode = [&](const runtime::TensorMap &inputs, const runtime::TensorMap &store) -> ir::NodeId {
