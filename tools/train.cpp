@@ -231,6 +231,17 @@ LoadedModel loadTrained(const TrainedModelArgs &args) {
     if (!m.ckpt.tensors.count(m.forward->value(p).name))
       throw Error(fmt::format("{}: the checkpoint has no parameter '{}' of the model", args.ckpt,
                               m.forward->value(p).name));
+  // A --model other than the stored source must at least use every trained
+  // parameter; one it ignores means it is not the model that was trained.
+  if (args.model && source != m.ckpt.modelSource) {
+    for (const auto &[name, t] : runtime::modelTensors(m.ckpt))
+      if (m.forward->findParam(name) < 0)
+        throw Error(fmt::format("{} does not use the checkpoint's parameter '{}': it is not the model {} was trained "
+                                "with (leave out --model to use the model stored in the checkpoint)",
+                                file, name, args.ckpt));
+    fmt::print(stderr, "note: {} differs from the model {} was trained with; its parameters match by name and shape\n",
+               file, args.ckpt);
+  }
   return m;
 }
 
@@ -455,6 +466,9 @@ int cmdEval(int argc, char **argv) {
   auto start = std::chrono::steady_clock::now();
   runtime::EvalResult r = runtime::evaluate(*exe, runtime::modelTensors(m.ckpt), data, o.batch);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!std::isfinite(r.meanLoss))
+    throw Error(fmt::format("{}: the model's loss on {} is {}: its logits are not finite (weights that overflow)",
+                            o.trained.ckpt, o.data, r.meanLoss));
   fmt::print("{} examples, mean loss {:.4f}, {:.1f} s\n", r.examples, r.meanLoss, seconds);
   fmt::print("{}", r.confusion.report(labels.names()));
   return 0;
@@ -490,6 +504,13 @@ int cmdPredict(int argc, char **argv) {
     runtime::Tensor tokens = runtime::padBatch({vocab.encode(text, maxLen)});
     runtime::Tensor logits = exe->run({{tokensName, tokens}}, params).at(logitsName);
     auto x = logits.f32();
+    if (auto at = runtime::firstNonFinite(logits)) {
+      // NaN probabilities are not an answer; say so instead of printing them.
+      fmt::print(stderr, "{}: error: the model's logit for '{}' is {}: its weights overflow on this text\n", where,
+                 m.ckpt.labels[*at], x[*at]);
+      ++bad;
+      return;
+    }
     float mx = *std::max_element(x.begin(), x.end());
     double sum = 0;
     for (float v : x) sum += std::exp(double(v) - mx);
