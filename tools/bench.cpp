@@ -55,8 +55,8 @@ void declare(cli::Command &cmd, BenchArgs &o) {
   declareBackendOptions(cmd, o.backend, /*orAll=*/true);
   cmd.option("--mode", o.mode, "M", "what to time")
       .choices({{"train", "training steps"}, {"infer", "inference at batch B and at batch 1"}, {"all", "both"}});
-  cmd.option("--batch", o.batch, "B", "batch size; inference is also timed at B=1");
-  cmd.option("--seq", o.seq, "T", "tokens per text");
+  cmd.option("--batch", o.batch, "B", "batch size; inference is also timed at B=1").atLeast(1);
+  cmd.option("--seq", o.seq, "T", "tokens per text").atLeast(1);
   cmd.flag("--pad", o.pad, "pad texts to random lengths in [T/4, T] (default: none)");
   cmd.option("--repeat", o.repeat, "N", "timed runs (5x that for inference at B=1)");
   cmd.option("--warmup", o.warmup, "N", "untimed runs first");

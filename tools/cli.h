@@ -36,6 +36,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -90,6 +91,9 @@ public:
     validate_ = std::move(validate);
     return *this;
   }
+  /// An integer option whose values must be at least `min` (a batch of 0
+  /// would loop forever, 0 epochs would save an untrained "final" model).
+  Option &atLeast(int64_t min);
   /// A label the command can ask for: Command::tagged(label) lists the
   /// options that carry it (train marks the recipe that --resume fixes).
   Option &tag(std::string label) {
@@ -129,12 +133,24 @@ inline int64_t parseCount(const std::string &name, const std::string &v) {
   return n;
 }
 
-/// A non-negative finite number value of option `name`.
+inline Option &Option::atLeast(int64_t min) {
+  std::string name = name_;
+  return check([name, min](const std::string &v) {
+    if (parseCount(name, v) < min) throw UsageError(fmt::format("option {} needs at least {}, got '{}'", name, min, v));
+  });
+}
+
+/// A non-negative number value of option `name`, finite in f32: the
+/// numbers become f32 constants and inputs of the graphs, where 1e300 would
+/// be infinity.
 inline double parseNumber(const std::string &name, const std::string &v) {
   char *end = nullptr;
   double d = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || !(d >= 0) || d > 1e300)
+  if (v.empty() || *end != '\0' || !(d >= 0))
     throw UsageError(fmt::format("option {} needs a non-negative number, got '{}'", name, v));
+  if (d > std::numeric_limits<float>::max())
+    throw UsageError(fmt::format("option {} needs a number of at most {:g} (kiln computes in f32), got '{}'", name,
+                                 std::numeric_limits<float>::max(), v));
   return d;
 }
 

@@ -82,14 +82,15 @@ void declare(cli::Command &cmd, TrainArgs &o) {
   cmd.option("--valid-split", o.validSplit, "F", "fraction of --data held out for validation")
       .defaultText("0.1, or 0 with --valid")
       .tag(kRecipe);
-  cmd.option("--max-len", o.maxLen, "L", "keep the first L tokens of each text").tag(kRecipe);
+  cmd.option("--max-len", o.maxLen, "L", "keep the first L tokens of each text").atLeast(1).tag(kRecipe);
   cmd.option("--vocab-size", o.vocabSize, "N", "vocabulary size including <pad> and <unk>").tag(kRecipe);
   cmd.option("--min-freq", o.minFreq, "N", "minimum count of a token to enter the vocabulary").tag(kRecipe);
   cmd.flag("--skip-bad", o.skipBad, "skip malformed records (counted) instead of failing");
   cmd.section("training");
   cmd.option("--epochs", o.epochs, "N", "passes over the training data")
+      .atLeast(1)
       .defaultText("5, or the checkpoint's with --resume");
-  cmd.option("--batch", o.batch, "B", "examples per step").tag(kRecipe);
+  cmd.option("--batch", o.batch, "B", "examples per step").atLeast(1).tag(kRecipe);
   cmd.option("--lr", o.lr, "X", "learning rate").tag(kRecipe);
   declareOptimizerOptions(cmd, o.optimizer);
   for (const char *name : {"--optimizer", "--momentum", "--nesterov", "--weight-decay", "--clip-norm"})
@@ -137,6 +138,7 @@ void declare(cli::Command &cmd, TrainedModelArgs &o) {
   cmd.option("--model", o.model, "FILE", "the model source (.kiln) to compile")
       .defaultText("the source stored in the checkpoint");
   cmd.option("--max-len", o.maxLen, "L", "keep the first L tokens of each text")
+      .atLeast(1)
       .defaultText("the value used in training");
   declareParamOption(cmd, o.params);
 }
@@ -153,7 +155,7 @@ void declare(cli::Command &cmd, EvalArgs &o) {
   declare(cmd, o.trained);
   cmd.option("--data", o.data, "FILE", "labelled data, in any format train reads").required();
   cmd.flag("--skip-bad", o.skipBad, "skip malformed records instead of failing");
-  cmd.option("--batch", o.batch, "B", "evaluation batch size");
+  cmd.option("--batch", o.batch, "B", "evaluation batch size").atLeast(1);
   declareBackendOptions(cmd, o.backend);
   cmd.extraArgumentHint("name the model with --model FILE");
 }
