@@ -1,7 +1,8 @@
 //===- backends/backend.cpp - choosing and invoking a backend -------------===//
 //
-// The registry is a fixed list: each entry names a backend and how to
-// compile for it. The reference backend wraps the interpreter.
+// The registry is a fixed table: each entry names a backend, says in a line
+// what it is, and how to compile for it. The reference backend wraps the
+// interpreter.
 //
 //===----------------------------------------------------------------------===//
 #include "backends/backend.h"
@@ -10,6 +11,7 @@
 #include "backends/reference/interpreter.h"
 
 #include <fmt/format.h>
+#include <thread>
 
 namespace kiln::backends {
 
@@ -17,31 +19,54 @@ namespace {
 
 class ReferenceExecutable : public runtime::Executable {
 public:
-  ReferenceExecutable(const ir::Graph &g, const runtime::CompileOptions &o) : graph_(g) { options_.threads = o.threads; }
+  ReferenceExecutable(const ir::Graph &g, const runtime::CompileOptions &o) : graph_(g) {
+    // Resolved here so that threads() reports what the interpreter uses.
+    options_.threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
   const ir::Graph &graph() const override { return graph_; }
   runtime::TensorMap run(const runtime::TensorMap &inputs, const runtime::TensorMap &params) override {
     return reference::run(graph_, inputs, params, options_).outputs;
   }
+  int threads() const override { return options_.threads; }
 
 private:
   ir::Graph graph_;
   reference::RunOptions options_;
 };
 
+std::unique_ptr<runtime::Executable> compileReference(const ir::Graph &g, const runtime::CompileOptions &o) {
+  return std::make_unique<ReferenceExecutable>(g, o);
+}
+
 } // namespace
 
-std::vector<std::string> backendNames() { return {"auto", "onednn", "reference"}; }
+const std::vector<BackendInfo> &registry() {
+  // "auto" is the fastest backend that runs every graph: oneDNN, which falls
+  // back to reference kernels op by op where it has no primitive.
+  static const std::string onednnName = "onednn";
+  static const std::vector<BackendInfo> entries = {
+      {kDefaultBackend, "the fastest backend that runs every graph: " + onednnName, onednn::compile},
+      {onednnName, "oneDNN primitives and kiln's OpenMP kernels over one planned arena", onednn::compile},
+      {kOracleBackend, "the plain interpreter, the oracle the others are tested against", compileReference},
+  };
+  return entries;
+}
+
+std::vector<std::string> backendNames() {
+  std::vector<std::string> names;
+  for (const BackendInfo &b : registry()) names.push_back(b.name);
+  return names;
+}
 
 std::unique_ptr<runtime::Executable> compile(const ir::Graph &g, const std::string &backend,
                                              const runtime::CompileOptions &options) {
-  // "auto" is the fastest backend that runs every graph: oneDNN, which falls
-  // back to reference kernels op by op where it has no primitive.
-  if (backend == "auto" || backend == "onednn") return onednn::compile(g, options);
-  if (backend == "reference") return std::make_unique<ReferenceExecutable>(g, options);
+  for (const BackendInfo &b : registry())
+    if (backend == b.name) return b.compile(g, options);
   std::vector<std::string> names = backendNames();
-  std::string hint = nearestName(backend, names);
-  throw Error(fmt::format("unknown backend '{}'{}; available: auto, onednn, reference", backend,
-                          hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+  std::string hint = nearestName(backend, names), list;
+  for (const std::string &n : names) list += (list.empty() ? "" : ", ") + n;
+  throw Error(fmt::format("unknown backend '{}'{}; available: {}", backend,
+                          hint.empty() ? "" : " (did you mean '" + hint + "'?)", list));
 }
 
 } // namespace kiln::backends

@@ -1,9 +1,12 @@
 //===- backends/backend.h - choosing and invoking a backend -----*- C++ -*-===//
 //
 // The backend registry: compile(graph, backend name) returns an Executable.
-// Every command takes `--backend=NAME`; "auto" picks the fastest backend that
-// supports the graph: "onednn" (which falls back to reference kernels op by
-// op). "reference" is the plain interpreter, the oracle.
+// Every command that runs a graph takes `--backend NAME`, with the names and
+// their help read from registry(), so a backend added here is offered (and
+// benchmarked) everywhere without changes to the commands. "auto" picks the
+// fastest backend that supports the graph: "onednn" (which falls back to
+// reference kernels op by op). "reference" is the plain interpreter, the
+// oracle.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -16,7 +19,23 @@
 
 namespace kiln::backends {
 
-/// Names accepted by compile(), "auto" first.
+/// The default of --backend: an alias of the fastest backend.
+inline constexpr const char *kDefaultBackend = "auto";
+/// The interpreter that defines what each op means; `kiln run` defaults to
+/// it, and only it can keep every intermediate value (--dump-all).
+inline constexpr const char *kOracleBackend = "reference";
+
+/// One entry of the registry.
+struct BackendInfo {
+  std::string name;
+  std::string summary; ///< one line for --help
+  std::unique_ptr<runtime::Executable> (*compile)(const ir::Graph &, const runtime::CompileOptions &);
+};
+
+/// Every backend compile() accepts, kDefaultBackend first.
+const std::vector<BackendInfo> &registry();
+
+/// The names of registry(), in its order.
 std::vector<std::string> backendNames();
 
 /// Compiles g for the named backend; kiln::Error for an unknown name.

@@ -64,6 +64,7 @@ struct Layer {
   int64_t in = 0, out = 0; ///< Linear: in/out features; Embedding: num/dim
   bool bias = true;
   std::unique_ptr<Instance> sub; ///< User
+  SourceLoc loc;                 ///< the declaration, for errors about its parameters
 };
 
 /// An instantiated module: its declaration, argument values and layers.
@@ -244,6 +245,7 @@ private:
       const Expr &call = *m.init;
       Layer layer;
       layer.path = inst.path.empty() ? m.name : inst.path + "." + m.name;
+      layer.loc = call.loc;
       if (call.name == "Linear") {
         auto a = bindArgs(call, {{"in_features", true}, {"out_features", true}, {"bias", false}}, "Linear");
         layer.kind = Layer::Kind::Linear;
@@ -286,6 +288,7 @@ private:
 
   void declareParams(Instance &inst) {
     for (auto &[name, layer] : inst.layers) {
+      b_->setLoc(layer.loc);
       switch (layer.kind) {
       case Layer::Kind::Linear: b_->linearParams(layer.path, layer.in, layer.out, layer.bias); break;
       case Layer::Kind::Embedding: b_->embeddingParams(layer.path, layer.in, layer.out); break;
@@ -318,6 +321,7 @@ private:
     usedNames_.clear();
     b.setLoc(f.loc);
     declareParams(root);
+    b.setLoc(f.loc);
     for (ValueId p : g.params()) usedNames_.insert(g.value(p).name);
     Scope scope;
     for (const Binding &p : f.params) {

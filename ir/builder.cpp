@@ -13,6 +13,7 @@ namespace kiln::ir {
 
 ValueId Builder::input(const std::string &name, TensorType type) {
   if (g_.findInput(name) >= 0) throw Error(fmt::format("input '{}' is declared twice", name), loc_);
+  if (auto tooLarge = typeTooLarge(fmt::format("input '{}'", name), type)) throw Error(*tooLarge, loc_);
   return g_.addInput(name, std::move(type));
 }
 
@@ -28,6 +29,7 @@ ValueId Builder::param(const std::string &name, TensorType type, Attrs init) {
   for (const Dim &d : type.shape)
     if (d.isSymbolic() || d.value <= 0)
       throw Error(fmt::format("parameter '{}' must have positive constant dims, got {}", name, type.str()), loc_);
+  if (auto tooLarge = typeTooLarge(fmt::format("parameter '{}'", name), type)) throw Error(*tooLarge, loc_);
   return g_.addParam(name, std::move(type), std::move(init));
 }
 

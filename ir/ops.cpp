@@ -92,7 +92,7 @@ TensorType shapeUnaryFloat(const std::vector<TensorType> &o, const Attrs &) {
 TensorType shapeNormalize(const std::vector<TensorType> &o, const Attrs &a) {
   expectFloat(o[0], "operand");
   if (o[0].rank() == 0) fail("cannot normalise a scalar");
-  normalizeAxis(attrInt(a, "axis", -1), o[0].rank());
+  normalizeAxis(axisAttr(a), o[0].rank());
   checkMask(o[0], o);
   return o[0];
 }
@@ -100,7 +100,7 @@ TensorType shapeNormalize(const std::vector<TensorType> &o, const Attrs &a) {
 TensorType shapeReduce(const std::vector<TensorType> &o, const Attrs &a) {
   expectFloat(o[0], "operand");
   if (o[0].rank() == 0) fail("cannot reduce a scalar");
-  int64_t axis = normalizeAxis(attrInt(a, "axis", -1), o[0].rank());
+  int64_t axis = normalizeAxis(axisAttr(a), o[0].rank());
   checkMask(o[0], o);
   Shape s = o[0].shape;
   if (attrBool(a, "keepdim", false)) s[axis] = Dim::constant(1);
@@ -116,7 +116,8 @@ TensorType shapeReshape(const std::vector<TensorType> &o, const Attrs &a) {
     product = 1;
     for (const Dim &d : s) {
       if (d.isSymbolic()) syms.push_back(d.symbol);
-      else product *= d.value;
+      else if (__builtin_mul_overflow(product, d.value, &product))
+        fail(fmt::format("reshape: {} has more than 2^63 elements", shapeStr(s)));
     }
     std::sort(syms.begin(), syms.end());
   };
@@ -215,7 +216,7 @@ TensorType shapeNormalizeGrad(const std::vector<TensorType> &o, const Attrs &a) 
   expectFloat(o[0], "y");
   if (!(o[1] == o[0])) fail(fmt::format("gradient {} must have the type of {}", o[1].str(), o[0].str()));
   if (o[0].rank() == 0) fail("cannot normalise a scalar");
-  normalizeAxis(attrInt(a, "axis", -1), o[0].rank());
+  normalizeAxis(axisAttr(a), o[0].rank());
   if (o.size() == 3) checkMask(o[0], {o[0], o[2]});
   return o[0];
 }
@@ -299,7 +300,9 @@ TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const At
     fail(fmt::format("{} takes {} operand{}, got {}", info.name, want,
                      info.maxOperands == 1 ? "" : "s", n));
   }
-  return info.shapeRule(operands, attrs);
+  TensorType result = info.shapeRule(operands, attrs);
+  if (auto tooLarge = typeTooLarge(fmt::format("the result of {}", info.name), result)) fail(*tooLarge);
+  return result;
 }
 
 namespace {
@@ -313,6 +316,8 @@ template <typename T> const T *getAttr(const Attrs &a, const std::string &name, 
 } // namespace
 
 bool hasAttr(const Attrs &a, const std::string &name) { return a.count(name) != 0; }
+
+int64_t axisAttr(const Attrs &a) { return attrInt(a, "axis", -1); }
 
 bool attrBool(const Attrs &a, const std::string &name, bool dflt) {
   const bool *v = getAttr<bool>(a, name, "a bool");

@@ -58,6 +58,11 @@ TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const At
 // throws kiln::Error.
 bool attrBool(const Attrs &a, const std::string &name, bool dflt);
 int64_t attrInt(const Attrs &a, const std::string &name, int64_t dflt);
+/// The `axis` attribute of softmax, log_softmax, reductions and their
+/// gradients; absent means the last axis (-1). The one place that default
+/// is written, so a pass that copies an axis and a backend that reads one
+/// agree on a node written without it.
+int64_t axisAttr(const Attrs &a);
 double attrFloat(const Attrs &a, const std::string &name, double dflt);
 std::string attrString(const Attrs &a, const std::string &name, const std::string &dflt);
 Shape attrDims(const Attrs &a, const std::string &name);

@@ -5,6 +5,11 @@
 //===----------------------------------------------------------------------===//
 #include "ir/types.h"
 
+#include "ir/diagnostic.h"
+
+#include <cmath>
+#include <fmt/format.h>
+
 namespace kiln::ir {
 
 const char *dtypeName(DType t) {
@@ -53,7 +58,55 @@ std::optional<std::vector<int64_t>> concreteShape(const Shape &s, const SymbolBi
   return out;
 }
 
+std::optional<int64_t> checkedTensorBytes(DType dtype, const std::vector<int64_t> &extents) {
+  int64_t bytes = static_cast<int64_t>(dtypeSize(dtype));
+  // A zero extent makes the tensor empty whatever the others are; look for
+  // one first so that [0, 2^62, 2^62] is empty rather than an overflow.
+  for (int64_t e : extents) {
+    if (e < 0) return std::nullopt;
+    if (e == 0) bytes = 0;
+  }
+  for (int64_t e : extents)
+    if (__builtin_mul_overflow(bytes, e, &bytes) || bytes > kMaxTensorBytes) return std::nullopt;
+  return bytes;
+}
+
+std::string bytesStr(double b) {
+  if (b < 1024) return fmt::format("{} B", static_cast<int64_t>(b));
+  static const char *units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"};
+  int u = -1;
+  while (b >= 1024 && u < 7) b /= 1024, ++u;
+  return fmt::format("{:.1f} {}", b, units[u]);
+}
+
+std::string tooLargeMessage(const std::string &what, DType dtype, const std::vector<int64_t> &extents) {
+  double bytes = static_cast<double>(dtypeSize(dtype));
+  std::string dims;
+  for (int64_t e : extents) {
+    bytes *= static_cast<double>(e);
+    dims += (dims.empty() ? "" : ",") + std::to_string(e);
+  }
+  return fmt::format("{} would be {}[{}], {}; one tensor is limited to {}", what, dtypeName(dtype), dims,
+                     bytesStr(bytes), bytesStr(static_cast<double>(kMaxTensorBytes)));
+}
+
+std::optional<std::string> typeTooLarge(const std::string &what, const TensorType &type) {
+  std::vector<int64_t> constants;
+  bool symbolic = false;
+  for (const Dim &d : type.shape) {
+    if (!d.isSymbolic() && d.value < 0) return std::nullopt;
+    symbolic |= d.isSymbolic();
+    constants.push_back(d.isSymbolic() ? 1 : d.value);
+  }
+  if (checkedTensorBytes(type.dtype, constants)) return std::nullopt;
+  double bytes = static_cast<double>(dtypeSize(type.dtype));
+  for (int64_t e : constants) bytes *= static_cast<double>(e);
+  return fmt::format("{} would be {}, {}{}; one tensor is limited to {}", what, type.str(), bytesStr(bytes),
+                     symbolic ? " before its symbols" : "", bytesStr(static_cast<double>(kMaxTensorBytes)));
+}
+
 int64_t numElements(const std::vector<int64_t> &extents) {
+  if (!checkedTensorBytes(DType::Bool, extents)) throw Error(tooLargeMessage("a tensor", DType::Bool, extents));
   int64_t n = 1;
   for (int64_t e : extents) n *= e;
   return n;

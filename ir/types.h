@@ -55,8 +55,37 @@ struct TensorType {
 /// Concrete extents of a shape under bindings; nullopt if a symbol is unbound.
 std::optional<std::vector<int64_t>> concreteShape(const Shape &s, const SymbolBindings &b);
 
-/// Number of elements of concrete extents.
+/// The largest tensor kiln makes or plans: 2^47 bytes (128 TiB, the x86-64
+/// user address space). Every element count and byte size of a tensor is
+/// checked against it with overflow-checked arithmetic, so that an absurd
+/// --param, --bind, --batch or reshape is an error naming the value instead
+/// of a product that wraps around to a small buffer.
+inline constexpr int64_t kMaxTensorBytes = int64_t(1) << 47;
+
+/// Bytes of a tensor of `dtype` with these extents, or nullopt when an
+/// extent is negative or the size exceeds kMaxTensorBytes (checked, so it
+/// never wraps).
+std::optional<int64_t> checkedTensorBytes(DType dtype, const std::vector<int64_t> &extents);
+
+/// "16.0 EiB"-style size for messages; exact below 1 KiB. Takes a double so
+/// that sizes too large for int64 can still be named.
+std::string bytesStr(double bytes);
+
+/// Number of elements of concrete extents; throws kiln::Error when a tensor
+/// of these extents would exceed kMaxTensorBytes as bool (one byte each).
+/// Callers that can name the value check with checkedTensorBytes first.
 int64_t numElements(const std::vector<int64_t> &extents);
+
+/// nullopt when the constant dims of `type` (every symbol taken as 1) fit in
+/// kMaxTensorBytes; otherwise the error message for `what`. Checked where
+/// types are made (shape rules, builder, verifier), so an absurd
+/// hyper-parameter is reported at the DSL line that uses it. Negative dims
+/// are not this check's business (the shape rules reject them).
+std::optional<std::string> typeTooLarge(const std::string &what, const TensorType &type);
+
+/// The error for a tensor too large to make: names `what` (a value, an
+/// option), its type and extents, and the limit.
+std::string tooLargeMessage(const std::string &what, DType dtype, const std::vector<int64_t> &extents);
 
 /// Numpy broadcasting of two shapes. Symbolic dims broadcast only with
 /// themselves or with the constant 1. Returns nullopt when incompatible.

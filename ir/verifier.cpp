@@ -32,6 +32,8 @@ void verify(const Graph &g) {
   for (ValueId v : g.inputs()) {
     if (g.value(v).kind != ValueKind::Input) throw Error(fmt::format("@{}: input list holds a non-input", g.name()));
     claimName(g.value(v).name, {});
+    if (auto tooLarge = typeTooLarge(fmt::format("@{}: input %{}", g.name(), g.value(v).name), g.type(v)))
+      throw Error(*tooLarge);
     defined[v] = true;
   }
   for (ValueId v : g.params()) {
@@ -41,6 +43,7 @@ void verify(const Graph &g) {
     claimName(p.name, {});
     for (const Dim &d : p.type.shape)
       if (d.isSymbolic()) throw Error(fmt::format("@{}: parameter %{} has a symbolic dim", g.name(), p.name));
+    if (auto tooLarge = typeTooLarge(fmt::format("@{}: parameter %{}", g.name(), p.name), p.type)) throw Error(*tooLarge);
     defined[v] = true;
   }
   std::set<std::string> inputSymbols;

@@ -102,16 +102,11 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::Sigmoid: out[0] = b.create(OpKind::SigmoidGrad, {y, dy}); return out;
   case OpKind::Relu: out[0] = b.create(OpKind::ReluGrad, {operand(0), dy}); return out;
   case OpKind::Sqrt: out[0] = b.div(dy, b.mul(y, b.constant(2.0))); return out;
-  // The shape rule defaults a missing axis to -1, so IR may leave it out;
-  // attrs.at("axis") threw std::out_of_range on such a graph (found by
-  // tests/fuzz, fuzz_ir).
-  case OpKind::Softmax:
-    out[0] = b.create(OpKind::SoftmaxGrad, {y, dy}, {{"axis", ir::attrInt(n.attrs, "axis", -1)}});
-    return out;
+  case OpKind::Softmax: out[0] = b.create(OpKind::SoftmaxGrad, {y, dy}, {{"axis", ir::axisAttr(n.attrs)}}); return out;
   case OpKind::LogSoftmax: {
     std::vector<ValueId> ops{y, dy};
     if (auto m = maskOf(1)) ops.push_back(*m);
-    out[0] = b.create(OpKind::LogSoftmaxGrad, ops, {{"axis", ir::attrInt(n.attrs, "axis", -1)}});
+    out[0] = b.create(OpKind::LogSoftmaxGrad, ops, {{"axis", ir::axisAttr(n.attrs)}});
     return out;
   }
   case OpKind::Sum:

@@ -57,10 +57,12 @@ std::string unboundSymbol(const ir::Shape &s, const ir::SymbolBindings &bindings
   return "?";
 }
 
-std::string bytesStr(int64_t b) {
-  if (b < 1024) return fmt::format("{} B", b);
-  if (b < 1024 * 1024) return fmt::format("{:.1f} KiB", b / 1024.0);
-  return fmt::format("{:.1f} MiB", b / (1024.0 * 1024.0));
+std::string bytesStr(int64_t b) { return ir::bytesStr(static_cast<double>(b)); }
+
+std::string bindingsStr(const ir::SymbolBindings &bindings) {
+  std::string out;
+  for (auto &[sym, v] : bindings) out += fmt::format("{}{}={}", out.empty() ? "" : ", ", sym, v);
+  return out;
 }
 
 } // namespace
@@ -79,7 +81,16 @@ MemoryPlan planMemory(const ir::Graph &g, const ir::SymbolBindings &bindings, co
     auto ext = ir::concreteShape(t.shape, bindings);
     if (!ext)
       throw Error(fmt::format("memory plan of @{}: no value for the symbol {}", g.name(), unboundSymbol(t.shape, bindings)));
-    plan.values[v].bytes = ir::numElements(*ext) * static_cast<int64_t>(ir::dtypeSize(t.dtype));
+    auto bytes = ir::checkedTensorBytes(t.dtype, *ext);
+    if (!bytes) {
+      const ir::ValueInfo &info = g.value(static_cast<ValueId>(v));
+      std::string what = fmt::format("@{}: %{} ({}) at {}", g.name(), ir::valueNames(g)[v].substr(1), t.str(),
+                                     bindingsStr(bindings));
+      SourceLoc loc;
+      if (info.producer >= 0 && !nodes[info.producer].locs.empty()) loc = nodes[info.producer].locs.front();
+      throw Error(ir::tooLargeMessage(what, t.dtype, *ext), loc);
+    }
+    plan.values[v].bytes = *bytes;
   }
   for (size_t i = 0; i < nodes.size(); ++i) {
     plan.values[nodes[i].result].def = static_cast<int64_t>(i);
@@ -151,11 +162,17 @@ MemoryPlan planMemory(const ir::Graph &g, const ir::SymbolBindings &bindings, co
                 placed);
     plan.values[v].offset = offset;
     plan.arenaBytes = std::max(plan.arenaBytes, offset + size);
-    plan.totalBytes += size;
+    // Offsets and live sums never exceed the total, so checking it suffices.
+    if (__builtin_add_overflow(plan.totalBytes, size, &plan.totalBytes))
+      throw Error(fmt::format("@{}: the buffers at {} add up to more than 2^63 bytes", g.name(), bindingsStr(bindings)));
     int64_t liveBytes = 0;
     for (const Block &b : live) liveBytes += b.size;
     plan.peakLiveBytes = std::max(plan.peakLiveBytes, liveBytes);
   }
+  // The arena is one allocation and has the same limit as one tensor.
+  if (plan.arenaBytes > ir::kMaxTensorBytes)
+    throw Error(fmt::format("@{}: the arena at {} would be {}; one allocation is limited to {}", g.name(),
+                            bindingsStr(bindings), bytesStr(plan.arenaBytes), bytesStr(ir::kMaxTensorBytes)));
   // Report each buffer's whole lifetime, views and in-place users included.
   for (size_t v = 0; v < n; ++v)
     if (plan.values[v].aliasOf < 0 && !external(static_cast<ValueId>(v))) plan.values[v].lastUse = extLast[v];

@@ -16,6 +16,9 @@
 #include "runtime/safetensors.h"
 
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <fmt/format.h>
 #include <set>
 #include <string_view>
 
@@ -126,7 +129,20 @@ private:
 
 } // namespace
 
+namespace {
+/// kiln never writes or reads a checkpoint holding NaN or infinity: such a
+/// file is the end of a diverged run, and predicting with it prints NaN
+/// probabilities.
+void checkFinite(const std::string &path, const Checkpoint &ckpt, const char *doing) {
+  for (const auto &[name, t] : ckpt.tensors)
+    if (auto at = firstNonFinite(t))
+      throw Error(fmt::format("{}: {} a checkpoint whose tensor '{}' holds {} (element {}); a diverged run?", path, doing,
+                              name, t.f32()[*at], *at));
+}
+} // namespace
+
 void saveCheckpoint(const std::string &path, const Checkpoint &ckpt) {
+  checkFinite(path, ckpt, "refusing to save");
   SafeTensors st;
   st.tensors = ckpt.tensors;
   auto &md = st.metadata;
@@ -174,7 +190,51 @@ Checkpoint loadCheckpoint(const std::string &path) {
   ckpt.batch = md.count("batch");
   ckpt.step = md.count("step");
   ckpt.tensors = std::move(st.tensors);
+  checkFinite(path, ckpt, "refusing to load");
   return ckpt;
+}
+
+void checkClassCount(const ir::Graph &forward, const std::vector<std::string> &labels) {
+  if (forward.outputs().empty()) return; // the training-step builder reports this
+  const ir::TensorType &t = forward.type(forward.outputs().front().value);
+  if (t.rank() != 2 || t.shape[1].isSymbolic()) return;
+  int64_t classes = t.shape[1].value;
+  if (classes == static_cast<int64_t>(labels.size())) return;
+  std::string names;
+  for (size_t i = 0; i < labels.size() && i < 10; ++i) names += (i ? ", " : "") + labels[i];
+  if (labels.size() > 10) names += fmt::format(", ... ({} more)", labels.size() - 10);
+  throw Error(fmt::format("the model has {} output classes (logits {} '{}') but there {} {} label{}: {}{}", classes,
+                          t.str(), forward.outputs().front().name, labels.size() == 1 ? "is" : "are", labels.size(),
+                          labels.size() == 1 ? "" : "s", names,
+                          classes > static_cast<int64_t>(labels.size()) ? "; drop --param classes or set it to the number of labels"
+                                                                         : ""));
+}
+
+const std::string &configString(const Config &config, const std::string &key, const std::string &file) {
+  auto it = config.find(key);
+  if (it == config.end())
+    throw Error(fmt::format("{}: the checkpoint's training config has no '{}'", file, key));
+  return it->second;
+}
+
+int64_t configInteger(const Config &config, const std::string &key, const std::string &file) {
+  const std::string &text = configString(config, key, file);
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < 0)
+    throw Error(fmt::format("{}: the checkpoint's training config '{}' must be a non-negative integer, got '{}'", file,
+                            key, text));
+  return v;
+}
+
+double configNumber(const Config &config, const std::string &key, const std::string &file) {
+  const std::string &text = configString(config, key, file);
+  char *end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(v) || v < 0)
+    throw Error(fmt::format("{}: the checkpoint's training config '{}' must be a non-negative number, got '{}'", file,
+                            key, text));
+  return v;
 }
 
 std::map<std::string, Tensor> modelTensors(const Checkpoint &ckpt) {

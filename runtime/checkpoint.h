@@ -14,6 +14,7 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include "ir/graph.h"
 #include "runtime/tensor.h"
 
 #include <cstdint>
@@ -49,6 +50,21 @@ void saveCheckpoint(const std::string &path, const Checkpoint &ckpt);
 /// Reads and validates; kiln::Error naming the file for a missing or
 /// malformed metadata field, and for anything runtime/safetensors.h rejects.
 Checkpoint loadCheckpoint(const std::string &path);
+
+/// Checks that the logits of a model (the first output of its forward
+/// graph, f32[B,C]) have one column per label; kiln::Error naming both
+/// counts otherwise. train, eval and predict all call it, so a
+/// `--param classes=5` on 3-label data fails before any work instead of
+/// training a model whose extra classes have no name.
+void checkClassCount(const ir::Graph &forward, const std::vector<std::string> &labels);
+
+/// The training configuration's `key` as a non-negative integer, a
+/// non-negative number or text; kiln::Error naming the key and `file` when it is missing or is
+/// not one (a checkpoint edited by hand, or from another tool).
+using Config = std::map<std::string, std::string>;
+int64_t configInteger(const Config &config, const std::string &key, const std::string &file);
+double configNumber(const Config &config, const std::string &key, const std::string &file);
+const std::string &configString(const Config &config, const std::string &key, const std::string &file);
 
 /// Splits tensors into model parameters and optimizer state (`optimizer.` prefix).
 std::map<std::string, Tensor> modelTensors(const Checkpoint &ckpt);

@@ -20,6 +20,7 @@
 #include "runtime/random.h"
 #include "runtime/json.h"
 #include "runtime/text.h"
+#include "runtime/utf8.h"
 
 #include <algorithm>
 #include <cassert>
@@ -50,30 +51,6 @@ std::vector<size_t> identity(size_t n) {
   std::vector<size_t> v(n);
   std::iota(v.begin(), v.end(), size_t{0});
   return v;
-}
-
-/// Byte offset of the first invalid UTF-8 sequence, or npos. The tokenizer
-/// would catch these too, but only later and without saying which field.
-size_t invalidUtf8At(std::string_view s) {
-  static const char32_t minimum[] = {0, 0, 0x80, 0x800, 0x10000};
-  for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (len == 0 || i + len > s.size()) return i;
-    char32_t cp = c & (0x7f >> len);
-    for (size_t k = 1; k < len; ++k) {
-      auto b = static_cast<unsigned char>(s[i + k]);
-      if ((b & 0xc0) != 0x80) return i;
-      cp = (cp << 6) | (b & 0x3f);
-    }
-    if (cp < minimum[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
-    i += len;
-  }
-  return std::string_view::npos;
 }
 
 std::string_view trim(std::string_view s) {
@@ -152,9 +129,11 @@ public:
   void add(std::string_view label, std::string_view text, size_t line) {
     label = trim(label);
     if (label.empty()) return bad(line, "empty label");
-    if (size_t at = invalidUtf8At(label); at != std::string_view::npos)
+    // The tokenizer would catch invalid UTF-8 in the text too, but only
+    // later and without saying which record.
+    if (size_t at = utf8::firstInvalid(label); at != utf8::npos)
       return bad(line, fmt::format("invalid UTF-8 in the label at byte {}", at));
-    if (size_t at = invalidUtf8At(text); at != std::string_view::npos)
+    if (size_t at = utf8::firstInvalid(text); at != utf8::npos)
       return bad(line, fmt::format("invalid UTF-8 in the text at byte {}", at));
     examples.push_back(RawExample{std::string(label), std::string(text), line});
     ++stats_.records;
@@ -468,6 +447,9 @@ void splitExamples(const std::vector<RawExample> &all, double validFraction, uin
     throw Error(fmt::format("validation fraction must be in [0, 1), got {}", validFraction));
   size_t n = all.size();
   size_t nValid = static_cast<size_t>(std::llround(validFraction * static_cast<double>(n)));
+  if (n > 0 && nValid == n)
+    throw Error(fmt::format("a validation fraction of {} holds out all {} examples, leaving none to train on",
+                            validFraction, n));
   std::vector<size_t> order = identity(n);
   // A constant of its own, so that the split is not the same permutation as
   // the first epoch's order for the same seed.

@@ -44,10 +44,14 @@ public:
   /// Bytes of intermediate storage the last run used (the arena, or the
   /// reference interpreter's peak of live values); 0 when unknown.
   virtual int64_t workspaceBytes() const { return 0; }
+  /// The number of worker threads the last run used (at most, where small
+  /// loops stay on one); 0 when unknown. `kiln bench` prints it, so that
+  /// --threads can be seen to take effect.
+  virtual int threads() const { return 0; }
 };
 
 struct CompileOptions {
-  int threads = 0; ///< 0 = all cores
+  int threads = 0; ///< worker threads; 0 = all cores (OpenMP's default for the oneDNN backend)
 };
 
 } // namespace kiln::runtime

@@ -9,6 +9,7 @@
 #include "runtime/json.h"
 
 #include "ir/diagnostic.h"
+#include "runtime/utf8.h"
 
 #include <charconv>
 #include <cmath>
@@ -25,13 +26,6 @@ namespace {
 
 [[noreturn]] void wrongKind(Kind want, Kind got) {
   throw Error(std::string("expected a JSON ") + kindName(want) + ", got " + kindName(got));
-}
-
-void appendUtf8(std::string &out, uint32_t cp) {
-  static const unsigned char lead[] = {0x00, 0xC0, 0xE0, 0xF0};
-  int extra = cp < 0x80 ? 0 : cp < 0x800 ? 1 : cp < 0x10000 ? 2 : 3; // continuation bytes
-  out += static_cast<char>(lead[extra] | (cp >> (6 * extra)));
-  for (int k = extra - 1; k >= 0; --k) out += static_cast<char>(0x80 | ((cp >> (6 * k)) & 0x3F));
 }
 
 class Parser {
@@ -178,22 +172,14 @@ private:
     return cp;
   }
 
-  // One UTF-8 sequence starting at pos_, validated (no overlongs, no
-  // surrogates, nothing above U+10FFFF) and copied to out.
+  // One UTF-8 sequence starting at pos_, validated by runtime/utf8.h (no
+  // overlongs, no surrogates, nothing above U+10FFFF) and copied to out; an
+  // ill-formed one is reported at its first byte.
   void copyUtf8(std::string &out) {
-    unsigned char c = peek();
-    int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || s_.size() - pos_ < static_cast<size_t>(len)) fail("invalid UTF-8");
-    uint32_t cp = len == 1 ? c : c & (0x7F >> len);
-    for (int k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s_[pos_ + k]);
-      if ((cc & 0xC0) != 0x80) fail("invalid UTF-8");
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    static const uint32_t minCp[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < minCp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) fail("invalid UTF-8");
-    out.append(s_.substr(pos_, len));
-    pos_ += len;
+    size_t length = utf8::decodeAt(s_, pos_).length;
+    if (length == 0) fail("invalid UTF-8");
+    out.append(s_.substr(pos_, length));
+    pos_ += length;
   }
 
   std::string parseString() {
@@ -229,7 +215,7 @@ private:
           if (lo < 0xDC00 || lo > 0xDFFF) fail("unpaired high surrogate");
           cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         }
-        appendUtf8(out, cp);
+        utf8::append(out, cp); // a scalar value: surrogates were paired above
         break;
       }
       default:

@@ -10,6 +10,8 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/safetensors.h"
 
+#include "runtime/output_guard.h"
+
 #include "ir/diagnostic.h"
 #include "runtime/json.h"
 
@@ -18,9 +20,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <limits>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -80,6 +80,11 @@ public:
     if (bytes_.size() < 8)
       fail("file is too short for a safetensors header (" + std::to_string(bytes_.size()) + " bytes)");
     uint64_t n = load<uint64_t>(bytes_.data());
+    // A length the file cannot hold, with no JSON object after it, is some
+    // other file (a TSV passed as --ckpt), not a damaged safetensors one.
+    bool implausible = n > kMaxHeaderBytes || n > bytes_.size() - 8;
+    if (implausible && (bytes_.size() == 8 || bytes_[8] != '{'))
+      fail("not a safetensors file (it does not start with a header length and a JSON header)");
     if (n > kMaxHeaderBytes)
       fail("header length " + std::to_string(n) + " exceeds the limit of " + std::to_string(kMaxHeaderBytes));
     if (n > bytes_.size() - 8)
@@ -331,63 +336,8 @@ std::string serializeSafeTensors(const SafeTensors &st) {
   return out;
 }
 
-namespace {
-/// Removes `path.tmp.<pid>` files left by writers that were killed mid-write
-/// (their pid no longer runs), so that repeated crashes do not litter the
-/// directory with partial checkpoints.
-void removeStaleTemps(const std::string &path) {
-  auto slash = path.find_last_of('/');
-  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.";
-  DIR *d = ::opendir(dir.c_str());
-  if (!d) return;
-  while (dirent *e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (name.rfind(prefix, 0) != 0) continue;
-    std::string pidText = name.substr(prefix.size());
-    if (pidText.empty() || pidText.find_first_not_of("0123456789") != std::string::npos || pidText.size() > 9) continue;
-    pid_t pid = static_cast<pid_t>(std::stol(pidText));
-    if (pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) ::unlink((dir + "/" + name).c_str());
-  }
-  ::closedir(d);
-}
-} // namespace
-
 void writeSafeTensors(const std::string &path, const SafeTensors &st) {
-  std::string bytes = serializeSafeTensors(st);
-  removeStaleTemps(path);
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd < 0) failIo("create", tmp);
-  // On any failure the temp file goes and `path` keeps its old contents.
-  auto abandon = [&](const char *what, const std::string &p) {
-    int err = errno;
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    errno = err;
-    failIo(what, p);
-  };
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t r = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) abandon("write", tmp);
-    done += static_cast<size_t>(r);
-  }
-  if (::fsync(fd) != 0) abandon("sync", tmp);
-  int rc = ::close(fd);
-  fd = -1;
-  if (rc != 0) abandon("write", tmp);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) abandon("replace", path);
-  // Make the rename itself durable. Best effort: some file systems refuse
-  // to open or sync a directory, and the file is already complete.
-  size_t slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  writeFileAtomic(path, serializeSafeTensors(st));
 }
 
 } // namespace kiln::runtime

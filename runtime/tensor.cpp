@@ -5,21 +5,37 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/tensor.h"
 
+#include "ir/diagnostic.h"
+
+#include <algorithm>
 #include <cassert>
+#include <cmath>
 #include <cstring>
 
 namespace kiln::runtime {
 
+namespace {
+/// Byte size of a tensor, checked: a shape whose size would overflow or
+/// exceed ir::kMaxTensorBytes is an error, never a wrapped small buffer.
+size_t checkedByteSize(ir::DType dtype, const std::vector<int64_t> &shape) {
+  auto bytes = ir::checkedTensorBytes(dtype, shape);
+  if (!bytes) throw Error(ir::tooLargeMessage("a tensor", dtype, shape));
+  return static_cast<size_t>(*bytes);
+}
+} // namespace
+
 Tensor::Tensor(ir::DType dtype, std::vector<int64_t> shape)
-    : dtype_(dtype), shape_(std::move(shape)), numel_(ir::numElements(shape_)),
-      bytes_(static_cast<size_t>(numel_) * ir::dtypeSize(dtype)), data_(bytes_.data()), byteSize_(bytes_.size()) {}
+    : dtype_(dtype), shape_(std::move(shape)), bytes_(checkedByteSize(dtype_, shape_)), data_(bytes_.data()),
+      byteSize_(bytes_.size()) {
+  numel_ = static_cast<int64_t>(byteSize_ / ir::dtypeSize(dtype_));
+}
 
 Tensor Tensor::view(ir::DType dtype, std::vector<int64_t> shape, void *data) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
-  t.numel_ = ir::numElements(t.shape_);
-  t.byteSize_ = static_cast<size_t>(t.numel_) * ir::dtypeSize(dtype);
+  t.byteSize_ = checkedByteSize(dtype, t.shape_);
+  t.numel_ = static_cast<int64_t>(t.byteSize_ / ir::dtypeSize(dtype));
   t.data_ = static_cast<std::byte *>(data);
   return t;
 }
@@ -110,6 +126,28 @@ Tensor Tensor::fromBool(std::vector<int64_t> shape, const std::vector<uint8_t> &
   assert(values.size() == static_cast<size_t>(t.numel()));
   if (t.byteSize()) std::memcpy(t.raw(), values.data(), t.byteSize());
   return t;
+}
+
+std::optional<int64_t> firstNonFinite(const Tensor &t) {
+  if (t.dtype() != ir::DType::F32) return std::nullopt;
+  auto x = t.f32();
+  constexpr uint32_t exponent = 0x7f800000u; // all ones: infinity or NaN
+  // A branch-free pass over blocks finds whether there is one; only then
+  // is the block searched for the index.
+  constexpr size_t block = 4096;
+  for (size_t start = 0; start < x.size(); start += block) {
+    size_t end = std::min(x.size(), start + block);
+    uint32_t any = 0;
+    for (size_t i = start; i < end; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &x[i], sizeof bits);
+      any |= static_cast<uint32_t>((bits & exponent) == exponent);
+    }
+    if (!any) continue;
+    for (size_t i = start; i < end; ++i)
+      if (!std::isfinite(x[i])) return static_cast<int64_t>(i);
+  }
+  return std::nullopt;
 }
 
 } // namespace kiln::runtime

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -65,5 +66,11 @@ private:
   std::byte *data_ = nullptr;    ///< bytes_.data(), or the viewed memory
   size_t byteSize_ = 0;
 };
+
+/// Index of the first NaN or infinity of an f32 tensor; nullopt when every
+/// element is finite (and for i32 and bool tensors, which cannot hold one).
+/// Tests the exponent bits, so it vectorises and is not affected by
+/// -ffast-math-style assumptions.
+std::optional<int64_t> firstNonFinite(const Tensor &t);
 
 } // namespace kiln::runtime

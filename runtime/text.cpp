@@ -1,98 +1,114 @@
 //===- runtime/text.cpp - turning text into token ids ---------------------===//
 //
-// A hand-rolled UTF-8 decoder (so that invalid input is an error with an
-// offset rather than undefined behaviour) feeding a three-state splitter:
-// inside a word, at a CJK ideograph, or between tokens.
+// nfkcCaseFold() (runtime/utf8.h) validates and normalizes the whole text;
+// a splitter then walks its code points with one token in progress, which is
+// either a word (letters and numbers) or a character token (one letter of a
+// script without spaces) and in both cases takes the marks that follow it.
+// The rules are listed in text.h; tests/parity/tokenizer.py mirrors this
+// file rule for rule, so a change here must be made there too (the parity
+// test, tests/lit/tokenizer_parity.test, fails until it is).
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/text.h"
 
-#include "ir/diagnostic.h"
+#include "runtime/utf8.h"
 
 #include <algorithm>
-#include <fmt/format.h>
+#include <cassert>
+#include <iterator>
+#include <string_view>
 
 namespace kiln::runtime {
 
 namespace {
 
-/// Decodes one code point at s[i]; advances i. Throws on malformed input.
-char32_t decode(const std::string &s, size_t &i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  unsigned char c = byte(i);
-  int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-  if (len == 0 || i + len > s.size()) throw Error(fmt::format("invalid UTF-8 at byte {}", i));
-  char32_t cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
-  for (int k = 1; k < len; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) throw Error(fmt::format("invalid UTF-8 at byte {}", i));
-    cp = (cp << 6) | (byte(i + k) & 0x3f);
-  }
-  static const char32_t minimum[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < minimum[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-    throw Error(fmt::format("invalid UTF-8 at byte {}", i));
-  i += len;
-  return cp;
-}
+struct CodePointRange {
+  char32_t first, last;
+};
 
-void encode(char32_t cp, std::string &out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xc0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xe0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  }
-}
+/// Scripts written without spaces between words, whose letters are a token
+/// each. Only letters (L*) in these ranges count: their punctuation, digits
+/// and symbols follow the general rules. Half-width forms are listed though
+/// NFKC turns them into full-width ones, so that the table alone is the
+/// definition.
+constexpr CodePointRange kCharacterTokenRanges[] = {
+    {0x0E00, 0x0EFF},   // Thai, Lao
+    {0x1100, 0x11FF},   // Hangul Jamo
+    {0x2E80, 0x9FFF},   // CJK radicals and symbols (々 〆), kana, Bopomofo, Hangul
+                        // compatibility jamo, CJK Unified Ideographs and Extension A
+    {0xA960, 0xA97F},   // Hangul Jamo Extended-A
+    {0xAC00, 0xD7FF},   // Hangul Syllables, Hangul Jamo Extended-B
+    {0xF900, 0xFAFF},   // CJK Compatibility Ideographs
+    {0xFF66, 0xFFDC},   // half-width katakana and Hangul
+    {0x1AFF0, 0x1B16F}, // kana extensions and supplement
+    {0x20000, 0x323AF}, // CJK Extensions B to H, CJK Compatibility Supplement
+};
 
-bool isCjk(char32_t c) {
-  return (c >= 0x4e00 && c <= 0x9fff) || (c >= 0x3400 && c <= 0x4dbf) || (c >= 0x20000 && c <= 0x2a6df) ||
-         (c >= 0xf900 && c <= 0xfaff) || (c >= 0x3040 && c <= 0x30ff) || (c >= 0xac00 && c <= 0xd7af);
-}
-
-/// Letters and digits of ASCII, Latin-1/Latin Extended, Greek and Cyrillic;
-/// a pragmatic subset that covers the corpora kiln is used on.
-bool isWordChar(char32_t c) {
-  if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  if (c == 0xd7 || c == 0xf7) return false;
-  return (c >= 0xc0 && c <= 0x24f) || (c >= 0x370 && c <= 0x3ff) || (c >= 0x400 && c <= 0x4ff);
-}
-
-char32_t lower(char32_t c) {
-  if (c >= 'A' && c <= 'Z') return c + 32;
-  if (c >= 0xc0 && c <= 0xde && c != 0xd7) return c + 32;
-  if (c >= 0x410 && c <= 0x42f) return c + 32;
-  if (c >= 0x391 && c <= 0x3a9 && c != 0x3a2) return c + 32;
-  return c;
+/// Variation selectors pick a glyph (text or emoji style, an ideograph
+/// variant); "❤" and "❤\uFE0F" are the same word to a reader.
+bool isVariationSelector(char32_t cp) {
+  return (cp >= 0xFE00 && cp <= 0xFE0F) || (cp >= 0xE0100 && cp <= 0xE01EF);
 }
 
 } // namespace
 
+bool isCharacterTokenScript(char32_t cp) {
+  return std::any_of(std::begin(kCharacterTokenRanges), std::end(kCharacterTokenRanges),
+                     [&](const CodePointRange &r) { return cp >= r.first && cp <= r.last; });
+}
+
 std::vector<std::string> tokenizeText(const std::string &text) {
+  using utf8::Category;
+  const std::string folded = utf8::nfkcCaseFold(text); // throws, located, on invalid UTF-8
   std::vector<std::string> tokens;
-  std::string word;
-  for (size_t i = 0; i < text.size();) {
-    char32_t c = decode(text, i);
-    if (isWordChar(c)) {
-      encode(lower(c), word);
+  std::string current; // the token in progress; marks join it
+  bool currentIsWord = false;
+  auto finish = [&] {
+    if (!current.empty()) tokens.push_back(std::move(current));
+    current.clear();
+    currentIsWord = false;
+  };
+  for (size_t i = 0; i < folded.size();) {
+    // ASCII, most of most texts, without tables: letters and digits are L*
+    // and Nd, every other ASCII character (Cc, Zs, P*, Sm, Sc, Sk) separates.
+    if (const char b = folded[i]; static_cast<unsigned char>(b) < 0x80) {
+      ++i;
+      if ((b >= 'a' && b <= 'z') || (b >= '0' && b <= '9')) { // folded: no upper case left
+        if (!currentIsWord) finish();
+        current += b;
+        currentIsWord = true;
+      } else {
+        finish();
+      }
       continue;
     }
-    if (!word.empty()) tokens.push_back(std::move(word));
-    word.clear();
-    if (isCjk(c)) {
-      std::string one;
-      encode(c, one);
-      tokens.push_back(one);
+    const size_t at = i;
+    utf8::Decoded d = utf8::decodeAt(folded, i);
+    assert(d.length > 0 && "utf8proc's output is well-formed");
+    i += d.length;
+    const char32_t cp = d.codePoint;
+    const std::string_view bytes(folded.data() + at, d.length);
+    Category c = utf8::category(cp);
+    if (c == Category::Cf || isVariationSelector(cp)) continue;
+    if (utf8::isMark(c)) {
+      if (!current.empty()) current += bytes;
+      continue;
     }
+    if (utf8::isLetter(c) && isCharacterTokenScript(cp)) {
+      finish();
+      current = bytes;
+      continue;
+    }
+    if (utf8::isLetter(c) || utf8::isNumber(c)) {
+      if (!currentIsWord) finish();
+      current += bytes;
+      currentIsWord = true;
+      continue;
+    }
+    finish();
+    if (c == Category::So) tokens.emplace_back(bytes); // marks after a symbol are dropped
   }
-  if (!word.empty()) tokens.push_back(word);
+  finish();
   return tokens;
 }
 

@@ -10,6 +10,7 @@
 #include "runtime/trainer.h"
 
 #include "ir/diagnostic.h"
+#include "ir/printer.h"
 
 #include <algorithm>
 #include <atomic>
@@ -78,11 +79,14 @@ EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedD
   const std::string &logitsName = forward.graph().outputs().front().name;
   const std::string &tokensName = forward.graph().value(forward.graph().inputs().front()).name;
   EvalResult r;
+  if (batchSize <= 0) throw Error(fmt::format("the evaluation batch size must be positive, got {}", batchSize));
   std::vector<size_t> order = epochOrder(data.ids.size(), 0, 0, false);
+  // A batch larger than the data is the whole data (and begin + step below cannot wrap).
+  size_t step = std::min(order.size(), static_cast<size_t>(batchSize));
   double lossSum = 0;
   bool sized = false;
-  for (size_t begin = 0; begin < order.size(); begin += static_cast<size_t>(batchSize)) {
-    size_t end = std::min(order.size(), begin + static_cast<size_t>(batchSize));
+  for (size_t begin = 0; begin < order.size(); begin += step) {
+    size_t end = std::min(order.size(), begin + step);
     Batch batch = makeBatch(data, order, begin, end);
     TensorMap out = forward.run({{tokensName, batch.tokens}}, params);
     const Tensor &logits = out.at(logitsName);
@@ -102,12 +106,19 @@ EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedD
 void train(Executable &trainStep, Executable &forward, const TrainConfig &config, const EncodedData &trainData,
            const EncodedData *validData, Checkpoint &ckpt, std::FILE *out) {
   if (trainData.ids.empty()) throw Error("no training examples");
-  if (config.batchSize <= 0) throw Error("the batch size must be positive");
+  checkClassCount(forward.graph(), ckpt.labels);
+  if (config.batchSize <= 0) throw Error(fmt::format("the batch size must be positive, got {}", config.batchSize));
+  if (config.epochs < 0) throw Error(fmt::format("the number of epochs must not be negative, got {}", config.epochs));
   const ir::Graph &g = trainStep.graph();
   const std::string tokensName = g.value(g.inputs().front()).name;
   int64_t n = static_cast<int64_t>(trainData.ids.size());
-  int64_t batchesPerEpoch = (n + config.batchSize - 1) / config.batchSize;
-  int64_t totalSteps = batchesPerEpoch * config.epochs;
+  // A batch larger than the data is the whole data: one step per epoch, as
+  // a PyTorch DataLoader does (and the arithmetic below cannot overflow).
+  const int64_t batchSize = std::min(config.batchSize, n);
+  int64_t batchesPerEpoch = (n + batchSize - 1) / batchSize;
+  int64_t totalSteps = 0;
+  if (__builtin_mul_overflow(batchesPerEpoch, config.epochs, &totalSteps))
+    throw Error(fmt::format("{} epochs of {} batches are more steps than kiln can count", config.epochs, batchesPerEpoch));
   bool tty = isatty(fileno(out));
 
   std::FILE *lossLog = nullptr;
@@ -115,10 +126,14 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
     lossLog = std::fopen(config.lossLog.c_str(), "a");
     if (!lossLog) throw Error(fmt::format("cannot open '{}' for the loss log", config.lossLog));
   }
+  std::string lastSaved; // what the checkpoint file holds, for the divergence error
+  const int64_t resumedAt = ckpt.step;
   auto save = [&](const char *why) {
     if (config.checkpointPath.empty()) return;
     saveCheckpoint(config.checkpointPath, ckpt);
+    lastSaved = fmt::format("{} ({}, step {})", config.checkpointPath, why, ckpt.step);
     if (!tty || std::string(why) != "step") fmt::print(out, "saved {} ({})\n", config.checkpointPath, why);
+    std::fflush(out);
   };
 
   stopRequested = false;
@@ -142,19 +157,52 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
           throw Error(fmt::format("interrupted at epoch {}, batch {}; resume with --resume", ckpt.epoch + 1,
                                   ckpt.batch));
         }
-        size_t begin = static_cast<size_t>(ckpt.batch * config.batchSize);
-        size_t end = std::min(order.size(), begin + static_cast<size_t>(config.batchSize));
+        size_t begin = static_cast<size_t>(ckpt.batch * batchSize);
+        size_t end = std::min(order.size(), begin + static_cast<size_t>(batchSize));
         Batch batch = makeBatch(trainData, order, begin, end);
         int64_t step = ckpt.step + 1;
         double lr = scheduledLr(config, step, totalSteps);
-        TensorMap outputs = trainStep.run({{tokensName, batch.tokens},
-                                           {"labels", batch.labels},
-                                           {"lr", scalar(static_cast<float>(lr))},
-                                           {"step", scalar(static_cast<float>(step))}},
-                                          ckpt.tensors);
+        TensorMap stepInputs = {{tokensName, batch.tokens},
+                                {"labels", batch.labels},
+                                {"lr", scalar(static_cast<float>(lr))},
+                                {"step", scalar(static_cast<float>(step))}};
+        TensorMap outputs = trainStep.run(stepInputs, ckpt.tensors);
         float loss = outputs.at("loss").f32()[0];
-        if (!std::isfinite(loss))
-          throw Error(fmt::format("the loss became {} at step {}; try a smaller --lr", loss, step));
+        // Nothing of a non-finite step reaches the store, so the state
+        // stays that of the last good step.
+        std::string nonFinite;
+        if (!std::isfinite(loss)) nonFinite = fmt::format("the loss is {}", loss);
+        for (auto &[name, value] : outputs) {
+          if (!nonFinite.empty()) break;
+          if (name.starts_with("optimizer.") || !ckpt.tensors.count(name)) continue;
+          if (auto at = firstNonFinite(value))
+            nonFinite = fmt::format("the update makes parameter '{}' {} (element {})", name, value.f32()[*at], *at);
+        }
+        if (!nonFinite.empty()) {
+          if (tty) fmt::print(out, "\n");
+          std::string cause;
+          SourceLoc loc;
+          if (config.firstNonFiniteNode) {
+            ir::NodeId first = config.firstNonFiniteNode(stepInputs, ckpt.tensors);
+            if (first >= 0) {
+              const ir::Node &node = g.nodes()[first];
+              cause = fmt::format("; the first non-finite value is {} = {}", ir::valueNames(g)[node.result],
+                                  ir::opName(node.op));
+              if (!node.locs.empty()) loc = node.locs.front();
+            } else {
+              cause = "; the reference interpreter computes this step without NaN or infinity, so the backend differs";
+            }
+          }
+          throw Error(fmt::format("training diverged at step {} (epoch {}, batch {}): {}{}; {}; try a smaller --lr "
+                                  "or --clip-norm",
+                                  step, ckpt.epoch + 1, ckpt.batch + 1, nonFinite, cause,
+                                  config.checkpointPath.empty() ? "no checkpoint was asked for"
+                                  : lastSaved.empty() ? (resumedAt > 0 ? "nothing was saved in this run; the checkpoint it "
+                                                                         "resumed from is unchanged"
+                                                                       : "nothing was saved in this run")
+                                                      : "the last good checkpoint " + lastSaved + " is kept"),
+                      loc);
+        }
         for (auto &[name, value] : outputs) {
           auto it = ckpt.tensors.find(name);
           if (it != ckpt.tensors.end()) it->second = std::move(value);
@@ -169,7 +217,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         auto now = Clock::now();
         double elapsed = std::chrono::duration<double>(now - epochStart).count();
         double rate = static_cast<double>(seen) / std::max(elapsed, 1e-9);
-        int64_t left = (batchesPerEpoch - ckpt.batch - 1) * config.batchSize +
+        int64_t left = (batchesPerEpoch - ckpt.batch - 1) * batchSize +
                        (config.epochs - ckpt.epoch - 1) * n;
         std::string line = fmt::format("epoch {}/{}  step {}/{}  loss {:.4f}  {:.0f} ex/s  ETA {}", ckpt.epoch + 1,
                                        config.epochs, ckpt.batch + 1, batchesPerEpoch, lossSum / seen, rate,
@@ -181,6 +229,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
           lastPrint = now;
         } else if (!tty && done * 10 >= nextMark * todo) {
           fmt::print(out, "{}\n", line);
+          std::fflush(out); // a pipe (tee, a log file) sees progress as it happens
           while (done * 10 >= nextMark * todo) ++nextMark;
         }
         bool stopHere = config.maxSteps > 0 && ckpt.step >= config.maxSteps && ckpt.batch + 1 < batchesPerEpoch;
@@ -202,6 +251,14 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
                                         seen ? lossSum / seen : 0.0, seen ? double(correct) / seen : 0.0);
       if (validData && !validData->ids.empty()) {
         EvalResult v = evaluate(forward, ckpt.tensors, *validData, config.evalBatchSize);
+        // Finite weights can still give infinite logits (a matmul that
+        // overflows): that model is as diverged as one with NaN weights.
+        if (!std::isfinite(v.meanLoss))
+          throw Error(fmt::format("training diverged in epoch {}: the validation loss is {}; {}; try a smaller --lr or "
+                                  "--clip-norm",
+                                  ckpt.epoch + 1, v.meanLoss,
+                                  lastSaved.empty() ? std::string("nothing was saved in this run")
+                                                    : "the last good checkpoint " + lastSaved + " is kept"));
         summary += fmt::format(" | valid loss {:.4f} acc {:.4f} macro-F1 {:.4f}", v.meanLoss, v.confusion.accuracy(),
                                v.confusion.macroF1());
       }

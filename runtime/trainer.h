@@ -40,6 +40,12 @@ struct TrainConfig {
   std::string checkpointPath; ///< empty: no checkpoints
   std::string lossLog;        ///< if set, `step loss` per line is appended here
   int64_t evalBatchSize = 256;
+  /// Runs the training step on these inputs and store keeping every value
+  /// (the driver uses the reference interpreter) and returns the first node
+  /// whose result holds NaN or infinity, or -1. Called only once a step
+  /// has gone non-finite, to name the op and its DSL line in the error;
+  /// without it the error names only the step.
+  std::function<ir::NodeId(const TensorMap &inputs, const TensorMap &store)> firstNonFiniteNode;
 };
 
 struct EvalResult {
@@ -57,6 +63,13 @@ EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedD
 /// Trains from the state in `ckpt` (its tensors are the parameter store:
 /// model parameters and optimizer state; epoch/batch/step say where to
 /// start) and leaves the final state there. `out` receives progress.
+///
+/// Divergence: a step whose loss is not finite, or whose update makes a
+/// model parameter non-finite, is not applied; training stops with a
+/// kiln::Error naming the step and (with firstNonFiniteNode) the first op
+/// that produced NaN or infinity, at its DSL location, and the last
+/// checkpoint written stays as it was. Checking the parameters costs one
+/// pass over them per step (about 3% of a B=64 step of the examples).
 void train(Executable &trainStep, Executable &forward, const TrainConfig &config, const EncodedData &trainData,
            const EncodedData *validData, Checkpoint &ckpt, std::FILE *out);
 

@@ -23,6 +23,8 @@
 #include "passes/training.h"
 #include "runtime/init.h"
 #include "runtime/json.h"
+#include "tools/cli.h"
+#include "tools/options.h"
 
 #include <algorithm>
 #include <chrono>
@@ -33,43 +35,50 @@
 
 namespace kiln::tools {
 
-using cli::Args;
 using cli::UsageError;
 
 namespace {
 
-const char *benchHelp = R"(usage: kiln bench MODEL.kiln [options]
+struct BenchArgs {
+  std::string model;
+  BackendOptions backend;
+  std::string mode = "all";
+  int64_t batch = 64, seq = 128, repeat = 20, warmup = 3;
+  bool pad = false, profile = false;
+  std::optional<std::string> json;
+  std::vector<std::string> params;
+  OptimizerOptions optimizer;
+};
 
-Times a training step (forward + backward + optimizer update, parameters fed
-back as in training) and inference at batch B and at batch 1, on random
-token batches, for every backend or the one named.
-
-options:
-  --backend NAME|all   a backend of the registry, or all of them (default all)
-  --mode M             train | infer | all (default all)
-  --batch B            batch size (default 64); inference is also timed at B=1
-  --seq T              tokens per text (default 128)
-  --pad                pad texts to random lengths in [T/4, T] (default: none)
-  --repeat N           timed runs (default 20; 5x that for inference at B=1)
-  --warmup N           untimed runs first (default 3)
-  --threads N          worker threads (default: all cores)
-  --profile            time per node, top 15 (backends that can profile)
-  --json FILE          write the results as JSON
-  --param NAME=VAL     override a hyper-parameter (repeatable)
-  --optimizer NAME     adam | adamw | sgd (default adam), with --momentum,
-                       --nesterov, --weight-decay, --clip-norm as for train
-
-memory = parameters + optimizer state (training) + the backend's workspace
+void declare(cli::Command &cmd, BenchArgs &o) {
+  cmd.positional("MODEL.kiln", o.model, "the model to time");
+  declareBackendOptions(cmd, o.backend, /*orAll=*/true);
+  cmd.option("--mode", o.mode, "M", "what to time")
+      .choices({{"train", "training steps"}, {"infer", "inference at batch B and at batch 1"}, {"all", "both"}});
+  cmd.option("--batch", o.batch, "B", "batch size; inference is also timed at B=1").atLeast(1);
+  cmd.option("--seq", o.seq, "T", "tokens per text").atLeast(1);
+  cmd.flag("--pad", o.pad, "pad texts to random lengths in [T/4, T] (default: none)");
+  cmd.option("--repeat", o.repeat, "N", "timed runs (5x that for inference at B=1)");
+  cmd.option("--warmup", o.warmup, "N", "untimed runs first");
+  cmd.flag("--profile", o.profile, "time per node, top 15 (backends that can profile)");
+  cmd.option("--json", o.json, "FILE", "write the results as JSON");
+  declareParamOption(cmd, o.params);
+  cmd.section("training step");
+  declareOptimizerOptions(cmd, o.optimizer);
+  cmd.epilogue(R"(memory = parameters + optimizer state (training) + the backend's workspace
 (its arena, or its peak of live intermediates); "workspace n/a" when the
-backend does not report one. The last line gives the growth of the process's
-peak resident memory over the whole command, which is comparable to
-bench/torch_bench.py's figure when one backend and one mode run.
-)";
+backend does not report one. Each result ends with the number of worker
+threads the backend ran it on (a backend may run small plans on fewer than
+--threads). The last line gives the growth of the process's peak resident
+memory over the whole command, which is comparable to bench/torch_bench.py's
+figure when one backend and one mode run.)");
+}
 
 /// One timed configuration of one backend.
 struct Timing {
   std::string what; ///< train | infer | infer_b1
   int64_t batch = 0;
+  int threads = 0; ///< as the backend reports it
   double medianMs = 0, minMs = 0;
   int64_t flops = 0;
   int64_t paramBytes = 0, stateBytes = 0, workspaceBytes = 0;
@@ -181,18 +190,12 @@ std::string profileJson(const std::vector<runtime::NodeTiming> &profile, const i
 }
 
 /// The backends --backend NAME|all selects: every registered one but the
-/// "auto" alias for all, or exactly the one named.
+/// default (an alias of another) for all, or exactly the one named.
 std::vector<std::string> selectBackends(const std::string &which) {
-  std::vector<std::string> names = backends::backendNames(), out;
-  for (const std::string &name : names)
-    if (which == name || (which == "all" && name != "auto")) out.push_back(name);
-  if (out.empty()) {
-    names.push_back("all");
-    std::string hint = nearestName(which, names), list;
-    for (const std::string &n : names) list += (list.empty() ? "" : ", ") + n;
-    throw Error(fmt::format("unknown backend '{}'{}; available: {}", which,
-                            hint.empty() ? "" : " (did you mean '" + hint + "'?)", list));
-  }
+  if (which != kAllBackends) return {which};
+  std::vector<std::string> out;
+  for (const std::string &name : backends::backendNames())
+    if (name != backends::kDefaultBackend) out.push_back(name);
   return out;
 }
 
@@ -201,31 +204,27 @@ std::vector<std::string> selectBackends(const std::string &which) {
 int cmdBench(int argc, char **argv) {
   resetPeakRss();
   int64_t rssAtStart = procStatusBytes("VmRSS");
-  std::vector<std::string> valued = {"--backend", "--mode",  "--batch", "--seq",    "--repeat",
-                                     "--warmup",  "--json",  "--param", "--threads"};
-  valued.insert(valued.end(), optimizerValuedOptions.begin(), optimizerValuedOptions.end());
-  Args args(argc, argv, 2, valued, {"--profile", "--pad", "--nesterov"});
-  if (args.help) {
-    std::fputs(benchHelp, stdout);
-    return 0;
-  }
-  if (args.positional.size() != 1) throw UsageError("bench needs one MODEL.kiln");
-  std::string modelFile = args.positional.front();
-  std::string mode = args.get("--mode").value_or("all");
-  if (mode != "train" && mode != "infer" && mode != "all") throw UsageError("--mode takes train, infer or all");
-  int64_t batch = args.integer("--batch", 64), seq = args.integer("--seq", 128);
+  BenchArgs o;
+  cli::Command cmd("bench", "MODEL.kiln [options]",
+                   "Times a training step (forward + backward + optimizer update, parameters fed\n"
+                   "back as in training) and inference at batch B and at batch 1, on random\n"
+                   "token batches, for every backend or the one named.");
+  declare(cmd, o);
+  if (!cmd.parse(argc, argv, 2)) return 0;
+  const std::string &modelFile = o.model, &mode = o.mode;
+  int64_t batch = o.batch, seq = o.seq;
   if (batch < 1 || seq < 1) throw UsageError("--batch and --seq must be at least 1");
-  int repeat = static_cast<int>(std::clamp<int64_t>(args.integer("--repeat", 20), 1, 1'000'000));
-  int warmup = static_cast<int>(std::min<int64_t>(args.integer("--warmup", 3), 1'000'000));
-  bool profiling = args.flag("--profile"), pad = args.flag("--pad");
-  std::vector<std::string> backendsToRun = selectBackends(args.get("--backend").value_or("all"));
+  int repeat = static_cast<int>(std::clamp<int64_t>(o.repeat, 1, 1'000'000));
+  int warmup = static_cast<int>(std::min<int64_t>(o.warmup, 1'000'000));
+  bool profiling = o.profile, pad = o.pad;
+  std::vector<std::string> backendsToRun = selectBackends(o.backend.backend);
 
   frontend::LowerOptions lowerOpts;
-  lowerOpts.overrides = cli::paramOverrides(args);
+  lowerOpts.overrides = paramOverrides(o.params);
   frontend::LoweredModel model = frontend::compileFile(modelFile, lowerOpts);
   const ir::Graph *forward = model.module.find("forward");
   if (!forward) throw Error(fmt::format("{}: the model has no fn forward", modelFile));
-  passes::OptimizerConfig optimizer = optimizerConfig(args);
+  passes::OptimizerConfig optimizer = optimizerConfig(o.optimizer);
   optimizer.outputGradients = false; // as kiln train runs it: gradients stay inside the step
   ir::Graph train = passes::buildTrainGraph(*forward, optimizer);
   ir::verify(train);
@@ -236,8 +235,7 @@ int cmdBench(int argc, char **argv) {
   }
   if (vocab < 3) throw Error(fmt::format("{}: bench needs a param vocab of at least 3 (ids 0 and 1 are <pad> and <unk>)", modelFile));
   const std::string &tokensName = forward->value(forward->inputs().front()).name;
-  runtime::CompileOptions copts;
-  copts.threads = static_cast<int>(args.integer("--threads", 0));
+  runtime::CompileOptions copts = o.backend.compileOptions();
 
   // One batch for every backend and step, so all of them do the same work.
   std::mt19937 rng(1);
@@ -248,9 +246,9 @@ int cmdBench(int argc, char **argv) {
 
   int threads = copts.threads ? copts.threads : static_cast<int>(std::thread::hardware_concurrency());
   fmt::print("{}: B={} T={} vocab={}{} | {} parameter tensors, {} (+{} optimizer state) | {} runs after {} warm-up | "
-             "{} threads\n",
+             "--threads {}\n",
              modelFile, batch, seq, vocab, pad ? " padded" : "", forward->params().size(), mib(paramBytes), mib(stateBytes),
-             repeat, warmup, threads);
+             repeat, warmup, copts.threads ? std::to_string(copts.threads) : "0 (all cores)");
   std::string results;
   for (const std::string &backend : backendsToRun) {
     std::vector<Timing> timings;
@@ -282,6 +280,7 @@ int cmdBench(int argc, char **argv) {
       t.paramBytes = paramBytes;
       t.stateBytes = stateBytes;
       t.workspaceBytes = exe->workspaceBytes();
+      t.threads = exe->threads();
       t.profile = exe->profile();
       timings.push_back(std::move(t));
     }
@@ -300,6 +299,7 @@ int cmdBench(int argc, char **argv) {
         t.flops = passes::graphFlops(*forward, {{"B", b}, {"T", seq}});
         t.paramBytes = paramBytes;
         t.workspaceBytes = exe->workspaceBytes();
+        t.threads = exe->threads();
         if (b == batch) t.profile = exe->profile();
         timings.push_back(std::move(t));
         if (batch == 1) break;
@@ -310,25 +310,28 @@ int cmdBench(int argc, char **argv) {
       std::string memory = t.what == "train" ? fmt::format("params+state {}", mib(t.paramBytes + t.stateBytes))
                                              : fmt::format("params {}", mib(t.paramBytes));
       memory += t.workspaceBytes ? fmt::format(" + workspace {}", mib(t.workspaceBytes)) : " + workspace n/a";
-      fmt::print("  {:<10} {:<17} median {:9.3f} ms  min {:9.3f} ms  {:7.1f} GFLOP/s ({:.3f} GFLOP)  memory {} ({})\n",
+      std::string threadsUsed = t.threads ? fmt::format("{} thread{}", t.threads, t.threads == 1 ? "" : "s")
+                                          : std::string("threads n/a");
+      fmt::print("  {:<10} {:<17} median {:9.3f} ms  min {:9.3f} ms  {:7.1f} GFLOP/s ({:.3f} GFLOP)  memory {} ({})  "
+                 "{}\n",
                  backend, label, t.medianMs, t.minMs, static_cast<double>(t.flops) / (t.medianMs * 1e6),
-                 static_cast<double>(t.flops) / 1e9, mib(t.memoryBytes()), memory);
+                 static_cast<double>(t.flops) / 1e9, mib(t.memoryBytes()), memory, threadsUsed);
       const ir::Graph &g = t.what == "train" ? train : *forward;
       if (profiling && t.what != "infer_b1") printProfile(t.profile, g);
       results += fmt::format(
           "{}\n    {{\"backend\": {}, \"what\": \"{}\", \"batch\": {}, \"seq\": {}, \"median_ms\": {:.6f}, "
           "\"min_ms\": {:.6f}, \"flops\": {}, \"gflops_per_s\": {:.3f}, \"param_bytes\": {}, \"state_bytes\": {}, "
-          "\"workspace_bytes\": {}, \"memory_bytes\": {}, \"profile\": {}}}",
+          "\"workspace_bytes\": {}, \"memory_bytes\": {}, \"threads\": {}, \"profile\": {}}}",
           results.empty() ? "" : ",", json::quote(backend), t.what, t.batch, seq, t.medianMs, t.minMs, t.flops,
           static_cast<double>(t.flops) / (t.medianMs * 1e6), t.paramBytes, t.stateBytes, t.workspaceBytes,
-          t.memoryBytes(), profiling && t.what != "infer_b1" ? profileJson(t.profile, g) : "null");
+          t.memoryBytes(), t.threads, profiling && t.what != "infer_b1" ? profileJson(t.profile, g) : "null");
     }
   }
   int64_t peak = procStatusBytes("VmHWM");
   int64_t rssGrowth = peak >= 0 && rssAtStart >= 0 ? peak - rssAtStart : -1;
   if (rssGrowth >= 0) fmt::print("process peak RSS grew by {} during this command\n", mib(rssGrowth));
 
-  if (auto path = args.get("--json")) {
+  if (const auto &path = o.json) {
     std::string backendList;
     for (const std::string &b : backendsToRun) backendList += (backendList.empty() ? "" : ", ") + json::quote(b);
     std::string text = fmt::format(

@@ -1,12 +1,21 @@
 //===- tools/kiln.cpp - the kiln command-line driver ----------------------===//
 //
-// `kiln compile` prints any stage of the pipeline (--emit=ast|ir|dot) from a
-// .kiln model or a .ir file; `kiln run` executes a graph of a model on named
-// inputs and writes the outputs (and with --dump-all every intermediate) as
-// safetensors; `kiln ops` lists the op table. Every user error is printed as
-// `file:line:col: error: ...` with exit status 1; bad usage exits with 2.
+// main() dispatches to the command named first (the table `commands` below,
+// which also makes `kiln --help`), handles `kiln help CMD` and `kiln
+// --version`, and turns exceptions into exit statuses: cli::UsageError is
+// `kiln: error: ...` plus a pointer to --help with status 2, kiln::Error a
+// located `file:line:col: error: ...` with status 1.
+//
+// The commands here: `kiln compile` prints any stage of the pipeline
+// (--emit=ast|ir|dot|stats|memory) from a .kiln model or a .ir file; `kiln
+// run` executes a graph of a model on named inputs on any backend and
+// writes the outputs (with --dump-all, on the reference interpreter, every
+// intermediate) as safetensors; `kiln ops` lists the op table. Each command
+// declares its options in one function, declare(), next to the struct they
+// fill (tools/cli.h).
 //
 //===----------------------------------------------------------------------===//
+#include "backends/backend.h"
 #include "backends/reference/interpreter.h"
 #include "frontend/ast.h"
 #include "frontend/lower.h"
@@ -15,149 +24,94 @@
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
+#include "passes/memory_plan.h"
+#include "passes/training.h"
 #include "runtime/init.h"
+#include "runtime/output_guard.h"
 #include "runtime/safetensors.h"
 #include "runtime/text.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
-#include "passes/memory_plan.h"
-#include "passes/training.h"
+#include "tools/options.h"
 
 #include <algorithm>
 #include <cstdio>
-#include <malloc.h>
 #include <cstring>
 #include <fmt/format.h>
 #include <iostream>
+#include <malloc.h>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 using namespace kiln;
-using cli::Args;
 using cli::UsageError;
 
 namespace {
 
-const char *mainHelp = R"(kiln - a graph-compiling tensor framework for text classifiers
+/// What the model commands (compile and run) read: a .kiln model or a .ir
+/// file, with --param overrides and, for --graph=train, the optimizer.
+struct ModelInput {
+  std::string file;
+  std::optional<std::string> lang;
+  std::vector<std::string> params;
+  std::optional<std::string> graph;
+  tools::OptimizerOptions optimizer;
+};
 
-usage: kiln <command> [options]
-
-commands:
-  compile   parse a model and print a stage of the pipeline (ast, ir, dot, stats, memory)
-  run       execute a model graph on inputs from a safetensors file
-  train     train a model on labelled text, with checkpoints
-  eval      accuracy, macro-F1 and confusion matrix of a checkpoint on data
-  predict   classify texts with a checkpoint
-  bench     time training steps and inference on each backend
-  ops       list the op table
-
-Run 'kiln <command> --help' for the options of a command.
-)";
-
-const char *compileHelp = R"(usage: kiln compile FILE [options]
-
-Parses FILE (.kiln model, or .ir textual IR) and prints one stage.
-
-options:
-  --emit=STAGE      ast | ir | dot | stats | memory  (default: ir)
-                      ast    the syntax tree (.kiln input only)
-                      ir     the textual IR, which parses back to itself
-                      dot    Graphviz; render with: dot -Tsvg
-                      stats  per graph: inputs, parameter count and size, ops
-                      memory the arena plan: size versus the sum of buffers,
-                             peak, largest buffers, activations kept for
-                             the backward pass (with --graph=train)
-  --bind S=N,...    symbol values for --emit=memory (default B=64,T=128)
-  -x LANG           treat FILE as 'kiln' or 'ir' (default: by extension)
-  --param NAME=VAL  override a hyper-parameter of the model (repeatable)
-  --graph NAME      print only this graph: forward, or train (the whole
-                    training step: loss, backward, optimizer update)
-  --optimizer NAME  for --graph=train: adam | adamw | sgd (default adam),
-                    with --momentum, --weight-decay, --clip-norm as for train
-  -o FILE           write to FILE instead of standard output
-)";
-
-const char *runHelp = R"(usage: kiln run FILE [options]
-
-Executes a graph of a model with the reference interpreter.
-
-options:
-  --inputs FILE       safetensors file with one tensor per graph input
-  --text TEXT         instead of --inputs: a sentence to classify (repeatable);
-                      words are hashed into the vocabulary (no vocabulary yet)
-  --weights FILE      safetensors file with parameters by state_dict name;
-                      parameters it lacks are initialised as PyTorch does
-  --seed N            seed for initialised parameters (default: 0)
-  --outputs FILE      write the graph outputs here (default: print them)
-  --dump-all          also write every intermediate value to --outputs, named
-                      <value>:<op>@<file>:<line>:<col>
-  --graph NAME        the graph to run: forward (default) or train (one
-                      training step; inputs also need labels, lr and step;
-                      writes loss, grad.* and the updated parameters)
-  --optimizer NAME    for --graph=train (see kiln train --help)
-  --param NAME=VAL    override a hyper-parameter (repeatable)
-  -x LANG             treat FILE as 'kiln' or 'ir' (default: by extension)
-  --threads N         worker threads (default: all cores)
-)";
-
-bool isIrInput(const Args &args, const std::string &file) {
-  if (auto x = args.get("-x")) {
-    if (*x == "ir") return true;
-    if (*x == "kiln") return false;
-    throw UsageError(fmt::format("-x takes 'kiln' or 'ir', got '{}'", *x));
-  }
-  return file.size() > 3 && file.compare(file.size() - 3, 3, ".ir") == 0;
+/// FILE, -x and --param (the --graph and optimizer options differ in help
+/// between compile and run and are declared by each).
+void declareModelInput(cli::Command &cmd, ModelInput &in) {
+  cmd.positional("FILE", in.file, "the model: a .kiln file, or textual IR (.ir)");
+  cmd.option("-x", in.lang, "LANG", "read FILE as")
+      .choices({{"kiln", ""}, {"ir", ""}})
+      .defaultText("by its extension, .ir or else kiln");
+  tools::declareParamOption(cmd, in.params);
 }
 
-std::string onlyFile(const Args &args, const char *command) {
-  if (args.positional.empty()) throw UsageError(fmt::format("{}: no input file", command));
-  if (args.positional.size() > 1)
-    throw UsageError(fmt::format("{}: one input file expected, got '{}' too", command, args.positional[1]));
-  return args.positional[0];
+bool isIrInput(const ModelInput &in) {
+  if (in.lang) return *in.lang == "ir";
+  return in.file.size() > 3 && in.file.compare(in.file.size() - 3, 3, ".ir") == 0;
 }
 
 /// Adds the `train` graph (training step) to a module when --graph=train asks.
-void addTrainGraph(const Args &args, ir::Module &m) {
-  if (args.get("--graph").value_or("") != "train" || m.find("train")) return;
+void addTrainGraph(const ModelInput &in, ir::Module &m) {
+  if (in.graph.value_or("") != "train" || m.find("train")) return;
   const ir::Graph *forward = m.find("forward");
   if (!forward) throw Error("--graph=train needs a module with a forward graph");
-  ir::Graph train = passes::buildTrainGraph(*forward, tools::optimizerConfig(args));
+  ir::Graph train = passes::buildTrainGraph(*forward, tools::optimizerConfig(in.optimizer));
   ir::verify(train);
   m.graphs().push_back(std::move(train));
 }
 
 /// Loads a module from a .kiln or .ir file, verified.
-ir::Module loadModule(const Args &args, const std::string &file) {
-  if (isIrInput(args, file)) {
-    if (!args.all("--param").empty()) throw UsageError("--param applies to .kiln models, not IR input");
-    std::string text = frontend::readFile(file);
-    registerSource(file, text);
-    ir::Module m = ir::parseModule(text, file);
+ir::Module loadModule(const ModelInput &in) {
+  if (isIrInput(in)) {
+    if (!in.params.empty()) throw UsageError("--param applies to .kiln models, not IR input");
+    std::string text = frontend::readFile(in.file);
+    registerSource(in.file, text);
+    ir::Module m = ir::parseModule(text, in.file);
     ir::verify(m);
-    addTrainGraph(args, m);
+    addTrainGraph(in, m);
     return m;
   }
   frontend::LowerOptions opts;
-  opts.overrides = cli::paramOverrides(args);
-  ir::Module m = frontend::compileFile(file, opts).module;
+  opts.overrides = tools::paramOverrides(in.params);
+  ir::Module m = frontend::compileFile(in.file, opts).module;
   ir::verify(m);
-  addTrainGraph(args, m);
+  addTrainGraph(in, m);
   return m;
 }
 
-void writeText(const Args &args, const std::string &text) {
-  auto out = args.get("-o");
+/// Standard output, or -o FILE written atomically (checked by checkOutput
+/// before any work).
+void writeText(const std::optional<std::string> &out, const std::string &text) {
   if (!out) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     return;
   }
-  FILE *f = std::fopen(out->c_str(), "wb");
-  if (!f) throw Error(fmt::format("cannot write '{}': {}", *out, std::strerror(errno)));
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) throw Error(fmt::format("cannot write '{}': {}", *out, std::strerror(errno)));
+  runtime::writeFileAtomic(*out, text);
 }
 
 /// A summary of each graph: inputs, parameters and op counts.
@@ -181,9 +135,9 @@ std::string moduleStats(const ir::Module &m) {
 
 /// Symbol values for --emit=memory: --bind B=64,T=128; B and T default to
 /// the benchmark shape 64 and 128.
-ir::SymbolBindings parseBindings(const Args &args, const ir::Graph &g) {
+ir::SymbolBindings parseBindings(const std::optional<std::string> &text, const ir::Graph &g) {
   ir::SymbolBindings b;
-  if (auto text = args.get("--bind")) {
+  if (text) {
     size_t pos = 0;
     while (pos <= text->size()) {
       size_t comma = text->find(',', pos);
@@ -207,48 +161,75 @@ ir::SymbolBindings parseBindings(const Args &args, const ir::Graph &g) {
   return b;
 }
 
+// --- kiln compile --------------------------------------------------------------
+
+struct CompileArgs {
+  ModelInput input;
+  std::string emit = "ir";
+  std::optional<std::string> bind;
+  std::optional<std::string> output;
+  bool force = false;
+};
+
+void declare(cli::Command &cmd, CompileArgs &o) {
+  cmd.option("--emit", o.emit, "STAGE", "what to print")
+      .choices({{"ast", "the syntax tree (.kiln input only)"},
+                {"ir", "the textual IR, which parses back to itself"},
+                {"dot", "Graphviz; render with: dot -Tsvg"},
+                {"stats", "per graph: inputs, parameter count and size, ops"},
+                {"memory", "the arena plan: size versus the sum of buffers, peak, largest buffers, activations "
+                           "kept for the backward pass (with --graph=train)"}});
+  cmd.option("--bind", o.bind, "S=N,...", "symbol values for --emit=memory").defaultText("B=64,T=128");
+  cmd.option("--graph", o.input.graph, "NAME",
+             "print only this graph: forward, or train (the whole training step: loss, backward, optimizer update)")
+      .defaultText("every graph of the module");
+  cmd.option("-o", o.output, "FILE", "write to FILE").defaultText("standard output");
+  cmd.flag("--force", o.force, "let -o replace an existing file that is not kiln compiler output (never FILE itself)");
+  declareModelInput(cmd, o.input);
+  cmd.section("training step (--graph=train)");
+  tools::declareOptimizerOptions(cmd, o.input.optimizer);
+}
+
 int cmdCompile(int argc, char **argv) {
-  std::vector<std::string> valued = {"--emit", "-x", "--param", "--graph", "-o", "--bind"};
-  valued.insert(valued.end(), tools::optimizerValuedOptions.begin(), tools::optimizerValuedOptions.end());
-  Args args(argc, argv, 2, valued, {"--nesterov"});
-  if (args.help) {
-    std::fputs(compileHelp, stdout);
-    return 0;
-  }
-  std::string file = onlyFile(args, "compile");
-  std::string emit = args.get("--emit").value_or("ir");
+  CompileArgs o;
+  cli::Command cmd("compile", "FILE [options]",
+                   "Parses FILE (a .kiln model, or .ir textual IR) and prints one stage of the\npipeline.");
+  declare(cmd, o);
+  if (!cmd.parse(argc, argv, 2)) return 0;
   // Bindings only size buffers; silently ignoring them elsewhere would hide a typo'd --emit.
-  if (emit != "memory" && args.get("--bind")) throw UsageError("--bind applies only to --emit=memory");
-  if (emit == "ast") {
-    if (isIrInput(args, file)) throw UsageError("--emit=ast needs a .kiln model, not IR");
-    std::string text = frontend::readFile(file);
-    registerSource(file, text);
-    frontend::Program p = frontend::parseProgram(text, file);
-    writeText(args, frontend::printAst(p));
+  if (o.emit != "memory" && o.bind) throw UsageError("--bind applies only to --emit=memory");
+  if (o.output)
+    runtime::checkOutput("-o", *o.output, runtime::OutputKind::CompilerDump, {{"the model", o.input.file}}, o.force);
+  if (o.emit == "ast") {
+    if (isIrInput(o.input)) throw UsageError("--emit=ast needs a .kiln model, not IR");
+    std::string text = frontend::readFile(o.input.file);
+    registerSource(o.input.file, text);
+    frontend::Program p = frontend::parseProgram(text, o.input.file);
+    writeText(o.output, frontend::printAst(p));
     return 0;
   }
-  if (emit != "ir" && emit != "dot" && emit != "stats" && emit != "memory")
-    throw UsageError(fmt::format("--emit takes ast, ir, dot, stats or memory, got '{}'", emit));
-  ir::Module m = loadModule(args, file);
-  if (auto only = args.get("--graph")) {
+  ir::Module m = loadModule(o.input);
+  if (const auto &only = o.input.graph) {
     const ir::Graph *g = m.find(*only);
     if (!g) throw Error(fmt::format("the module has no graph @{}", *only));
     ir::Module one;
     one.graphs().push_back(*g);
     m = std::move(one);
   }
-  if (emit == "memory") {
+  if (o.emit == "memory") {
     std::string report;
     for (const ir::Graph &g : m.graphs()) {
-      ir::SymbolBindings b = parseBindings(args, g);
+      ir::SymbolBindings b = parseBindings(o.bind, g);
       report += passes::printMemoryPlan(g, b, passes::planMemory(g, b));
     }
-    writeText(args, report);
+    writeText(o.output, report);
     return 0;
   }
-  writeText(args, emit == "ir" ? ir::printModule(m) : emit == "dot" ? ir::printDot(m) : moduleStats(m));
+  writeText(o.output, o.emit == "ir" ? ir::printModule(m) : o.emit == "dot" ? ir::printDot(m) : moduleStats(m));
   return 0;
 }
+
+// --- kiln run --------------------------------------------------------------------
 
 std::string baseName(const std::string &path) {
   auto slash = path.find_last_of('/');
@@ -274,28 +255,74 @@ void printTensor(const std::string &name, const runtime::Tensor &t) {
   if (rows > 16) fmt::print("  ... ({} rows)\n", rows);
 }
 
-int cmdRun(int argc, char **argv) {
-  std::vector<std::string> valued = {"--inputs", "--text", "--weights", "--seed", "--outputs",
-                                     "--graph",  "--param", "-x",        "--threads"};
-  valued.insert(valued.end(), tools::optimizerValuedOptions.begin(), tools::optimizerValuedOptions.end());
-  Args args(argc, argv, 2, valued, {"--dump-all", "--nesterov"});
-  if (args.help) {
-    std::fputs(runHelp, stdout);
-    return 0;
-  }
-  std::string file = onlyFile(args, "run");
-  if (args.get("--inputs") && !args.all("--text").empty()) throw UsageError("give --inputs or --text, not both");
-  if (!args.get("--inputs") && args.all("--text").empty()) throw UsageError("run needs --inputs FILE or --text TEXT");
-  if (args.flag("--dump-all") && !args.get("--outputs")) throw UsageError("--dump-all needs --outputs FILE");
+struct RunArgs {
+  ModelInput input;
+  std::optional<std::string> inputs;
+  std::vector<std::string> texts;
+  std::optional<std::string> weights;
+  int64_t seed = 0;
+  std::optional<std::string> outputs;
+  bool dumpAll = false;
+  bool force = false;
+  tools::BackendOptions backend;
+};
 
-  ir::Module m = loadModule(args, file);
-  std::string graphName = args.get("--graph").value_or("forward");
+void declare(cli::Command &cmd, RunArgs &o) {
+  declareModelInput(cmd, o.input);
+  cmd.option("--graph", o.input.graph, "NAME",
+             "the graph to run: forward, or train (one training step; inputs also need labels, lr and step; "
+             "writes loss, grad.* and the updated parameters)")
+      .defaultText("forward");
+  cmd.section("inputs");
+  cmd.option("--inputs", o.inputs, "FILE", "safetensors file with one tensor per graph input");
+  cmd.option("--text", o.texts, "TEXT",
+             "instead of --inputs: a sentence to classify; words are hashed into the vocabulary (no vocabulary "
+             "without a checkpoint)");
+  cmd.option("--weights", o.weights, "FILE",
+             "safetensors file with parameters by state_dict name; parameters it lacks are initialised as PyTorch "
+             "does");
+  cmd.option("--seed", o.seed, "N", "seed for initialised parameters");
+  cmd.section("outputs");
+  cmd.option("--outputs", o.outputs, "FILE", "write the graph outputs here").defaultText("print them");
+  cmd.flag("--dump-all", o.dumpAll,
+           "also write every intermediate value to --outputs, named <value>:<op>@<file>:<line>:<col> "
+           "(reference backend only)");
+  cmd.flag("--force", o.force, "let --outputs replace an existing file that is not a safetensors file");
+  cmd.section("backend");
+  // The oracle by default: run is how outputs are checked against PyTorch.
+  o.backend.backend = backends::kOracleBackend;
+  tools::declareBackendOptions(cmd, o.backend);
+  cmd.section("training step (--graph=train)");
+  tools::declareOptimizerOptions(cmd, o.input.optimizer);
+}
+
+int cmdRun(int argc, char **argv) {
+  RunArgs o;
+  cli::Command cmd("run", "FILE (--inputs FILE | --text TEXT ...) [options]",
+                   "Executes a graph of a model on a backend and prints or writes its outputs.");
+  declare(cmd, o);
+  if (!cmd.parse(argc, argv, 2)) return 0;
+  if (o.inputs && !o.texts.empty()) throw UsageError("give --inputs or --text, not both");
+  if (!o.inputs && o.texts.empty()) throw UsageError("run needs --inputs FILE or --text TEXT");
+  if (o.dumpAll && !o.outputs) throw UsageError("--dump-all needs --outputs FILE");
+  if (o.outputs) {
+    std::vector<runtime::CommandInput> inputs = {{"the model", o.input.file}};
+    if (o.inputs) inputs.push_back({"--inputs", *o.inputs});
+    if (o.weights) inputs.push_back({"--weights", *o.weights});
+    runtime::checkOutput("--outputs", *o.outputs, runtime::OutputKind::SafeTensors, inputs, o.force);
+  }
+  if (o.dumpAll && o.backend.backend != backends::kOracleBackend)
+    throw UsageError(fmt::format("--dump-all needs --backend {}: only the interpreter keeps every intermediate",
+                                 backends::kOracleBackend));
+
+  ir::Module m = loadModule(o.input);
+  std::string graphName = o.input.graph.value_or("forward");
   const ir::Graph *g = m.find(graphName);
   if (!g) throw Error(fmt::format("the module has no graph @{}", graphName));
 
   std::map<std::string, runtime::Tensor> inputs;
-  if (auto in = args.get("--inputs")) {
-    inputs = runtime::readSafeTensors(*in).tensors;
+  if (o.inputs) {
+    inputs = runtime::readSafeTensors(*o.inputs).tensors;
   } else {
     if (g->inputs().size() != 1 || g->type(g->inputs()[0]).dtype != ir::DType::I32 || g->type(g->inputs()[0]).rank() != 2)
       throw Error(fmt::format("--text needs a graph with one input i32[B,T]; @{} has {} inputs", graphName,
@@ -305,7 +332,7 @@ int cmdRun(int argc, char **argv) {
       for (const ir::Node &n : g->nodes())
         if (n.op == ir::OpKind::Embedding && n.operands[0] == p) vocab = g->type(p).shape[0].value;
     std::vector<std::vector<int32_t>> seqs;
-    for (const std::string &t : args.all("--text")) {
+    for (const std::string &t : o.texts) {
       auto ids = runtime::hashedIds(runtime::tokenizeText(t), vocab);
       if (ids.empty()) throw Error(fmt::format("--text '{}' has no words", t));
       seqs.push_back(ids);
@@ -314,8 +341,7 @@ int cmdRun(int argc, char **argv) {
   }
 
   std::map<std::string, runtime::Tensor> given;
-  if (auto w = args.get("--weights")) given = runtime::readSafeTensors(*w).tensors;
-  int64_t seed = args.integer("--seed", 0);
+  if (o.weights) given = runtime::readSafeTensors(*o.weights).tensors;
   // Optimizer state not given starts at zero, as a fresh torch.optim does;
   // only model parameters are worth a note.
   size_t missing = 0, modelParams = 0;
@@ -324,24 +350,28 @@ int cmdRun(int argc, char **argv) {
     ++modelParams;
     missing += given.count(g->value(p).name) == 0;
   }
-  auto params = runtime::materializeParams(*g, given, static_cast<uint64_t>(seed), /*strict=*/args.get("--weights").has_value());
+  auto params = runtime::materializeParams(*g, given, static_cast<uint64_t>(o.seed), /*strict=*/o.weights.has_value());
   if (missing)
     fmt::print(stderr, "note: {} of {} parameters were not given and were initialised from seed {}\n", missing,
-               modelParams, seed);
+               modelParams, o.seed);
 
-  reference::RunOptions opts;
-  opts.keepAll = args.flag("--dump-all");
-  opts.threads = static_cast<int>(args.integer("--threads", 0));
-  reference::RunResult r = reference::run(*g, inputs, params, opts);
+  reference::RunResult r;
+  if (o.dumpAll) {
+    reference::RunOptions opts;
+    opts.keepAll = true;
+    opts.threads = o.backend.compileOptions().threads;
+    r = reference::run(*g, inputs, params, opts);
+  } else {
+    r.outputs = backends::compile(*g, o.backend.backend, o.backend.compileOptions())->run(inputs, params);
+  }
 
-  auto out = args.get("--outputs");
-  if (!out) {
-    for (const ir::Output &o : g->outputs()) printTensor(o.name, r.outputs.at(o.name));
+  if (!o.outputs) {
+    for (const ir::Output &out : g->outputs()) printTensor(out.name, r.outputs.at(out.name));
     return 0;
   }
   runtime::SafeTensors st;
   for (auto &[name, t] : r.outputs) st.tensors[name] = t;
-  if (opts.keepAll) {
+  if (o.dumpAll) {
     std::vector<std::string> names = ir::valueNames(*g);
     for (const ir::Node &n : g->nodes()) {
       std::string key = names[n.result].substr(1) + ":" + ir::opName(n.op);
@@ -351,18 +381,92 @@ int cmdRun(int argc, char **argv) {
     }
   }
   st.metadata["graph"] = graphName;
-  st.metadata["source"] = file;
-  runtime::writeSafeTensors(*out, st);
+  st.metadata["source"] = o.input.file;
+  runtime::writeSafeTensors(*o.outputs, st);
   return 0;
 }
 
-int cmdOps() {
+// --- kiln ops --------------------------------------------------------------------
+
+int cmdOps(int argc, char **argv) {
+  cli::Command cmd("ops", "", "Lists the op table: each op's name, operand count and meaning (ir/ops.def).");
+  if (!cmd.parse(argc, argv, 2)) return 0;
   for (const ir::OpInfo &op : ir::allOps())
     fmt::print("{:<14} {} operand{}  {}\n", op.name,
                op.minOperands == op.maxOperands ? fmt::format("{}", op.minOperands)
                                                 : fmt::format("{}-{}", op.minOperands, op.maxOperands),
                op.maxOperands == 1 ? " " : "s", op.summary);
   return 0;
+}
+
+// --- the driver ----------------------------------------------------------------
+
+struct CommandEntry {
+  const char *name;
+  const char *summary;
+  int (*run)(int argc, char **argv);
+};
+
+const CommandEntry commands[] = {
+    {"compile", "parse a model and print a stage of the pipeline (ast, ir, dot, stats, memory)", cmdCompile},
+    {"run", "execute a model graph on inputs from a safetensors file or on --text", cmdRun},
+    {"train", "train a model on labelled text, with checkpoints", tools::cmdTrain},
+    {"eval", "accuracy, macro-F1 and confusion matrix of a checkpoint on data", tools::cmdEval},
+    {"predict", "classify texts with a checkpoint", tools::cmdPredict},
+    {"bench", "time training steps and inference on each backend", tools::cmdBench},
+    {"ops", "list the op table", cmdOps},
+};
+
+#ifndef KILN_VERSION
+#define KILN_VERSION "unknown" // set from the CMake project version
+#endif
+
+std::string mainHelp() {
+  std::string out = "kiln " KILN_VERSION " - a graph-compiling tensor framework for text classifiers\n\n"
+                    "usage: kiln <command> [options]\n"
+                    "       kiln help <command>   the options of a command (as kiln <command> --help)\n"
+                    "       kiln --version\n\ncommands:\n";
+  for (const CommandEntry &c : commands) out += fmt::format("  {:<9} {}\n", c.name, c.summary);
+  return out + "\nRun 'kiln <command> --help' for the options of a command.\n";
+}
+
+const CommandEntry &findCommand(const std::string &name) {
+  std::vector<std::string> names;
+  for (const CommandEntry &c : commands) {
+    if (name == c.name) return c;
+    names.push_back(c.name);
+  }
+  std::string hint = nearestName(name, names);
+  throw UsageError(fmt::format("unknown command '{}'{}", name, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+}
+
+int dispatch(int argc, char **argv) {
+  if (argc < 2) {
+    std::fputs(mainHelp().c_str(), stderr);
+    return 2;
+  }
+  std::string first = argv[1];
+  if (first == "-h" || first == "--help" || (first == "help" && argc == 2)) {
+    std::fputs(mainHelp().c_str(), stdout);
+    return 0;
+  }
+  if (first == "--version") {
+    std::puts("kiln " KILN_VERSION);
+    return 0;
+  }
+  if (first == "help") {
+    if (argc > 3) throw UsageError(fmt::format("help takes one command, got '{}' too", argv[3]));
+    const CommandEntry &c = findCommand(argv[2]);
+    char help[] = "--help";
+    char *helpArgv[] = {argv[0], argv[2], help, nullptr};
+    return c.run(3, helpArgv);
+  }
+  if (first.size() > 1 && first[0] == '-') {
+    std::string hint = nearestName(first, {"--help", "--version"});
+    throw UsageError(fmt::format("unknown option '{}' before the command{}", first,
+                                 hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+  }
+  return findCommand(first).run(argc, argv);
 }
 
 } // namespace
@@ -375,26 +479,13 @@ int main(int argc, char **argv) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   try {
-    if (argc < 2) {
-      std::fputs(mainHelp, stderr);
-      return 2;
-    }
-    std::string cmd = argv[1];
-    if (cmd == "-h" || cmd == "--help" || cmd == "help") {
-      std::fputs(mainHelp, stdout);
-      return 0;
-    }
-    if (cmd == "compile") return cmdCompile(argc, argv);
-    if (cmd == "run") return cmdRun(argc, argv);
-    if (cmd == "ops") return cmdOps();
-    if (cmd == "train") return tools::cmdTrain(argc, argv);
-    if (cmd == "eval") return tools::cmdEval(argc, argv);
-    if (cmd == "predict") return tools::cmdPredict(argc, argv);
-    if (cmd == "bench") return tools::cmdBench(argc, argv);
-    std::string hint = nearestName(cmd, {"compile", "run", "train", "eval", "predict", "bench", "ops"});
-    throw UsageError(fmt::format("unknown command '{}'{}", cmd, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+    return dispatch(argc, argv);
   } catch (const UsageError &e) {
-    fmt::print(stderr, "kiln: error: {}\nRun 'kiln --help' for usage.\n", e.what());
+    // Point at the help of the command, when there is one.
+    std::string command;
+    for (const CommandEntry &c : commands)
+      if (argc > 1 && argv[1] == std::string(c.name)) command = std::string(c.name) + " ";
+    fmt::print(stderr, "kiln: error: {}\nRun 'kiln {}--help' for usage.\n", e.what(), command);
     return 2;
   } catch (const Error &e) {
     std::fputs(formatError(e).c_str(), stderr);

@@ -5,15 +5,17 @@
 //            with validation and atomic checkpoints (--resume continues one)
 //   eval     checkpoint + labelled data -> accuracy, macro-F1, per-class
 //            precision/recall, confusion matrix
-//   predict  checkpoint + texts (arguments or stdin lines) -> label and
-//            class probabilities
+//   predict  checkpoint + texts (arguments, or stdin line by line) -> label
+//            and class probabilities, one tab-separated line per text
 // A checkpoint carries the vocabulary, labels, hyper-parameters and model
-// source, so eval and predict need nothing else.
+// source, so eval and predict need nothing else (--model FILE compiles
+// another source against the checkpoint's parameters).
 //
 //===----------------------------------------------------------------------===//
 #include "tools/commands.h"
 
 #include "backends/backend.h"
+#include "backends/reference/interpreter.h"
 #include "frontend/lower.h"
 #include "frontend/parser.h"
 #include "ir/verifier.h"
@@ -21,81 +23,156 @@
 #include "runtime/checkpoint.h"
 #include "runtime/data.h"
 #include "runtime/init.h"
+#include "runtime/output_guard.h"
 #include "runtime/text.h"
 #include "runtime/trainer.h"
+#include "runtime/utf8.h"
+#include "tools/cli.h"
+#include "tools/options.h"
 
 #include <chrono>
 #include <cmath>
 #include <fmt/format.h>
 #include <iostream>
+#include <optional>
 
 namespace kiln::tools {
 
-using cli::Args;
 using cli::UsageError;
 
 namespace {
 
-const char *trainHelp = R"(usage: kiln train MODEL.kiln --data TRAIN.tsv [options]
+// --- options ------------------------------------------------------------------
+//
+// One struct per command with one declare() each: the only place where the
+// command's options, their defaults and their help are written.
 
-Trains a model on labelled text (TSV label<TAB>text, CSV with label,text
-header, or JSON Lines with "label"/"text"; by extension). The model's `vocab`
-and `classes` params default to what the data says.
+struct TrainArgs {
+  std::string model;
+  // data
+  std::string data;
+  std::optional<std::string> valid;
+  std::optional<double> validSplit;
+  int64_t maxLen = 256, vocabSize = 20000, minFreq = 1;
+  bool skipBad = false;
+  // training
+  std::optional<int64_t> epochs;
+  int64_t batch = 64;
+  double lr = 1e-3;
+  OptimizerOptions optimizer;
+  std::string schedule = "constant";
+  int64_t warmup = 0, seed = 0;
+  std::vector<std::string> params;
+  // output
+  std::optional<std::string> out, resume, lossLog;
+  int64_t saveEvery = 0, maxSteps = 0;
+  bool force = false;
+  BackendOptions backend;
+};
 
-data:
-  --data FILE           training data (required)
-  --valid FILE          validation data (default: split off --valid-split)
-  --valid-split F       fraction of --data held out for validation (default 0.1)
-  --max-len L           keep the first L tokens of each text (default 256)
-  --vocab-size N        vocabulary size including <pad> and <unk> (default 20000)
-  --min-freq N          minimum count of a token to enter the vocabulary (default 1)
-  --skip-bad            skip malformed records (counted) instead of failing
-training:
-  --epochs N            (default 5)
-  --batch B             (default 64)
-  --lr X                learning rate (default 0.001)
-  --optimizer NAME      adam | adamw | sgd (default adam)
-  --momentum M          SGD momentum (default 0)
-  --nesterov            SGD Nesterov momentum
-  --weight-decay W      L2 (adam, sgd) or decoupled (adamw) weight decay (default 0)
-  --clip-norm C         clip gradients to global L2 norm C (default: off)
-  --schedule S          constant | linear (warm-up, then linear decay) (default constant)
-  --warmup N            warm-up steps for --schedule linear (default 0)
-  --seed S              seed for initialisation, split and shuffling (default 0)
-output:
-  --out CKPT            checkpoint file (default model.ckpt.safetensors)
-  --save-every N        also checkpoint every N steps
-  --max-steps N         stop after N steps in total, with a checkpoint
-  --resume CKPT         continue the run saved in CKPT exactly (same data)
-  --loss-log FILE       append `step loss` per step to FILE
-  --param NAME=VAL      override a hyper-parameter (repeatable)
-  --backend NAME        auto | reference (default auto)
-  --threads N           worker threads (default: all cores)
-)";
+/// Marks the options whose values a checkpoint records: --resume takes them
+/// from the checkpoint, and giving one is an error.
+constexpr const char *kRecipe = "recipe";
 
-const char *evalHelp = R"(usage: kiln eval [MODEL.kiln] --ckpt CKPT --data TEST.tsv [options]
+void declare(cli::Command &cmd, TrainArgs &o) {
+  cmd.positional("MODEL.kiln", o.model, "the model to train");
+  cmd.section("data");
+  cmd.option("--data", o.data, "FILE", "training data").required();
+  cmd.option("--valid", o.valid, "FILE", "validation data").defaultText("split off --valid-split");
+  cmd.option("--valid-split", o.validSplit, "F", "fraction of --data held out for validation")
+      .defaultText("0.1, or 0 with --valid")
+      .tag(kRecipe);
+  cmd.option("--max-len", o.maxLen, "L", "keep the first L tokens of each text").atLeast(1).tag(kRecipe);
+  cmd.option("--vocab-size", o.vocabSize, "N", "vocabulary size including <pad> and <unk>").tag(kRecipe);
+  cmd.option("--min-freq", o.minFreq, "N", "minimum count of a token to enter the vocabulary").tag(kRecipe);
+  cmd.flag("--skip-bad", o.skipBad, "skip malformed records (counted) instead of failing");
+  cmd.section("training");
+  cmd.option("--epochs", o.epochs, "N", "passes over the training data")
+      .atLeast(1)
+      .defaultText("5, or the checkpoint's with --resume");
+  cmd.option("--batch", o.batch, "B", "examples per step").atLeast(1).tag(kRecipe);
+  cmd.option("--lr", o.lr, "X", "learning rate").tag(kRecipe);
+  declareOptimizerOptions(cmd, o.optimizer);
+  for (const char *name : {"--optimizer", "--momentum", "--nesterov", "--weight-decay", "--clip-norm"})
+    cmd.find(name).tag(kRecipe);
+  cmd.option("--schedule", o.schedule, "S", "learning-rate schedule")
+      .choices({{"constant", "the same rate every step"},
+                {"linear", "warm-up over --warmup steps, then linear decay to 0 at the last step"}})
+      .tag(kRecipe);
+  cmd.option("--warmup", o.warmup, "N", "warm-up steps for --schedule linear").tag(kRecipe);
+  cmd.option("--seed", o.seed, "S", "seed for initialisation, split and shuffling").tag(kRecipe);
+  declareParamOption(cmd, o.params);
+  cmd.find("--param").tag(kRecipe);
+  cmd.section("output");
+  cmd.option("--out", o.out, "CKPT", "checkpoint file").defaultText("model.ckpt.safetensors, or the --resume CKPT");
+  cmd.option("--save-every", o.saveEvery, "N", "also checkpoint every N steps")
+      .defaultText("only at the end of each epoch");
+  cmd.option("--max-steps", o.maxSteps, "N", "stop after N steps in total, with a checkpoint").defaultText("no limit");
+  cmd.option("--resume", o.resume, "CKPT", "continue the run saved in CKPT exactly (same data)");
+  cmd.option("--loss-log", o.lossLog, "FILE", "append `step loss` per step to FILE");
+  cmd.flag("--force", o.force,
+           "let --out and --loss-log replace an existing file that is not a kiln checkpoint or a loss log "
+           "(an input of the command is never replaced)");
+  cmd.section("backend");
+  declareBackendOptions(cmd, o.backend);
 
-Prints accuracy, macro-F1, per-class precision/recall/F1 and the confusion
-matrix. Without MODEL the model source stored in the checkpoint is used.
+  std::string recipe;
+  for (const cli::Option *r : cmd.tagged(kRecipe)) recipe += (recipe.empty() ? "" : ", ") + r->name();
+  std::string epilogue;
+  for (const std::string &line : cli::detail::wrap(
+           "With --resume the recipe comes from the checkpoint and cannot change: " + recipe + ".", 79))
+    epilogue += line + "\n";
+  cmd.epilogue(epilogue);
+}
 
-options:
-  --max-len L       (default: the value used in training)
-  --skip-bad        skip malformed records instead of failing
-  --batch B         evaluation batch size (default 256)
-  --backend NAME    auto | reference (default auto)
-  --threads N       worker threads (default: all cores)
-)";
+/// --ckpt, --model, --max-len and --param: a trained model for eval and predict.
+struct TrainedModelArgs {
+  std::string ckpt;
+  std::optional<std::string> model;
+  std::optional<int64_t> maxLen;
+  std::vector<std::string> params;
+};
 
-const char *predictHelp = R"(usage: kiln predict [MODEL.kiln] --ckpt CKPT [TEXT ...]
+void declare(cli::Command &cmd, TrainedModelArgs &o) {
+  cmd.option("--ckpt", o.ckpt, "CKPT", "the checkpoint (kiln train --out)").required();
+  cmd.option("--model", o.model, "FILE", "the model source (.kiln) to compile")
+      .defaultText("the source stored in the checkpoint");
+  cmd.option("--max-len", o.maxLen, "L", "keep the first L tokens of each text")
+      .atLeast(1)
+      .defaultText("the value used in training");
+  declareParamOption(cmd, o.params);
+}
 
-Prints the predicted label and the class probabilities of each TEXT, or of
-each line of standard input when no TEXT is given.
+struct EvalArgs {
+  TrainedModelArgs trained;
+  std::string data;
+  bool skipBad = false;
+  int64_t batch = 256;
+  BackendOptions backend;
+};
 
-options:
-  --max-len L       (default: the value used in training)
-  --backend NAME    auto | reference (default auto)
-  --threads N       worker threads (default: all cores)
-)";
+void declare(cli::Command &cmd, EvalArgs &o) {
+  declare(cmd, o.trained);
+  cmd.option("--data", o.data, "FILE", "labelled data, in any format train reads").required();
+  cmd.flag("--skip-bad", o.skipBad, "skip malformed records instead of failing");
+  cmd.option("--batch", o.batch, "B", "evaluation batch size").atLeast(1);
+  declareBackendOptions(cmd, o.backend);
+  cmd.extraArgumentHint("name the model with --model FILE");
+}
+
+struct PredictArgs {
+  TrainedModelArgs trained;
+  std::vector<std::string> texts;
+  BackendOptions backend;
+};
+
+void declare(cli::Command &cmd, PredictArgs &o) {
+  cmd.positionals("TEXT", o.texts, 0, 0,
+                  "texts to classify; without any, each line of standard input (answered as it arrives); "
+                  "put texts that start with '-' after '--'");
+  declare(cmd, o.trained);
+  declareBackendOptions(cmd, o.backend);
+}
 
 /// The names of a model file's hyper-parameters.
 std::vector<std::string> hyperParamNames(const std::string &source, const std::string &file) {
@@ -110,15 +187,11 @@ std::string formatHyper(double v) {
   return fmt::format("{}", v);
 }
 
-runtime::ReadOptions readOptions(const Args &args) {
-  runtime::ReadOptions o;
-  o.skipBad = args.flag("--skip-bad");
-  return o;
-}
-
-std::vector<runtime::RawExample> readData(const std::string &path, const Args &args) {
+std::vector<runtime::RawExample> readData(const std::string &path, bool skipBad) {
+  runtime::ReadOptions options;
+  options.skipBad = skipBad;
   runtime::ReadStats stats;
-  auto examples = runtime::readExamples(path, readOptions(args), &stats);
+  auto examples = runtime::readExamples(path, options, &stats);
   if (stats.skipped) {
     fmt::print(stderr, "warning: skipped {} malformed record{} of {} in {}\n", stats.skipped,
                stats.skipped == 1 ? "" : "s", stats.records + stats.skipped, path);
@@ -135,14 +208,12 @@ struct LoadedModel {
   const ir::Graph *forward = nullptr;
 };
 
-LoadedModel loadTrained(const Args &args) {
-  auto ckptPath = args.get("--ckpt");
-  if (!ckptPath) throw UsageError("--ckpt CKPT is required");
+LoadedModel loadTrained(const TrainedModelArgs &args) {
   LoadedModel m;
-  m.ckpt = runtime::loadCheckpoint(*ckptPath);
+  m.ckpt = runtime::loadCheckpoint(args.ckpt);
   std::string file, source;
-  if (!args.positional.empty()) {
-    file = args.positional.front();
+  if (args.model) {
+    file = *args.model;
     source = frontend::readFile(file);
   } else {
     file = m.ckpt.modelFile.empty() ? "<checkpoint>" : m.ckpt.modelFile + " (from checkpoint)";
@@ -150,110 +221,138 @@ LoadedModel loadTrained(const Args &args) {
   }
   frontend::LowerOptions opts;
   opts.overrides = m.ckpt.hyperParams;
-  for (auto &[k, v] : cli::paramOverrides(args)) opts.overrides[k] = v;
+  for (auto &[k, v] : paramOverrides(args.params)) opts.overrides[k] = v;
   m.model = frontend::compileSource(source, file, opts);
   ir::verify(m.model.module);
   m.forward = m.model.module.find("forward");
   if (!m.forward) throw Error("the model has no fn forward");
+  runtime::checkClassCount(*m.forward, m.ckpt.labels);
   // Check names, shapes and dtypes of every parameter, reporting all problems.
   runtime::materializeParams(*m.forward, runtime::modelTensors(m.ckpt), 0, /*strict=*/false);
   for (ir::ValueId p : m.forward->params())
     if (!m.ckpt.tensors.count(m.forward->value(p).name))
-      throw Error(fmt::format("{}: the checkpoint has no parameter '{}' of the model", *ckptPath,
+      throw Error(fmt::format("{}: the checkpoint has no parameter '{}' of the model", args.ckpt,
                               m.forward->value(p).name));
+  // A --model other than the stored source must at least use every trained
+  // parameter; one it ignores means it is not the model that was trained.
+  if (args.model && source != m.ckpt.modelSource) {
+    for (const auto &[name, t] : runtime::modelTensors(m.ckpt))
+      if (m.forward->findParam(name) < 0)
+        throw Error(fmt::format("{} does not use the checkpoint's parameter '{}': it is not the model {} was trained "
+                                "with (leave out --model to use the model stored in the checkpoint)",
+                                file, name, args.ckpt));
+    fmt::print(stderr, "note: {} differs from the model {} was trained with; its parameters match by name and shape\n",
+               file, args.ckpt);
+  }
   return m;
 }
 
-size_t maxLenOf(const Args &args, const runtime::Checkpoint &ckpt) {
-  auto it = ckpt.config.find("max_len");
-  int64_t dflt = it != ckpt.config.end() ? std::stoll(it->second) : 256;
-  return static_cast<size_t>(args.integer("--max-len", dflt));
+size_t maxLenOf(const TrainedModelArgs &args, const runtime::Checkpoint &ckpt) {
+  if (args.maxLen) return static_cast<size_t>(*args.maxLen);
+  return static_cast<size_t>(ckpt.config.count("max_len") ? runtime::configInteger(ckpt.config, "max_len", args.ckpt)
+                                                          : 256);
 }
 
-runtime::CompileOptions compileOptions(const Args &args) {
-  runtime::CompileOptions o;
-  o.threads = static_cast<int>(args.integer("--threads", 0));
-  return o;
+// --- predict's output ------------------------------------------------------------
+
+/// Byte offsets where each code point of valid UTF-8 text starts (an
+/// ill-formed byte, which predict never passes, counts as one).
+std::vector<size_t> codePointsIn(const std::string &s) {
+  std::vector<size_t> starts;
+  for (size_t i = 0; i < s.size(); i += std::max<size_t>(1, utf8::decodeAt(s, i).length)) starts.push_back(i);
+  return starts;
+}
+
+/// The text (valid UTF-8) as predict's third column shows it: longer than 60
+/// characters (code points), its first 57 and "..."; tab, newline, carriage return and
+/// backslash written \t \n \r \\, so that every result is one line of
+/// three tab-separated fields.
+std::string echoedText(const std::string &text) {
+  constexpr size_t kMax = 60, kKept = 57;
+  std::vector<size_t> starts = codePointsIn(text);
+  std::string shown = starts.size() > kMax ? text.substr(0, starts[kKept]) : text;
+  std::string out;
+  for (char c : shown) {
+    switch (c) {
+    case '\t': out += "\\t"; break;
+    case '\n': out += "\\n"; break;
+    case '\r': out += "\\r"; break;
+    case '\\': out += "\\\\"; break;
+    default: out += c;
+    }
+  }
+  return starts.size() > kMax ? out + "..." : out;
 }
 
 } // namespace
 
-passes::OptimizerConfig optimizerConfig(const Args &args) {
-  passes::OptimizerConfig c;
-  c.kind = passes::OptimizerConfig::parseKind(args.get("--optimizer").value_or("adam"));
-  c.momentum = cli::number(args, "--momentum", 0.0);
-  c.nesterov = args.flag("--nesterov");
-  c.weightDecay = cli::number(args, "--weight-decay", 0.0);
-  c.clipNorm = cli::number(args, "--clip-norm", 0.0);
-  if (c.kind != passes::OptimizerConfig::Kind::Sgd && (c.momentum != 0 || c.nesterov))
-    throw UsageError("--momentum and --nesterov apply to --optimizer sgd");
-  if (c.nesterov && c.momentum == 0) throw UsageError("--nesterov needs --momentum > 0");
-  return c;
-}
-
 int cmdTrain(int argc, char **argv) {
-  static const std::vector<std::string> recipe = {"--valid-split", "--max-len", "--vocab-size", "--min-freq",
-                                                  "--batch", "--lr", "--optimizer", "--momentum", "--weight-decay",
-                                                  "--clip-norm", "--schedule", "--warmup", "--seed", "--param"};
-  std::vector<std::string> valued = {"--data", "--valid", "--epochs", "--out", "--save-every", "--max-steps", "--resume",
-                                     "--loss-log", "--backend", "--threads"};
-  valued.insert(valued.end(), recipe.begin(), recipe.end());
-  Args args(argc, argv, 2, valued, {"--skip-bad", "--nesterov"});
-  if (args.help) {
-    std::fputs(trainHelp, stdout);
-    return 0;
-  }
-  if (args.positional.size() != 1) throw UsageError("train needs one MODEL.kiln");
-  auto dataPath = args.get("--data");
-  if (!dataPath) throw UsageError("train needs --data FILE");
-  std::string modelFile = args.positional.front();
-  std::string source = frontend::readFile(modelFile);
+  TrainArgs o;
+  cli::Command cmd("train", "MODEL.kiln --data TRAIN.tsv [options]",
+                   "Trains a model on labelled text (TSV label<TAB>text, CSV with label,text\n"
+                   "header, or JSON Lines with \"label\"/\"text\"; by extension). The model's `vocab`\n"
+                   "and `classes` params default to what the data says.");
+  declare(cmd, o);
+  if (!cmd.parse(argc, argv, 2)) return 0;
+  std::string source = frontend::readFile(o.model);
+
+  // Outputs are checked before any work (runtime/output_guard.h). --resume
+  // continues into its own checkpoint by default, so it is an input only
+  // for the loss log.
+  const std::string outPath = o.out.value_or(o.resume ? *o.resume : "model.ckpt.safetensors");
+  std::vector<runtime::CommandInput> inputs = {{"the model", o.model}, {"--data", o.data}};
+  if (o.valid) inputs.push_back({"--valid", *o.valid});
+  runtime::checkOutput("--out", outPath, runtime::OutputKind::Checkpoint, inputs, o.force);
+  if (o.resume) inputs.push_back({"--resume", *o.resume});
+  if (o.lossLog) runtime::checkOutput("--loss-log", *o.lossLog, runtime::OutputKind::LossLog, inputs, o.force);
 
   // On --resume the recipe comes from the checkpoint; changing it would not
   // continue the same run.
   runtime::Checkpoint ckpt;
-  auto resume = args.get("--resume");
+  const std::optional<std::string> &resume = o.resume;
   std::map<std::string, std::string> config;
   if (resume) {
-    for (const std::string &r : recipe)
-      if (!args.all(r).empty()) throw UsageError(fmt::format("{} cannot change when resuming; it comes from the checkpoint", r));
-    if (args.flag("--nesterov")) throw UsageError("--nesterov cannot change when resuming");
+    for (const cli::Option *r : cmd.tagged(kRecipe))
+      if (r->given())
+        throw UsageError(fmt::format("{} cannot change when resuming; it comes from the checkpoint", r->name()));
     ckpt = runtime::loadCheckpoint(*resume);
     config = ckpt.config;
     if (ckpt.modelSource != source)
-      throw Error(fmt::format("{} is not the model that {} was trained with", modelFile, *resume));
+      throw Error(fmt::format("{} is not the model that {} was trained with", o.model, *resume));
   } else {
-    config["valid_split"] = formatHyper(cli::number(args, "--valid-split", args.get("--valid") ? 0.0 : 0.1));
-    config["max_len"] = std::to_string(args.integer("--max-len", 256));
-    config["vocab_size"] = std::to_string(args.integer("--vocab-size", 20000));
-    config["min_freq"] = std::to_string(args.integer("--min-freq", 1));
-    config["batch"] = std::to_string(args.integer("--batch", 64));
-    config["lr"] = fmt::format("{}", cli::number(args, "--lr", 1e-3));
-    config["optimizer"] = args.get("--optimizer").value_or("adam");
-    config["momentum"] = fmt::format("{}", cli::number(args, "--momentum", 0));
-    config["nesterov"] = args.flag("--nesterov") ? "1" : "0";
-    config["weight_decay"] = fmt::format("{}", cli::number(args, "--weight-decay", 0));
-    config["clip_norm"] = fmt::format("{}", cli::number(args, "--clip-norm", 0));
-    config["schedule"] = args.get("--schedule").value_or("constant");
-    config["warmup"] = std::to_string(args.integer("--warmup", 0));
-    config["seed"] = std::to_string(args.integer("--seed", 0));
-    optimizerConfig(args); // validates the combination
+    config["valid_split"] = formatHyper(o.validSplit.value_or(o.valid ? 0.0 : 0.1));
+    config["max_len"] = std::to_string(o.maxLen);
+    config["vocab_size"] = std::to_string(o.vocabSize);
+    config["min_freq"] = std::to_string(o.minFreq);
+    config["batch"] = std::to_string(o.batch);
+    config["lr"] = fmt::format("{}", o.lr);
+    config["optimizer"] = o.optimizer.optimizer;
+    config["momentum"] = fmt::format("{}", o.optimizer.momentum);
+    config["nesterov"] = o.optimizer.nesterov ? "1" : "0";
+    config["weight_decay"] = fmt::format("{}", o.optimizer.weightDecay);
+    config["clip_norm"] = fmt::format("{}", o.optimizer.clipNorm);
+    config["schedule"] = o.schedule;
+    config["warmup"] = std::to_string(o.warmup);
+    config["seed"] = std::to_string(o.seed);
+    optimizerConfig(o.optimizer); // validates the combination
   }
-  auto cfgInt = [&](const char *k) { return std::stoll(config.at(k)); };
-  auto cfgNum = [&](const char *k) { return std::stod(config.at(k)); };
-  config["epochs"] = std::to_string(args.integer("--epochs", resume && config.count("epochs") ? cfgInt("epochs") : 5));
+  // On --resume the values come from the checkpoint, which may have been edited.
+  std::string configFile = resume ? *resume : "the command line";
+  auto cfgInt = [&](const char *k) { return runtime::configInteger(config, k, configFile); };
+  auto cfgNum = [&](const char *k) { return runtime::configNumber(config, k, configFile); };
+  config["epochs"] = std::to_string(o.epochs.value_or(resume && config.count("epochs") ? cfgInt("epochs") : 5));
   uint64_t seed = static_cast<uint64_t>(cfgInt("seed"));
 
   // Data, vocabulary, labels.
   auto start = std::chrono::steady_clock::now();
-  std::vector<runtime::RawExample> all = readData(*dataPath, args), trainEx, validEx;
-  if (auto v = args.get("--valid")) {
+  std::vector<runtime::RawExample> all = readData(o.data, o.skipBad), trainEx, validEx;
+  if (o.valid) {
     trainEx = std::move(all);
-    validEx = readData(*v, args);
+    validEx = readData(*o.valid, o.skipBad);
   } else {
     runtime::splitExamples(all, cfgNum("valid_split"), seed, trainEx, validEx);
   }
-  std::vector<std::string> hyperNames = hyperParamNames(source, modelFile);
+  std::vector<std::string> hyperNames = hyperParamNames(source, o.model);
   auto has = [&](const char *n) { return std::find(hyperNames.begin(), hyperNames.end(), n) != hyperNames.end(); };
   frontend::LowerOptions lowerOpts;
   runtime::Vocabulary vocab;
@@ -263,12 +362,19 @@ int cmdTrain(int argc, char **argv) {
     labels = runtime::LabelSet(ckpt.labels);
     lowerOpts.overrides = ckpt.hyperParams;
   } else {
-    lowerOpts.overrides = cli::paramOverrides(args);
+    lowerOpts.overrides = paramOverrides(o.params);
     size_t vocabSize = static_cast<size_t>(cfgInt("vocab_size"));
     if (auto it = lowerOpts.overrides.find("vocab"); it != lowerOpts.overrides.end())
-      vocabSize = std::min(vocabSize, static_cast<size_t>(std::max(2.0, std::stod(it->second))));
+      // A malformed value is left for the model's compilation to report.
+      if (double v = std::strtod(it->second.c_str(), nullptr); v < 1e15)
+        vocabSize = std::min(vocabSize, static_cast<size_t>(std::max(2.0, v)));
     vocab = runtime::Vocabulary::build(trainEx, vocabSize, static_cast<size_t>(cfgInt("min_freq")));
-    labels = runtime::LabelSet::fromExamples(trainEx);
+    // Labels from the validation part too: a rare label that the split put
+    // only there is a class the model has, not an "unknown label".
+    std::vector<runtime::RawExample> labelled; // labels only: the texts are not needed here
+    for (const auto *part : {&trainEx, &validEx})
+      for (const runtime::RawExample &e : *part) labelled.push_back({e.label, {}, e.line});
+    labels = runtime::LabelSet::fromExamples(labelled);
     if (has("vocab") && !lowerOpts.overrides.count("vocab")) lowerOpts.overrides["vocab"] = std::to_string(vocab.size());
     if (has("classes") && !lowerOpts.overrides.count("classes"))
       lowerOpts.overrides["classes"] = std::to_string(labels.size());
@@ -278,21 +384,20 @@ int cmdTrain(int argc, char **argv) {
   runtime::EncodedData validData = runtime::encodeExamples(validEx, vocab, labels, maxLen);
 
   // Model and training step.
-  frontend::LoweredModel model = frontend::compileSource(source, modelFile, lowerOpts);
+  frontend::LoweredModel model = frontend::compileSource(source, o.model, lowerOpts);
   const ir::Graph *forward = model.module.find("forward");
-  if (!forward) throw Error(fmt::format("{}: the model has no fn forward", modelFile));
+  if (!forward) throw Error(fmt::format("{}: the model has no fn forward", o.model));
   passes::OptimizerConfig opt;
-  opt.kind = passes::OptimizerConfig::parseKind(config.at("optimizer"));
+  opt.kind = passes::OptimizerConfig::parseKind(runtime::configString(config, "optimizer", configFile));
   opt.momentum = cfgNum("momentum");
-  opt.nesterov = config.at("nesterov") == "1";
+  opt.nesterov = runtime::configString(config, "nesterov", configFile) == "1";
   opt.weightDecay = cfgNum("weight_decay");
   opt.clipNorm = cfgNum("clip_norm");
   opt.outputGradients = false;
   ir::Graph trainGraph = passes::buildTrainGraph(*forward, opt);
   ir::verify(trainGraph);
-  std::string backend = args.get("--backend").value_or("auto");
-  auto stepExe = backends::compile(trainGraph, backend, compileOptions(args));
-  auto forwardExe = backends::compile(*forward, backend, compileOptions(args));
+  auto stepExe = backends::compile(trainGraph, o.backend.backend, o.backend.compileOptions());
+  auto forwardExe = backends::compile(*forward, o.backend.backend, o.backend.compileOptions());
 
   if (resume) {
     runtime::materializeParams(trainGraph, ckpt.tensors, 0, /*strict=*/true); // checks every tensor
@@ -303,7 +408,7 @@ int cmdTrain(int argc, char **argv) {
     ckpt.vocab = vocab.tokens();
     ckpt.labels = labels.names();
     ckpt.modelSource = source;
-    ckpt.modelFile = modelFile;
+    ckpt.modelFile = o.model;
     for (auto &[name, value] : model.hyperParams) ckpt.hyperParams[name] = formatHyper(value);
   }
   ckpt.config = config;
@@ -312,20 +417,30 @@ int cmdTrain(int argc, char **argv) {
   tc.epochs = cfgInt("epochs");
   tc.batchSize = cfgInt("batch");
   tc.lr = cfgNum("lr");
-  tc.schedule = config.at("schedule");
+  tc.schedule = runtime::configString(config, "schedule", configFile);
   tc.warmupSteps = cfgInt("warmup");
   tc.seed = seed;
-  tc.saveEvery = args.integer("--save-every", 0);
-  tc.maxSteps = args.integer("--max-steps", 0);
-  tc.checkpointPath = args.get("--out").value_or(resume ? *resume : "model.ckpt.safetensors");
-  tc.lossLog = args.get("--loss-log").value_or("");
+  tc.saveEvery = o.saveEvery;
+  tc.maxSteps = o.maxSteps;
+  tc.checkpointPath = outPath;
+  tc.lossLog = o.lossLog.value_or("");
   runtime::scheduledLr(tc, 1, 1); // validates the schedule name before any work
+  tc.firstNonFiniteNode = [&](const runtime::TensorMap &inputs, const runtime::TensorMap &store) -> ir::NodeId {
+    reference::RunOptions keep;
+    keep.keepAll = true;
+    keep.threads = o.backend.compileOptions().threads;
+    const ir::Graph &g = stepExe->graph();
+    reference::RunResult r = reference::run(g, inputs, store, keep);
+    for (size_t i = 0; i < g.nodes().size(); ++i)
+      if (runtime::firstNonFinite(r.values[g.nodes()[i].result])) return static_cast<ir::NodeId>(i);
+    return -1;
+  };
 
   int64_t params = 0;
   for (ir::ValueId p : forward->params()) params += ir::numElements(*ir::concreteShape(forward->type(p).shape, {}));
   double prepSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   fmt::print("{}: {} parameters | vocabulary {} | labels {} | train {} | valid {} | {} ({:.1f} s to prepare)\n",
-             modelFile, params, vocab.size(), fmt::join(labels.names(), ","), trainData.ids.size(),
+             o.model, params, vocab.size(), fmt::join(labels.names(), ","), trainData.ids.size(),
              validData.ids.size(), resume ? fmt::format("resuming at epoch {} batch {}", ckpt.epoch + 1, ckpt.batch)
                                           : std::string("from scratch"),
              prepSeconds);
@@ -338,56 +453,66 @@ int cmdTrain(int argc, char **argv) {
 }
 
 int cmdEval(int argc, char **argv) {
-  Args args(argc, argv, 2, {"--ckpt", "--data", "--max-len", "--batch", "--backend", "--threads", "--param"},
-            {"--skip-bad"});
-  if (args.help) {
-    std::fputs(evalHelp, stdout);
-    return 0;
-  }
-  if (args.positional.size() > 1) throw UsageError("eval takes at most one MODEL.kiln");
-  auto dataPath = args.get("--data");
-  if (!dataPath) throw UsageError("eval needs --data FILE");
-  LoadedModel m = loadTrained(args);
+  EvalArgs o;
+  cli::Command cmd("eval", "--ckpt CKPT --data TEST.tsv [options]",
+                   "Prints accuracy, macro-F1, per-class precision/recall/F1 and the confusion\n"
+                   "matrix of a checkpoint on labelled data.");
+  declare(cmd, o);
+  if (!cmd.parse(argc, argv, 2)) return 0;
+  LoadedModel m = loadTrained(o.trained);
   runtime::Vocabulary vocab(m.ckpt.vocab);
   runtime::LabelSet labels(m.ckpt.labels);
-  auto examples = readData(*dataPath, args);
-  auto data = runtime::encodeExamples(examples, vocab, labels, maxLenOf(args, m.ckpt));
-  auto exe = backends::compile(*m.forward, args.get("--backend").value_or("auto"), compileOptions(args));
+  auto examples = readData(o.data, o.skipBad);
+  auto data = runtime::encodeExamples(examples, vocab, labels, maxLenOf(o.trained, m.ckpt));
+  auto exe = backends::compile(*m.forward, o.backend.backend, o.backend.compileOptions());
   auto start = std::chrono::steady_clock::now();
-  runtime::EvalResult r = runtime::evaluate(*exe, runtime::modelTensors(m.ckpt), data, args.integer("--batch", 256));
+  runtime::EvalResult r = runtime::evaluate(*exe, runtime::modelTensors(m.ckpt), data, o.batch);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!std::isfinite(r.meanLoss))
+    throw Error(fmt::format("{}: the model's loss on {} is {}: its logits are not finite (weights that overflow)",
+                            o.trained.ckpt, o.data, r.meanLoss));
   fmt::print("{} examples, mean loss {:.4f}, {:.1f} s\n", r.examples, r.meanLoss, seconds);
   fmt::print("{}", r.confusion.report(labels.names()));
   return 0;
 }
 
 int cmdPredict(int argc, char **argv) {
-  Args args(argc, argv, 2, {"--ckpt", "--max-len", "--backend", "--threads", "--param"}, {});
-  if (args.help) {
-    std::fputs(predictHelp, stdout);
-    return 0;
-  }
-  // The first positional is the model when it names a .kiln file.
-  std::vector<std::string> texts = args.positional;
-  Args modelArgs = args;
-  modelArgs.positional.clear();
-  if (!texts.empty() && texts.front().size() > 5 && texts.front().ends_with(".kiln")) {
-    modelArgs.positional.push_back(texts.front());
-    texts.erase(texts.begin());
-  }
-  LoadedModel m = loadTrained(modelArgs);
-  if (texts.empty())
-    for (std::string line; std::getline(std::cin, line);) texts.push_back(line);
+  PredictArgs o;
+  cli::Command cmd("predict", "--ckpt CKPT [options] [--] [TEXT ...]",
+                   "Prints one line per TEXT, or per line of standard input when no TEXT is given:\n"
+                   "the predicted label, the class probabilities and the text (cut to 60\n"
+                   "characters; tab, newline, carriage return and backslash written \\t \\n \\r \\\\),\n"
+                   "separated by tabs. A text that is not valid UTF-8 is reported with its line\n"
+                   "(<stdin>:LINE) or argument number and skipped, and the exit status is then 1.");
+  declare(cmd, o);
+  if (!cmd.parse(argc, argv, 2)) return 0;
+  LoadedModel m = loadTrained(o.trained);
   runtime::Vocabulary vocab(m.ckpt.vocab);
-  size_t maxLen = maxLenOf(args, m.ckpt);
-  auto exe = backends::compile(*m.forward, args.get("--backend").value_or("auto"), compileOptions(args));
+  size_t maxLen = maxLenOf(o.trained, m.ckpt);
+  auto exe = backends::compile(*m.forward, o.backend.backend, o.backend.compileOptions());
   runtime::TensorMap params = runtime::modelTensors(m.ckpt);
   const std::string &tokensName = m.forward->value(m.forward->inputs().front()).name;
   const std::string &logitsName = m.forward->outputs().front().name;
-  for (const std::string &text : texts) {
+
+  // Each text is answered (and flushed) before the next is read, so that
+  // predict can serve a pipe line by line; bad texts are reported and skipped.
+  size_t bad = 0;
+  auto classify = [&](const std::string &text, const std::string &where) {
+    if (size_t at = utf8::firstInvalid(text); at != utf8::npos) {
+      fmt::print(stderr, "{}: error: invalid UTF-8 at byte {}\n", where, at);
+      ++bad;
+      return;
+    }
     runtime::Tensor tokens = runtime::padBatch({vocab.encode(text, maxLen)});
     runtime::Tensor logits = exe->run({{tokensName, tokens}}, params).at(logitsName);
     auto x = logits.f32();
+    if (auto at = runtime::firstNonFinite(logits)) {
+      // NaN probabilities are not an answer; say so instead of printing them.
+      fmt::print(stderr, "{}: error: the model's logit for '{}' is {}: its weights overflow on this text\n", where,
+                 m.ckpt.labels[*at], x[*at]);
+      ++bad;
+      return;
+    }
     float mx = *std::max_element(x.begin(), x.end());
     double sum = 0;
     for (float v : x) sum += std::exp(double(v) - mx);
@@ -395,10 +520,21 @@ int cmdPredict(int argc, char **argv) {
     std::string probs;
     for (size_t c = 0; c < x.size(); ++c)
       probs += fmt::format("{}{} {:.4f}", c ? "  " : "", m.ckpt.labels[c], std::exp(double(x[c]) - mx) / sum);
-    std::string shown = text.size() > 60 ? text.substr(0, 57) + "..." : text;
-    fmt::print("{}\t{}\t{}\n", m.ckpt.labels[best], probs, shown);
+    fmt::print("{}\t{}\t{}\n", m.ckpt.labels[best], probs, echoedText(text));
+    std::fflush(stdout);
+  };
+  if (!o.texts.empty()) {
+    for (size_t i = 0; i < o.texts.size(); ++i) classify(o.texts[i], fmt::format("<argument {}>", i + 1));
+  } else {
+    size_t lineNumber = 0;
+    for (std::string line; std::getline(std::cin, line);) {
+      ++lineNumber;
+      if (!line.empty() && line.back() == '\r') line.pop_back(); // CRLF input
+      classify(line, fmt::format("<stdin>:{}", lineNumber));
+    }
   }
-  return 0;
+  if (bad) fmt::print(stderr, "predict: {} text{} skipped\n", bad, bad == 1 ? "" : "s");
+  return bad ? 1 : 0;
 }
 
 } // namespace kiln::tools

@@ -110,10 +110,12 @@ struct Plan {
   std::vector<Step> steps;
   std::vector<double> seconds; ///< per step, when profiling
   std::vector<int64_t> calls;
-  /// A plan this small (batch 1 inference) runs faster on one thread: the
-  /// cost of waking the second one exceeds the work it would take over.
-  /// Its primitives are created and run with one OpenMP thread.
-  bool singleThread = false;
+  /// OpenMP threads the plan's primitives are created and run with (oneDNN
+  /// reads the count at both), and kiln's kernels run on: --threads, or
+  /// OpenMP's default when it is 0, except that a plan this small (batch-1
+  /// inference) runs on one thread: the cost of waking a second one
+  /// exceeds the work it would take over.
+  int threads = 1;
 };
 
 /// Below this many FLOPs (2·M·N·K per matmul, one per element elsewhere) a
@@ -126,17 +128,32 @@ constexpr double kSingleThreadFlops = 8e6;
 /// creation and execution), restoring the previous value after.
 class OmpThreads {
 public:
-  explicit OmpThreads(bool one) : previous_(omp_get_max_threads()), active_(one) {
-    if (active_) omp_set_num_threads(1);
+  explicit OmpThreads(int threads) : previous_(omp_get_max_threads()) {
+    if (threads != previous_) omp_set_num_threads(threads);
   }
   ~OmpThreads() {
-    if (active_) omp_set_num_threads(previous_);
+    if (omp_get_max_threads() != previous_) omp_set_num_threads(previous_);
   }
+  OmpThreads(const OmpThreads &) = delete;
+  OmpThreads &operator=(const OmpThreads &) = delete;
 
 private:
   int previous_;
-  bool active_;
 };
+
+/// The size of the team an OpenMP parallel region gets in the current
+/// scope: what the plan's primitives and kernels will run on, measured
+/// rather than assumed (OMP_THREAD_LIMIT or OMP_DYNAMIC may give fewer than
+/// asked for).
+int ompTeamSize() {
+  int team = 1;
+#pragma omp parallel
+  {
+#pragma omp single
+    team = omp_get_num_threads();
+  }
+  return team;
+}
 
 class OnednnExecutable : public runtime::Executable {
 public:
@@ -147,6 +164,7 @@ public:
   void setProfiling(bool on) override { profiling_ = on; }
   std::vector<runtime::NodeTiming> profile() const override;
   int64_t workspaceBytes() const override { return lastPlan_ ? lastPlan_->memory.arenaBytes : 0; }
+  int threads() const override { return lastPlan_ ? lastPlan_->threads : 0; }
 
   runtime::TensorMap run(const runtime::TensorMap &inputs, const runtime::TensorMap &params) override {
     std::vector<std::vector<int64_t>> inputExtents;
@@ -183,7 +201,7 @@ public:
       if (root != static_cast<ValueId>(v)) plan.ptr[v] = plan.ptr[root];
     }
 
-    OmpThreads threads(plan.singleThread);
+    OmpThreads threads(plan.threads);
     for (size_t i = 0; i < plan.steps.size(); ++i) {
       if (!profiling_) {
         plan.steps[i].run();
@@ -350,8 +368,9 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
     }
     work += elements;
   }
-  p.singleThread = work < kSingleThreadFlops;
-  OmpThreads threads(p.singleThread);
+  int wanted = work < kSingleThreadFlops ? 1 : threads_ > 0 ? threads_ : omp_get_max_threads();
+  OmpThreads threads(wanted);
+  p.threads = ompTeamSize();
   p.memory = passes::planMemory(graph_, b, opts);
   p.arena = std::make_unique<AlignedBuffer>(static_cast<size_t>(p.memory.arenaBytes));
   p.ptr.assign(n, nullptr);
@@ -516,7 +535,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
   bool masked = node.operands.size() > 1; // masked variants have kiln kernels or the reference
   if ((node.op == OpKind::Softmax || node.op == OpKind::LogSoftmax) && !masked) {
     memory::desc md = dense(out);
-    int axis = static_cast<int>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), out.size()));
+    int axis = static_cast<int>(ir::normalizeAxis(ir::axisAttr(node.attrs), out.size()));
     if (node.op == OpKind::Softmax) {
       dnnl::softmax_forward::primitive_desc pd(
           dnnl::softmax_forward::desc(dnnl::prop_kind::forward_training, md, axis), engine_);
@@ -533,7 +552,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
 
   if (node.op == OpKind::SoftmaxGrad) {
     memory::desc md = dense(out);
-    int axis = static_cast<int>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), out.size()));
+    int axis = static_cast<int>(ir::normalizeAxis(ir::axisAttr(node.attrs), out.size()));
     dnnl::softmax_forward::primitive_desc hint(
         dnnl::softmax_forward::desc(dnnl::prop_kind::forward_training, md, axis), engine_);
     dnnl::softmax_backward::primitive_desc pd(dnnl::softmax_backward::desc(md, md, axis), engine_, hint);
@@ -546,7 +565,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
 
   if ((node.op == OpKind::Sum || node.op == OpKind::Mean || node.op == OpKind::Max) && !masked) {
     const auto &ex = ext(node.operands[0]);
-    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), ex.size()));
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), ex.size()));
     Dims src(ex.begin(), ex.end()), dst = src;
     dst[axis] = 1;
     if (ex[axis] == 0) return false;
@@ -632,7 +651,7 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) 
     bool grad = node.op == OpKind::SumGrad || node.op == OpKind::MeanGrad;
     bool mean = node.op == OpKind::Mean || node.op == OpKind::MeanGrad;
     const auto &x = grad ? ext(r) : ext(node.operands[0]);
-    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), x.size()));
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
     bool masked = node.operands.size() == 2;
     ValueId maskValue = masked ? node.operands[1] : -1;
     int64_t outer, len, inner;
@@ -650,7 +669,7 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) 
   case OpKind::LogSoftmax: {
     if (node.operands.size() != 2) return false; // unmasked: the oneDNN primitive
     const auto &x = ext(node.operands[0]);
-    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::attrInt(node.attrs, "axis", -1), x.size()));
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
     Dims m = alignRank(ext(node.operands[1]), x.size());
     int64_t outer = product(x, 0, axis), len = x[axis], inner = product(x, axis + 1, x.size());
     for (size_t d = axis + 1; d < x.size(); ++d)

@@ -351,7 +351,7 @@ struct AxisView {
 /// softmax (Log = false) and log_softmax (Log = true) over the axis attribute.
 template <bool Log> void normalizeKernel(const KernelArgs &k) {
   const Extents &e = k.in[0]->shape();
-  AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
+  AxisView v(e, ir::normalizeAxis(ir::axisAttr(k.node.attrs), e.size()));
   std::vector<uint8_t> mask = expandMask(k);
   const float *x = data<float>(*k.in[0]);
   float *y = data<float>(k.out);
@@ -384,7 +384,7 @@ enum class Reduction { Sum, Mean, Max };
 /// row-major layout of the result, only its extents.
 template <Reduction R> void reduceKernel(const KernelArgs &k) {
   const Extents &e = k.in[0]->shape();
-  AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
+  AxisView v(e, ir::normalizeAxis(ir::axisAttr(k.node.attrs), e.size()));
   std::vector<uint8_t> mask = expandMask(k);
   const float *x = data<float>(*k.in[0]);
   float *y = data<float>(k.out);
@@ -514,7 +514,7 @@ void embeddingGradKernel(const KernelArgs &k) {
 /// (Log = true): dx = dy - exp(y) * sum(dy), over unmasked positions only.
 template <bool Log> void normalizeGradKernel(const KernelArgs &k) {
   const Extents &e = k.in[0]->shape();
-  AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
+  AxisView v(e, ir::normalizeAxis(ir::axisAttr(k.node.attrs), e.size()));
   std::vector<uint8_t> mask = maskOperand(k, 2, *k.in[0]);
   const float *y = data<float>(*k.in[0]), *dy = data<float>(*k.in[1]);
   float *dx = data<float>(k.out);
@@ -552,7 +552,7 @@ float reluGradF(float x, float dy) { return x > 0.0f ? dy : 0.0f; }
 /// unmasked count for the mean), 0 where masked.
 template <Reduction R> void reduceGradKernel(const KernelArgs &k) {
   const Extents &e = k.out.shape();
-  AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
+  AxisView v(e, ir::normalizeAxis(ir::axisAttr(k.node.attrs), e.size()));
   std::vector<uint8_t> mask = maskOperand(k, 1, k.out);
   const float *dy = data<float>(*k.in[0]);
   float *dx = data<float>(k.out);
@@ -574,7 +574,7 @@ template <Reduction R> void reduceGradKernel(const KernelArgs &k) {
 /// element the forward max chose.
 void maxGradKernel(const KernelArgs &k) {
   const Extents &e = k.in[0]->shape();
-  AxisView v(e, ir::normalizeAxis(ir::attrInt(k.node.attrs, "axis", -1), e.size()));
+  AxisView v(e, ir::normalizeAxis(ir::axisAttr(k.node.attrs), e.size()));
   std::vector<uint8_t> mask = maskOperand(k, 2, *k.in[0]);
   const float *x = data<float>(*k.in[0]), *dy = data<float>(*k.in[1]);
   float *dx = data<float>(k.out); // zero-filled

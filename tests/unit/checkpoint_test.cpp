@@ -17,6 +17,7 @@
 #include <doctest/doctest.h>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <unistd.h>
 
 using namespace kiln;
@@ -322,4 +323,44 @@ TEST_CASE("checkpoint: a missing file is an error naming it") {
   CkptDir dir;
   std::string p = dir.file("nope.safetensors");
   CHECK_THROWS_WITH_AS(loadCheckpoint(p), doctest::Contains(p.c_str()), Error);
+}
+
+TEST_CASE("checkpoint: NaN or infinity is never saved, and an existing file stays") {
+  CkptDir dir;
+  Checkpoint c = sampleCheckpoint();
+  std::string p = dir.file("model.ckpt.safetensors");
+  saveCheckpoint(p, c);
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    Checkpoint diverged = c;
+    diverged.step += 1;
+    diverged.tensors["optimizer.fc.bias.v"].f32()[1] = bad;
+    CHECK_THROWS_WITH_AS(saveCheckpoint(p, diverged),
+                         doctest::Contains("refusing to save a checkpoint whose tensor 'optimizer.fc.bias.v' holds"),
+                         Error);
+    CHECK(loadCheckpoint(p).step == c.step);
+  }
+}
+
+TEST_CASE("firstNonFinite finds the first NaN or infinity, past the first block") {
+  Tensor t(ir::DType::F32, {3, 5000});
+  CHECK_FALSE(firstNonFinite(t));
+  t.f32()[12345] = std::numeric_limits<float>::infinity();
+  t.f32()[14000] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(firstNonFinite(t) == 12345);
+  t.f32()[12345] = std::numeric_limits<float>::max(); // finite, however large
+  CHECK(firstNonFinite(t) == 14000);
+  CHECK_FALSE(firstNonFinite(Tensor::fromI32({2}, {-1, INT32_MAX})));
+}
+
+TEST_CASE("config values are checked when read") {
+  Config config = {{"max_len", "256"}, {"lr", "1e-3"}, {"bad", "12x"}, {"neg", "-3"}, {"inf", "inf"}};
+  CHECK(configInteger(config, "max_len", "f") == 256);
+  CHECK(configNumber(config, "lr", "f") == doctest::Approx(1e-3));
+  CHECK_THROWS_WITH_AS(configInteger(config, "bad", "f.ckpt"),
+                       "f.ckpt: the checkpoint's training config 'bad' must be a non-negative integer, got '12x'", Error);
+  CHECK_THROWS_AS(configInteger(config, "neg", "f"), Error);
+  CHECK_THROWS_AS(configNumber(config, "inf", "f"), Error);
+  CHECK_THROWS_WITH_AS(configString(config, "epochs", "f.ckpt"), "f.ckpt: the checkpoint's training config has no 'epochs'",
+                       Error);
 }

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <doctest/doctest.h>
 #include <filesystem>
+#include <fmt/format.h>
 #include <fstream>
 #include <set>
 
@@ -24,6 +25,8 @@ using namespace kiln::runtime;
 namespace fs = std::filesystem;
 
 namespace {
+
+constexpr size_t kMaxProblemsShown = 5; // ReadStats keeps the first five
 
 /// A fresh directory under the system temp dir, removed at scope exit.
 struct DataDir {
@@ -147,6 +150,49 @@ TEST_CASE("data: invalid UTF-8 is a malformed record") {
 
   p = d.file("u.csv", "label,text\na,\"multi\nline\"\nb,\"\xF0\x9F\x98\"\n");
   CHECK(readError(p).loc().line == 4);
+}
+
+TEST_CASE("data: invalid UTF-8 is reported at its first byte, in every format") {
+  DataDir d;
+  // Each text has one ill-formed sequence; its offset within the text.
+  const std::vector<std::pair<std::string, size_t>> texts = {
+      {"ok \xC0\xAF", 3},           // overlong '/'
+      {"\xE0\x80\xAF", 0},          // overlong, 3 bytes
+      {"caf\xC3\xA9 \xED\xA0\x80", 6}, // U+D800 encoded, after an é
+      {"x\xF4\x90\x80\x80", 1},      // U+110000
+      {"\xF8\x88\x80\x80\x80", 0},   // a 5-byte form
+      {"cut \xE4\xB8", 4},           // truncated at the end of the text
+      {"\xF0\x9F\x99 ", 0},         // truncated before a space
+      {"ab\x80", 2},                 // stray continuation byte
+  };
+  std::string tsv, csv = "label,text\n";
+  for (const auto &[text, at] : texts) {
+    tsv += "a\t" + text + "\n";
+    csv += "a,\"" + text + "\"\n";
+  }
+  for (const std::string &p : {d.file("bad.tsv", tsv), d.file("bad.csv", csv)}) {
+    ReadStats stats;
+    CHECK_THROWS_AS(readSkipping(p, stats), Error); // every record is bad: no examples
+    REQUIRE(stats.skipped == texts.size());
+    for (size_t i = 0; i < kMaxProblemsShown; ++i) {
+      size_t line = i + 1 + (p.ends_with(".csv") ? 1 : 0);
+      CHECK(stats.problems[i] == fmt::format("{}:{}: invalid UTF-8 in the text at byte {}", p, line, texts[i].second));
+    }
+  }
+  // Past the five kept problems: each alone.
+  for (size_t i = kMaxProblemsShown; i < texts.size(); ++i) {
+    Error e = readError(d.file("one.tsv", "ok\tfine\na\t" + texts[i].first + "\n"));
+    CHECK(e.loc().line == 2);
+    CHECK(e.message() == fmt::format("invalid UTF-8 in the text at byte {}", texts[i].second));
+  }
+  // The label is checked too (after trimming), and a JSON string is checked
+  // by the JSON parser, which names the byte within the line.
+  CHECK(readError(d.file("l.tsv", "\xED\xBF\xBF\ttext\n")).message() == "invalid UTF-8 in the label at byte 0");
+  CHECK(readError(d.file("l.csv", "label,text\n xy\xC1\x81 ,t\n")).message() ==
+        "invalid UTF-8 in the label at byte 2");
+  Error e = readError(d.file("j.jsonl", "{\"label\":\"a\",\"text\":\"ok\"}\n{\"label\":\"a\",\"text\":\"x\xF4\x90\x80\x80\"}\n"));
+  CHECK(e.loc().line == 2);
+  CHECK(e.message() == "invalid JSON at byte 22: invalid UTF-8");
 }
 
 TEST_CASE("data: CSV quoting, column order, CRLF and BOM") {
@@ -372,6 +418,21 @@ TEST_CASE("data: vocabulary") {
   CHECK(enc.ids == std::vector<std::vector<int32_t>>{{2, 3, 2}, {2, 6, 4}, {8, 5}});
   CHECK_THROWS_WITH_AS(encodeExamples({ex("c", "x")}, full, labels, 0), "unknown label 'c'; the model knows: a, b",
                        Error);
+}
+
+TEST_CASE("data: texts in every script have tokens, so they are not all <unk>") {
+  DataDir d;
+  std::string p = d.file("m.tsv", "ar\tمرحبا بالعالم\nhi\tनमस्ते दुनिया\nemoji\t🙂🙂 👍\nth\tสวัสดี\n"
+                                  "pl\tŁÓDŹ łódź\nru\tЁлка\n");
+  std::vector<RawExample> data = readExamples(p);
+  Vocabulary v = Vocabulary::build(data, 100);
+  // łódź, ส and 🙂 twice each; ties in byte order.
+  CHECK(v.tokens() == std::vector<std::string>{"<pad>", "<unk>", "łódź", "ส", "🙂", "ёлка", "بالعالم", "مرحبا", "दुनिया",
+                                               "नमस्ते", "ดี", "วั", "👍"});
+  CHECK(v.encode("بالعالم 🙂") == std::vector<int32_t>{6, 4});
+  CHECK(v.encode("ЁЛКА") == std::vector<int32_t>{5});
+  CHECK(v.encode("ŁÓDŹ") == std::vector<int32_t>{2});
+  CHECK(v.encode("דבר") == std::vector<int32_t>{1}); // a word the vocabulary lacks is <unk>, not nothing
 }
 
 TEST_CASE("data: train/validation split") {

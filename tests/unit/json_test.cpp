@@ -105,6 +105,42 @@ TEST_CASE("json: malformed input is an error with a byte offset") {
   bad("\"\xFF\"", "invalid UTF-8");
 }
 
+TEST_CASE("json: invalid UTF-8 is located at the first byte of the bad sequence") {
+  auto at = [](const std::string &text) -> std::string {
+    try {
+      json::parse(text);
+    } catch (const Error &e) {
+      return e.message();
+    }
+    return "no error";
+  };
+  CHECK(at("\"ab\xC0\xAF\"") == "invalid JSON at byte 3: invalid UTF-8");                // overlong '/'
+  CHECK(at("\"\xE0\x80\xAF\"") == "invalid JSON at byte 1: invalid UTF-8");              // overlong, 3 bytes
+  CHECK(at("\"\xF0\x8F\xBF\xBF\"") == "invalid JSON at byte 1: invalid UTF-8");          // overlong, 4 bytes
+  CHECK(at("[\"ok\", \"x\xED\xB0\x80\"]") == "invalid JSON at byte 9: invalid UTF-8");  // U+DC00 encoded
+  CHECK(at("\"\xF4\x90\x80\x80\"") == "invalid JSON at byte 1: invalid UTF-8");          // U+110000
+  CHECK(at("\"\xF5\x80\x80\x80\"") == "invalid JSON at byte 1: invalid UTF-8");          // lead byte F5
+  CHECK(at("{\"k\xC3\xA9\xE4\xB8\": 1}") == "invalid JSON at byte 5: invalid UTF-8");    // cut short in a key
+  CHECK(at("\"\xE4\xB8") == "invalid JSON at byte 1: invalid UTF-8");                      // cut short by the end
+  CHECK(at("\"\xC3\xA9\x80\"") == "invalid JSON at byte 3: invalid UTF-8");              // stray continuation
+}
+
+TEST_CASE("json: \\u escapes encode every length of UTF-8, pairs are joined and lone surrogates refused") {
+  CHECK(json::parse(R"("\u007f\u0080\u07FF\u0800\uFFFF")").asString() == "\x7F\xC2\x80\xDF\xBF\xE0\xA0\x80\xEF\xBF\xBF");
+  CHECK(json::parse(R"("\ud800\udc00")").asString() == "\xF0\x90\x80\x80");  // U+10000
+  CHECK(json::parse(R"("\uDBFF\uDFFF")").asString() == "\xF4\x8F\xBF\xBF");  // U+10FFFF
+  CHECK(json::parse(R"("\ud83d\ude42!")").asString() == "\xF0\x9F\x99\x82!"); // U+1F642
+  CHECK(json::parse(R"("\u0141\u0401")").asString() == "\xC5\x81\xD0\x81");  // Ł Ё
+  auto bad = [](const std::string &text, const char *msg) {
+    CAPTURE(text);
+    CHECK_THROWS_WITH_AS(json::parse(text), msg, Error);
+  };
+  bad(R"("ab\udc00")", "invalid JSON at byte 9: unpaired low surrogate");
+  bad(R"("\ud83d")", "invalid JSON at byte 7: unpaired high surrogate");
+  bad(R"("\ud83d\ud83d")", "invalid JSON at byte 13: unpaired high surrogate"); // two highs
+  bad(R"("\ud83dx")", "invalid JSON at byte 7: unpaired high surrogate");
+}
+
 TEST_CASE("json: nesting depth is bounded") {
   std::string ok = std::string(64, '[') + std::string(64, ']');
   CHECK(json::parse(ok).isArray());

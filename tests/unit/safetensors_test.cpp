@@ -212,6 +212,12 @@ TEST_CASE("safetensors: every hostile header is a clear error naming file and te
     bad(std::string("\0\0\0\0\0\x01\0\0", 8) + "{}", "exceeds the limit");
     bad(std::string(8, '\xFF') + "{}", "header length 18446744073709551615 exceeds the limit");
   }
+  SUBCASE("other files") {
+    // Text read as a length is far too long, and no JSON object follows.
+    bad("spam\tfree money now\nham\tsee you at lunch\n", "not a safetensors file");
+    bad("garbage!", "not a safetensors file");
+    bad(std::string("\x64\0\0\0\0\0\0\0", 8) + "[]", "not a safetensors file");
+  }
   SUBCASE("header JSON") {
     bad(fileImage("{\"a\":"), "bad header: invalid JSON at byte 5");
     bad(fileImage(""), "bad header: invalid JSON at byte 0");
