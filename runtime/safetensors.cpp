@@ -195,7 +195,11 @@ private:
     std::span<int32_t> dst = t.dtype() == ir::DType::I32 ? t.i32() : std::span<int32_t>();
     switch (info.src) {
     case SrcType::F32:
-    case SrcType::I32: std::memcpy(t.raw(), src, t.byteSize()); return;
+    case SrcType::I32:
+      // A zero-element tensor has no buffer, and memcpy(nullptr, _, 0) is
+      // undefined behaviour all the same.
+      if (t.byteSize()) std::memcpy(t.raw(), src, t.byteSize());
+      return;
     case SrcType::F64: {
       std::span<float> out = t.f32();
       for (size_t i = 0; i < n; ++i) {

@@ -16,3 +16,17 @@ config.environment["PATH"] = os.pathsep.join(
 config.substitutions.append(("%examples", os.path.join(config.kiln_src_root, "examples")))
 config.substitutions.append(("%python", config.python))
 config.substitutions.append(("%srcroot", config.kiln_src_root))
+
+# The sanitized build: kiln (the only instrumented binary; python and PyTorch
+# run as usual) halts and aborts on the first ASan, UBSan or LeakSanitizer
+# report, and lit's built-in `not`, which would count that crash as the
+# expected failure, gives way to LLVM's, which fails on a crash. Options the
+# caller set win, as the sanitizers read the last value of a flag.
+config.available_features.add("sanitized" if config.kiln_sanitized else "unsanitized")
+if config.kiln_sanitized:
+    for var, ours in (("ASAN_OPTIONS", config.kiln_asan_options), ("UBSAN_OPTIONS", config.kiln_ubsan_options)):
+        theirs = os.environ.get(var, "")
+        config.environment[var] = ours + (":" + theirs if theirs else "")
+    # Every RUN line starts its negated commands with "not " (no other word
+    # of a RUN line is spelled so); the lookbehind keeps paths and options.
+    config.substitutions.insert(0, (r"(?<![\w./%=-])not (?=\S)", config.llvm_not + " "))

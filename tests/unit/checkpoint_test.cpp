@@ -40,7 +40,8 @@ struct CkptDir {
 
 bool sameTensor(const Tensor &a, const Tensor &b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() && a.byteSize() == b.byteSize() &&
-         std::memcmp(a.raw(), b.raw(), a.byteSize()) == 0;
+         // Zero-element tensors have no buffer, and memcmp(nullptr, ...) is UB.
+         (a.byteSize() == 0 || std::memcmp(a.raw(), b.raw(), a.byteSize()) == 0);
 }
 
 Checkpoint sampleCheckpoint() {

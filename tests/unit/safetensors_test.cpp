@@ -48,7 +48,8 @@ doctest::Contains has(const std::string &s) { return doctest::Contains(s.c_str()
 
 bool sameTensor(const Tensor &a, const Tensor &b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() && a.byteSize() == b.byteSize() &&
-         std::memcmp(a.raw(), b.raw(), a.byteSize()) == 0;
+         // Zero-element tensors have no buffer, and memcmp(nullptr, ...) is UB.
+         (a.byteSize() == 0 || std::memcmp(a.raw(), b.raw(), a.byteSize()) == 0);
 }
 
 std::string readFile(const fs::path &p) {
@@ -112,6 +113,21 @@ TEST_CASE("safetensors: round trip of every written dtype and of metadata") {
   SafeTensors none;
   CHECK(serializeSafeTensors(none) == fileImage("{}      "));
   checkSame(none, parseSafeTensors(serializeSafeTensors(none), "mem"));
+}
+
+// Found by tests/fuzz (fuzz_safetensors) and the sanitized unit run: a
+// zero-element tensor has no buffer, and copying its 0 bytes passed a null
+// pointer to memcpy (undefined behaviour that UBSan halts on). Every dtype
+// path, direct and converted, must read such tensors.
+TEST_CASE("safetensors: zero-element tensors of every dtype are read") {
+  for (const char *dtype : {"F32", "I32", "F64", "I64", "I16", "I8", "U8", "BOOL"}) {
+    CAPTURE(dtype);
+    std::string header = std::string(R"({"e":{"dtype":")") + dtype + R"(","shape":[2,0],"data_offsets":[0,0]}})";
+    SafeTensors st = parseSafeTensors(fileImage(header), "zero.safetensors");
+    REQUIRE(st.tensors.count("e"));
+    CHECK(st.tensors.at("e").numel() == 0);
+    CHECK(st.tensors.at("e").shape() == std::vector<int64_t>{2, 0});
+  }
 }
 
 TEST_CASE("safetensors: the bytes of a tiny file match the format spec") {
