@@ -213,7 +213,6 @@ int cmdBench(int argc, char **argv) {
   if (!cmd.parse(argc, argv, 2)) return 0;
   const std::string &modelFile = o.model, &mode = o.mode;
   int64_t batch = o.batch, seq = o.seq;
-  if (batch < 1 || seq < 1) throw UsageError("--batch and --seq must be at least 1");
   int repeat = static_cast<int>(std::clamp<int64_t>(o.repeat, 1, 1'000'000));
   int warmup = static_cast<int>(std::min<int64_t>(o.warmup, 1'000'000));
   bool profiling = o.profile, pad = o.pad;
