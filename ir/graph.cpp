@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fmt/format.h>
+#include <utility>
 
 namespace kiln::ir {
 
@@ -27,10 +28,87 @@ ValueId Graph::addParam(const std::string &name, TensorType type, Attrs attrs) {
 ValueId Graph::addNode(OpKind op, std::vector<ValueId> operands, Attrs attrs, TensorType type,
                        std::vector<SourceLoc> locs, std::string resultName) {
   ValueId id = static_cast<ValueId>(values_.size());
-  NodeId nid = static_cast<NodeId>(nodes_.size());
+  NodeId nid = insertionPoint();
   values_.push_back({std::move(type), ValueKind::Node, std::move(resultName), nid, {}});
-  nodes_.push_back({op, std::move(operands), std::move(attrs), id, std::move(locs)});
+  nodes_.insert(nodes_.begin() + nid, Node{op, std::move(operands), std::move(attrs), id, std::move(locs)});
+  if (insertAt_ >= 0) {
+    // The nodes after the new one moved down: their results' producers too.
+    ++insertAt_;
+    for (size_t i = static_cast<size_t>(nid) + 1; i < nodes_.size(); ++i) values_[nodes_[i].result].producer = static_cast<NodeId>(i);
+  }
   return id;
+}
+
+void Graph::setInsertionPoint(NodeId before) {
+  if (before < 0 || static_cast<size_t>(before) > nodes_.size())
+    throw Error(fmt::format("insertion point {} is outside the {} nodes of @{}", before, nodes_.size(), name_));
+  insertAt_ = static_cast<size_t>(before) == nodes_.size() ? -1 : before;
+}
+
+void Graph::replaceAllUses(ValueId from, ValueId to) {
+  if (from == to) return;
+  for (Node &n : nodes_)
+    for (ValueId &v : n.operands)
+      if (v == from) v = to;
+  for (Output &o : outputs_)
+    if (o.value == from) o.value = to;
+  ValueInfo &old = values_.at(from), &fresh = values_.at(to);
+  if (fresh.name.empty() && old.kind == ValueKind::Node) fresh.name = std::exchange(old.name, {});
+}
+
+size_t Graph::eraseNodes(const std::vector<bool> &dead) {
+  size_t removed = 0;
+  std::vector<ValueId> remap(values_.size(), -1);
+  std::vector<ValueInfo> values;
+  values.reserve(values_.size());
+  // Inputs and parameters first, then node results in node order: the
+  // printed IR numbers unnamed values the same way before and after.
+  for (size_t v = 0; v < values_.size(); ++v)
+    if (values_[v].kind != ValueKind::Node) {
+      remap[v] = static_cast<ValueId>(values.size());
+      values.push_back(std::move(values_[v]));
+    }
+  std::vector<Node> nodes;
+  nodes.reserve(nodes_.size());
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (i < dead.size() && dead[i]) {
+      ++removed;
+      continue;
+    }
+    Node &n = nodes_[i];
+    ValueId id = static_cast<ValueId>(values.size());
+    remap[n.result] = id;
+    values.push_back(std::move(values_[n.result]));
+    values.back().producer = static_cast<NodeId>(nodes.size());
+    n.result = id;
+    nodes.push_back(std::move(n));
+  }
+  auto mapped = [&](ValueId v) {
+    if (remap[v] < 0) throw Error(fmt::format("@{}: a removed value is still read", name_));
+    return remap[v];
+  };
+  for (Node &n : nodes)
+    for (ValueId &v : n.operands) v = mapped(v);
+  for (Output &o : outputs_) o.value = mapped(o.value);
+  for (ValueId &v : inputs_) v = remap[v];
+  for (ValueId &v : params_) v = remap[v];
+  values_ = std::move(values);
+  nodes_ = std::move(nodes);
+  insertAt_ = -1;
+  return removed;
+}
+
+std::vector<std::vector<NodeId>> Graph::users() const {
+  std::vector<std::vector<NodeId>> u(values_.size());
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    for (ValueId v : nodes_[i].operands) u[v].push_back(static_cast<NodeId>(i));
+  return u;
+}
+
+bool Graph::isOutput(ValueId v) const {
+  for (const Output &o : outputs_)
+    if (o.value == v) return true;
+  return false;
 }
 
 void Graph::addOutput(const std::string &name, ValueId v) { outputs_.push_back({name, v}); }

@@ -60,9 +60,30 @@ public:
 
   ValueId addInput(const std::string &name, TensorType type);
   ValueId addParam(const std::string &name, TensorType type, Attrs attrs = {});
-  /// Appends a node whose result type has already been inferred.
+  /// Adds a node whose result type has already been inferred, at the
+  /// insertion point (the end unless setInsertionPoint moved it).
   ValueId addNode(OpKind op, std::vector<ValueId> operands, Attrs attrs, TensorType type,
                   std::vector<SourceLoc> locs, std::string resultName = {});
+
+  // --- Rewriting (ir/rewrite.h builds patterns on these) ---------------------
+  /// New nodes go before node `before` (and the nodes from there on move
+  /// down one index per node added); nodes().size() means the end.
+  void setInsertionPoint(NodeId before);
+  NodeId insertionPoint() const { return insertAt_ < 0 ? static_cast<NodeId>(nodes_.size()) : insertAt_; }
+  /// Every operand and output that reads `from` reads `to` instead. `to`
+  /// takes over from's name when it has none, so that a fused value keeps
+  /// the DSL name of the value it stands for.
+  void replaceAllUses(ValueId from, ValueId to);
+  /// Removes the nodes marked in `dead` (indexed by NodeId) and every value
+  /// they produced, renumbering the remaining values and nodes: ValueIds and
+  /// NodeIds held across the call are stale. The caller guarantees no survivor reads a
+  /// removed value. Returns how many nodes were removed.
+  size_t eraseNodes(const std::vector<bool> &dead);
+  /// Per value, the nodes that read it (a node reading it twice is listed
+  /// twice); outputs are not nodes: see isOutput.
+  std::vector<std::vector<NodeId>> users() const;
+  /// Whether some graph output is v.
+  bool isOutput(ValueId v) const;
   void addOutput(const std::string &name, ValueId v);
   /// Replaces the output list (passes that drop or reorder outputs).
   void setOutputs(std::vector<Output> outputs) { outputs_ = std::move(outputs); }
@@ -95,6 +116,7 @@ private:
   std::vector<ValueId> inputs_, params_;
   std::vector<Node> nodes_;
   std::vector<Output> outputs_;
+  NodeId insertAt_ = -1; ///< -1: append
 };
 
 class Module {

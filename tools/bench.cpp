@@ -30,6 +30,7 @@
 #include <chrono>
 #include <fmt/format.h>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <thread>
 
@@ -48,6 +49,7 @@ struct BenchArgs {
   std::optional<std::string> json;
   std::vector<std::string> params;
   OptimizerOptions optimizer;
+  PassOptions passes;
 };
 
 void declare(cli::Command &cmd, BenchArgs &o) {
@@ -65,6 +67,7 @@ void declare(cli::Command &cmd, BenchArgs &o) {
   declareParamOption(cmd, o.params);
   cmd.section("training step");
   declareOptimizerOptions(cmd, o.optimizer);
+  declarePassOptions(cmd, o.passes);
   cmd.epilogue(R"(memory = parameters + optimizer state (training) + the backend's workspace
 (its arena, or its peak of live intermediates); "workspace n/a" when the
 backend does not report one. Each result ends with the number of worker
@@ -83,6 +86,9 @@ struct Timing {
   int64_t flops = 0;
   int64_t paramBytes = 0, stateBytes = 0, workspaceBytes = 0;
   std::vector<runtime::NodeTiming> profile;
+  /// The graph the profile's node ids index: the one the backend ran,
+  /// after the pass pipeline.
+  std::shared_ptr<const ir::Graph> graph;
 
   int64_t memoryBytes() const { return paramBytes + stateBytes + workspaceBytes; }
 };
@@ -210,6 +216,7 @@ int cmdBench(int argc, char **argv) {
                    "back as in training) and inference at batch B and at batch 1, on random\n"
                    "token batches, for every backend or the one named.");
   declare(cmd, o);
+  if (listPassesRequested(argc, argv)) return fmt::print("{}", listPasses()), 0;
   if (!cmd.parse(argc, argv, 2)) return 0;
   const std::string &modelFile = o.model, &mode = o.mode;
   int64_t batch = o.batch, seq = o.seq;
@@ -250,9 +257,11 @@ int cmdBench(int argc, char **argv) {
              repeat, warmup, copts.threads ? std::to_string(copts.threads) : "0 (all cores)");
   std::string results;
   for (const std::string &backend : backendsToRun) {
+    BackendOptions chosen = o.backend;
+    chosen.backend = backend;
     std::vector<Timing> timings;
     if (mode != "infer") {
-      auto exe = backends::compile(train, backend, copts);
+      auto exe = compileGraph(train, chosen, o.passes);
       exe->setProfiling(profiling);
       // Materialised per backend rather than copied from one master set, so
       // that the process holds one set at a time and its peak RSS (the last
@@ -281,10 +290,11 @@ int cmdBench(int argc, char **argv) {
       t.workspaceBytes = exe->workspaceBytes();
       t.threads = exe->threads();
       t.profile = exe->profile();
+      t.graph = std::make_shared<const ir::Graph>(exe->graph());
       timings.push_back(std::move(t));
     }
     if (mode != "train") {
-      auto exe = backends::compile(*forward, backend, copts);
+      auto exe = compileGraph(*forward, chosen, o.passes);
       runtime::TensorMap modelParams = runtime::materializeParams(*forward, {}, 0);
       for (int64_t b : {batch, int64_t{1}}) {
         // Profile the full batch only: batch 1 is dominated by per-node overhead.
@@ -300,6 +310,7 @@ int cmdBench(int argc, char **argv) {
         t.workspaceBytes = exe->workspaceBytes();
         t.threads = exe->threads();
         if (b == batch) t.profile = exe->profile();
+        t.graph = std::make_shared<const ir::Graph>(exe->graph());
         timings.push_back(std::move(t));
         if (batch == 1) break;
       }
@@ -315,7 +326,7 @@ int cmdBench(int argc, char **argv) {
                  "{}\n",
                  backend, label, t.medianMs, t.minMs, static_cast<double>(t.flops) / (t.medianMs * 1e6),
                  static_cast<double>(t.flops) / 1e9, mib(t.memoryBytes()), memory, threadsUsed);
-      const ir::Graph &g = t.what == "train" ? train : *forward;
+      const ir::Graph &g = *t.graph;
       if (profiling && t.what != "infer_b1") printProfile(t.profile, g);
       results += fmt::format(
           "{}\n    {{\"backend\": {}, \"what\": \"{}\", \"batch\": {}, \"seq\": {}, \"median_ms\": {:.6f}, "

@@ -258,7 +258,17 @@ public:
       return false;
     }
     std::vector<std::string> args;
-    for (int i = argc - 1; i >= first; --i) args.push_back(argv[i]); // CLI11 takes them reversed
+    for (int i = argc - 1; i >= first; --i) { // CLI11 takes them reversed
+      // `--name=` gives an option the empty value (CLI11 would call the
+      // value missing): how --passes= says "no passes".
+      std::string a = argv[i];
+      bool beforeDashDash = std::find(argv + first, argv + i, std::string("--")) == argv + i;
+      if (beforeDashDash && a.size() > 3 && a.back() == '=' && a.compare(0, 2, "--") == 0) {
+        args.push_back("");
+        a.pop_back();
+      }
+      args.push_back(a);
+    }
     try {
       app_->parse(args);
     } catch (const CLI::CallForHelp &) {

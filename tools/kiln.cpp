@@ -25,6 +25,7 @@
 #include "ir/printer.h"
 #include "ir/verifier.h"
 #include "passes/memory_plan.h"
+#include "passes/pipeline.h"
 #include "passes/training.h"
 #include "runtime/init.h"
 #include "runtime/output_guard.h"
@@ -39,6 +40,7 @@
 #include <cstring>
 #include <fmt/format.h>
 #include <iostream>
+#include <iterator>
 #include <malloc.h>
 #include <map>
 #include <optional>
@@ -169,6 +171,7 @@ struct CompileArgs {
   std::optional<std::string> bind;
   std::optional<std::string> output;
   bool force = false;
+  tools::PassOptions passes;
 };
 
 void declare(cli::Command &cmd, CompileArgs &o) {
@@ -188,6 +191,7 @@ void declare(cli::Command &cmd, CompileArgs &o) {
   declareModelInput(cmd, o.input);
   cmd.section("training step (--graph=train)");
   tools::declareOptimizerOptions(cmd, o.input.optimizer);
+  tools::declarePassOptions(cmd, o.passes);
 }
 
 int cmdCompile(int argc, char **argv) {
@@ -195,6 +199,7 @@ int cmdCompile(int argc, char **argv) {
   cli::Command cmd("compile", "FILE [options]",
                    "Parses FILE (a .kiln model, or .ir textual IR) and prints one stage of the\npipeline.");
   declare(cmd, o);
+  if (tools::listPassesRequested(argc, argv)) return fmt::print("{}", tools::listPasses()), 0;
   if (!cmd.parse(argc, argv, 2)) return 0;
   // Bindings only size buffers; silently ignoring them elsewhere would hide a typo'd --emit.
   if (o.emit != "memory" && o.bind) throw UsageError("--bind applies only to --emit=memory");
@@ -216,6 +221,14 @@ int cmdCompile(int argc, char **argv) {
     one.graphs().push_back(*g);
     m = std::move(one);
   }
+  // What compile prints is what a backend would run: each graph after the
+  // pass pipeline (--passes= shows the graphs as lowered).
+  std::vector<passes::PassRecord> records;
+  for (ir::Graph &g : m.graphs()) {
+    auto r = passes::runPipeline(g, o.passes.pipeline());
+    records.insert(records.end(), r.begin(), r.end());
+  }
+  if (o.passes.timePasses) o.passes.pipeline().print(passes::formatPassTimes(records));
   if (o.emit == "memory") {
     std::string report;
     for (const ir::Graph &g : m.graphs()) {
@@ -265,6 +278,7 @@ struct RunArgs {
   bool dumpAll = false;
   bool force = false;
   tools::BackendOptions backend;
+  tools::PassOptions passes;
 };
 
 void declare(cli::Command &cmd, RunArgs &o) {
@@ -294,6 +308,7 @@ void declare(cli::Command &cmd, RunArgs &o) {
   tools::declareBackendOptions(cmd, o.backend);
   cmd.section("training step (--graph=train)");
   tools::declareOptimizerOptions(cmd, o.input.optimizer);
+  tools::declarePassOptions(cmd, o.passes);
 }
 
 int cmdRun(int argc, char **argv) {
@@ -301,6 +316,7 @@ int cmdRun(int argc, char **argv) {
   cli::Command cmd("run", "FILE (--inputs FILE | --text TEXT ...) [options]",
                    "Executes a graph of a model on a backend and prints or writes its outputs.");
   declare(cmd, o);
+  if (tools::listPassesRequested(argc, argv)) return fmt::print("{}", tools::listPasses()), 0;
   if (!cmd.parse(argc, argv, 2)) return 0;
   if (o.inputs && !o.texts.empty()) throw UsageError("give --inputs or --text, not both");
   if (!o.inputs && o.texts.empty()) throw UsageError("run needs --inputs FILE or --text TEXT");
@@ -356,13 +372,19 @@ int cmdRun(int argc, char **argv) {
                modelParams, o.seed);
 
   reference::RunResult r;
+  ir::Graph optimized;
   if (o.dumpAll) {
+    // The intermediates dumped are those of the graph that runs: after the
+    // pipeline (--passes= keeps every value the DSL named).
+    optimized = *g;
+    passes::runPipeline(optimized, o.passes.pipeline());
+    g = &optimized;
     reference::RunOptions opts;
     opts.keepAll = true;
     opts.threads = o.backend.compileOptions().threads;
     r = reference::run(*g, inputs, params, opts);
   } else {
-    r.outputs = backends::compile(*g, o.backend.backend, o.backend.compileOptions())->run(inputs, params);
+    r.outputs = tools::compileGraph(*g, o.backend, o.passes)->run(inputs, params);
   }
 
   if (!o.outputs) {
@@ -383,6 +405,45 @@ int cmdRun(int argc, char **argv) {
   st.metadata["graph"] = graphName;
   st.metadata["source"] = o.input.file;
   runtime::writeSafeTensors(*o.outputs, st);
+  return 0;
+}
+
+// --- kiln opt --------------------------------------------------------------------
+
+struct OptArgs {
+  std::string file;
+  std::optional<std::string> output;
+  bool force = false;
+  tools::PassOptions passes;
+};
+
+int cmdOpt(int argc, char **argv) {
+  OptArgs o;
+  cli::Command cmd("opt", "FILE.ir [--passes=A,B,...] [options]",
+                   "Reads textual IR, runs passes over every graph and prints the result as\n"
+                   "textual IR (as mlir-opt does): how each pass is tested on small inputs.");
+  cmd.positional("FILE.ir", o.file, "textual IR (kiln compile --emit=ir writes it); - for standard input");
+  cmd.option("-o", o.output, "FILE", "write to FILE").defaultText("standard output");
+  cmd.flag("--force", o.force, "let -o replace an existing file that is not kiln compiler output (never FILE itself)");
+  tools::declarePassOptions(cmd, o.passes);
+  if (tools::listPassesRequested(argc, argv)) return fmt::print("{}", tools::listPasses()), 0;
+  if (!cmd.parse(argc, argv, 2)) return 0;
+  if (o.output)
+    runtime::checkOutput("-o", *o.output, runtime::OutputKind::CompilerDump, {{"FILE.ir", o.file}}, o.force);
+  std::string name = o.file == "-" ? std::string("<stdin>") : o.file;
+  std::string text;
+  if (o.file == "-") text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  else text = frontend::readFile(o.file);
+  registerSource(name, text);
+  ir::Module m = ir::parseModule(text, name);
+  ir::verify(m);
+  std::vector<passes::PassRecord> records;
+  for (ir::Graph &g : m.graphs()) {
+    auto r = passes::runPipeline(g, o.passes.pipeline());
+    records.insert(records.end(), r.begin(), r.end());
+  }
+  if (o.passes.timePasses) o.passes.pipeline().print(passes::formatPassTimes(records));
+  writeText(o.output, ir::printModule(m));
   return 0;
 }
 
@@ -414,6 +475,7 @@ const CommandEntry commands[] = {
     {"eval", "accuracy, macro-F1 and confusion matrix of a checkpoint on data", tools::cmdEval},
     {"predict", "classify texts with a checkpoint", tools::cmdPredict},
     {"bench", "time training steps and inference on each backend", tools::cmdBench},
+    {"opt", "run compiler passes over textual IR and print the result", cmdOpt},
     {"ops", "list the op table", cmdOps},
 };
 

@@ -11,11 +11,16 @@
 #pragma once
 
 #include "backends/backend.h"
+#include "passes/pipeline.h"
 #include "passes/training.h"
 #include "runtime/executable.h"
 #include "tools/cli.h"
 
+#include <chrono>
+#include <cstdio>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -84,6 +89,128 @@ inline void declareBackendOptions(cli::Command &cmd, BackendOptions &o, bool orA
   }
   cmd.option("--backend", o.backend, "NAME", "the backend that runs the graph").choices(std::move(names));
   cmd.option("--threads", o.threads, "N", "worker threads").defaultText("all cores");
+}
+
+/// The pass pipeline between the frontend (or autodiff) and the backend,
+/// and what to show of it.
+struct PassOptions {
+  std::optional<std::string> passes; ///< comma-separated; "" runs none
+  std::vector<std::string> disabled;
+  bool printBeforeAll = false, printAfterAll = false;
+  std::vector<std::string> printAfter;
+  bool verifyEach = false, timePasses = false, listPasses = false;
+
+  /// The options for passes::runPipeline, printing to standard error.
+  passes::PipelineOptions pipeline() const {
+    passes::PipelineOptions p;
+    if (passes) {
+      p.passes.emplace();
+      size_t pos = 0;
+      while (pos < passes->size()) {
+        size_t comma = passes->find(',', pos);
+        std::string name = passes->substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        if (name.empty()) throw cli::UsageError(fmt::format("--passes has an empty name in '{}'", *passes));
+        p.passes->push_back(name);
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+      }
+    }
+    p.disabled = disabled;
+    p.printBeforeAll = printBeforeAll;
+    p.printAfterAll = printAfterAll;
+    p.printAfter = printAfter;
+    p.verifyEach = verifyEach;
+    p.timePasses = timePasses;
+    p.print = [](const std::string &text) {
+      std::fflush(stdout);
+      std::fwrite(text.data(), 1, text.size(), stderr);
+      std::fflush(stderr);
+    };
+    return p;
+  }
+};
+
+/// The registry and the default pipelines, for --list-passes.
+inline std::string listPasses() {
+  std::string out = "passes (--passes=a,b,c runs these in order; --disable-pass=NAME drops one):\n";
+  for (const passes::PassInfo &p : passes::allPasses()) out += fmt::format("  {:<14} {}\n", p.name, p.summary);
+  auto join = [](const std::vector<std::string> &names) {
+    std::string s;
+    for (const std::string &n : names) s += (s.empty() ? "" : ",") + n;
+    return s;
+  };
+  out += "default pipelines:\n";
+  out += "  inference  " + join(passes::defaultPipeline(passes::GraphRole::Inference)) + "\n";
+  out += "  training   " + join(passes::defaultPipeline(passes::GraphRole::Training)) + "\n";
+  return out;
+}
+
+/// Whether the command line asks for --list-passes, which (like --help)
+/// needs none of the command's required arguments: checked before parsing.
+inline bool listPassesRequested(int argc, char **argv) {
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") return false;
+    if (a == "--list-passes") return true;
+  }
+  return false;
+}
+
+/// --passes, --disable-pass, --print-ir-before-all, --print-ir-after-all,
+/// --print-ir-after, --verify-each, --time-passes, --list-passes.
+inline void declarePassOptions(cli::Command &cmd, PassOptions &o) {
+  // Names are checked as the command line is parsed, before any work.
+  auto checkName = [](const char *option) {
+    return [option](const std::string &name) {
+      if (passes::findPass(name)) return;
+      std::vector<std::string> names;
+      for (const passes::PassInfo &p : passes::allPasses()) names.push_back(p.name);
+      std::string hint = nearestName(name, names);
+      throw cli::UsageError(fmt::format("{}: unknown pass '{}'{}; see --list-passes", option, name,
+                                        hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+    };
+  };
+  cmd.section("compiler passes");
+  cmd.option("--passes", o.passes, "A,B,...", "run these passes, in this order, instead of the default pipeline "
+                                              "(--passes= runs none)")
+      .defaultText("the default pipeline of the graph (--list-passes)")
+      .check([checkName](const std::string &list) {
+        size_t pos = 0;
+        while (pos <= list.size() && !list.empty()) {
+          size_t comma = list.find(',', pos);
+          std::string name = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+          if (name.empty()) throw cli::UsageError(fmt::format("--passes has an empty name in '{}'", list));
+          checkName("--passes")(name);
+          if (comma == std::string::npos) break;
+          pos = comma + 1;
+        }
+      });
+  cmd.option("--disable-pass", o.disabled, "NAME", "leave this pass out (repeatable)").check(checkName("--disable-pass"));
+  cmd.flag("--print-ir-before-all", o.printBeforeAll, "print each graph (to stderr) before every pass that changes it");
+  cmd.flag("--print-ir-after-all", o.printAfterAll, "print each graph (to stderr) after every pass that changes it");
+  cmd.option("--print-ir-after", o.printAfter, "NAME", "print the graph after this pass when it changes it (repeatable)")
+      .check(checkName("--print-ir-after"));
+  cmd.flag("--verify-each", o.verifyEach, "verify the graph after every rewrite and every pass");
+  cmd.flag("--time-passes", o.timePasses, "print (to stderr) the wall time of each pass and of the backend's compile");
+  cmd.flag("--list-passes", o.listPasses, "print the passes and the default pipelines, and exit");
+}
+
+/// The graph as the backend runs it: g through the pass pipeline (printing
+/// and timing as asked), compiled for the chosen backend.
+inline std::unique_ptr<runtime::Executable> compileGraph(const ir::Graph &g, const BackendOptions &backend,
+                                                         const PassOptions &passOptions) {
+  ir::Graph optimized = g;
+  passes::PipelineOptions pipeline = passOptions.pipeline();
+  std::vector<passes::PassRecord> records = passes::runPipeline(optimized, pipeline);
+  auto t0 = std::chrono::steady_clock::now();
+  auto exe = backends::compile(optimized, backend.backend, backend.compileOptions());
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (passOptions.timePasses)
+    pipeline.print(passes::formatPassTimes(
+        records, {{fmt::format("backend {} compile of @{} (plans per shape are built at first run)", backend.backend,
+                               g.name()),
+                   seconds}}));
+  return exe;
 }
 
 /// --param NAME=VAL, repeatable.

@@ -68,6 +68,7 @@ struct TrainArgs {
   int64_t saveEvery = 0, maxSteps = 0;
   bool force = false;
   BackendOptions backend;
+  PassOptions passes;
 };
 
 /// Marks the options whose values a checkpoint records: --resume takes them
@@ -115,6 +116,7 @@ void declare(cli::Command &cmd, TrainArgs &o) {
            "(an input of the command is never replaced)");
   cmd.section("backend");
   declareBackendOptions(cmd, o.backend);
+  declarePassOptions(cmd, o.passes);
 
   std::string recipe;
   for (const cli::Option *r : cmd.tagged(kRecipe)) recipe += (recipe.empty() ? "" : ", ") + r->name();
@@ -149,6 +151,7 @@ struct EvalArgs {
   bool skipBad = false;
   int64_t batch = 256;
   BackendOptions backend;
+  PassOptions passes;
 };
 
 void declare(cli::Command &cmd, EvalArgs &o) {
@@ -157,6 +160,7 @@ void declare(cli::Command &cmd, EvalArgs &o) {
   cmd.flag("--skip-bad", o.skipBad, "skip malformed records instead of failing");
   cmd.option("--batch", o.batch, "B", "evaluation batch size").atLeast(1);
   declareBackendOptions(cmd, o.backend);
+  declarePassOptions(cmd, o.passes);
   cmd.extraArgumentHint("name the model with --model FILE");
 }
 
@@ -164,6 +168,7 @@ struct PredictArgs {
   TrainedModelArgs trained;
   std::vector<std::string> texts;
   BackendOptions backend;
+  PassOptions passes;
 };
 
 void declare(cli::Command &cmd, PredictArgs &o) {
@@ -172,6 +177,7 @@ void declare(cli::Command &cmd, PredictArgs &o) {
                   "put texts that start with '-' after '--'");
   declare(cmd, o.trained);
   declareBackendOptions(cmd, o.backend);
+  declarePassOptions(cmd, o.passes);
 }
 
 /// The names of a model file's hyper-parameters.
@@ -293,6 +299,7 @@ int cmdTrain(int argc, char **argv) {
                    "header, or JSON Lines with \"label\"/\"text\"; by extension). The model's `vocab`\n"
                    "and `classes` params default to what the data says.");
   declare(cmd, o);
+  if (listPassesRequested(argc, argv)) return fmt::print("{}", listPasses()), 0;
   if (!cmd.parse(argc, argv, 2)) return 0;
   std::string source = frontend::readFile(o.model);
 
@@ -396,8 +403,8 @@ int cmdTrain(int argc, char **argv) {
   opt.outputGradients = false;
   ir::Graph trainGraph = passes::buildTrainGraph(*forward, opt);
   ir::verify(trainGraph);
-  auto stepExe = backends::compile(trainGraph, o.backend.backend, o.backend.compileOptions());
-  auto forwardExe = backends::compile(*forward, o.backend.backend, o.backend.compileOptions());
+  auto stepExe = compileGraph(trainGraph, o.backend, o.passes);
+  auto forwardExe = compileGraph(*forward, o.backend, o.passes);
 
   if (resume) {
     runtime::materializeParams(trainGraph, ckpt.tensors, 0, /*strict=*/true); // checks every tensor
@@ -458,13 +465,14 @@ int cmdEval(int argc, char **argv) {
                    "Prints accuracy, macro-F1, per-class precision/recall/F1 and the confusion\n"
                    "matrix of a checkpoint on labelled data.");
   declare(cmd, o);
+  if (listPassesRequested(argc, argv)) return fmt::print("{}", listPasses()), 0;
   if (!cmd.parse(argc, argv, 2)) return 0;
   LoadedModel m = loadTrained(o.trained);
   runtime::Vocabulary vocab(m.ckpt.vocab);
   runtime::LabelSet labels(m.ckpt.labels);
   auto examples = readData(o.data, o.skipBad);
   auto data = runtime::encodeExamples(examples, vocab, labels, maxLenOf(o.trained, m.ckpt));
-  auto exe = backends::compile(*m.forward, o.backend.backend, o.backend.compileOptions());
+  auto exe = compileGraph(*m.forward, o.backend, o.passes);
   auto start = std::chrono::steady_clock::now();
   runtime::EvalResult r = runtime::evaluate(*exe, runtime::modelTensors(m.ckpt), data, o.batch);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -485,11 +493,12 @@ int cmdPredict(int argc, char **argv) {
                    "separated by tabs. A text that is not valid UTF-8 is reported with its line\n"
                    "(<stdin>:LINE) or argument number and skipped, and the exit status is then 1.");
   declare(cmd, o);
+  if (listPassesRequested(argc, argv)) return fmt::print("{}", listPasses()), 0;
   if (!cmd.parse(argc, argv, 2)) return 0;
   LoadedModel m = loadTrained(o.trained);
   runtime::Vocabulary vocab(m.ckpt.vocab);
   size_t maxLen = maxLenOf(o.trained, m.ckpt);
-  auto exe = backends::compile(*m.forward, o.backend.backend, o.backend.compileOptions());
+  auto exe = compileGraph(*m.forward, o.backend, o.passes);
   runtime::TensorMap params = runtime::modelTensors(m.ckpt);
   const std::string &tokensName = m.forward->value(m.forward->inputs().front()).name;
   const std::string &logitsName = m.forward->outputs().front().name;

@@ -1,0 +1,100 @@
+//===- ir/rewrite.h - declarative pattern rewriting on graphs ---*- C++ -*-===//
+//
+// A fusion or a simplification is a Rule: a Pattern (a small DAG of ops
+// matched by kind, attributes, shapes and number of users) and a function
+// that builds the replacement. applyRules() walks the graph's nodes in
+// order, tries every rule rooted at each node, and on a match builds the
+// replacement just before the root (every value the pattern's leaves match
+// is defined before the root, so the order stays topological), points the
+// root's users at it, and removes the nodes nothing reads any more. It
+// repeats the walk until no rule fires (a fixed point), bounded so that a
+// pair of rules that undo each other cannot loop forever.
+//
+// Matching starts at the root and follows operands. A leaf (Pattern::any)
+// matches any value; naming it captures the value, and a name used twice
+// must match the same value both times (a DAG: `x` as both query and key).
+// An op pattern matches a node of that kind with exactly that many
+// operands whose operands match in order (or, for commutative(), in either
+// order). Every matched node except the root must be read only inside the
+// pattern and must not be a graph output, unless marked shared(): removing
+// the root must make it dead, or the "fusion" would compute it twice.
+//
+// The replacement's nodes carry the source locations of every node the
+// pattern matched, so a fused op still names the DSL lines it came from.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "ir/builder.h"
+#include "ir/graph.h"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln::ir::rewrite {
+
+class Pattern {
+public:
+  /// Any value (input, parameter or node result).
+  static Pattern any(std::string capture = {});
+  /// A node of kind `op` whose operands match `operands`, in order.
+  static Pattern op(OpKind op, std::vector<Pattern> operands);
+
+  /// Captures the matched value (leaf) or node result (op) under `name`.
+  Pattern &as(std::string name);
+  /// The attribute must equal `value`; an absent attribute compares as the
+  /// default passed here (the op table's default).
+  Pattern &attr(std::string name, Attr value, Attr absent);
+  /// An extra condition on the matched value (its shape, its dtype, ...).
+  Pattern &where(std::function<bool(const Graph &, ValueId)> condition);
+  /// A two-operand op whose operands may match in either order.
+  Pattern &commutative();
+  /// The node may have readers outside the pattern or be an output: it is
+  /// then left in place, and the replacement must not need it removed.
+  Pattern &shared();
+
+  struct Impl;
+  std::shared_ptr<Impl> impl;
+};
+
+/// What a pattern matched.
+struct Match {
+  NodeId root = -1;
+  std::map<std::string, ValueId> values; ///< captures
+  std::vector<NodeId> nodes;             ///< every matched node, root included
+  ValueId at(const std::string &name) const;
+  /// The source locations of the matched nodes, in graph order, without repeats.
+  std::vector<SourceLoc> locs(const Graph &g) const;
+};
+
+/// Matches `pattern` rooted at node `root`; `users` is g.users().
+std::optional<Match> match(const Graph &g, const std::vector<std::vector<NodeId>> &users, const Pattern &pattern,
+                           NodeId root);
+
+struct Rule {
+  std::string name;
+  Pattern pattern;
+  /// Builds the replacement with `b` (whose insertion point is the root) and
+  /// returns the value that replaces the root's result, or nullopt to
+  /// decline (the graph must then be unchanged).
+  std::function<std::optional<ValueId>(Builder &b, const Match &m)> build;
+};
+
+struct RewriteOptions {
+  /// Verify the graph after every rewrite (on in debug builds, and with
+  /// --verify-each); a broken rewrite then names its rule.
+  bool verifyEach = false;
+  int maxSweeps = 32;
+};
+
+/// Applies the rules to a fixed point; returns the number of rewrites, by rule name.
+std::map<std::string, int> applyRules(Graph &g, const std::vector<Rule> &rules, const RewriteOptions &options = {});
+
+/// Removes nodes whose results nothing reads (transitively); returns how many.
+size_t eraseDeadNodes(Graph &g);
+
+} // namespace kiln::ir::rewrite
