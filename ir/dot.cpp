@@ -33,7 +33,13 @@ std::string printDot(const Module &m) {
   for (size_t gi = 0; gi < m.graphs().size(); ++gi) {
     const Graph &g = m.graphs()[gi];
     std::vector<std::string> names = valueNames(g);
-    auto id = [&](ValueId v) { return fmt::format("g{}_v{}", gi, v); };
+    // A node is drawn once, under its first result's id; edges from any of
+    // its results start there.
+    auto id = [&](ValueId v) {
+      const ValueInfo &info = g.value(v);
+      if (info.kind == ValueKind::Node) v = g.nodes()[info.producer].result;
+      return fmt::format("g{}_v{}", gi, v);
+    };
     out += fmt::format("  subgraph cluster_{} {{\n    label=\"@{}\";\n", gi, escape(g.name()));
     for (ValueId v : g.inputs())
       out += fmt::format("    {} [shape=box, style=filled, fillcolor=\"#c8e6c9\", label=\"{}\\n{}\"];\n", id(v),
@@ -44,8 +50,13 @@ std::string printDot(const Module &m) {
     for (const Node &n : g.nodes()) {
       std::string label = std::string(opName(n.op)) + printAttrs(n.attrs);
       if (!n.locs.empty()) label += "\n" + fmt::format("{}:{}", n.locs[0].line, n.locs[0].col);
+      std::string results, types;
+      for (ValueId r : n.results()) {
+        results += (results.empty() ? "" : ", ") + names[r];
+        types += (types.empty() ? "" : ", ") + g.type(r).str();
+      }
       out += fmt::format("    {} [shape=ellipse, label=\"{}\"];\n", id(n.result),
-                         escape(names[n.result] + " = " + label + "\n" + g.type(n.result).str()));
+                         escape(results + " = " + label + "\n" + types));
       for (ValueId o : n.operands)
         out += fmt::format("    {} -> {} [label=\"{}\"];\n", id(o), id(n.result), escape(g.type(o).str()));
     }

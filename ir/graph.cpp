@@ -27,16 +27,32 @@ ValueId Graph::addParam(const std::string &name, TensorType type, Attrs attrs) {
 
 ValueId Graph::addNode(OpKind op, std::vector<ValueId> operands, Attrs attrs, TensorType type,
                        std::vector<SourceLoc> locs, std::string resultName) {
-  ValueId id = static_cast<ValueId>(values_.size());
+  return addMultiNode(op, std::move(operands), std::move(attrs), {std::move(type)}, std::move(locs),
+                      {std::move(resultName)})
+      .front();
+}
+
+std::vector<ValueId> Graph::addMultiNode(OpKind op, std::vector<ValueId> operands, Attrs attrs,
+                                         std::vector<TensorType> types, std::vector<SourceLoc> locs,
+                                         std::vector<std::string> resultNames) {
+  if (types.empty()) throw Error(fmt::format("@{}: a {} node needs at least one result", name_, opName(op)));
+  resultNames.resize(types.size());
   NodeId nid = insertionPoint();
-  values_.push_back({std::move(type), ValueKind::Node, std::move(resultName), nid, {}});
-  nodes_.insert(nodes_.begin() + nid, Node{op, std::move(operands), std::move(attrs), id, std::move(locs)});
+  std::vector<ValueId> ids;
+  for (size_t r = 0; r < types.size(); ++r) {
+    ids.push_back(static_cast<ValueId>(values_.size()));
+    values_.push_back({std::move(types[r]), ValueKind::Node, std::move(resultNames[r]), nid, {}, static_cast<int32_t>(r)});
+  }
+  Node node{op, std::move(operands), std::move(attrs), ids.front(), std::move(locs), {}};
+  node.moreResults.assign(ids.begin() + 1, ids.end());
+  nodes_.insert(nodes_.begin() + nid, std::move(node));
   if (insertAt_ >= 0) {
     // The nodes after the new one moved down: their results' producers too.
     ++insertAt_;
-    for (size_t i = static_cast<size_t>(nid) + 1; i < nodes_.size(); ++i) values_[nodes_[i].result].producer = static_cast<NodeId>(i);
+    for (size_t i = static_cast<size_t>(nid) + 1; i < nodes_.size(); ++i)
+      for (ValueId r : nodes_[i].results()) values_[r].producer = static_cast<NodeId>(i);
   }
-  return id;
+  return ids;
 }
 
 void Graph::setInsertionPoint(NodeId before) {
@@ -76,11 +92,15 @@ size_t Graph::eraseNodes(const std::vector<bool> &dead) {
       continue;
     }
     Node &n = nodes_[i];
-    ValueId id = static_cast<ValueId>(values.size());
-    remap[n.result] = id;
-    values.push_back(std::move(values_[n.result]));
-    values.back().producer = static_cast<NodeId>(nodes.size());
-    n.result = id;
+    auto keep = [&](ValueId &r) {
+      ValueId id = static_cast<ValueId>(values.size());
+      remap[r] = id;
+      values.push_back(std::move(values_[r]));
+      values.back().producer = static_cast<NodeId>(nodes.size());
+      r = id;
+    };
+    keep(n.result);
+    for (ValueId &r : n.moreResults) keep(r);
     nodes.push_back(std::move(n));
   }
   auto mapped = [&](ValueId v) {

@@ -36,14 +36,27 @@ struct ValueInfo {
   /// does for the layer that made it: {init = "normal", std = 1.0} or
   /// {init = "uniform", bound = 1/sqrt(fan_in)}.
   Attrs attrs;
+  int32_t resultIndex = 0; ///< which result of its producer (multi-result ops)
 };
 
 struct Node {
   OpKind op;
   std::vector<ValueId> operands;
   Attrs attrs;
+  /// The first (for most ops the only) result.
   ValueId result = -1;
   std::vector<SourceLoc> locs;
+  /// Results after the first, of ops that have several (a fused attention
+  /// produces its output and the row log-sum-exp its backward reads).
+  std::vector<ValueId> moreResults;
+
+  size_t numResults() const { return 1 + moreResults.size(); }
+  ValueId resultAt(size_t i) const { return i == 0 ? result : moreResults.at(i - 1); }
+  std::vector<ValueId> results() const {
+    std::vector<ValueId> all{result};
+    all.insert(all.end(), moreResults.begin(), moreResults.end());
+    return all;
+  }
 };
 
 struct Output {
@@ -64,6 +77,10 @@ public:
   /// insertion point (the end unless setInsertionPoint moved it).
   ValueId addNode(OpKind op, std::vector<ValueId> operands, Attrs attrs, TensorType type,
                   std::vector<SourceLoc> locs, std::string resultName = {});
+  /// The same for an op with several results (types.size() >= 1; names
+  /// empty or one per result); returns the results in order.
+  std::vector<ValueId> addMultiNode(OpKind op, std::vector<ValueId> operands, Attrs attrs, std::vector<TensorType> types,
+                                    std::vector<SourceLoc> locs, std::vector<std::string> resultNames = {});
 
   // --- Rewriting (ir/rewrite.h builds patterns on these) ---------------------
   /// New nodes go before node `before` (and the nodes from there on move

@@ -65,12 +65,21 @@ std::string printAttrs(const Attrs &attrs) {
 }
 
 std::vector<std::string> valueNames(const Graph &g) {
+  // Unnamed values are numbered in the order the text shows them (inputs,
+  // parameters, then node results in node order), so that a rewritten
+  // graph, whose new nodes have the highest ids, still reads %0, %1, ...
   std::vector<std::string> names(g.numValues());
   int next = 0;
-  for (size_t v = 0; v < g.numValues(); ++v) {
-    const ValueInfo &info = g.value(static_cast<ValueId>(v));
+  auto name = [&](ValueId v) {
+    const ValueInfo &info = g.value(v);
     names[v] = "%" + (info.name.empty() ? std::to_string(next++) : info.name);
-  }
+  };
+  for (ValueId v : g.inputs()) name(v);
+  for (ValueId v : g.params()) name(v);
+  for (const Node &n : g.nodes())
+    for (ValueId r : n.results()) name(r);
+  for (size_t v = 0; v < g.numValues(); ++v) // values no list holds (a graph under construction)
+    if (names[v].empty()) name(static_cast<ValueId>(v));
   return names;
 }
 
@@ -84,9 +93,14 @@ std::string printGraph(const Graph &g) {
   out += ") {\n";
   for (ValueId v : g.params()) out += "  param " + names[v] + ": " + g.type(v).str() + printAttrs(g.value(v).attrs) + "\n";
   for (const Node &n : g.nodes()) {
-    out += "  " + names[n.result] + " = " + opName(n.op) + "(";
+    std::string results, types;
+    for (ValueId r : n.results()) {
+      results += (results.empty() ? "" : ", ") + names[r];
+      types += (types.empty() ? "" : ", ") + g.type(r).str();
+    }
+    out += "  " + results + " = " + opName(n.op) + "(";
     for (size_t i = 0; i < n.operands.size(); ++i) out += (i ? ", " : "") + names[n.operands[i]];
-    out += ")" + printAttrs(n.attrs) + " : " + g.type(n.result).str() + printLocs(n.locs) + "\n";
+    out += ")" + printAttrs(n.attrs) + " : " + types + printLocs(n.locs) + "\n";
   }
   for (const Output &o : g.outputs()) out += "  output " + o.name + " = " + names[o.value] + "\n";
   return out + "}\n";

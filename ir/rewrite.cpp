@@ -85,9 +85,9 @@ namespace {
 
 class Matcher {
 public:
-  Matcher(const Graph &g, const std::vector<std::vector<NodeId>> &users) : g_(g), users_(users) {}
+  Matcher(const Graph &g) : g_(g) {}
 
-  bool matchValue(const Pattern &p, ValueId v, bool isRoot, Match &m) {
+  bool matchValue(const Pattern &p, ValueId v, Match &m) {
     const Pattern::Impl &pi = *p.impl;
     if (!pi.capture.empty()) {
       auto [it, fresh] = m.values.emplace(pi.capture, v);
@@ -97,7 +97,9 @@ public:
       if (!cond(g_, v)) return false;
     if (pi.isLeaf) return true;
     const ValueInfo &info = g_.value(v);
-    if (info.kind != ValueKind::Node) return false;
+    // Only a node's first result is matched by an op pattern: a pattern
+    // over a multi-result op's other results would need to name which.
+    if (info.kind != ValueKind::Node || info.resultIndex != 0) return false;
     const Node &n = g_.nodes()[info.producer];
     if (n.op != pi.op || n.operands.size() != pi.operands.size()) return false;
     for (const auto &t : pi.attrs) {
@@ -105,23 +107,21 @@ public:
       const Attr &actual = it == n.attrs.end() ? t.absent : it->second;
       if (!(actual == t.value)) return false;
     }
-    // An interior node must die with the root: its one reader is the
-    // matched node above it. (A node read twice, even inside the pattern,
-    // does not match: conservative, and patterns never need it.)
-    if (!isRoot && !pi.shared && (users_[v].size() != 1 || g_.isOutput(v))) return false;
+    // A DAG pattern may reach a node twice (through two captures); it is
+    // matched once.
     if (std::find(m.nodes.begin(), m.nodes.end(), info.producer) != m.nodes.end()) return false;
     m.nodes.push_back(info.producer);
+    if (pi.shared) m.sharedNodes.push_back(info.producer);
     if (matchOperands(pi, n, {0, 1}, m)) return true;
     if (pi.commutative && n.operands.size() == 2) return matchOperands(pi, n, {1, 0}, m);
     return false;
   }
 
-private:
   bool matchOperands(const Pattern::Impl &pi, const Node &n, std::vector<size_t> order, Match &m) {
     Match saved = m;
     for (size_t i = 0; i < pi.operands.size(); ++i) {
       size_t src = i < order.size() ? order[i] : i;
-      if (!matchValue(pi.operands[i], n.operands[src], false, m)) {
+      if (!matchValue(pi.operands[i], n.operands[src], m)) {
         m = saved;
         return false;
       }
@@ -129,19 +129,69 @@ private:
     return true;
   }
 
+private:
   const Graph &g_;
-  const std::vector<std::vector<NodeId>> &users_;
 };
+
+bool contains(const std::vector<NodeId> &v, NodeId n) { return std::find(v.begin(), v.end(), n) != v.end(); }
 
 } // namespace
 
 std::optional<Match> match(const Graph &g, const std::vector<std::vector<NodeId>> &users, const Pattern &pattern,
-                           NodeId root) {
+                           NodeId root, const std::vector<Pattern> &more) {
   Match m;
   m.root = root;
-  Matcher matcher(g, users);
-  if (!matcher.matchValue(pattern, g.nodes()[root].result, true, m)) return std::nullopt;
+  m.roots.push_back(root);
+  Matcher matcher(g);
+  if (!matcher.matchValue(pattern, g.nodes()[root].result, m)) return std::nullopt;
+  for (const Pattern &p : more) {
+    bool found = false;
+    for (NodeId j = 0; !found && static_cast<size_t>(j) < g.nodes().size(); ++j) {
+      if (contains(m.nodes, j)) continue;
+      Match attempt = m;
+      if (matcher.matchValue(p, g.nodes()[j].result, attempt)) {
+        attempt.roots.push_back(j);
+        m = std::move(attempt);
+        found = true;
+      }
+    }
+    if (!found) return std::nullopt;
+  }
+  // Every matched node but the roots dies with them: all its readers are
+  // matched, and it is no output (unless the pattern marked it shared).
+  for (NodeId n : m.nodes) {
+    if (contains(m.roots, n) || contains(m.sharedNodes, n)) continue;
+    for (ValueId r : g.nodes()[n].results()) {
+      if (g.isOutput(r)) return std::nullopt;
+      for (NodeId u : users[r])
+        if (!contains(m.nodes, u)) return std::nullopt;
+    }
+  }
   return m;
+}
+
+void Rewriter::settle() {
+  if (at_ < 0) return;
+  // Everything added since the last switch went in before at_: the roots
+  // at or after it moved down by that many.
+  NodeId added = static_cast<NodeId>(g_.nodes().size() - sizeAtSwitch_);
+  for (NodeId &r : roots_)
+    if (r >= at_) r += added;
+  at_ = -1;
+}
+
+Builder &Rewriter::before(size_t root) {
+  settle();
+  at_ = roots_.at(root);
+  sizeAtSwitch_ = g_.nodes().size();
+  g_.setInsertionPoint(at_);
+  return builder_;
+}
+
+const std::vector<NodeId> &Rewriter::finish() {
+  settle();
+  g_.setInsertionPoint(static_cast<NodeId>(g_.nodes().size()));
+  return roots_;
 }
 
 size_t eraseDeadNodes(Graph &g) {
@@ -151,7 +201,9 @@ size_t eraseDeadNodes(Graph &g) {
   std::vector<bool> dead(nodes.size(), false);
   size_t count = 0;
   for (size_t i = nodes.size(); i-- > 0;) {
-    if (!live[nodes[i].result]) {
+    bool anyLive = false;
+    for (ValueId r : nodes[i].results()) anyLive = anyLive || live[r];
+    if (!anyLive) {
       dead[i] = true;
       ++count;
       continue;
@@ -162,6 +214,49 @@ size_t eraseDeadNodes(Graph &g) {
   return count;
 }
 
+namespace {
+
+/// Applies rule to match m and returns the first root's index after the
+/// rewrite; nullopt (graph unchanged) when the rule declines.
+std::optional<NodeId> applyMatch(Graph &g, const Rule &rule, const Match &m) {
+  // Taken before building: new nodes shift the matched ones' ids.
+  std::vector<SourceLoc> locs = m.locs(g);
+  std::vector<ValueId> oldResults;
+  for (NodeId r : m.roots) oldResults.push_back(g.nodes()[r].result);
+  size_t nodesBefore = g.nodes().size();
+  ValueId valuesBefore = static_cast<ValueId>(g.numValues());
+  Rewriter rewriter(g, m.roots);
+  std::optional<std::vector<ValueId>> replacements;
+  try {
+    if (rule.buildMulti) {
+      replacements = rule.buildMulti(rewriter, m);
+    } else {
+      std::optional<ValueId> one = rule.build(rewriter.before(0), m);
+      if (one) replacements = std::vector<ValueId>{*one};
+    }
+  } catch (...) {
+    rewriter.finish();
+    throw;
+  }
+  NodeId root = rewriter.finish().front();
+  if (!replacements) {
+    if (g.nodes().size() != nodesBefore)
+      throw Error(fmt::format("rewrite rule '{}' declined after adding nodes", rule.name));
+    return std::nullopt;
+  }
+  if (replacements->size() != oldResults.size())
+    throw Error(fmt::format("rewrite rule '{}' returned {} replacements for {} roots", rule.name, replacements->size(),
+                            oldResults.size()));
+  // The new nodes (results newer than every old value) stand for everything
+  // matched: they carry its locations.
+  for (Node &n : g.nodes())
+    if (n.result >= valuesBefore) n.locs = locs;
+  for (size_t k = 0; k < oldResults.size(); ++k) g.replaceAllUses(oldResults[k], (*replacements)[k]);
+  return root;
+}
+
+} // namespace
+
 std::map<std::string, int> applyRules(Graph &g, const std::vector<Rule> &rules, const RewriteOptions &options) {
   std::map<std::string, int> fired;
   for (int sweep = 0; sweep < options.maxSweeps; ++sweep) {
@@ -169,30 +264,10 @@ std::map<std::string, int> applyRules(Graph &g, const std::vector<Rule> &rules, 
     auto users = g.users();
     for (NodeId i = 0; static_cast<size_t>(i) < g.nodes().size(); ++i) {
       for (const Rule &rule : rules) {
-        auto m = match(g, users, rule.pattern, i);
+        auto m = match(g, users, rule.pattern, i, rule.more);
         if (!m) continue;
-        ValueId oldResult = g.nodes()[i].result;
-        // Taken before building: the new nodes shift the matched ones' ids.
-        std::vector<SourceLoc> locs = m->locs(g);
-        size_t before = g.nodes().size();
-        g.setInsertionPoint(i);
-        Builder b(g);
-        std::optional<ValueId> replacement;
-        try {
-          replacement = rule.build(b, *m);
-        } catch (...) {
-          g.setInsertionPoint(static_cast<NodeId>(g.nodes().size()));
-          throw;
-        }
-        NodeId added = static_cast<NodeId>(g.nodes().size() - before);
-        g.setInsertionPoint(static_cast<NodeId>(g.nodes().size()));
-        if (!replacement) {
-          if (added) throw Error(fmt::format("rewrite rule '{}' declined after adding nodes", rule.name));
-          continue;
-        }
-        // The new nodes stand for everything matched: they carry its locations.
-        for (NodeId k = i; k < i + added; ++k) g.nodes()[k].locs = locs;
-        g.replaceAllUses(oldResult, *replacement);
+        std::optional<NodeId> root = applyMatch(g, rule, *m);
+        if (!root) continue;
         ++fired[rule.name];
         changed = true;
         if (options.verifyEach) {
@@ -203,7 +278,7 @@ std::map<std::string, int> applyRules(Graph &g, const std::vector<Rule> &rules, 
           }
         }
         users = g.users();
-        i += added; // now the old root; the next iteration looks past it
+        i = *root; // the old root, moved by what was added; the walk goes on after it
         break;
       }
     }

@@ -19,6 +19,14 @@
 // pattern and must not be a graph output, unless marked shared(): removing
 // the root must make it dead, or the "fusion" would compute it twice.
 //
+// A rule may have more than one root (Rule::more): a fusion of a forward
+// computation and its backward pass replaces several exits (the output,
+// and each gradient). The further patterns are matched anywhere in the
+// graph with the captures of the first, and the one-reader rule then holds
+// for the union: the forward's softmax weights may be read by the backward
+// nodes the same rule replaces. Such a rule builds through a Rewriter,
+// which places each replacement just before the root it replaces.
+//
 // The replacement's nodes carry the source locations of every node the
 // pattern matched, so a fused op still names the DSL lines it came from.
 //
@@ -64,16 +72,39 @@ public:
 /// What a pattern matched.
 struct Match {
   NodeId root = -1;
+  std::vector<NodeId> roots;             ///< root first, then those of Rule::more
   std::map<std::string, ValueId> values; ///< captures
-  std::vector<NodeId> nodes;             ///< every matched node, root included
+  std::vector<NodeId> nodes;             ///< every matched node, roots included
+  std::vector<NodeId> sharedNodes;       ///< matched nodes marked shared()
   ValueId at(const std::string &name) const;
   /// The source locations of the matched nodes, in graph order, without repeats.
   std::vector<SourceLoc> locs(const Graph &g) const;
 };
 
-/// Matches `pattern` rooted at node `root`; `users` is g.users().
+/// Matches `pattern` rooted at node `root`, then each of `more` rooted
+/// anywhere, sharing captures; `users` is g.users().
 std::optional<Match> match(const Graph &g, const std::vector<std::vector<NodeId>> &users, const Pattern &pattern,
-                           NodeId root);
+                           NodeId root, const std::vector<Pattern> &more = {});
+
+/// Builds the replacements of a multi-root rule: before(k) positions a
+/// builder just before root k (indices into Match::roots), wherever the
+/// nodes added so far have moved it.
+class Rewriter {
+public:
+  Rewriter(Graph &g, std::vector<NodeId> roots) : g_(g), roots_(std::move(roots)), builder_(g) {}
+  Builder &before(size_t root);
+  /// Ends building; returns the current index of every root.
+  const std::vector<NodeId> &finish();
+  Graph &graph() { return g_; }
+
+private:
+  void settle();
+  Graph &g_;
+  std::vector<NodeId> roots_;
+  Builder builder_;
+  NodeId at_ = -1;
+  size_t sizeAtSwitch_ = 0;
+};
 
 struct Rule {
   std::string name;
@@ -82,6 +113,10 @@ struct Rule {
   /// returns the value that replaces the root's result, or nullopt to
   /// decline (the graph must then be unchanged).
   std::function<std::optional<ValueId>(Builder &b, const Match &m)> build;
+  /// Further roots (see the header comment); with them, buildMulti replaces
+  /// build and returns one replacement per root, or nullopt to decline.
+  std::vector<Pattern> more;
+  std::function<std::optional<std::vector<ValueId>>(Rewriter &r, const Match &m)> buildMulti;
 };
 
 struct RewriteOptions {

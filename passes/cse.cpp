@@ -36,7 +36,8 @@ bool eliminateCommonSubexpressions(ir::Graph &g, const PassContext &) {
     }
     // Keep the earlier value; it takes the duplicate's DSL name when it has
     // none of its own (replaceAllUses).
-    g.replaceAllUses(n.result, twin);
+    const ir::Node &first = g.nodes()[g.value(twin).producer];
+    for (size_t r = 0; r < n.numResults(); ++r) g.replaceAllUses(n.resultAt(r), first.resultAt(r));
     changed = true;
   }
   if (changed) ir::rewrite::eraseDeadNodes(g);

@@ -92,10 +92,11 @@ MemoryPlan planMemory(const ir::Graph &g, const ir::SymbolBindings &bindings, co
     }
     plan.values[v].bytes = *bytes;
   }
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    plan.values[nodes[i].result].def = static_cast<int64_t>(i);
-    plan.values[nodes[i].result].lastUse = static_cast<int64_t>(i);
-  }
+  for (size_t i = 0; i < nodes.size(); ++i)
+    for (ValueId r : nodes[i].results()) {
+      plan.values[r].def = static_cast<int64_t>(i);
+      plan.values[r].lastUse = static_cast<int64_t>(i);
+    }
   for (size_t i = 0; i < nodes.size(); ++i)
     for (ValueId v : nodes[i].operands) plan.values[v].lastUse = static_cast<int64_t>(i);
   for (const ir::Output &o : g.outputs()) plan.values[o.value].lastUse = end;
@@ -145,8 +146,8 @@ MemoryPlan planMemory(const ir::Graph &g, const ir::SymbolBindings &bindings, co
     int64_t offset, size, last;
   };
   std::vector<Block> live; // sorted by offset
-  for (const ir::Node &node : nodes) {
-    ValueId v = node.result;
+  for (const ir::Node &node : nodes)
+  for (ValueId v : node.results()) {
     if (plan.values[v].aliasOf >= 0) continue;
     int64_t def = plan.values[v].def;
     live.erase(std::remove_if(live.begin(), live.end(), [&](const Block &b) { return b.last < def; }), live.end());

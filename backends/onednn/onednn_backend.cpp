@@ -415,11 +415,16 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
                            views.push_back(Tensor::view(graph_.type(v).dtype, plan->extents[v], plan->ptr[v]));
                          std::vector<const Tensor *> ops;
                          for (const Tensor &t : views) ops.push_back(&t);
-                         Tensor out = Tensor::view(graph_.type(nd.result).dtype, plan->extents[nd.result],
-                                                   plan->ptr[nd.result]);
-                         if (out.byteSize() && reference::needsZeroedResult(nd.op))
-                           std::memset(out.raw(), 0, out.byteSize());
-                         reference::executeNode(nd, ops, out, threads);
+                         std::vector<Tensor> outs;
+                         std::vector<Tensor *> results;
+                         outs.reserve(nd.numResults());
+                         for (ValueId r : nd.results()) {
+                           outs.push_back(Tensor::view(graph_.type(r).dtype, plan->extents[r], plan->ptr[r]));
+                           if (outs.back().byteSize() && reference::needsZeroedResult(nd.op))
+                             std::memset(outs.back().raw(), 0, outs.back().byteSize());
+                           results.push_back(&outs.back());
+                         }
+                         reference::executeNode(nd, ops, results, threads);
                        }});
   }
   p.seconds.assign(p.steps.size(), 0.0);

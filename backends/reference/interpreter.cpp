@@ -154,8 +154,10 @@ void forEachStrided(const Extents &out, const std::array<Strides, N> &strides, i
 struct KernelArgs {
   const ir::Node &node;
   const std::vector<const Tensor *> &in;
-  Tensor &out;
+  Tensor &out; ///< the first result
   int threads;
+  /// Every result (out is the first), for ops with several.
+  const std::vector<Tensor *> &outs;
 };
 
 using Kernel = void (*)(const KernelArgs &);
@@ -193,7 +195,7 @@ std::vector<uint8_t> expandMask(const KernelArgs &k) {
 std::vector<uint8_t> maskOperand(const KernelArgs &k, size_t index, const Tensor &like) {
   if (k.in.size() <= index) return {};
   std::vector<const Tensor *> args{&like, k.in[index]};
-  return expandMask({k.node, args, k.out, k.threads});
+  return expandMask({k.node, args, k.out, k.threads, k.outs});
 }
 
 // --- conversions ----------------------------------------------------------------
@@ -715,7 +717,15 @@ bool needsZeroedResult(ir::OpKind op) {
 }
 
 void executeNode(const ir::Node &n, const std::vector<const Tensor *> &operands, Tensor &result, int threads) {
-  kernelFor(n.op)({n, operands, result, resolveThreads(threads)});
+  executeNode(n, operands, std::vector<Tensor *>{&result}, threads);
+}
+
+void executeNode(const ir::Node &n, const std::vector<const Tensor *> &operands, const std::vector<Tensor *> &results,
+                 int threads) {
+  if (results.size() != n.numResults())
+    throw Error(fmt::format("{} has {} results, {} tensors were given for them", ir::opName(n.op), n.numResults(),
+                            results.size()));
+  kernelFor(n.op)({n, operands, *results.front(), resolveThreads(threads), results});
 }
 
 RunResult run(const ir::Graph &g, const std::map<std::string, Tensor> &inputs,
@@ -756,7 +766,7 @@ RunResult run(const ir::Graph &g, const std::map<std::string, Tensor> &inputs,
   const std::vector<ir::Node> &nodes = g.nodes();
   std::vector<size_t> lastUse(numValues, 0);
   for (size_t i = 0; i < nodes.size(); ++i) {
-    lastUse[nodes[i].result] = i;
+    for (ir::ValueId r : nodes[i].results()) lastUse[r] = i;
     for (ir::ValueId v : nodes[i].operands) lastUse[v] = i;
   }
   for (const ir::Output &o : g.outputs()) lastUse[o.value] = nodes.size();
@@ -770,10 +780,14 @@ RunResult run(const ir::Graph &g, const std::map<std::string, Tensor> &inputs,
       assert(slot[v] && "operand freed before its last use");
       operands.push_back(slot[v]);
     }
-    owned[n.result] = Tensor(g.type(n.result).dtype, extents[n.result]);
-    slot[n.result] = &owned[n.result];
+    std::vector<Tensor *> results;
+    for (ir::ValueId r : n.results()) {
+      owned[r] = Tensor(g.type(r).dtype, extents[r]);
+      slot[r] = &owned[r];
+      results.push_back(&owned[r]);
+    }
     try {
-      kernelFor(n.op)({n, operands, owned[n.result], threads});
+      kernelFor(n.op)({n, operands, owned[n.result], threads, results});
     } catch (const Error &e) {
       if (e.loc().known() || n.locs.empty()) throw;
       throw Error(e.message(), n.locs.front());
@@ -786,7 +800,7 @@ RunResult run(const ir::Graph &g, const std::map<std::string, Tensor> &inputs,
       }
     };
     for (ir::ValueId v : n.operands) release(v);
-    release(n.result);
+    for (ir::ValueId r : n.results()) release(r);
   }
 
   // An output that is a node result is moved out by its last output entry

@@ -45,6 +45,9 @@ RunResult run(const ir::Graph &g, const std::map<std::string, runtime::Tensor> &
 /// for ops they have no faster kernel for.
 void executeNode(const ir::Node &n, const std::vector<const runtime::Tensor *> &operands, runtime::Tensor &result,
                  int threads);
+/// The same for a node with several results (one tensor per result, in order).
+void executeNode(const ir::Node &n, const std::vector<const runtime::Tensor *> &operands,
+                 const std::vector<runtime::Tensor *> &results, int threads);
 
 /// Whether executeNode needs a zero-filled result for op (its kernel
 /// accumulates); the others overwrite every element.
