@@ -502,8 +502,9 @@ TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const At
   Attrs full = attrs;
   for (const AttrSpec &s : info.attrs) {
     auto it = full.find(s.name);
-    if (it == full.end()) full.emplace(s.name, *s.dflt);
-    else if (const int64_t *i = std::get_if<int64_t>(&it->second); i && s.kind == AttrKind::Float)
+    if (it == full.end()) {
+      if (s.dflt) full.emplace(s.name, *s.dflt);
+    } else if (const int64_t *i = std::get_if<int64_t>(&it->second); i && s.kind == AttrKind::Float)
       it->second = static_cast<double>(*i);
   }
   TensorType result = info.shapeRule(operands, full);
