@@ -29,6 +29,8 @@ using Attr = std::variant<bool, int64_t, double, std::string, Shape>;
 /// Attributes by name; ordered so that printing is deterministic.
 using Attrs = std::map<std::string, Attr>;
 
+/// A shape rule receives the attributes as inferType passes them: checked
+/// against the op's declaration, with every declared default filled in.
 using ShapeRule = TensorType (*)(const std::vector<TensorType> &operands, const Attrs &attrs);
 
 /// Whether gradients flow through an op (the grad column of ops.def).
