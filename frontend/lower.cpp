@@ -646,7 +646,9 @@ private:
     if (n == "softmax" || n == "log_softmax") {
       auto a = bindArgs(e, {{"x", true}, {"dim", false}, {"mask", false}}, n);
       ValueId x = tensorArg(a[0], scope, inst, "x");
-      int64_t dim = a[1] ? intArg(a[1], scope, inst, "dim") : -1;
+      // An argument left out has the op's default (ir/ops.def).
+      OpKind op = n == "softmax" ? OpKind::Softmax : OpKind::LogSoftmax;
+      int64_t dim = a[1] ? intArg(a[1], scope, inst, "dim") : ir::attrInt(op, {}, "axis");
       std::optional<ValueId> mask;
       if (a[2]) mask = tensorArg(a[2], scope, inst, "mask");
       b_->setLoc(e.loc);
@@ -658,20 +660,19 @@ private:
       int64_t dim = intArg(a[1], scope, inst, "dim");
       std::optional<ValueId> mask;
       if (a[2]) mask = tensorArg(a[2], scope, inst, "mask");
-      bool keep = a[3] ? boolArg(a[3], scope, inst, "keepdim") : false;
+      ir::Attrs attrs{{"axis", dim}};
+      if (a[3]) attrs["keepdim"] = boolArg(a[3], scope, inst, "keepdim"); // left out: the op's default
       b_->setLoc(e.loc);
       OpKind op = n == "sum" ? OpKind::Sum : n == "mean" ? OpKind::Mean : OpKind::Max;
       std::vector<ValueId> ops{x};
       if (mask) ops.push_back(*mask);
-      ir::Attrs attrs{{"axis", dim}};
-      if (keep) attrs["keepdim"] = true;
       return Val::tensor(b_->create(op, ops, attrs));
     }
     if (n == "matmul") {
       auto a = bindArgs(e, {{"a", true}, {"b", true}, {"transpose_a", false}, {"transpose_b", false}}, n);
       ValueId x = tensorArg(a[0], scope, inst, "a"), y = tensorArg(a[1], scope, inst, "b");
-      bool ta = a[2] ? boolArg(a[2], scope, inst, "transpose_a") : false;
-      bool tb = a[3] ? boolArg(a[3], scope, inst, "transpose_b") : false;
+      bool ta = a[2] ? boolArg(a[2], scope, inst, "transpose_a") : ir::attrBool(OpKind::MatMul, {}, "transpose_a");
+      bool tb = a[3] ? boolArg(a[3], scope, inst, "transpose_b") : ir::attrBool(OpKind::MatMul, {}, "transpose_b");
       b_->setLoc(e.loc);
       return Val::tensor(b_->matmul(x, y, ta, tb));
     }

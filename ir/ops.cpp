@@ -2,21 +2,47 @@
 //
 // One shape rule per family of ops. Rules check dtypes, ranks and dims and
 // throw kiln::Error with both shapes in the message when they do not fit;
-// they never see source locations (the builder attaches those).
+// they never see source locations (the builder attaches those). Also the
+// parsing of the attribute specs of ops.def, the attribute checks and the
+// accessors that read an op's attribute or its declared default.
 //
 //===----------------------------------------------------------------------===//
 #include "ir/ops.h"
 
 #include "ir/diagnostic.h"
+#include "ir/printer.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <fmt/format.h>
+#include <stdexcept>
+#include <type_traits>
 
 namespace kiln::ir {
 
 namespace {
 
 [[noreturn]] void fail(const std::string &msg) { throw Error(msg); }
+
+/// A bug in kiln itself, such as a malformed ops.def line: no user input can
+/// cause it, so there is nothing to recover.
+[[noreturn]] void internalError(const std::string &msg) {
+  std::fprintf(stderr, "kiln: internal error: %s\n", msg.c_str());
+  std::abort();
+}
+
+/// An attribute as a shape rule sees it. inferType has checked the node's
+/// attributes against the op's declaration and filled in the declared
+/// defaults (float attributes as double), so every attribute the op declares
+/// is present and holds its declared kind.
+template <typename T> const T &declared(const Attrs &a, const char *name) {
+  auto it = a.find(name);
+  const T *v = it == a.end() ? nullptr : std::get_if<T>(&it->second);
+  if (!v) internalError(fmt::format("a shape rule reads attribute '{}', which its op does not declare so", name));
+  return *v;
+}
 
 void expectFloat(const TensorType &t, const char *what) {
   if (t.dtype != DType::F32) fail(fmt::format("{} must be f32, got {}", what, t.str()));
@@ -32,9 +58,9 @@ void checkMask(const TensorType &x, const std::vector<TensorType> &ops) {
 }
 
 TensorType shapeConstant(const std::vector<TensorType> &, const Attrs &a) {
-  auto dt = parseDType(attrString(a, "dtype", "f32"));
-  if (!dt) fail("constant: unknown dtype '" + attrString(a, "dtype", "f32") + "'");
-  attrFloat(a, "value", 0.0); // type-checks the attribute
+  const std::string &name = declared<std::string>(a, "dtype");
+  auto dt = parseDType(name);
+  if (!dt) fail("constant: unknown dtype '" + name + "'");
   return {*dt, {}};
 }
 
@@ -54,7 +80,7 @@ TensorType shapeMatMul(const std::vector<TensorType> &o, const Attrs &a) {
   expectFloat(y, "matmul rhs");
   if (x.rank() < 2 || y.rank() < 2)
     fail(fmt::format("matmul needs operands of rank >= 2, got {} and {}", x.str(), y.str()));
-  bool ta = attrBool(a, "transpose_a", false), tb = attrBool(a, "transpose_b", false);
+  bool ta = declared<bool>(a, "transpose_a"), tb = declared<bool>(a, "transpose_b");
   const Dim &m = x.shape[x.rank() - (ta ? 1 : 2)];
   const Dim &k1 = x.shape[x.rank() - (ta ? 2 : 1)];
   const Dim &k2 = y.shape[y.rank() - (tb ? 1 : 2)];
@@ -92,7 +118,7 @@ TensorType shapeUnaryFloat(const std::vector<TensorType> &o, const Attrs &) {
 TensorType shapeNormalize(const std::vector<TensorType> &o, const Attrs &a) {
   expectFloat(o[0], "operand");
   if (o[0].rank() == 0) fail("cannot normalise a scalar");
-  normalizeAxis(axisAttr(a), o[0].rank());
+  normalizeAxis(declared<int64_t>(a, "axis"), o[0].rank());
   checkMask(o[0], o);
   return o[0];
 }
@@ -100,16 +126,16 @@ TensorType shapeNormalize(const std::vector<TensorType> &o, const Attrs &a) {
 TensorType shapeReduce(const std::vector<TensorType> &o, const Attrs &a) {
   expectFloat(o[0], "operand");
   if (o[0].rank() == 0) fail("cannot reduce a scalar");
-  int64_t axis = normalizeAxis(axisAttr(a), o[0].rank());
+  int64_t axis = normalizeAxis(declared<int64_t>(a, "axis"), o[0].rank());
   checkMask(o[0], o);
   Shape s = o[0].shape;
-  if (attrBool(a, "keepdim", false)) s[axis] = Dim::constant(1);
+  if (declared<bool>(a, "keepdim")) s[axis] = Dim::constant(1);
   else s.erase(s.begin() + axis);
   return {DType::F32, s};
 }
 
 TensorType shapeReshape(const std::vector<TensorType> &o, const Attrs &a) {
-  Shape target = attrDims(a, "shape");
+  const Shape &target = declared<Shape>(a, "shape");
   // Element counts must agree: equal constant products and equal multisets of
   // symbols (a symbolic dim can only move, never split or merge).
   auto split = [](const Shape &s, int64_t &product, std::vector<std::string> &syms) {
@@ -133,7 +159,7 @@ TensorType shapeReshape(const std::vector<TensorType> &o, const Attrs &a) {
 }
 
 TensorType shapeTranspose(const std::vector<TensorType> &o, const Attrs &a) {
-  Shape perm = attrDims(a, "perm");
+  const Shape &perm = declared<Shape>(a, "perm");
   if (perm.size() != o[0].rank())
     fail(fmt::format("transpose of {} needs a perm of {} dims, got {}", o[0].str(), o[0].rank(), shapeStr(perm)));
   std::vector<bool> seen(perm.size(), false);
@@ -167,7 +193,7 @@ TensorType shapeSelect(const std::vector<TensorType> &o, const Attrs &) {
 }
 
 TensorType shapeCast(const std::vector<TensorType> &o, const Attrs &a) {
-  std::string name = attrString(a, "dtype", "");
+  const std::string &name = declared<std::string>(a, "dtype");
   auto dt = parseDType(name);
   if (!dt) fail("cast: unknown dtype '" + name + "'");
   return {*dt, o[0].shape};
@@ -185,7 +211,7 @@ TensorType shapeCrossEntropy(const std::vector<TensorType> &o, const Attrs &) {
 }
 
 TensorType shapeBroadcastTo(const std::vector<TensorType> &o, const Attrs &a) {
-  Shape target = attrDims(a, "shape");
+  const Shape &target = declared<Shape>(a, "shape");
   auto b = broadcastShapes(o[0].shape, target);
   if (!b || *b != target) fail(fmt::format("cannot broadcast {} to {}", o[0].str(), shapeStr(target)));
   return {o[0].dtype, target};
@@ -193,7 +219,7 @@ TensorType shapeBroadcastTo(const std::vector<TensorType> &o, const Attrs &a) {
 
 TensorType shapeSumTo(const std::vector<TensorType> &o, const Attrs &a) {
   expectFloat(o[0], "sum_to operand");
-  Shape target = attrDims(a, "shape");
+  const Shape &target = declared<Shape>(a, "shape");
   auto b = broadcastShapes(target, o[0].shape);
   if (!b || *b != o[0].shape)
     fail(fmt::format("sum_to: {} does not broadcast to {}", shapeStr(target), o[0].str()));
@@ -207,7 +233,7 @@ TensorType shapeEmbeddingGrad(const std::vector<TensorType> &o, const Attrs &a) 
   Shape want = ids.shape;
   if (dy.rank() != ids.rank() + 1 || !std::equal(want.begin(), want.end(), dy.shape.begin()))
     fail(fmt::format("embedding_grad: dy {} must be ids {} plus one dim", dy.str(), ids.str()));
-  int64_t rows = attrInt(a, "rows", -1);
+  int64_t rows = declared<int64_t>(a, "rows");
   if (rows <= 0) fail("embedding_grad needs a positive {rows}");
   return {DType::F32, {Dim::constant(rows), dy.shape.back()}};
 }
@@ -216,7 +242,7 @@ TensorType shapeNormalizeGrad(const std::vector<TensorType> &o, const Attrs &a) 
   expectFloat(o[0], "y");
   if (!(o[1] == o[0])) fail(fmt::format("gradient {} must have the type of {}", o[1].str(), o[0].str()));
   if (o[0].rank() == 0) fail("cannot normalise a scalar");
-  normalizeAxis(axisAttr(a), o[0].rank());
+  normalizeAxis(declared<int64_t>(a, "axis"), o[0].rank());
   if (o.size() == 3) checkMask(o[0], {o[0], o[2]});
   return o[0];
 }
@@ -229,7 +255,7 @@ TensorType shapeUnaryGrad(const std::vector<TensorType> &o, const Attrs &) {
 
 TensorType shapeReduceGrad(const std::vector<TensorType> &o, const Attrs &a) {
   expectFloat(o[0], "dy");
-  TensorType x{DType::F32, attrDims(a, "shape")};
+  TensorType x{DType::F32, declared<Shape>(a, "shape")};
   if (x.rank() == 0) fail("reduce gradient needs the rank >= 1 {shape} of the reduced operand");
   // The forward reduction of x must give dy's type.
   std::vector<TensorType> forward{x};
@@ -254,31 +280,166 @@ TensorType shapeCrossEntropyGrad(const std::vector<TensorType> &o, const Attrs &
   return o[0];
 }
 
-TensorType shapeAdamMoment(const std::vector<TensorType> &o, const Attrs &a) {
+TensorType shapeAdamMoment(const std::vector<TensorType> &o, const Attrs &) {
   expectFloat(o[0], "adam_moment state");
   if (!(o[1] == o[0])) fail(fmt::format("adam_moment: gradient {} must have the type of the state {}", o[1].str(), o[0].str()));
-  attrFloat(a, "beta", 0.9);
-  attrBool(a, "square", false);
   return o[0];
 }
 
-TensorType shapeAdamUpdate(const std::vector<TensorType> &o, const Attrs &a) {
+TensorType shapeAdamUpdate(const std::vector<TensorType> &o, const Attrs &) {
   expectFloat(o[0], "adam_update parameter");
   for (size_t i : {1, 2})
     if (!(o[i] == o[0])) fail(fmt::format("adam_update: {} must have the type of the parameter {}", o[i].str(), o[0].str()));
   for (size_t i : {3, 4})
     if (!(o[i] == TensorType{DType::F32, {}})) fail(fmt::format("adam_update: operand {} must be f32[], got {}", i, o[i].str()));
-  attrFloat(a, "eps", 1e-8);
   return o[0];
 }
 
 } // namespace
 
+// --- attribute specs ------------------------------------------------------------
+
+namespace {
+
+constexpr const char *kKindNames[] = {"bool", "int", "float", "string", "dims"};
+/// The kinds as a message names them ("must be an int").
+constexpr const char *kKindPhrases[] = {"a bool", "an int", "a float", "a string", "a dim list"};
+// AttrKind follows the order of Attr's alternatives, so a value's kind is its index.
+template <AttrKind K, typename T>
+constexpr bool kAlternative = std::is_same_v<std::variant_alternative_t<static_cast<size_t>(K), Attr>, T>;
+static_assert(kAlternative<AttrKind::Bool, bool> && kAlternative<AttrKind::Int, int64_t> &&
+              kAlternative<AttrKind::Float, double> && kAlternative<AttrKind::String, std::string> &&
+              kAlternative<AttrKind::Dims, Shape>);
+
+AttrKind kindOf(const Attr &v) { return static_cast<AttrKind>(v.index()); }
+const char *kindPhrase(AttrKind k) { return kKindPhrases[static_cast<size_t>(k)]; }
+
+std::string trim(const std::string &s) {
+  size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+/// Attribute names are lower-case identifiers.
+bool isName(const std::string &s) {
+  auto ok = [](char c) { return std::islower((unsigned char)c) || std::isdigit((unsigned char)c) || c == '_'; };
+  return !s.empty() && !std::isdigit((unsigned char)s[0]) && std::all_of(s.begin(), s.end(), ok);
+}
+
+/// A default as written after `=` in a spec, read as `kind`.
+Attr parseDefault(const std::string &text, AttrKind kind) {
+  auto bad = [&] { return std::invalid_argument(fmt::format("default '{}' is not {}", text, kindPhrase(kind))); };
+  size_t used = 0;
+  switch (kind) {
+  case AttrKind::Bool:
+    if (text != "true" && text != "false") throw bad();
+    return text == "true";
+  case AttrKind::Int:
+  case AttrKind::Float:
+    try {
+      Attr v = kind == AttrKind::Int ? Attr(static_cast<int64_t>(std::stoll(text, &used)))
+                                     : Attr(std::stod(text, &used));
+      if (used == text.size()) return v;
+    } catch (const std::exception &) {
+    }
+    throw bad();
+  case AttrKind::String:
+    if (text.find('"') != std::string::npos) throw std::invalid_argument("write a string default without quotes");
+    return text;
+  case AttrKind::Dims: {
+    if (text.size() < 2 || text.front() != '[' || text.back() != ']') throw bad();
+    Shape dims;
+    std::string inner = trim(text.substr(1, text.size() - 2));
+    for (size_t start = 0; !inner.empty() && start <= inner.size();) {
+      size_t comma = std::min(inner.find(',', start), inner.size());
+      std::string d = trim(inner.substr(start, comma - start));
+      start = comma + 1;
+      if (!d.empty() && (std::isalpha((unsigned char)d[0]) || d[0] == '_')) {
+        if (!std::all_of(d.begin(), d.end(), [](char c) { return std::isalnum((unsigned char)c) || c == '_'; }))
+          throw bad();
+        dims.push_back(Dim::named(d));
+        continue;
+      }
+      int64_t v = std::get<int64_t>(parseDefault(d, AttrKind::Int));
+      if (v < 0) throw bad();
+      dims.push_back(Dim::constant(v));
+    }
+    return dims;
+  }
+  }
+  throw bad();
+}
+
+} // namespace
+
+const char *attrKindName(AttrKind k) { return kKindNames[static_cast<size_t>(k)]; }
+
+std::string AttrSpec::str() const {
+  std::string s = name + ": " + attrKindName(kind);
+  return dflt ? s + " = " + printAttr(*dflt) : s;
+}
+
+std::vector<AttrSpec> parseAttrSpec(const std::string &spec) {
+  std::vector<AttrSpec> out;
+  if (trim(spec).empty()) return out;
+  for (size_t start = 0; start <= spec.size();) {
+    size_t semi = std::min(spec.find(';', start), spec.size());
+    std::string entry = trim(spec.substr(start, semi - start));
+    start = semi + 1;
+    if (entry.empty()) throw std::invalid_argument("empty entry (a stray ';')");
+    size_t colon = entry.find(':');
+    if (colon == std::string::npos)
+      throw std::invalid_argument(fmt::format("'{}' is not 'name: kind' or 'name: kind = default'", entry));
+    AttrSpec a;
+    a.name = trim(entry.substr(0, colon));
+    if (!isName(a.name)) throw std::invalid_argument(fmt::format("'{}' is not an attribute name", a.name));
+    for (const AttrSpec &prev : out)
+      if (prev.name == a.name) throw std::invalid_argument(fmt::format("attribute '{}' is declared twice", a.name));
+    std::string rest = entry.substr(colon + 1);
+    size_t eq = rest.find('=');
+    std::string kind = trim(rest.substr(0, eq));
+    auto k = std::find(std::begin(kKindNames), std::end(kKindNames), kind);
+    if (k == std::end(kKindNames))
+      throw std::invalid_argument(fmt::format("unknown kind '{}' for '{}' (expected bool, int, float, string or dims)",
+                                              kind, a.name));
+    a.kind = static_cast<AttrKind>(k - std::begin(kKindNames));
+    if (eq != std::string::npos) {
+      std::string text = trim(rest.substr(eq + 1));
+      if (text.empty()) throw std::invalid_argument(fmt::format("'{}' has '=' but no default", a.name));
+      a.dflt = parseDefault(text, a.kind);
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
 const std::vector<OpInfo> &allOps() {
-  static const std::vector<OpInfo> table = {
-#define KILN_OP(Id, name, minN, maxN, rule, grad, summary) {OpKind::Id, name, minN, maxN, &rule, GradKind::grad, summary},
+  static const std::vector<OpInfo> table = [] {
+    std::vector<OpInfo> t = {
+#define KILN_OP(Id, name, minN, maxN, rule, grad, attrs, summary) \
+  {OpKind::Id, name, minN, maxN, &rule, GradKind::grad, attrs, summary, {}},
 #include "ir/ops.def"
-  };
+    };
+    const AttrSpec *axis = nullptr;
+    for (OpInfo &op : t) {
+      try {
+        op.attrs = parseAttrSpec(op.attrSpec);
+      } catch (const std::invalid_argument &e) {
+        internalError(fmt::format("ir/ops.def: the attribute spec \"{}\" of {} is malformed: {}", op.attrSpec,
+                                  op.name, e.what()));
+      }
+      // axisAttr reads an axis without knowing the op, so every op that
+      // declares one must give it the same kind and default.
+      for (const AttrSpec &s : op.attrs) {
+        if (s.name != "axis") continue;
+        if (s.kind != AttrKind::Int || !s.dflt || (axis && s.dflt != axis->dflt))
+          internalError(fmt::format("ir/ops.def: {} declares '{}'; every op's axis must be an optional int, all "
+                                    "with the same default",
+                                    op.name, s.str()));
+        axis = &s;
+      }
+    }
+    return t;
+  }();
   return table;
 }
 
@@ -288,6 +449,41 @@ std::optional<OpKind> opByName(const std::string &name) {
   for (const OpInfo &info : allOps())
     if (name == info.name) return info.kind;
   return std::nullopt;
+}
+
+const AttrSpec *findAttrSpec(OpKind k, const std::string &name) {
+  for (const AttrSpec &s : opInfo(k).attrs)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+namespace {
+[[noreturn]] void failMissing(const OpInfo &op, const AttrSpec &s) {
+  fail(fmt::format("{} needs attribute '{}' ({})", op.name, s.name, kindPhrase(s.kind)));
+}
+} // namespace
+
+void checkAttr(OpKind k, const std::string &name, const Attr &value) {
+  const OpInfo &op = opInfo(k);
+  const AttrSpec *spec = findAttrSpec(k, name);
+  if (!spec) {
+    std::vector<std::string> names;
+    for (const AttrSpec &s : op.attrs) names.push_back(s.name);
+    std::string hint = nearestName(name, names);
+    fail(fmt::format("{} has no attribute '{}'{} ({})", op.name, name,
+                     hint.empty() ? "" : "; did you mean '" + hint + "'?",
+                     names.empty() ? "it takes none" : fmt::format("its attributes: {}", fmt::join(names, ", "))));
+  }
+  AttrKind given = kindOf(value);
+  if (given != spec->kind && !(spec->kind == AttrKind::Float && given == AttrKind::Int))
+    fail(fmt::format("{}: attribute '{}' must be {}, got {}", op.name, name, kindPhrase(spec->kind),
+                     kindPhrase(given)));
+}
+
+void checkAttrs(OpKind k, const Attrs &attrs) {
+  for (const auto &[name, value] : attrs) checkAttr(k, name, value);
+  for (const AttrSpec &s : opInfo(k).attrs)
+    if (s.required() && !attrs.count(s.name)) failMissing(opInfo(k), s);
 }
 
 TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const Attrs &attrs) {
@@ -300,12 +496,39 @@ TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const At
     fail(fmt::format("{} takes {} operand{}, got {}", info.name, want,
                      info.maxOperands == 1 ? "" : "s", n));
   }
-  TensorType result = info.shapeRule(operands, attrs);
+  checkAttrs(k, attrs);
+  // What the shape rule reads (see declared()): every declared attribute,
+  // defaults filled in, floats as double.
+  Attrs full = attrs;
+  for (const AttrSpec &s : info.attrs) {
+    auto it = full.find(s.name);
+    if (it == full.end()) {
+      if (s.dflt) full.emplace(s.name, *s.dflt);
+    } else if (const int64_t *i = std::get_if<int64_t>(&it->second); i && s.kind == AttrKind::Float)
+      it->second = static_cast<double>(*i);
+  }
+  TensorType result = info.shapeRule(operands, full);
   if (auto tooLarge = typeTooLarge(fmt::format("the result of {}", info.name), result)) fail(*tooLarge);
   return result;
 }
 
 namespace {
+/// Attribute `name` of op k read as `kind`: the given value, or the declared default.
+const Attr &opAttr(OpKind k, const Attrs &a, const std::string &name, AttrKind kind) {
+  const AttrSpec *spec = findAttrSpec(k, name);
+  if (!spec || spec->kind != kind)
+    internalError(fmt::format("attribute '{}' of {} is read as {}, but ir/ops.def {}", name, opName(k),
+                              attrKindName(kind),
+                              spec ? fmt::format("declares '{}'", spec->str()) : std::string("does not declare it")));
+  auto it = a.find(name);
+  if (it == a.end()) {
+    if (!spec->dflt) failMissing(opInfo(k), *spec);
+    return *spec->dflt;
+  }
+  checkAttr(k, name, it->second);
+  return it->second;
+}
+
 template <typename T> const T *getAttr(const Attrs &a, const std::string &name, const char *kind) {
   auto it = a.find(name);
   if (it == a.end()) return nullptr;
@@ -315,9 +538,35 @@ template <typename T> const T *getAttr(const Attrs &a, const std::string &name, 
 }
 } // namespace
 
-bool hasAttr(const Attrs &a, const std::string &name) { return a.count(name) != 0; }
+bool attrBool(OpKind k, const Attrs &a, const std::string &name) {
+  return std::get<bool>(opAttr(k, a, name, AttrKind::Bool));
+}
+int64_t attrInt(OpKind k, const Attrs &a, const std::string &name) {
+  return std::get<int64_t>(opAttr(k, a, name, AttrKind::Int));
+}
+double attrFloat(OpKind k, const Attrs &a, const std::string &name) {
+  const Attr &v = opAttr(k, a, name, AttrKind::Float);
+  if (const int64_t *i = std::get_if<int64_t>(&v)) return static_cast<double>(*i);
+  return std::get<double>(v);
+}
+std::string attrString(OpKind k, const Attrs &a, const std::string &name) {
+  return std::get<std::string>(opAttr(k, a, name, AttrKind::String));
+}
+Shape attrDims(OpKind k, const Attrs &a, const std::string &name) {
+  return std::get<Shape>(opAttr(k, a, name, AttrKind::Dims));
+}
 
-int64_t axisAttr(const Attrs &a) { return attrInt(a, "axis", -1); }
+int64_t axisAttr(const Attrs &a) {
+  // The default every op that declares an axis shares (allOps() checks that).
+  static const int64_t dflt = [] {
+    for (const OpInfo &op : allOps())
+      if (const AttrSpec *s = findAttrSpec(op.kind, "axis")) return std::get<int64_t>(*s->dflt);
+    internalError("no op in ir/ops.def declares an axis");
+  }();
+  return attrInt(a, "axis", dflt);
+}
+
+bool hasAttr(const Attrs &a, const std::string &name) { return a.count(name) != 0; }
 
 bool attrBool(const Attrs &a, const std::string &name, bool dflt) {
   const bool *v = getAttr<bool>(a, name, "a bool");

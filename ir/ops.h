@@ -1,9 +1,10 @@
 //===- ir/ops.h - op kinds, attributes and shape rules ----------*- C++ -*-===//
 //
 // OpKind is generated from ir/ops.def. Each op has an entry in opInfo() with
-// its text name, operand count and shape rule. A shape rule maps operand types
-// and attributes to the result type, or throws kiln::Error with a message that
-// names the offending shapes (the builder adds the DSL location).
+// its text name, operand count, shape rule and declared attributes. A shape
+// rule maps operand types and attributes to the result type, or throws
+// kiln::Error with a message that names the offending shapes (the builder adds
+// the DSL location).
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -19,7 +20,7 @@
 namespace kiln::ir {
 
 enum class OpKind : uint16_t {
-#define KILN_OP(Id, name, minN, maxN, rule, grad, summary) Id,
+#define KILN_OP(Id, name, minN, maxN, rule, grad, attrs, summary) Id,
 #include "ir/ops.def"
 };
 
@@ -28,10 +29,34 @@ using Attr = std::variant<bool, int64_t, double, std::string, Shape>;
 /// Attributes by name; ordered so that printing is deterministic.
 using Attrs = std::map<std::string, Attr>;
 
+/// A shape rule receives the attributes as inferType passes them: checked
+/// against the op's declaration, with every declared default filled in.
 using ShapeRule = TensorType (*)(const std::vector<TensorType> &operands, const Attrs &attrs);
 
 /// Whether gradients flow through an op (the grad column of ops.def).
 enum class GradKind : uint8_t { Diff, NoGrad };
+
+/// The kinds of attribute value an op can declare (the alternatives of Attr).
+enum class AttrKind : uint8_t { Bool, Int, Float, String, Dims };
+/// `bool`, `int`, `float`, `string` or `dims`, as written in ops.def.
+const char *attrKindName(AttrKind k);
+
+/// One attribute an op declares in its ops.def attribute spec.
+struct AttrSpec {
+  std::string name;
+  AttrKind kind;
+  /// The value an absent attribute has; none for a required attribute.
+  std::optional<Attr> dflt;
+
+  bool required() const { return !dflt; }
+  /// `name: kind` or `name: kind = default`, the default as the IR prints it.
+  std::string str() const;
+};
+
+/// Parses an ops.def attribute spec (`"axis: int = -1; keepdim: bool = false"`,
+/// `""` for none); throws std::invalid_argument naming the problem. The table
+/// parses every op's spec on first use and aborts on a malformed one.
+std::vector<AttrSpec> parseAttrSpec(const std::string &spec);
 
 struct OpInfo {
   OpKind kind;
@@ -40,7 +65,10 @@ struct OpInfo {
   int maxOperands;
   ShapeRule shapeRule;
   GradKind grad;
+  /// The attribute spec as written in ops.def, and parsed.
+  const char *attrSpec;
   const char *summary;
+  std::vector<AttrSpec> attrs;
 
   bool differentiable() const { return grad == GradKind::Diff; }
 };
@@ -51,18 +79,45 @@ const OpInfo &opInfo(OpKind k);
 inline const char *opName(OpKind k) { return opInfo(k).name; }
 std::optional<OpKind> opByName(const std::string &name);
 
-/// Runs the op's shape rule after checking the operand count.
+/// The declaration of attribute `name` of op k, or null when k has none of that name.
+const AttrSpec *findAttrSpec(OpKind k, const std::string &name);
+
+/// Throws kiln::Error unless op k declares attribute `name` and `value` has
+/// its kind (an integer is accepted where a float is declared). The message
+/// suggests the nearest declared name for a misspelt one.
+void checkAttr(OpKind k, const std::string &name, const Attr &value);
+/// checkAttr for every attribute, then throws kiln::Error for a required
+/// attribute that is missing.
+void checkAttrs(OpKind k, const Attrs &attrs);
+
+/// Checks the operand count and the attributes (checkAttrs), then runs the
+/// op's shape rule.
 TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const Attrs &attrs);
 
-// Attribute accessors; a missing attribute yields the default, a wrong kind
-// throws kiln::Error.
+// An op's attributes: the node's value, or the default ops.def declares when
+// it is absent (so ops.def is the one place a default is written). With empty
+// attrs they give the op's default. A missing required attribute or a value of
+// the wrong kind throws kiln::Error; reading an attribute the op does not
+// declare, or as another kind, is a programming error and aborts.
+bool attrBool(OpKind op, const Attrs &a, const std::string &name);
+int64_t attrInt(OpKind op, const Attrs &a, const std::string &name);
+/// An integer value is converted.
+double attrFloat(OpKind op, const Attrs &a, const std::string &name);
+std::string attrString(OpKind op, const Attrs &a, const std::string &name);
+Shape attrDims(OpKind op, const Attrs &a, const std::string &name);
+
+/// The `axis` attribute of softmax, log_softmax, reductions and their
+/// gradients; absent means ops.def's default for axis (the last axis, -1),
+/// which every op that declares an axis shares (the table checks that), so a
+/// pass that copies an axis and a backend that reads one agree on a node
+/// written without it.
+int64_t axisAttr(const Attrs &a);
+
+// Attributes that no op declares (a parameter's initialiser: init, std,
+// bound, mean); a missing attribute yields `dflt`, a wrong kind throws
+// kiln::Error. An op's attributes are read with the OpKind overloads above.
 bool attrBool(const Attrs &a, const std::string &name, bool dflt);
 int64_t attrInt(const Attrs &a, const std::string &name, int64_t dflt);
-/// The `axis` attribute of softmax, log_softmax, reductions and their
-/// gradients; absent means the last axis (-1). The one place that default
-/// is written, so a pass that copies an axis and a backend that reads one
-/// agree on a node written without it.
-int64_t axisAttr(const Attrs &a);
 double attrFloat(const Attrs &a, const std::string &name, double dflt);
 std::string attrString(const Attrs &a, const std::string &name, const std::string &dflt);
 Shape attrDims(const Attrs &a, const std::string &name);

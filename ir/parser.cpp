@@ -277,15 +277,27 @@ private:
     fail("expected an attribute value");
   }
 
-  Attrs parseAttrDict() {
+  /// An op's attributes are checked against its declaration in ops.def as
+  /// they are read, so that an error points at the attribute; a parameter's
+  /// (its initialiser) are not declared anywhere.
+  Attrs parseAttrDict(std::optional<OpKind> op = std::nullopt) {
     Attrs attrs;
     if (!isPunct('{')) return attrs;
     bump();
     while (!isPunct('}')) {
       if (!attrs.empty()) expectPunct(',');
+      SourceLoc keyLoc = tok_.loc;
       std::string key = expect(Tok::Ident, "an attribute name");
       expectPunct('=');
-      if (!attrs.emplace(key, parseAttr()).second) fail("attribute '" + key + "' is given twice");
+      Attr value = parseAttr();
+      if (op) {
+        try {
+          checkAttr(*op, key, value);
+        } catch (const Error &e) {
+          throw Error(e.message(), keyLoc);
+        }
+      }
+      if (!attrs.emplace(key, std::move(value)).second) fail("attribute '" + key + "' is given twice");
     }
     bump();
     return attrs;
@@ -371,7 +383,7 @@ private:
       operands.push_back(lookup(names));
     }
     bump();
-    Attrs attrs = parseAttrDict();
+    Attrs attrs = parseAttrDict(*op);
     expectPunct(':');
     SourceLoc typeLoc = tok_.loc;
     TensorType written = parseType();

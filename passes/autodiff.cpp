@@ -72,7 +72,7 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::MatMul: {
     // y = op(a) @ op(b), op = transpose when the flag is set. The formulas
     // below give the gradient in each operand's stored layout.
-    bool ta = ir::attrBool(n.attrs, "transpose_a", false), tb = ir::attrBool(n.attrs, "transpose_b", false);
+    bool ta = ir::attrBool(n.op, n.attrs, "transpose_a"), tb = ir::attrBool(n.op, n.attrs, "transpose_b");
     ValueId a = operand(0), bb = operand(1);
     if (need[0]) unbroadcast(0, ta ? b.matmul(bb, dy, tb, true) : b.matmul(dy, bb, false, !tb));
     if (need[1]) unbroadcast(1, tb ? b.matmul(dy, a, true, ta) : b.matmul(a, dy, !ta, false));

@@ -44,7 +44,7 @@ int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBinding
     // K is the contracted extent of the first operand: its last dim, or the
     // one before it when it is transposed.
     std::vector<int64_t> a = extents(g, n.operands[0], bindings);
-    int64_t k = ir::attrBool(n.attrs, "transpose_a", false) ? a[a.size() - 2] : a.back();
+    int64_t k = ir::attrBool(n.op, n.attrs, "transpose_a") ? a[a.size() - 2] : a.back();
     return 2 * out * k;
   }
   case ir::OpKind::Add:
@@ -96,7 +96,7 @@ int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBinding
   case ir::OpKind::CrossEntropyGrad:
     return (kSoftmax + 2) * out;
   case ir::OpKind::AdamMoment:
-    return (ir::attrBool(n.attrs, "square", false) ? 4 : 3) * out;
+    return (ir::attrBool(n.op, n.attrs, "square") ? 4 : 3) * out;
   case ir::OpKind::AdamUpdate:
     return (5 + kTranscendental) * out;
   }

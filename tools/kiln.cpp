@@ -450,13 +450,21 @@ int cmdOpt(int argc, char **argv) {
 // --- kiln ops --------------------------------------------------------------------
 
 int cmdOps(int argc, char **argv) {
-  cli::Command cmd("ops", "", "Lists the op table: each op's name, operand count and meaning (ir/ops.def).");
+  cli::Command cmd("ops", "",
+                   "Lists the op table: each op's name, operand count and meaning, and under it the attributes it "
+                   "takes with their kinds and defaults (ir/ops.def).");
   if (!cmd.parse(argc, argv, 2)) return 0;
-  for (const ir::OpInfo &op : ir::allOps())
-    fmt::print("{:<14} {} operand{}  {}\n", op.name,
-               op.minOperands == op.maxOperands ? fmt::format("{}", op.minOperands)
-                                                : fmt::format("{}-{}", op.minOperands, op.maxOperands),
-               op.maxOperands == 1 ? " " : "s", op.summary);
+  for (const ir::OpInfo &op : ir::allOps()) {
+    std::string head = fmt::format("{:<14} {} operand{}  ", op.name,
+                                   op.minOperands == op.maxOperands
+                                       ? fmt::format("{}", op.minOperands)
+                                       : fmt::format("{}-{}", op.minOperands, op.maxOperands),
+                                   op.maxOperands == 1 ? " " : "s");
+    fmt::print("{}{}\n", head, op.summary);
+    std::vector<std::string> attrs;
+    for (const ir::AttrSpec &a : op.attrs) attrs.push_back(a.str());
+    if (!attrs.empty()) fmt::print("{:<{}}{{{}}}\n", "", head.size(), fmt::join(attrs, ", "));
+  }
   return 0;
 }
 

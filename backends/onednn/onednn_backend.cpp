@@ -364,7 +364,7 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
     double elements = static_cast<double>(ir::numElements(p.extents[node.result]));
     if (node.op == OpKind::MatMul) {
       const auto &a = p.extents[node.operands[0]];
-      elements *= 2.0 * static_cast<double>(ir::attrBool(node.attrs, "transpose_a", false) ? a[a.size() - 2] : a.back());
+      elements *= 2.0 * static_cast<double>(ir::attrBool(node.op, node.attrs, "transpose_a") ? a[a.size() - 2] : a.back());
     }
     work += elements;
   }
@@ -481,7 +481,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
 
   if (node.op == OpKind::MatMul) {
     ValueId a = node.operands[0], w = node.operands[1];
-    bool ta = ir::attrBool(node.attrs, "transpose_a", false), tb = ir::attrBool(node.attrs, "transpose_b", false);
+    bool ta = ir::attrBool(node.op, node.attrs, "transpose_a"), tb = ir::attrBool(node.op, node.attrs, "transpose_b");
     const auto &ea = ext(a), &ew = ext(w);
     size_t ra = ea.size(), rw = ew.size(), ro = out.size();
     int64_t m = out[ro - 2], nn = out[ro - 1], k = ta ? ea[ra - 2] : ea[ra - 1];
@@ -715,15 +715,15 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) 
     return true;
   }
   case OpKind::AdamMoment: {
-    float beta = static_cast<float>(ir::attrFloat(node.attrs, "beta", 0.9));
-    bool square = ir::attrBool(node.attrs, "square", false);
+    float beta = static_cast<float>(ir::attrFloat(node.op, node.attrs, "beta"));
+    bool square = ir::attrBool(node.op, node.attrs, "square");
     ValueId m = node.operands[0], g = node.operands[1];
     int64_t n = ir::numElements(ext(r));
     addKernel(p, i, "adam_moment", [=](Plan &pl) { kernels::adamMoment(fptr(pl, m), fptr(pl, g), n, beta, square, fptr(pl, r)); });
     return true;
   }
   case OpKind::AdamUpdate: {
-    float eps = static_cast<float>(ir::attrFloat(node.attrs, "eps", 1e-8));
+    float eps = static_cast<float>(ir::attrFloat(node.op, node.attrs, "eps"));
     auto o = node.operands;
     int64_t n = ir::numElements(ext(r));
     addKernel(p, i, "adam_update", [=](Plan &pl) {
@@ -736,7 +736,7 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) 
     // A weight gradient: matmul(a, dy, transpose_a) over the batch, then
     // sum_to the 2-D weight shape. One 2-D matmul contracts over batch and
     // rows together, without the [batch, K, N] intermediate.
-    bool ta = ir::attrBool(node.attrs, "transpose_a", false), tb = ir::attrBool(node.attrs, "transpose_b", false);
+    bool ta = ir::attrBool(node.op, node.attrs, "transpose_a"), tb = ir::attrBool(node.op, node.attrs, "transpose_b");
     if (!ta || tb || !fusable(r)) return false;
     const Node &sum = graph_.nodes()[readers_[r][0]];
     const auto &ea = ext(node.operands[0]), &ed = ext(node.operands[1]), &out = ext(r);

@@ -218,7 +218,7 @@ template <typename To, typename From> To convert(From x) {
 // --- kernels ----------------------------------------------------------------------
 
 void constantKernel(const KernelArgs &k) {
-  double v = ir::attrFloat(k.node.attrs, "value", 0.0);
+  double v = ir::attrFloat(k.node.op, k.node.attrs, "value");
   visitDType(k.out.dtype(), [&](auto t) { data<decltype(t)>(k.out)[0] = convert<decltype(t)>(v); });
 }
 
@@ -240,8 +240,8 @@ void embeddingKernel(const KernelArgs &k) {
 
 void matmulKernel(const KernelArgs &k) {
   const Tensor &a = *k.in[0], &b = *k.in[1];
-  bool ta = ir::attrBool(k.node.attrs, "transpose_a", false);
-  bool tb = ir::attrBool(k.node.attrs, "transpose_b", false);
+  bool ta = ir::attrBool(k.node.op, k.node.attrs, "transpose_a");
+  bool tb = ir::attrBool(k.node.op, k.node.attrs, "transpose_b");
   const Extents &ea = a.shape(), &eb = b.shape(), &eo = k.out.shape();
   size_t ra = ea.size(), ro = eo.size();
   int64_t m = eo[ro - 2], n = eo[ro - 1], kk = ta ? ea[ra - 2] : ea[ra - 1];
@@ -615,8 +615,8 @@ void crossEntropyGradKernel(const KernelArgs &k) {
 // --- optimizer kernels ------------------------------------------------------------
 
 void adamMomentKernel(const KernelArgs &k) {
-  float beta = static_cast<float>(ir::attrFloat(k.node.attrs, "beta", 0.9));
-  bool square = ir::attrBool(k.node.attrs, "square", false);
+  float beta = static_cast<float>(ir::attrFloat(k.node.op, k.node.attrs, "beta"));
+  bool square = ir::attrBool(k.node.op, k.node.attrs, "square");
   const float *m = data<float>(*k.in[0]), *g = data<float>(*k.in[1]);
   float *out = data<float>(k.out);
   float rest = 1.0f - beta;
@@ -631,7 +631,7 @@ void adamMomentKernel(const KernelArgs &k) {
 void adamUpdateKernel(const KernelArgs &k) {
   const float *p = data<float>(*k.in[0]), *m = data<float>(*k.in[1]), *v = data<float>(*k.in[2]);
   float stepSize = data<float>(*k.in[3])[0], bc2Sqrt = data<float>(*k.in[4])[0];
-  float eps = static_cast<float>(ir::attrFloat(k.node.attrs, "eps", 1e-8));
+  float eps = static_cast<float>(ir::attrFloat(k.node.op, k.node.attrs, "eps"));
   float *out = data<float>(k.out);
   parallelFor(k.out.numel(), 1, k.threads, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) out[i] = p[i] - stepSize * (m[i] / (std::sqrt(v[i]) / bc2Sqrt + eps));

@@ -4,10 +4,11 @@
 #
 # The dictionary is the committed BASE (punctuation, and what no source
 # spells as a literal) plus what is scraped from the code under test at build
-# time, so it cannot drift from it: every op name of ir/ops.def, and every
-# short string literal without spaces in SOURCES (keywords, builtin names,
-# attribute and metadata keys, dtype names). A few scraped literals are
-# fragments of messages; a useless entry costs the fuzzer next to nothing.
+# time, so it cannot drift from it: every op name and attribute name of
+# ir/ops.def, and every short string literal without spaces in SOURCES
+# (keywords, builtin names, attribute and metadata keys, dtype names). A few
+# scraped literals are fragments of messages; a useless entry costs the
+# fuzzer next to nothing.
 
 # BASE is copied verbatim: its punctuation (';', brackets) cannot pass
 # through a CMake list.
@@ -20,6 +21,13 @@ if(OPS_DEF)
     if(op MATCHES "^KILN_OP\\([A-Za-z0-9_]+, *\"([a-z0-9_]+)\"")
       list(APPEND entries "\"${CMAKE_MATCH_1}\"")
     endif()
+  endforeach()
+  # Attribute names, from the attribute column ("axis: int = -1; ...").
+  file(READ "${OPS_DEF}" def)
+  string(REGEX MATCHALL "[a-z_][a-z0-9_]*: (bool|int|float|string|dims)" decls "${def}")
+  foreach(decl IN LISTS decls)
+    string(REGEX REPLACE ":.*" "" attr "${decl}")
+    list(APPEND entries "\"${attr}\"")
   endforeach()
 endif()
 
