@@ -40,20 +40,31 @@ void Builder::output(const std::string &name, ValueId v) {
 }
 
 ValueId Builder::create(OpKind op, std::vector<ValueId> operands, Attrs attrs, std::string name) {
+  if (opInfo(op).multiResult())
+    throw Error(fmt::format("{} has several results: build it with createMulti", opName(op)), loc_);
+  std::vector<ValueId> r = build(op, std::move(operands), std::move(attrs), {std::move(name)});
+  return r.front();
+}
+
+std::vector<ValueId> Builder::createMulti(OpKind op, std::vector<ValueId> operands, Attrs attrs) {
+  return build(op, std::move(operands), std::move(attrs), {});
+}
+
+std::vector<ValueId> Builder::build(OpKind op, std::vector<ValueId> operands, Attrs attrs, std::vector<std::string> names) {
   std::vector<TensorType> types;
   types.reserve(operands.size());
   for (ValueId v : operands) types.push_back(g_.type(v));
-  TensorType result;
+  std::vector<TensorType> results;
   try {
-    result = inferType(op, types, attrs);
+    results = inferTypes(op, types, attrs);
   } catch (const Error &e) {
     if (e.loc().known()) throw;
     throw Error(e.message(), loc_);
   }
   std::vector<SourceLoc> locs;
   if (loc_.known() || !loc_.file.empty()) locs.push_back(loc_);
-  return g_.addNode(op, std::move(operands), std::move(attrs), std::move(result), std::move(locs),
-                    std::move(name));
+  return g_.addMultiNode(op, std::move(operands), std::move(attrs), std::move(results), std::move(locs),
+                         std::move(names));
 }
 
 ValueId Builder::constant(double value, DType dtype) {

@@ -40,6 +40,8 @@ public:
 
   /// Generic creation: runs the shape rule, appends the node.
   ValueId create(OpKind op, std::vector<ValueId> operands, Attrs attrs = {}, std::string name = {});
+  /// create for an op with several results; returns them in order.
+  std::vector<ValueId> createMulti(OpKind op, std::vector<ValueId> operands, Attrs attrs = {});
 
   ValueId constant(double value, DType dtype = DType::F32);
   ValueId embedding(ValueId table, ValueId ids);
@@ -91,6 +93,7 @@ public:
   ValueId linearLayer(const std::string &prefix, ValueId x, int64_t in, int64_t out, bool bias = true);
 
 private:
+  std::vector<ValueId> build(OpKind op, std::vector<ValueId> operands, Attrs attrs, std::vector<std::string> names);
   ValueId reduce(OpKind op, ValueId x, int64_t axis, std::optional<ValueId> mask, bool keepdim);
   Graph &g_;
   SourceLoc loc_;

@@ -416,7 +416,7 @@ const std::vector<OpInfo> &allOps() {
   static const std::vector<OpInfo> table = [] {
     std::vector<OpInfo> t = {
 #define KILN_OP(Id, name, minN, maxN, rule, grad, attrs, summary) \
-  {OpKind::Id, name, minN, maxN, &rule, GradKind::grad, attrs, summary, {}},
+  {OpKind::Id, name, minN, maxN, ShapeRules(&rule), GradKind::grad, attrs, summary, {}},
 #include "ir/ops.def"
     };
     const AttrSpec *axis = nullptr;
@@ -486,7 +486,7 @@ void checkAttrs(OpKind k, const Attrs &attrs) {
     if (s.required() && !attrs.count(s.name)) failMissing(opInfo(k), s);
 }
 
-TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const Attrs &attrs) {
+std::vector<TensorType> inferTypes(OpKind k, const std::vector<TensorType> &operands, const Attrs &attrs) {
   const OpInfo &info = opInfo(k);
   int n = static_cast<int>(operands.size());
   if (n < info.minOperands || n > info.maxOperands) {
@@ -497,19 +497,36 @@ TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const At
                      info.maxOperands == 1 ? "" : "s", n));
   }
   checkAttrs(k, attrs);
+  Attrs full = withDefaults(k, attrs);
+  std::vector<TensorType> results =
+      info.shapeRule.multi ? info.shapeRule.multi(operands, full) : std::vector<TensorType>{info.shapeRule.single(operands, full)};
+  for (size_t r = 0; r < results.size(); ++r)
+    if (auto tooLarge = typeTooLarge(results.size() == 1 ? fmt::format("the result of {}", info.name)
+                                                         : fmt::format("result {} of {}", r, info.name),
+                                     results[r]))
+      fail(*tooLarge);
+  return results;
+}
+
+TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const Attrs &attrs) {
+  std::vector<TensorType> results = inferTypes(k, operands, attrs);
+  if (results.size() != 1)
+    internalError(fmt::format("inferType on {}, which has {} results (use inferTypes)", opName(k), results.size()));
+  return results.front();
+}
+
+Attrs withDefaults(OpKind k, const Attrs &attrs) {
   // What the shape rule reads (see declared()): every declared attribute,
   // defaults filled in, floats as double.
   Attrs full = attrs;
-  for (const AttrSpec &s : info.attrs) {
+  for (const AttrSpec &s : opInfo(k).attrs) {
     auto it = full.find(s.name);
     if (it == full.end()) {
       if (s.dflt) full.emplace(s.name, *s.dflt);
     } else if (const int64_t *i = std::get_if<int64_t>(&it->second); i && s.kind == AttrKind::Float)
       it->second = static_cast<double>(*i);
   }
-  TensorType result = info.shapeRule(operands, full);
-  if (auto tooLarge = typeTooLarge(fmt::format("the result of {}", info.name), result)) fail(*tooLarge);
-  return result;
+  return full;
 }
 
 namespace {

@@ -32,6 +32,17 @@ using Attrs = std::map<std::string, Attr>;
 /// A shape rule receives the attributes as inferType passes them: checked
 /// against the op's declaration, with every declared default filled in.
 using ShapeRule = TensorType (*)(const std::vector<TensorType> &operands, const Attrs &attrs);
+/// The shape rule of an op with several results: one type per result.
+using MultiShapeRule = std::vector<TensorType> (*)(const std::vector<TensorType> &operands, const Attrs &attrs);
+
+/// The shape rule column of ops.def: either kind of rule.
+struct ShapeRules {
+  ShapeRule single = nullptr;
+  MultiShapeRule multi = nullptr;
+  ShapeRules(ShapeRule r) : single(r) {}
+  ShapeRules(MultiShapeRule r) : multi(r) {}
+  explicit operator bool() const { return single || multi; }
+};
 
 /// Whether gradients flow through an op (the grad column of ops.def).
 enum class GradKind : uint8_t { Diff, NoGrad };
@@ -63,7 +74,7 @@ struct OpInfo {
   const char *name;
   int minOperands;
   int maxOperands;
-  ShapeRule shapeRule;
+  ShapeRules shapeRule;
   GradKind grad;
   /// The attribute spec as written in ops.def, and parsed.
   const char *attrSpec;
@@ -71,6 +82,8 @@ struct OpInfo {
   std::vector<AttrSpec> attrs;
 
   bool differentiable() const { return grad == GradKind::Diff; }
+  /// Whether the op has several results (its rule is a MultiShapeRule).
+  bool multiResult() const { return shapeRule.multi != nullptr; }
 };
 
 /// The op table, indexed by OpKind.
@@ -91,8 +104,15 @@ void checkAttr(OpKind k, const std::string &name, const Attr &value);
 void checkAttrs(OpKind k, const Attrs &attrs);
 
 /// Checks the operand count and the attributes (checkAttrs), then runs the
-/// op's shape rule.
+/// op's shape rule; the types of all results.
+std::vector<TensorType> inferTypes(OpKind k, const std::vector<TensorType> &operands, const Attrs &attrs);
+/// inferTypes for an op with one result.
 TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const Attrs &attrs);
+
+/// attrs with every attribute the op declares a default for filled in, and
+/// integers converted where a float is declared: what shape rules see, and
+/// the form in which two nodes' attributes compare equal (cse).
+Attrs withDefaults(OpKind k, const Attrs &attrs);
 
 // An op's attributes: the node's value, or the default ops.def declares when
 // it is absent (so ops.def is the one place a default is written). With empty

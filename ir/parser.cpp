@@ -6,7 +6,7 @@
 //   graph   := 'graph' '@' NAME '(' [input (',' input)*] ')' '{' stmt* '}'
 //   input   := VALUE ':' type
 //   stmt    := 'param' VALUE ':' type [attrs]
-//            | VALUE '=' OP '(' [VALUE (',' VALUE)*] ')' [attrs] ':' type [loc]
+//            | VALUE (',' VALUE)* '=' OP '(' [VALUE (',' VALUE)*] ')' [attrs] ':' type (',' type)* [loc]
 //            | 'output' NAME '=' VALUE
 //   type    := DTYPE '[' [dim (',' dim)*] ']'
 //   attrs   := '{' NAME '=' attr (',' NAME '=' attr)* '}'
@@ -365,7 +365,13 @@ private:
 
   void parseNode(Graph &g, std::map<std::string, ValueId> &names) {
     SourceLoc defLoc = tok_.loc;
-    std::string result = expect(Tok::Local, "a statement (param, output or %value = op(...))");
+    std::vector<std::pair<std::string, SourceLoc>> resultNames;
+    resultNames.push_back({expect(Tok::Local, "a statement (param, output or %value = op(...))"), defLoc});
+    while (isPunct(',')) { // %a, %b = op(...): an op with several results
+      bump();
+      SourceLoc loc = tok_.loc;
+      resultNames.push_back({expect(Tok::Local, "a result name"), loc});
+    }
     expectPunct('=');
     SourceLoc opLoc = tok_.loc;
     std::string opText = expect(Tok::Ident, "an op name");
@@ -386,7 +392,11 @@ private:
     Attrs attrs = parseAttrDict(*op);
     expectPunct(':');
     SourceLoc typeLoc = tok_.loc;
-    TensorType written = parseType();
+    std::vector<TensorType> written{parseType()};
+    while (isPunct(',')) {
+      bump();
+      written.push_back(parseType());
+    }
     std::vector<SourceLoc> locs;
     if (isIdent("loc")) {
       bump();
@@ -405,18 +415,29 @@ private:
     }
     std::vector<TensorType> types;
     for (ValueId v : operands) types.push_back(g.type(v));
-    TensorType inferred;
+    std::vector<TensorType> inferred;
     try {
-      inferred = inferType(*op, types, attrs);
+      inferred = inferTypes(*op, types, attrs);
     } catch (const Error &e) {
       throw Error(e.message(), opLoc);
     }
-    if (!(inferred == written))
-      throw Error(fmt::format("result type {} does not match the inferred type {}", written.str(), inferred.str()),
+    if (inferred.size() != resultNames.size())
+      throw Error(fmt::format("{} has {} result{}, {} {} named", opText, inferred.size(), inferred.size() == 1 ? "" : "s",
+                              resultNames.size(), resultNames.size() == 1 ? "is" : "are"),
+                  defLoc);
+    auto typesStr = [](const std::vector<TensorType> &ts) {
+      std::string out;
+      for (const TensorType &t : ts) out += (out.empty() ? "" : ", ") + t.str();
+      return out;
+    };
+    if (inferred != written)
+      throw Error(fmt::format("result type {} does not match the inferred type {}", typesStr(written), typesStr(inferred)),
                   typeLoc);
-    ValueId v = g.addNode(*op, std::move(operands), std::move(attrs), inferred, std::move(locs),
-                          isNumeric(result) ? std::string() : result);
-    define(names, result, v, defLoc);
+    std::vector<std::string> valueNames;
+    for (const auto &[name, loc] : resultNames) valueNames.push_back(isNumeric(name) ? std::string() : name);
+    std::vector<ValueId> vs =
+        g.addMultiNode(*op, std::move(operands), std::move(attrs), inferred, std::move(locs), valueNames);
+    for (size_t r = 0; r < vs.size(); ++r) define(names, resultNames[r].first, vs[r], resultNames[r].second);
   }
 
   Lexer lex_;

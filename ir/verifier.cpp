@@ -50,33 +50,44 @@ void verify(const Graph &g) {
   for (const std::string &s : g.inputSymbols()) inputSymbols.insert(s);
   for (size_t i = 0; i < g.nodes().size(); ++i) {
     const Node &n = g.nodes()[i];
-    if (n.result < 0 || static_cast<size_t>(n.result) >= g.numValues() || g.value(n.result).producer != (NodeId)i)
-      throw Error(fmt::format("@{}: node {} ({}) has a dangling result", g.name(), i, opName(n.op)), where(n));
+    std::vector<ValueId> results = n.results();
+    for (size_t r = 0; r < results.size(); ++r) {
+      ValueId v = results[r];
+      if (v < 0 || static_cast<size_t>(v) >= g.numValues() || g.value(v).kind != ValueKind::Node ||
+          g.value(v).producer != (NodeId)i || g.value(v).resultIndex != static_cast<int32_t>(r) || defined[v])
+        throw Error(fmt::format("@{}: node {} ({}) has a dangling result", g.name(), i, opName(n.op)), where(n));
+    }
     std::vector<TensorType> types;
     for (ValueId v : n.operands) {
       if (v < 0 || static_cast<size_t>(v) >= g.numValues() || !defined[v])
         throw Error(fmt::format("@{}: {} uses a value before it is defined", g.name(), opName(n.op)), where(n));
       types.push_back(g.type(v));
     }
-    TensorType inferred;
+    std::vector<TensorType> inferred;
     try {
-      inferred = inferType(n.op, types, n.attrs);
+      inferred = inferTypes(n.op, types, n.attrs);
     } catch (const Error &e) {
       throw Error(fmt::format("@{}: {}", g.name(), e.message()), where(n));
     }
-    if (!(inferred == g.type(n.result)))
-      throw Error(fmt::format("@{}: {} is typed {} but its shape rule gives {}", g.name(), opName(n.op),
-                              g.type(n.result).str(), inferred.str()),
+    if (inferred.size() != results.size())
+      throw Error(fmt::format("@{}: {} has {} results but its shape rule gives {}", g.name(), opName(n.op),
+                              results.size(), inferred.size()),
                   where(n));
-    claimName(g.value(n.result).name, where(n));
-    // Symbols are bound from the inputs; one that no input names could never
-    // be given a value at run time.
-    for (const Dim &d : inferred.shape)
-      if (d.isSymbolic() && !inputSymbols.count(d.symbol))
-        throw Error(fmt::format("@{}: {} produces {} but no input defines the symbol {}", g.name(), opName(n.op),
-                                inferred.str(), d.symbol),
+    for (size_t r = 0; r < results.size(); ++r) {
+      if (!(inferred[r] == g.type(results[r])))
+        throw Error(fmt::format("@{}: {} is typed {} but its shape rule gives {}", g.name(), opName(n.op),
+                                g.type(results[r]).str(), inferred[r].str()),
                     where(n));
-    defined[n.result] = true;
+      claimName(g.value(results[r]).name, where(n));
+      // Symbols are bound from the inputs; one that no input names could never
+      // be given a value at run time.
+      for (const Dim &d : inferred[r].shape)
+        if (d.isSymbolic() && !inputSymbols.count(d.symbol))
+          throw Error(fmt::format("@{}: {} produces {} but no input defines the symbol {}", g.name(), opName(n.op),
+                                  inferred[r].str(), d.symbol),
+                      where(n));
+      defined[results[r]] = true;
+    }
   }
   std::set<std::string> outs;
   for (const Output &o : g.outputs()) {

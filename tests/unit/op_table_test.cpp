@@ -50,7 +50,7 @@ TEST_CASE("every op in the table has a sample, a shape rule, text round trip and
     auto it = samples().find(op.kind);
     REQUIRE_MESSAGE(it != samples().end(), "op has no sample in tests/unit/op_table_test.cpp");
     const Sample &sample = it->second;
-    CHECK((op.shapeRule != nullptr));
+    CHECK(static_cast<bool>(op.shapeRule));
     CHECK(opByName(op.name) == op.kind);
 
     Graph g("sample");
