@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fmt/format.h>
@@ -293,6 +294,66 @@ TensorType shapeAdamUpdate(const std::vector<TensorType> &o, const Attrs &) {
   for (size_t i : {3, 4})
     if (!(o[i] == TensorType{DType::F32, {}})) fail(fmt::format("adam_update: operand {} must be f32[], got {}", i, o[i].str()));
   return o[0];
+}
+
+TensorType shapeMatMulBias(const std::vector<TensorType> &o, const Attrs &a) {
+  TensorType y = shapeMatMul({o[0], o[1]}, a);
+  const TensorType &bias = o[2];
+  if (bias.dtype != DType::F32 || bias.rank() != 1 || !(bias.shape[0] == y.shape.back()))
+    fail(fmt::format("matmul_bias: bias must be f32[{}] (the last dim of {}), got {}", y.shape.back().str(), y.str(),
+                     bias.str()));
+  const std::string &act = declared<std::string>(a, "activation");
+  if (act != "none" && act != "relu" && act != "tanh" && act != "sigmoid")
+    fail("matmul_bias: activation must be none, relu, tanh or sigmoid, got '" + act + "'");
+  return y;
+}
+
+TensorType shapeWeightGrad(const std::vector<TensorType> &o, const Attrs &) {
+  const TensorType &x = o[0], &dy = o[1];
+  expectFloat(x, "weight_grad a");
+  expectFloat(dy, "weight_grad dy");
+  if (x.rank() < 2 || x.rank() != dy.rank() || !std::equal(x.shape.begin(), x.shape.end() - 1, dy.shape.begin()))
+    fail(fmt::format("weight_grad: a {} and dy {} must agree on every dim but the last", x.str(), dy.str()));
+  return {DType::F32, {x.shape.back(), dy.shape.back()}};
+}
+
+/// q[...,Tq,D], k[...,Tk,D], v[...,Tk,Dv] with the same batch dims, and an
+/// optional bool mask broadcastable to the weights [...,Tq,Tk].
+std::vector<TensorType> shapeAttention(const std::vector<TensorType> &o, const Attrs &a) {
+  const TensorType &q = o[0], &k = o[1], &v = o[2];
+  for (const TensorType *t : {&q, &k, &v}) expectFloat(*t, "attention operand");
+  size_t r = q.rank();
+  if (r < 2 || k.rank() != r || v.rank() != r)
+    fail(fmt::format("attention needs q, k, v of one rank >= 2, got {}, {} and {}", q.str(), k.str(), v.str()));
+  if (!std::equal(q.shape.begin(), q.shape.end() - 2, k.shape.begin()) ||
+      !std::equal(q.shape.begin(), q.shape.end() - 2, v.shape.begin()))
+    fail(fmt::format("attention: q {}, k {} and v {} must have the same batch dims", q.str(), k.str(), v.str()));
+  if (!(q.shape[r - 1] == k.shape[r - 1]))
+    fail(fmt::format("attention: q {} and k {} differ in the feature dim", q.str(), k.str()));
+  if (!(k.shape[r - 2] == v.shape[r - 2]))
+    fail(fmt::format("attention: k {} and v {} differ in the number of keys", k.str(), v.str()));
+  Shape weights(q.shape.begin(), q.shape.end() - 1);
+  weights.push_back(k.shape[r - 2]);
+  if (o.size() == 4) checkMask({DType::F32, weights}, {{DType::F32, weights}, o[3]});
+  double scale = declared<double>(a, "scale");
+  if (!std::isfinite(scale)) fail("attention: scale must be finite");
+  Shape out(q.shape.begin(), q.shape.end() - 1);
+  Shape lse = out;
+  out.push_back(v.shape[r - 1]);
+  return {{DType::F32, out}, {DType::F32, lse}};
+}
+
+/// Operands q, k, v, out, lse, dout [, mask]; results dq, dk, dv.
+std::vector<TensorType> shapeAttentionGrad(const std::vector<TensorType> &o, const Attrs &a) {
+  std::vector<TensorType> forward{o[0], o[1], o[2]};
+  if (o.size() == 7) forward.push_back(o[6]);
+  std::vector<TensorType> f = shapeAttention(forward, a);
+  if (!(o[3] == f[0]) || !(o[5] == f[0]))
+    fail(fmt::format("attention_grad: out {} and dout {} must have the forward's output type {}", o[3].str(),
+                     o[5].str(), f[0].str()));
+  if (!(o[4] == f[1]))
+    fail(fmt::format("attention_grad: lse {} must have the forward's type {}", o[4].str(), f[1].str()));
+  return {o[0], o[1], o[2]};
 }
 
 } // namespace

@@ -21,6 +21,8 @@
 //===----------------------------------------------------------------------===//
 #include "passes/autodiff.h"
 
+#include "ir/decompose.h"
+
 #include "ir/builder.h"
 
 #include <fmt/format.h>
@@ -165,6 +167,9 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
 ir::Graph differentiate(const ir::Graph &forward, const std::string &loss, const std::string &name) {
   ir::Graph g = forward;
   g.setName(name);
+  // A fused op's gradient is its decomposition's: expand them first (the
+  // fusion passes run again on the training step autodiff builds).
+  ir::expandFusedOps(g);
   ValueId lossValue = -1;
   for (const ir::Output &o : g.outputs())
     if (o.name == loss) lossValue = o.value;

@@ -29,6 +29,7 @@
 //===----------------------------------------------------------------------===//
 #include "backends/reference/interpreter.h"
 
+#include "ir/decompose.h"
 #include "ir/diagnostic.h"
 
 #include <algorithm>
@@ -638,10 +639,43 @@ void adamUpdateKernel(const KernelArgs &k) {
   });
 }
 
+/// A fused op runs its decomposition (ir/decompose.h): a small graph over
+/// the operands at their concrete extents, interpreted by this same
+/// interpreter, so the oracle has no second version of the computation.
+void decomposedKernel(const KernelArgs &k) {
+  ir::Graph g(std::string(ir::opName(k.node.op)));
+  ir::Builder b(g);
+  std::map<std::string, Tensor> inputs;
+  std::vector<ir::ValueId> operands;
+  for (size_t i = 0; i < k.in.size(); ++i) {
+    ir::Shape shape;
+    for (int64_t e : k.in[i]->shape()) shape.push_back(ir::Dim::constant(e));
+    std::string name = "in" + std::to_string(i);
+    operands.push_back(b.input(name, {k.in[i]->dtype(), shape}));
+    inputs[name] = Tensor::view(k.in[i]->dtype(), k.in[i]->shape(), const_cast<std::byte *>(k.in[i]->raw()));
+  }
+  std::vector<ir::ValueId> results = ir::decompositionOf(k.node.op)(b, operands, k.node.attrs);
+  for (size_t r = 0; r < results.size(); ++r) b.output("out" + std::to_string(r), results[r]);
+  RunOptions options;
+  options.threads = k.threads;
+  RunResult r = run(g, inputs, {}, options);
+  for (size_t i = 0; i < k.outs.size(); ++i) {
+    const Tensor &t = r.outputs.at("out" + std::to_string(i));
+    if (t.shape() != k.outs[i]->shape())
+      throw Error(fmt::format("{}: the decomposition gives result {} as {}, not {}", ir::opName(k.node.op), i,
+                              t.typeStr(), k.outs[i]->typeStr()));
+    if (t.byteSize()) std::memcpy(k.outs[i]->raw(), t.raw(), t.byteSize());
+  }
+}
+
 /// The kernel of each op. No default case: an op added to ir/ops.def without
 /// a kernel makes -Wswitch warn here.
 Kernel kernelFor(OpKind op) {
   switch (op) {
+  case OpKind::MatMulBias:
+  case OpKind::WeightGrad:
+  case OpKind::Attention:
+  case OpKind::AttentionGrad: return decomposedKernel;
   case OpKind::Constant: return constantKernel;
   case OpKind::Embedding: return embeddingKernel;
   case OpKind::MatMul: return matmulKernel;

@@ -65,6 +65,15 @@ inline const std::map<OpKind, Sample> &samples() {
     t[OpKind::AdamMoment] = {{x, x}, {{"beta", 0.9}, {"square", true}}};
     t[OpKind::AdamUpdate] = {{x, x, x, {DType::F32, {}}, {DType::F32, {}}}, {{"eps", 1e-8}}};
     t[OpKind::CrossEntropyGrad] = {{{DType::F32, {s("B"), c(5)}}, {DType::I32, {s("B")}}, {DType::F32, {}}}, {}};
+    // Fused ops: odd sizes, a key mask, a scale that is not 1.
+    t[OpKind::MatMulBias] = {{x, {DType::F32, {c(5), c(4)}}, {DType::F32, {c(5)}}},
+                             {{"transpose_b", true}, {"activation", std::string("tanh")}}};
+    t[OpKind::WeightGrad] = {{x, {DType::F32, {s("B"), c(3), c(5)}}}, {}};
+    TensorType q{DType::F32, {s("B"), c(3), c(4)}}, k{DType::F32, {s("B"), c(5), c(4)}}, v{DType::F32, {s("B"), c(5), c(2)}};
+    TensorType keyMask{DType::Bool, {s("B"), c(1), c(5)}};
+    t[OpKind::Attention] = {{q, k, v, keyMask}, {{"scale", 0.5}}};
+    TensorType out{DType::F32, {s("B"), c(3), c(2)}}, lse{DType::F32, {s("B"), c(3)}};
+    t[OpKind::AttentionGrad] = {{q, k, v, out, lse, out, keyMask}, {{"scale", 0.5}}};
     return t;
   }();
   return table;

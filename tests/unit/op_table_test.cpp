@@ -59,8 +59,9 @@ TEST_CASE("every op in the table has a sample, a shape rule, text round trip and
     std::vector<ValueId> operands;
     for (size_t i = 0; i < sample.operands.size(); ++i)
       operands.push_back(b.input("in" + std::to_string(i), sample.operands[i]));
-    ValueId r = b.create(op.kind, operands, sample.attrs);
-    b.output("out", r);
+    std::vector<ValueId> results = b.createMulti(op.kind, operands, sample.attrs);
+    for (size_t k = 0; k < results.size(); ++k) b.output(k ? "out" + std::to_string(k) : "out", results[k]);
+    ValueId r = results.front();
     REQUIRE_NOTHROW(verify(g));
 
     std::string text = printGraph(g);

@@ -1,0 +1,124 @@
+//===- ir/decompose.cpp - what each fused op stands for -------------------===//
+//
+// One function per fused op, building exactly the primitive ops that the
+// fusion pass (passes/fuse_*.cpp) replaced, in the form autodiff and the
+// DSL produce them; see decompose.h.
+//
+//===----------------------------------------------------------------------===//
+#include "ir/decompose.h"
+
+#include <fmt/format.h>
+
+namespace kiln::ir {
+
+namespace {
+
+ValueId activate(Builder &b, ValueId x, const std::string &activation) {
+  if (activation == "relu") return b.relu(x);
+  if (activation == "tanh") return b.tanh(x);
+  if (activation == "sigmoid") return b.sigmoid(x);
+  return x;
+}
+
+std::vector<ValueId> matmulBias(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
+  OpKind k = OpKind::MatMulBias;
+  ValueId y = b.matmul(o[0], o[1], attrBool(k, a, "transpose_a"), attrBool(k, a, "transpose_b"));
+  return {activate(b, b.add(y, o[2]), attrString(k, a, "activation"))};
+}
+
+std::vector<ValueId> weightGrad(Builder &b, const std::vector<ValueId> &o, const Attrs &) {
+  const Graph &g = b.graph();
+  Shape target{g.type(o[0]).shape.back(), g.type(o[1]).shape.back()};
+  ValueId perBatch = b.matmul(o[0], o[1], /*transposeA=*/true);
+  return {b.create(OpKind::SumTo, {perBatch}, {{"shape", target}})};
+}
+
+/// The weights' logits: scale * q k^T (no multiply when scale is 1).
+ValueId scores(Builder &b, ValueId q, ValueId k, double scale) {
+  ValueId s = b.matmul(q, k, false, /*transposeB=*/true);
+  return scale == 1.0 ? s : b.mul(s, b.constant(scale));
+}
+
+/// x's shape with a trailing 1: [...,Tq] -> [...,Tq,1].
+Shape withUnitDim(const Graph &g, ValueId x) {
+  Shape s = g.type(x).shape;
+  s.push_back(Dim::constant(1));
+  return s;
+}
+
+std::vector<ValueId> attention(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
+  const Graph &g = b.graph();
+  double scale = attrFloat(OpKind::Attention, a, "scale");
+  std::optional<ValueId> mask;
+  if (o.size() == 4) mask = o[3];
+  ValueId s = scores(b, o[0], o[1], scale);
+  ValueId out = b.matmul(b.softmax(s, -1, mask), o[2]);
+  // lse = m + log(sum(exp(s - m))) over the unmasked keys, m their maximum:
+  // -inf for a row whose keys are all masked (its weights are all 0).
+  ValueId m = b.max(s, -1, mask, /*keepdim=*/true);
+  ValueId total = b.sum(b.exp(b.sub(s, m)), -1, mask);
+  Shape rows = g.type(total).shape;
+  ValueId lse = b.add(b.log(total), b.reshape(m, rows));
+  return {out, lse};
+}
+
+std::vector<ValueId> attentionGrad(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
+  const Graph &g = b.graph();
+  ValueId q = o[0], k = o[1], v = o[2], lse = o[4], dout = o[5];
+  double scale = attrFloat(OpKind::AttentionGrad, a, "scale");
+  // The weights, recomputed: exp(s - lse), 0 at masked keys.
+  ValueId s = scores(b, q, k, scale);
+  ValueId p = b.exp(b.sub(s, b.reshape(lse, withUnitDim(g, lse))));
+  if (o.size() == 7) p = b.select(o[6], p, b.constant(0.0));
+  // As autodiff derives it for matmul(softmax(s), v).
+  ValueId dp = b.matmul(dout, v, false, /*transposeB=*/true);
+  ValueId dv = b.matmul(p, dout, /*transposeA=*/true);
+  ValueId ds = b.create(OpKind::SoftmaxGrad, {p, dp}, {{"axis", int64_t(-1)}});
+  if (scale != 1.0) ds = b.mul(ds, b.constant(scale));
+  ValueId dq = b.matmul(ds, k);
+  ValueId dk = b.matmul(ds, q, /*transposeA=*/true);
+  return {dq, dk, dv};
+}
+
+} // namespace
+
+Decomposition decompositionOf(OpKind k) {
+  switch (k) {
+  case OpKind::MatMulBias: return matmulBias;
+  case OpKind::WeightGrad: return weightGrad;
+  case OpKind::Attention: return attention;
+  case OpKind::AttentionGrad: return attentionGrad;
+  default: return nullptr;
+  }
+}
+
+size_t expandFusedOps(Graph &g) {
+  size_t expanded = 0;
+  for (NodeId i = 0; static_cast<size_t>(i) < g.nodes().size(); ++i) {
+    Decomposition decompose = decompositionOf(g.nodes()[i].op);
+    if (!decompose) continue;
+    Node fused = g.nodes()[i];
+    g.setInsertionPoint(i);
+    Builder b(g);
+    if (!fused.locs.empty()) b.setLoc(fused.locs.front());
+    size_t before = g.nodes().size();
+    std::vector<ValueId> parts = decompose(b, fused.operands, fused.attrs);
+    size_t added = g.nodes().size() - before;
+    g.setInsertionPoint(static_cast<NodeId>(g.nodes().size()));
+    // The primitive ops keep every location the fused op carried.
+    for (size_t k = i; k < i + added; ++k) g.nodes()[k].locs = fused.locs;
+    std::vector<ValueId> results = fused.results();
+    if (parts.size() != results.size())
+      throw Error(fmt::format("the decomposition of {} gives {} values for {} results", opName(fused.op), parts.size(),
+                              results.size()));
+    for (size_t r = 0; r < results.size(); ++r) g.replaceAllUses(results[r], parts[r]);
+    std::vector<bool> dead(g.nodes().size(), false);
+    dead[i + added] = true; // the fused node, moved down by what was added
+    g.eraseNodes(dead);
+    i += static_cast<NodeId>(added) - 1;
+    ++expanded;
+  }
+  return expanded;
+}
+
+} // namespace kiln::ir
