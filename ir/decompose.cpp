@@ -39,13 +39,6 @@ ValueId scores(Builder &b, ValueId q, ValueId k, double scale) {
   return scale == 1.0 ? s : b.mul(s, b.constant(scale));
 }
 
-/// x's shape with a trailing 1: [...,Tq] -> [...,Tq,1].
-Shape withUnitDim(const Graph &g, ValueId x) {
-  Shape s = g.type(x).shape;
-  s.push_back(Dim::constant(1));
-  return s;
-}
-
 std::vector<ValueId> attention(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
   const Graph &g = b.graph();
   double scale = attrFloat(OpKind::Attention, a, "scale");
@@ -63,13 +56,16 @@ std::vector<ValueId> attention(Builder &b, const std::vector<ValueId> &o, const 
 }
 
 std::vector<ValueId> attentionGrad(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
-  const Graph &g = b.graph();
-  ValueId q = o[0], k = o[1], v = o[2], lse = o[4], dout = o[5];
+  ValueId q = o[0], k = o[1], v = o[2], dout = o[5];
   double scale = attrFloat(OpKind::AttentionGrad, a, "scale");
-  // The weights, recomputed: exp(s - lse), 0 at masked keys.
-  ValueId s = scores(b, q, k, scale);
-  ValueId p = b.exp(b.sub(s, b.reshape(lse, withUnitDim(g, lse))));
-  if (o.size() == 7) p = b.select(o[6], p, b.constant(0.0));
+  std::optional<ValueId> mask;
+  if (o.size() == 7) mask = o[6];
+  // The weights, recomputed as the forward computed them. (A kernel may
+  // start from the stored log-sum-exp, exp(s - lse), but must then
+  // renormalise each row: unnormalised, the rows sum to 1 only within the
+  // rounding of lse, and that error does not cancel in the gradients that
+  // are zero in exact arithmetic, such as a key bias's.)
+  ValueId p = b.softmax(scores(b, q, k, scale), -1, mask);
   // As autodiff derives it for matmul(softmax(s), v).
   ValueId dp = b.matmul(dout, v, false, /*transposeB=*/true);
   ValueId dv = b.matmul(p, dout, /*transposeA=*/true);

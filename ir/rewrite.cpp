@@ -20,7 +20,7 @@ struct Pattern::Impl {
   std::string capture;
   struct AttrTest {
     std::string name;
-    Attr value, absent;
+    Attr value;
   };
   std::vector<AttrTest> attrs;
   std::vector<std::function<bool(const Graph &, ValueId)>> conditions;
@@ -48,8 +48,11 @@ Pattern &Pattern::as(std::string name) {
   impl->capture = std::move(name);
   return *this;
 }
-Pattern &Pattern::attr(std::string name, Attr value, Attr absent) {
-  impl->attrs.push_back({std::move(name), std::move(value), std::move(absent)});
+Pattern &Pattern::attr(std::string name, Attr value) {
+  if (impl->isLeaf) throw Error("rewrite: attr() on a leaf pattern (only op patterns have attributes)");
+  const AttrSpec *spec = findAttrSpec(impl->op, name);
+  if (!spec) throw Error(fmt::format("rewrite: {} declares no attribute '{}'", opName(impl->op), name));
+  impl->attrs.push_back({std::move(name), std::move(value)});
   return *this;
 }
 Pattern &Pattern::where(std::function<bool(const Graph &, ValueId)> condition) {
@@ -91,7 +94,11 @@ public:
     const Pattern::Impl &pi = *p.impl;
     if (!pi.capture.empty()) {
       auto [it, fresh] = m.values.emplace(pi.capture, v);
-      if (!fresh && it->second != v) return false;
+      if (!fresh) {
+        // A name bound before must be the same value; its structure was
+        // matched where the name first appeared.
+        return it->second == v;
+      }
     }
     for (const auto &cond : pi.conditions)
       if (!cond(g_, v)) return false;
@@ -102,10 +109,12 @@ public:
     if (info.kind != ValueKind::Node || info.resultIndex != 0) return false;
     const Node &n = g_.nodes()[info.producer];
     if (n.op != pi.op || n.operands.size() != pi.operands.size()) return false;
-    for (const auto &t : pi.attrs) {
-      auto it = n.attrs.find(t.name);
-      const Attr &actual = it == n.attrs.end() ? t.absent : it->second;
-      if (!(actual == t.value)) return false;
+    if (!pi.attrs.empty()) {
+      Attrs full = withDefaults(n.op, n.attrs);
+      for (const auto &t : pi.attrs) {
+        auto it = full.find(t.name);
+        if (it == full.end() || !(it->second == t.value)) return false;
+      }
     }
     // A DAG pattern may reach a node twice (through two captures); it is
     // matched once.

@@ -13,7 +13,8 @@
 // Matching starts at the root and follows operands. A leaf (Pattern::any)
 // matches any value; naming it captures the value, and a name used twice
 // must match the same value both times (a DAG: `x` as both query and key).
-// An op pattern matches a node of that kind with exactly that many
+// (Its structure is matched where the name first binds; later uses only
+// compare the value.) An op pattern matches a node of that kind with exactly that many
 // operands whose operands match in order (or, for commutative(), in either
 // order). Every matched node except the root must be read only inside the
 // pattern and must not be a graph output, unless marked shared(): removing
@@ -54,9 +55,9 @@ public:
 
   /// Captures the matched value (leaf) or node result (op) under `name`.
   Pattern &as(std::string name);
-  /// The attribute must equal `value`; an absent attribute compares as the
-  /// default passed here (the op table's default).
-  Pattern &attr(std::string name, Attr value, Attr absent);
+  /// The attribute must equal `value`; an absent one has the op table's
+  /// default (ops.def), so a pattern need not care how the node was written.
+  Pattern &attr(std::string name, Attr value);
   /// An extra condition on the matched value (its shape, its dtype, ...).
   Pattern &where(std::function<bool(const Graph &, ValueId)> condition);
   /// A two-operand op whose operands may match in either order.

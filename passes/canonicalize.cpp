@@ -40,7 +40,7 @@ std::optional<float> f32Constant(const Graph &g, ValueId v) {
   if (info.kind != ir::ValueKind::Node) return std::nullopt;
   const ir::Node &n = g.nodes()[info.producer];
   if (n.op != OpKind::Constant || info.type.dtype != ir::DType::F32) return std::nullopt;
-  return static_cast<float>(ir::attrFloat(n.attrs, "value", 0.0));
+  return static_cast<float>(ir::attrFloat(OpKind::Constant, n.attrs, "value"));
 }
 
 auto isConstant(float value) {
@@ -70,7 +70,7 @@ Rule noOp(const char *name, OpKind op) {
             ValueId x = m.at("x");
             if (!(g.type(x) == g.type(n.result))) return std::nullopt;
             if (n.op == OpKind::Transpose) {
-              ir::Shape perm = ir::attrDims(n.attrs, "perm");
+              ir::Shape perm = ir::attrDims(OpKind::Transpose, n.attrs, "perm");
               for (size_t d = 0; d < perm.size(); ++d)
                 if (perm[d].value != static_cast<int64_t>(d)) return std::nullopt;
             }
@@ -136,14 +136,14 @@ std::vector<Rule> canonicalRules() {
     rules.push_back(noOp("layout-no-op", op));
   rules.push_back({"reshape-of-reshape", Pattern::op(OpKind::Reshape, {Pattern::op(OpKind::Reshape, {Pattern::any("x")})}),
                    [](ir::Builder &b, const Match &m) -> std::optional<ValueId> {
-                     return b.reshape(m.at("x"), ir::attrDims(b.graph().nodes()[m.root].attrs, "shape"));
+                     return b.reshape(m.at("x"), ir::attrDims(OpKind::Reshape, b.graph().nodes()[m.root].attrs, "shape"));
                    }});
   rules.push_back({"transpose-of-transpose",
                    Pattern::op(OpKind::Transpose, {Pattern::op(OpKind::Transpose, {Pattern::any("x")}).as("inner")}),
                    [](ir::Builder &b, const Match &m) -> std::optional<ValueId> {
                      const Graph &g = b.graph();
-                     ir::Shape outer = ir::attrDims(g.nodes()[m.root].attrs, "perm");
-                     ir::Shape inner = ir::attrDims(g.nodes()[g.value(m.at("inner")).producer].attrs, "perm");
+                     ir::Shape outer = ir::attrDims(OpKind::Transpose, g.nodes()[m.root].attrs, "perm");
+                     ir::Shape inner = ir::attrDims(OpKind::Transpose, g.nodes()[g.value(m.at("inner")).producer].attrs, "perm");
                      // result dim i = inner's dim outer[i] = x's dim inner[outer[i]].
                      std::vector<int64_t> perm;
                      bool identity = true;

@@ -29,7 +29,8 @@ bool eliminateCommonSubexpressions(ir::Graph &g, const PassContext &) {
     auto &candidates = seen[{n.op, n.operands}];
     ir::ValueId twin = -1;
     for (ir::ValueId c : candidates)
-      if (g.nodes()[g.value(c).producer].attrs == n.attrs) twin = c;
+      // Compared with defaults filled in: {axis = -1} and no axis agree.
+      if (ir::withDefaults(n.op, g.nodes()[g.value(c).producer].attrs) == ir::withDefaults(n.op, n.attrs)) twin = c;
     if (twin < 0) {
       candidates.push_back(n.result);
       continue;

@@ -24,6 +24,13 @@ const std::vector<PassInfo> &allPasses() {
       {"cse", "replace an op that repeats an earlier one (same operands and attributes) by the earlier result",
        eliminateCommonSubexpressions},
       {"dce", "remove ops whose results nothing reads", eliminateDeadCode},
+      {"fuse-attention",
+       "scaled dot-product attention (forward, and with its backward in training steps) into attention and "
+       "attention_grad: the [T,T] weights are recomputed, never stored",
+       fuseAttention},
+      {"fuse-linear",
+       "matmul + bias (+ relu/tanh/sigmoid) into matmul_bias; a weight gradient's matmul + sum_to into weight_grad",
+       fuseLinear},
   };
   return table;
 }
@@ -43,15 +50,19 @@ GraphRole roleOf(const ir::Graph &g) {
 std::vector<std::string> defaultPipeline(GraphRole role) {
   // Inference: the forward graph as the DSL lowered it.
   static const std::vector<std::string> inference = {
-      "canonicalize", // constants and no-ops first, so that duplicates look alike
-      "cse",          // e.g. the same mask reshaped for two layers
-      "dce",          // what the rewrites left unread
+      "canonicalize",   // constants and no-ops first, so that duplicates look alike
+      "cse",            // e.g. the same mask reshaped for two layers
+      "fuse-attention", // before fuse-linear: its patterns see plain matmuls
+      "fuse-linear",    // the projections and dense layers left
+      "dce",            // what the rewrites left unread
   };
   // Training: the step autodiff and the optimizer built (forward, backward,
   // update in one graph).
   static const std::vector<std::string> training = {
-      "canonicalize", // autodiff's constants (the loss seed 1.0, schedule scalars)
-      "cse",          // forward values autodiff rebuilt, repeated constants
+      "canonicalize",   // autodiff's constants (the loss seed 1.0, schedule scalars)
+      "cse",            // forward values autodiff rebuilt, repeated constants
+      "fuse-attention", // forward and backward together, or neither
+      "fuse-linear",    // projections, dense layers and their weight gradients
       "dce",
   };
   return role == GraphRole::Training ? training : inference;

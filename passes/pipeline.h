@@ -88,5 +88,7 @@ std::string formatPassTimes(const std::vector<PassRecord> &records,
 bool canonicalize(ir::Graph &g, const PassContext &context);
 bool eliminateCommonSubexpressions(ir::Graph &g, const PassContext &context);
 bool eliminateDeadCode(ir::Graph &g, const PassContext &context);
+bool fuseAttention(ir::Graph &g, const PassContext &context);
+bool fuseLinear(ir::Graph &g, const PassContext &context);
 
 } // namespace kiln::passes

@@ -1,6 +1,7 @@
 """kiln's compiled training step vs PyTorch 1.13, for each example model at
 non-default sizes (set with --param) and with padding in every batch:
 
+On every backend (the default passes, fused attention included):
 1. one step through `kiln run --graph=train`: the loss and every parameter
    gradient (`grad.<name>`) against loss.backward() in PyTorch;
    tolerance max|kiln - torch| / max(max|torch|, G/100) <= 1e-5 per tensor
@@ -25,10 +26,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+import kiln_backends  # noqa: E402
 import models  # noqa: E402
 import st  # noqa: E402
 
 kiln, examples, work = sys.argv[1], sys.argv[2], sys.argv[3]
+backends = kiln_backends.backends(kiln)
 os.makedirs(work, exist_ok=True)
 sizes = {"vocab": 40, "embed": 12, "hidden": 20, "classes": 3}
 grad_tol, loss_tol, lr, steps = 1e-5, 1e-4, 1e-2, 20
@@ -48,73 +51,76 @@ def batch(gen):
     return tokens, labels
 
 
-def kiln_step(variant, weights, tokens, labels, step, out, optimizer=("--optimizer=adam",)):
+def kiln_step(variant, weights, tokens, labels, step, out, optimizer=("--optimizer=adam",), backend="reference"):
     inputs = os.path.join(work, f"{variant}.in.safetensors")
     st.save(inputs, {"tokens": tokens.numpy().astype(np.int32), "labels": labels.numpy().astype(np.int32),
                      "lr": np.array(lr, dtype=np.float32), "step": np.array(step, dtype=np.float32)})
     cmd = [kiln, "run", os.path.join(examples, f"classifier_{variant}.kiln"), "--graph=train", *optimizer,
-           "--inputs", inputs, "--weights", weights, "--outputs", out]
+           "--inputs", inputs, "--weights", weights, "--outputs", out, "--backend", backend, "--force"]
     for k, v in sizes.items():
         cmd += ["--param", f"{k}={v}"]
     subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
     return st.load(out)
 
 
-for variant in ["additive", "attnpool", "sdpa"]:
-    torch.manual_seed(1)
-    model = models.TextClassifier(variant, **sizes)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(2.0)
-    gen = torch.Generator().manual_seed(2)
-    weights = os.path.join(work, f"{variant}.w0.safetensors")
-    st.save(weights, {k: v.detach().numpy().copy() for k, v in model.state_dict().items()})
+for backend in backends:
+    for variant in ["additive", "attnpool", "sdpa"]:
+        torch.manual_seed(1)
+        model = models.TextClassifier(variant, **sizes)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(2.0)
+        gen = torch.Generator().manual_seed(2)
+        weights = os.path.join(work, f"{variant}.w0.safetensors")
+        st.save(weights, {k: v.detach().numpy().copy() for k, v in model.state_dict().items()})
 
-    # 1. One step: loss and gradients.
-    tokens, labels = batch(gen)
-    out = kiln_step(variant, weights, tokens, labels, 1, os.path.join(work, f"{variant}.out1.safetensors"))
-    model.zero_grad()
-    loss = torch.nn.functional.cross_entropy(model(tokens), labels)
-    loss.backward()
-    scale = max(float(np.max(np.abs(p.grad.numpy()))) for p in model.parameters())
-    live = {name for name, p in model.named_parameters() if np.max(np.abs(p.grad.numpy())) >= scale / 100}
-
-    def grad_err(a, b):
-        return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), scale / 100))
-
-    worst = max((grad_err(out["grad." + name], p.grad.numpy()), name) for name, p in model.named_parameters())
-    loss_err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
-    ok = worst[0] <= grad_tol and loss_err <= grad_tol
-    print(f"{variant}: loss rel err {loss_err:.1e}, worst gradient rel err {worst[0]:.1e} ({worst[1]}), "
-          f"{len(list(model.parameters()))} gradients (tol {grad_tol:g}) {'ok' if ok else 'FAIL'}")
-    failed |= not ok
-
-    # 2. Twenty Adam steps, batch k at step k (batch 1 is the one above).
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(2)
-    worst_step = (0.0, 0)
-    for step in range(1, steps + 1):
+        # 1. One step: loss and gradients.
         tokens, labels = batch(gen)
-        out = kiln_step(variant, weights, tokens, labels, step, os.path.join(work, f"{variant}.out.safetensors"))
-        opt.zero_grad()
+        out = kiln_step(variant, weights, tokens, labels, 1, os.path.join(work, f"{variant}.out1.safetensors"),
+                        backend=backend)
+        model.zero_grad()
         loss = torch.nn.functional.cross_entropy(model(tokens), labels)
         loss.backward()
-        opt.step()
-        err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
-        worst_step = max(worst_step, (err, step))
-        # The next run starts from kiln's updated parameters and Adam state.
-        state = {k: v for k, v in out.items() if not k.startswith("grad.") and k not in ("loss", "logits")}
-        weights = os.path.join(work, f"{variant}.w.safetensors")
-        st.save(weights, state)
-    final = st.load(weights)
-    # Parameters with no true gradient follow Adam's normalised noise on both
-    # sides and drift apart harmlessly; compare the others.
-    param_err = max(rel_err(final[name], p.detach().numpy()) for name, p in model.named_parameters() if name in live)
-    ok = worst_step[0] <= loss_tol
-    print(f"{variant}: {steps} Adam steps, worst loss rel err {worst_step[0]:.1e} at step {worst_step[1]}, "
-          f"final loss {loss.item():.4f}, final parameters rel err {param_err:.1e} (those with a gradient) (tol {loss_tol:g}) "
-          f"{'ok' if ok else 'FAIL'}")
-    failed |= not ok
+        scale = max(float(np.max(np.abs(p.grad.numpy()))) for p in model.parameters())
+        live = {name for name, p in model.named_parameters() if np.max(np.abs(p.grad.numpy())) >= scale / 100}
+
+        def grad_err(a, b):
+            return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), scale / 100))
+
+        worst = max((grad_err(out["grad." + name], p.grad.numpy()), name) for name, p in model.named_parameters())
+        loss_err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
+        ok = worst[0] <= grad_tol and loss_err <= grad_tol
+        print(f"{variant} on {backend}: loss rel err {loss_err:.1e}, worst gradient rel err {worst[0]:.1e} ({worst[1]}), "
+              f"{len(list(model.parameters()))} gradients (tol {grad_tol:g}) {'ok' if ok else 'FAIL'}")
+        failed |= not ok
+
+        # 2. Twenty Adam steps, batch k at step k (batch 1 is the one above).
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        gen = torch.Generator().manual_seed(2)
+        worst_step = (0.0, 0)
+        for step in range(1, steps + 1):
+            tokens, labels = batch(gen)
+            out = kiln_step(variant, weights, tokens, labels, step, os.path.join(work, f"{variant}.out.safetensors"),
+                            backend=backend)
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+            loss.backward()
+            opt.step()
+            err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
+            worst_step = max(worst_step, (err, step))
+            # The next run starts from kiln's updated parameters and Adam state.
+            state = {k: v for k, v in out.items() if not k.startswith("grad.") and k not in ("loss", "logits")}
+            weights = os.path.join(work, f"{variant}.w.safetensors")
+            st.save(weights, state)
+        final = st.load(weights)
+        # Parameters with no true gradient follow Adam's normalised noise on both
+        # sides and drift apart harmlessly; compare the others.
+        param_err = max(rel_err(final[name], p.detach().numpy()) for name, p in model.named_parameters() if name in live)
+        ok = worst_step[0] <= loss_tol
+        print(f"{variant} on {backend}: {steps} Adam steps, worst loss rel err {worst_step[0]:.1e} at step {worst_step[1]}, "
+              f"final loss {loss.item():.4f}, final parameters rel err {param_err:.1e} (those with a gradient) (tol {loss_tol:g}) "
+              f"{'ok' if ok else 'FAIL'}")
+        failed |= not ok
 
 # 3. The other optimizers.
 configs = [
@@ -124,36 +130,37 @@ configs = [
      lambda ps: torch.optim.AdamW(ps, lr=lr, weight_decay=0.1), 0.0),
     ("adam clip-norm 0.05", ["--optimizer=adam", "--clip-norm=0.05"], lambda ps: torch.optim.Adam(ps, lr=lr), 0.05),
 ]
-for label, flags, make, clip in configs:
-    torch.manual_seed(3)
-    model = models.TextClassifier("attnpool", **sizes)
-    weights = os.path.join(work, "opt.w0.safetensors")
-    st.save(weights, {k: v.detach().numpy().copy() for k, v in model.state_dict().items()})
-    opt = make(model.parameters())
-    gen = torch.Generator().manual_seed(4)
-    worst_step = (0.0, 0)
-    for step in range(1, 11):
-        tokens, labels = batch(gen)
-        out = kiln_step("attnpool", weights, tokens, labels, step, os.path.join(work, "opt.out.safetensors"),
-                        tuple(flags))
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
-        worst_step = max(worst_step, (err, step))
-        state = {k: v for k, v in out.items() if not k.startswith("grad.") and k not in ("loss", "logits")}
-        weights = os.path.join(work, "opt.w.safetensors")
-        st.save(weights, state)
-    final = st.load(weights)
-    param_err = max(rel_err(final[name], p.detach().numpy()) for name, p in model.named_parameters()
-                    if not name.endswith("linear2.bias"))
-    ok = worst_step[0] <= loss_tol
-    print(f"attnpool {label}: 10 steps, worst loss rel err {worst_step[0]:.1e} at step {worst_step[1]}, "
-          f"final parameters rel err {param_err:.1e} (tol {loss_tol:g}) {'ok' if ok else 'FAIL'}")
-    failed |= not ok
+for backend in backends:
+    for label, flags, make, clip in configs:
+        torch.manual_seed(3)
+        model = models.TextClassifier("attnpool", **sizes)
+        weights = os.path.join(work, "opt.w0.safetensors")
+        st.save(weights, {k: v.detach().numpy().copy() for k, v in model.state_dict().items()})
+        opt = make(model.parameters())
+        gen = torch.Generator().manual_seed(4)
+        worst_step = (0.0, 0)
+        for step in range(1, 11):
+            tokens, labels = batch(gen)
+            out = kiln_step("attnpool", weights, tokens, labels, step, os.path.join(work, "opt.out.safetensors"),
+                            tuple(flags), backend)
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
+            worst_step = max(worst_step, (err, step))
+            state = {k: v for k, v in out.items() if not k.startswith("grad.") and k not in ("loss", "logits")}
+            weights = os.path.join(work, "opt.w.safetensors")
+            st.save(weights, state)
+        final = st.load(weights)
+        param_err = max(rel_err(final[name], p.detach().numpy()) for name, p in model.named_parameters()
+                        if not name.endswith("linear2.bias"))
+        ok = worst_step[0] <= loss_tol
+        print(f"attnpool {label} on {backend}: 10 steps, worst loss rel err {worst_step[0]:.1e} at step {worst_step[1]}, "
+              f"final parameters rel err {param_err:.1e} (tol {loss_tol:g}) {'ok' if ok else 'FAIL'}")
+        failed |= not ok
 
 print("FAILED" if failed else "ALL PASSED")
 sys.exit(1 if failed else 0)

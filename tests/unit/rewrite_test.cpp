@@ -128,9 +128,9 @@ TEST_CASE("rewrite: patterns match kind, operands, attributes and captures") {
   CHECK(rewrite::match(s.g, users, swapped, 1));
 
   // Attributes compare with the default when absent.
-  Pattern transposed = Pattern::op(OpKind::MatMul, {Pattern::any(), Pattern::any()}).attr("transpose_b", true, false);
+  Pattern transposed = Pattern::op(OpKind::MatMul, {Pattern::any(), Pattern::any()}).attr("transpose_b", true);
   CHECK_FALSE(rewrite::match(s.g, users, transposed, 0));
-  Pattern plain = Pattern::op(OpKind::MatMul, {Pattern::any(), Pattern::any()}).attr("transpose_b", false, false);
+  Pattern plain = Pattern::op(OpKind::MatMul, {Pattern::any(), Pattern::any()}).attr("transpose_b", false);
   CHECK(rewrite::match(s.g, users, plain, 0));
 
   // A capture used twice must be the same value.

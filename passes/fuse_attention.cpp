@@ -1,0 +1,190 @@
+//===- passes/fuse_attention.cpp - scaled dot-product attention, fused -----===//
+//
+// Algorithm: ir::rewrite rules to a fixed point, one per form of the
+// scaling (none, div by a constant, mul by a constant), each first in its
+// training form and then in its inference form.
+//
+// Forward (root: the weighted values):
+//     s   = matmul(q, k, transpose_b)       [...,Tq,Tk]
+//     s'  = s / c  |  s * c  |  s
+//     p   = softmax(s' [, mask]) over the last axis
+//     out = matmul(p, v)
+//   becomes  out, lse = attention(q, k, v [, mask]) {scale}, where lse is
+//   each row's log-sum-exp: all that the backward pass needs to recompute
+//   the weights p, which are never stored.
+//
+// Training adds three more roots, the gradients autodiff derives for the
+// forward (passes/autodiff.cpp), with dout the gradient arriving at out:
+//     dv  = matmul(p, dout, transpose_a)
+//     dp  = matmul(dout, v, transpose_b)
+//     ds  = softmax_grad(p, dp)   then / c  |  * c  |  as it is
+//     dq  = matmul(ds', k)
+//     dk  = matmul(ds', q, transpose_a)
+//   and all of it becomes  dq, dk, dv = attention_grad(q, k, v, out, lse,
+//   dout [, mask]) {scale}, placed before the first of the three gradients.
+//
+// The [...,Tq,Tk] matrices s, p, dp and ds then exist in no graph: the
+// training step's memory grows with T, not T^2 (the fused kernels work a
+// block of query rows at a time). The one-reader rule of ir/rewrite.h keeps
+// look-alikes out: if p, s or ds is read by anything else (another layer,
+// a graph output), or the softmax runs over another axis, nothing fuses;
+// in a training graph the inference form cannot fuse alone either, since
+// the backward nodes read p. The fused ops keep the locations of every
+// node they absorbed. tests/lit/passes/fuse_attention.ir has the cases.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/pipeline.h"
+
+#include "ir/rewrite.h"
+
+#include <cmath>
+
+namespace kiln::passes {
+
+namespace {
+
+using ir::Graph;
+using ir::OpKind;
+using ir::ValueId;
+using ir::rewrite::Match;
+using ir::rewrite::Pattern;
+using ir::rewrite::Rule;
+
+enum class Scaling { None, Div, Mul };
+
+/// An f32 scalar constant, captured as "c"; shared, since one constant
+/// node may serve the forward, the backward and other layers.
+Pattern scaleConstant() {
+  return Pattern::op(OpKind::Constant, {}).as("c").shared().where([](const Graph &g, ValueId v) {
+    return g.type(v) == ir::TensorType{ir::DType::F32, {}};
+  });
+}
+
+/// x scaled as the rule's form says.
+Pattern scaled(Pattern x, Scaling scaling) {
+  switch (scaling) {
+  case Scaling::None: return x;
+  case Scaling::Div: return Pattern::op(OpKind::Div, {std::move(x), scaleConstant()});
+  case Scaling::Mul: return Pattern::op(OpKind::Mul, {std::move(x), scaleConstant()}).commutative();
+  }
+  return x;
+}
+
+/// softmax over the last axis of its operand.
+bool overLastAxis(const Graph &g, ValueId v) {
+  const ir::Node &n = g.nodes()[g.value(v).producer];
+  int64_t rank = static_cast<int64_t>(g.type(v).rank());
+  int64_t axis = ir::axisAttr(n.attrs);
+  return axis == -1 || axis == rank - 1;
+}
+
+Pattern forwardPattern(Scaling scaling, bool masked) {
+  Pattern s = Pattern::op(OpKind::MatMul, {Pattern::any("q"), Pattern::any("k")})
+                  .attr("transpose_a", false)
+                  .attr("transpose_b", true);
+  std::vector<Pattern> softmaxOperands{scaled(s, scaling)};
+  if (masked) softmaxOperands.push_back(Pattern::any("mask"));
+  Pattern p = Pattern::op(OpKind::Softmax, softmaxOperands).as("p").where(overLastAxis);
+  return Pattern::op(OpKind::MatMul, {p, Pattern::any("v")}).attr("transpose_a", false).attr("transpose_b", false);
+}
+
+/// The gradient roots, in the order the replacement returns them: dv, dq, dk.
+std::vector<Pattern> backwardPatterns(Scaling scaling) {
+  Pattern dv = Pattern::op(OpKind::MatMul, {Pattern::any("p"), Pattern::any("dout")})
+                   .attr("transpose_a", true)
+                   .attr("transpose_b", false);
+  Pattern dp = Pattern::op(OpKind::MatMul, {Pattern::any("dout"), Pattern::any("v")})
+                   .attr("transpose_a", false)
+                   .attr("transpose_b", true);
+  Pattern ds = Pattern::op(OpKind::SoftmaxGrad, {Pattern::any("p"), dp}).where(overLastAxis);
+  Pattern dsScaled = scaled(ds, scaling).as("ds");
+  Pattern dq = Pattern::op(OpKind::MatMul, {dsScaled, Pattern::any("k")})
+                   .attr("transpose_a", false)
+                   .attr("transpose_b", false);
+  Pattern dk = Pattern::op(OpKind::MatMul, {Pattern::any("ds"), Pattern::any("q")})
+                   .attr("transpose_a", true)
+                   .attr("transpose_b", false);
+  return {dv, dq, dk};
+}
+
+/// The scale attribute of a match: 1, 1/c or c. nullopt when it is not a
+/// usable finite non-zero number.
+std::optional<double> scaleOf(const Graph &g, const Match &m, Scaling scaling) {
+  if (scaling == Scaling::None) return 1.0;
+  const ir::Node &c = g.nodes()[g.value(m.at("c")).producer];
+  double value = ir::attrFloat(OpKind::Constant, c.attrs, "value");
+  double scale = scaling == Scaling::Div ? 1.0 / value : value;
+  if (!std::isfinite(scale) || scale == 0.0) return std::nullopt;
+  return scale;
+}
+
+std::vector<ValueId> forwardOperands(const Match &m, bool masked) {
+  std::vector<ValueId> o{m.at("q"), m.at("k"), m.at("v")};
+  if (masked) o.push_back(m.at("mask"));
+  return o;
+}
+
+/// Attention's shape rule accepts the match (same batch dims for q, k, v).
+bool fits(const Graph &g, const std::vector<ValueId> &operands, double scale) {
+  std::vector<ir::TensorType> types;
+  for (ValueId v : operands) types.push_back(g.type(v));
+  try {
+    ir::inferTypes(OpKind::Attention, types, {{"scale", scale}});
+    return true;
+  } catch (const Error &) {
+    return false;
+  }
+}
+
+std::vector<Rule> attentionRules() {
+  std::vector<Rule> rules;
+  const char *names[] = {"", "-div", "-mul"};
+  for (Scaling scaling : {Scaling::None, Scaling::Div, Scaling::Mul})
+    for (bool masked : {true, false}) {
+      std::string suffix = std::string(names[static_cast<int>(scaling)]) + (masked ? "-masked" : "");
+      Rule training;
+      training.name = "attention-training" + suffix;
+      training.pattern = forwardPattern(scaling, masked);
+      training.more = backwardPatterns(scaling);
+      training.buildMulti = [scaling, masked](ir::rewrite::Rewriter &r,
+                                              const Match &m) -> std::optional<std::vector<ValueId>> {
+        std::optional<double> scale = scaleOf(r.graph(), m, scaling);
+        std::vector<ValueId> operands = forwardOperands(m, masked);
+        if (!scale || !fits(r.graph(), operands, *scale)) return std::nullopt;
+        ir::Attrs attrs{{"scale", *scale}};
+        std::vector<ValueId> forward = r.before(0).createMulti(OpKind::Attention, operands, attrs);
+        // Before the first of the gradients (roots 1..3 are dv, dq, dk).
+        size_t first = 1;
+        for (size_t k = 2; k <= 3; ++k)
+          if (m.roots[k] < m.roots[first]) first = k;
+        std::vector<ValueId> gradOperands{m.at("q"), m.at("k"), m.at("v"), forward[0], forward[1], m.at("dout")};
+        if (masked) gradOperands.push_back(m.at("mask"));
+        std::vector<ValueId> grads = r.before(first).createMulti(OpKind::AttentionGrad, gradOperands, attrs);
+        return std::vector<ValueId>{forward[0], grads[2], grads[0], grads[1]};
+      };
+      rules.push_back(std::move(training));
+
+      Rule inference;
+      inference.name = "attention" + suffix;
+      inference.pattern = forwardPattern(scaling, masked);
+      inference.build = [scaling, masked](ir::Builder &b, const Match &m) -> std::optional<ValueId> {
+        std::optional<double> scale = scaleOf(b.graph(), m, scaling);
+        std::vector<ValueId> operands = forwardOperands(m, masked);
+        if (!scale || !fits(b.graph(), operands, *scale)) return std::nullopt;
+        return b.createMulti(OpKind::Attention, operands, {{"scale", *scale}}).front();
+      };
+      rules.push_back(std::move(inference));
+    }
+  return rules;
+}
+
+} // namespace
+
+bool fuseAttention(ir::Graph &g, const PassContext &context) {
+  static const std::vector<Rule> rules = attentionRules();
+  ir::rewrite::RewriteOptions options;
+  options.verifyEach = context.verifyEach;
+  return !ir::rewrite::applyRules(g, rules, options).empty();
+}
+
+} // namespace kiln::passes
