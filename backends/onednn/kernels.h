@@ -49,4 +49,29 @@ void adamMoment(const float *m, const float *g, int64_t n, float beta, bool squa
 void adamUpdate(const float *p, const float *m, const float *v, int64_t n, float stepSize, float bc2Sqrt, float eps,
                 float *out);
 
+/// The sizes of an attention: `batch` independent slices (the batch dims
+/// flattened), q [batch, tq, d], k [batch, tk, d], v [batch, tk, dv].
+struct AttentionShape {
+  int64_t batch, tq, tk, d, dv;
+  float scale;
+};
+
+/// Where a broadcast bool mask keeps key j for query i of slice b:
+/// data[sliceOffset[b] + i * rowStride + j * colStride] != 0 (a stride is 0
+/// along a dim the mask broadcasts over).
+struct AttentionMask {
+  const uint8_t *data;
+  const int64_t *sliceOffset;
+  int64_t rowStride, colStride;
+};
+
+/// out = softmax(scale q k^T, masked) v and lse = each row's log-sum-exp
+/// (attention_kernels.cpp); mask may be null.
+void attention(const AttentionShape &shape, const float *q, const float *k, const float *v, const AttentionMask *mask,
+               float *out, float *lse);
+
+/// dq, dk, dv of attention, the weights recomputed from lse.
+void attentionGrad(const AttentionShape &shape, const float *q, const float *k, const float *v, const float *lse,
+                   const float *dout, const AttentionMask *mask, float *dq, float *dk, float *dv);
+
 } // namespace kiln::backends::onednn::kernels

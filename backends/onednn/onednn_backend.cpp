@@ -1,9 +1,11 @@
 //===- backends/onednn/onednn_backend.cpp - oneDNN CPU backend ------------===//
 //
 // Compilation of a plan, once per symbol bindings:
-//  1. Concrete extents of every value; pattern choices per node: a matmul
-//     whose only reader adds a 1-D bias over its last dim takes the bias as
-//     its own (the add then runs inside the matmul); a reshape is a view.
+//  1. Concrete extents of every value. Fusion is not done here: the passes
+//     (passes/fuse_*.cpp) made fused ops, each lowered as one step below
+//     (matmul_bias as a matmul primitive with a bias and an eltwise
+//     post-op, weight_grad as one 2-D matmul, attention and its gradient as
+//     kiln kernels), so the memory plan is the plan that runs.
 //  2. Memory: passes::planMemory lays every intermediate out in one arena,
 //     with in-place results for the eltwise and binary primitives that
 //     support it (dst may equal src / src0).
@@ -227,14 +229,6 @@ public:
 
 private:
   bool isExternal(ValueId v) const { return graph_.value(v).kind != ir::ValueKind::Node; }
-  /// A value that can vanish into a fused primitive: one reader, not an output.
-  bool fusable(ValueId v) const {
-    if (readers_[v].size() != 1) return false;
-    for (const ir::Output &o : graph_.outputs())
-      if (o.value == v) return false;
-    return true;
-  }
-
   ValueId rootOf(const Plan &p, ValueId v) const {
     while (p.memory.values[v].aliasOf >= 0 && p.memory.values[v].aliasOf != v) v = p.memory.values[v].aliasOf;
     return v;
@@ -266,7 +260,7 @@ private:
   }
 
   void build(Plan &p, const ir::SymbolBindings &b);
-  bool lowerNode(Plan &p, size_t i, std::vector<bool> &fused);
+  bool lowerNode(Plan &p, size_t i);
 
   /// A memory object for value v whose address is looked up at run time.
   struct Bound {
@@ -291,7 +285,7 @@ private:
     Plan *plan = &p;
     p.steps.push_back({static_cast<ir::NodeId>(node), label + " (kiln kernel)", [plan, body] { body(*plan); }});
   }
-  bool lowerCustom(Plan &p, size_t i, std::vector<bool> &fused);
+  bool lowerCustom(Plan &p, size_t i);
 
   ir::Graph graph_;
   dnnl::engine engine_;
@@ -300,7 +294,6 @@ private:
   bool profiling_ = false;
   std::map<ir::SymbolBindings, std::unique_ptr<Plan>> plans_;
   Plan *lastPlan_ = nullptr;
-  std::vector<std::vector<ir::NodeId>> readers_;
 };
 
 /// Ops whose oneDNN primitive may write its result over operand 0.
@@ -350,9 +343,6 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
   size_t n = graph_.numValues();
   p.extents.resize(n);
   for (size_t v = 0; v < n; ++v) p.extents[v] = *ir::concreteShape(graph_.type(static_cast<ValueId>(v)).shape, b);
-  readers_.assign(n, {});
-  for (size_t i = 0; i < nodes.size(); ++i)
-    for (ValueId v : nodes[i].operands) readers_[v].push_back(static_cast<ir::NodeId>(i));
 
   passes::PlanOptions opts;
   opts.inPlace = [&](const Node &node, size_t operand) {
@@ -383,9 +373,7 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
     if (root != static_cast<ValueId>(v) && !isExternal(root)) p.ptr[v] = p.ptr[root];
   }
 
-  std::vector<bool> fused(nodes.size(), false);
   for (size_t i = 0; i < nodes.size(); ++i) {
-    if (fused[i]) continue;
     const Node &node = nodes[i];
     // A reshape that the planner made a view needs no work.
     if (node.op == OpKind::Reshape && rootOf(p, node.result) == rootOf(p, node.operands[0])) continue;
@@ -393,12 +381,10 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
     // those nodes run the reference kernel like unsupported ops do.
     bool lowered = false;
     size_t stepsBefore = p.steps.size();
-    std::vector<bool> fusedBefore = fused;
     try {
-      lowered = lowerCustom(p, i, fused) || lowerNode(p, i, fused);
+      lowered = lowerCustom(p, i) || lowerNode(p, i);
     } catch (const dnnl::error &) {
       p.steps.resize(stepsBefore);
-      fused = fusedBefore;
     }
     if (lowered) continue;
     // Fallback: the reference kernel on views of this run's buffers.
@@ -431,7 +417,7 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
   p.calls.assign(p.steps.size(), 0);
 }
 
-bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
+bool OnednnExecutable::lowerNode(Plan &p, size_t i) {
   const Node &node = graph_.nodes()[i];
   auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
   auto f32 = [&](ValueId v) { return graph_.type(v).dtype == DType::F32; };
@@ -479,7 +465,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
     return true;
   }
 
-  if (node.op == OpKind::MatMul) {
+  if (node.op == OpKind::MatMul || node.op == OpKind::MatMulBias) {
     ValueId a = node.operands[0], w = node.operands[1];
     bool ta = ir::attrBool(node.op, node.attrs, "transpose_a"), tb = ir::attrBool(node.op, node.attrs, "transpose_b");
     const auto &ea = ext(a), &ew = ext(w);
@@ -489,6 +475,7 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
     int64_t batch = product(out, 0, ro - 2);
     int64_t ba = product(ea, 0, ra - 2), bw = product(ew, 0, rw - 2);
     if ((ba != batch && ba != 1) || (bw != batch && bw != 1)) return false;
+    if (k == 0) return false; // an empty contraction: the reference writes the zeros
     // A rank-2 weight under a batched lhs without transpose: fold the batch into M.
     bool foldRows = bw == 1 && !ta && ba == batch;
     Dims da, dw, dout, sa, sw;
@@ -508,32 +495,34 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i, std::vector<bool> &fused) {
     }
     memory::desc mdA(da, memory::data_type::f32, sa), mdW(dw, memory::data_type::f32, sw);
     memory::desc mdOut(dout, memory::data_type::f32, denseStrides(dout));
-    // Bias fusion: the matmul's only reader adds a bias vector of length N.
-    ValueId target = node.result, bias = -1;
-    if (fusable(node.result)) {
-      const Node &add = graph_.nodes()[readers_[node.result][0]];
-      if (add.op == OpKind::Add && add.operands[0] == node.result && ext(add.operands[1]) == std::vector<int64_t>{nn} &&
-          ext(add.result) == out && f32(add.operands[1])) {
-        bias = add.operands[1];
-        target = add.result;
-        fused[readers_[node.result][0]] = true;
-      }
-    }
     std::vector<std::pair<int, Bound>> args{{DNNL_ARG_SRC, bind(mdA, a)}, {DNNL_ARG_WEIGHTS, bind(mdW, w)}};
-    std::string label = "matmul (onednn)";
-    if (bias >= 0) {
-      Dims db(dout.size(), 1);
-      db.back() = nn;
-      memory::desc mdB(db, memory::data_type::f32, denseStrides(db));
-      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdW, mdB, mdOut), engine_);
-      args.push_back({DNNL_ARG_BIAS, bind(mdB, bias)});
-      args.push_back({DNNL_ARG_DST, bind(mdOut, target)});
-      addPrimitive(p, i, "matmul+bias (onednn)", dnnl::matmul(pd), std::move(args));
+    if (node.op == OpKind::MatMul) {
+      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdW, mdOut), engine_);
+      args.push_back({DNNL_ARG_DST, bind(mdOut, node.result)});
+      addPrimitive(p, i, "matmul (onednn)", dnnl::matmul(pd), std::move(args));
       return true;
     }
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdW, mdOut), engine_);
-    args.push_back({DNNL_ARG_DST, bind(mdOut, target)});
-    addPrimitive(p, i, label, dnnl::matmul(pd), std::move(args));
+    // matmul_bias: the bias is added, and the activation applied, as the
+    // primitive writes each output block (a bias argument and an eltwise
+    // post-op), so neither costs a pass over memory.
+    Dims db(dout.size(), 1);
+    db.back() = nn;
+    memory::desc mdB(db, memory::data_type::f32, denseStrides(db));
+    std::string activation = ir::attrString(node.op, node.attrs, "activation");
+    dnnl::primitive_attr attr;
+    if (activation != "none") {
+      dnnl::post_ops ops;
+      dnnl::algorithm alg = activation == "relu"   ? dnnl::algorithm::eltwise_relu
+                            : activation == "tanh" ? dnnl::algorithm::eltwise_tanh
+                                                   : dnnl::algorithm::eltwise_logistic;
+      ops.append_eltwise(1.0f, alg, 0.0f, 0.0f);
+      attr.set_post_ops(ops);
+    }
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdW, mdB, mdOut), attr, engine_);
+    args.push_back({DNNL_ARG_BIAS, bind(mdB, node.operands[2])});
+    args.push_back({DNNL_ARG_DST, bind(mdOut, node.result)});
+    addPrimitive(p, i, activation == "none" ? "matmul_bias (onednn)" : "matmul_bias+" + activation + " (onednn)",
+                 dnnl::matmul(pd), std::move(args));
     return true;
   }
 
@@ -625,7 +614,7 @@ bool reduceView(const std::vector<int64_t> &x, const std::vector<int64_t> *mask,
   return true;
 }
 
-bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) {
+bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
   const Node &node = graph_.nodes()[i];
   auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
   auto fptr = [](Plan &pl, ValueId v) { return static_cast<float *>(pl.ptr[v]); };
@@ -732,26 +721,66 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i, std::vector<bool> &fused) 
     });
     return true;
   }
-  case OpKind::MatMul: {
-    // A weight gradient: matmul(a, dy, transpose_a) over the batch, then
-    // sum_to the 2-D weight shape. One 2-D matmul contracts over batch and
-    // rows together, without the [batch, K, N] intermediate.
-    bool ta = ir::attrBool(node.op, node.attrs, "transpose_a"), tb = ir::attrBool(node.op, node.attrs, "transpose_b");
-    if (!ta || tb || !fusable(r)) return false;
-    const Node &sum = graph_.nodes()[readers_[r][0]];
-    const auto &ea = ext(node.operands[0]), &ed = ext(node.operands[1]), &out = ext(r);
-    if (sum.op != OpKind::SumTo || ea.size() != 3 || ed.size() != 3 || ea[0] != ed[0]) return false;
-    int64_t rowsTotal = ea[0] * ea[1], k = ea[2], n = ed[2];
-    if (ext(sum.result) != std::vector<int64_t>{k, n} || out.back() != n) return false;
+  case OpKind::WeightGrad: {
+    // Sum over the batch of a^T dy: one 2-D product contracting the batch
+    // and row dims together, a read as [K, rows] through its strides.
+    const auto &ea = ext(node.operands[0]), &ed = ext(node.operands[1]);
+    int64_t rowsTotal = product(ea, 0, ea.size() - 1), k = ea.back(), n = ed.back();
+    if (rowsTotal == 0) return false; // the reference writes the zeros
     memory::desc mdA({k, rowsTotal}, memory::data_type::f32, {1, k});
     memory::desc mdD({rowsTotal, n}, memory::data_type::f32, {n, 1});
     memory::desc mdOut({k, n}, memory::data_type::f32, {n, 1});
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdD, mdOut), engine_);
-    fused[readers_[r][0]] = true;
-    addPrimitive(p, i, "matmul+sum_to (onednn)", dnnl::matmul(pd),
+    addPrimitive(p, i, "weight_grad (onednn matmul)", dnnl::matmul(pd),
                  {{DNNL_ARG_SRC, bind(mdA, node.operands[0])},
                   {DNNL_ARG_WEIGHTS, bind(mdD, node.operands[1])},
-                  {DNNL_ARG_DST, bind(mdOut, sum.result)}});
+                  {DNNL_ARG_DST, bind(mdOut, r)}});
+    return true;
+  }
+  case OpKind::Attention:
+  case OpKind::AttentionGrad: {
+    bool grad = node.op == OpKind::AttentionGrad;
+    const auto &eq = ext(node.operands[0]), &ek = ext(node.operands[1]), &ev = ext(node.operands[2]);
+    size_t rank = eq.size();
+    kernels::AttentionShape shape{product(eq, 0, rank - 2), eq[rank - 2], ek[rank - 2], eq[rank - 1], ev[rank - 1],
+                                  static_cast<float>(ir::attrFloat(node.op, node.attrs, "scale"))};
+    size_t maskIndex = grad ? 6 : 3;
+    bool masked = node.operands.size() > maskIndex;
+    ValueId maskValue = masked ? node.operands[maskIndex] : -1;
+    // The mask's offset for each batch slice and its strides along the
+    // query and key dims, from its broadcast extents (stride 0 where it
+    // broadcasts).
+    auto offsets = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(shape.batch), 0);
+    int64_t rowStride = 0, colStride = 0;
+    if (masked) {
+      Dims m = alignRank(ext(maskValue), rank);
+      Dims ms = denseStrides(m);
+      for (size_t d = 0; d < rank; ++d)
+        if (m[d] == 1) ms[d] = 0;
+      rowStride = ms[rank - 2];
+      colStride = ms[rank - 1];
+      for (int64_t b = 0; b < shape.batch; ++b) {
+        int64_t rest = b, off = 0;
+        for (size_t d = rank - 2; d-- > 0;) {
+          off += (rest % eq[d]) * ms[d];
+          rest /= eq[d];
+        }
+        (*offsets)[b] = off;
+      }
+    }
+    auto o = node.operands;
+    std::vector<ValueId> res = node.results();
+    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
+      kernels::AttentionMask mask{masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr, offsets->data(),
+                                  rowStride, colStride};
+      const kernels::AttentionMask *mp = masked ? &mask : nullptr;
+      if (!grad)
+        kernels::attention(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), mp, fptr(pl, res[0]),
+                           fptr(pl, res[1]));
+      else
+        kernels::attentionGrad(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[4]),
+                               fptr(pl, o[5]), mp, fptr(pl, res[0]), fptr(pl, res[1]), fptr(pl, res[2]));
+    });
     return true;
   }
   default: return false;

@@ -30,6 +30,7 @@
 #include <cmath>
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <optional>
 #include <random>
 
 using namespace kiln;
@@ -190,6 +191,75 @@ TEST_CASE("lowering variants match the reference") {
   for (size_t i = 0; i < cases.size(); ++i) {
     std::string what = std::string(opName(cases[i].op)) + " variant " + std::to_string(i);
     checkOp(cases[i].op, cases[i].operands, cases[i].attrs, {}, rng, what);
+  }
+}
+
+TEST_CASE("fused ops match their decomposition on every backend, on odd shapes and masks") {
+  std::mt19937 rng(11);
+  auto f = [](std::vector<int64_t> d) {
+    Shape s;
+    for (int64_t v : d) s.push_back(Dim::constant(v));
+    return TensorType{DType::F32, s};
+  };
+  auto mask = [](std::vector<int64_t> d) {
+    Shape s;
+    for (int64_t v : d) s.push_back(Dim::constant(v));
+    return TensorType{DType::Bool, s};
+  };
+  for (const char *act : {"none", "relu", "tanh", "sigmoid"}) {
+    checkOp(OpKind::MatMulBias, {f({2, 5, 13}), f({7, 13}), f({7})}, {{"transpose_b", true}, {"activation", std::string(act)}},
+            {}, rng, std::string("matmul_bias ") + act);
+    checkOp(OpKind::MatMulBias, {f({1, 1}), f({1, 3}), f({3})}, {{"activation", std::string(act)}}, {}, rng,
+            std::string("matmul_bias 1x1 ") + act);
+  }
+  checkOp(OpKind::MatMulBias, {f({2, 13, 5}), f({2, 13, 7}), f({7})}, {{"transpose_a", true}}, {}, rng,
+          "matmul_bias transpose_a");
+  checkOp(OpKind::WeightGrad, {f({2, 3, 5, 13}), f({2, 3, 5, 7})}, {}, {}, rng, "weight_grad rank 4");
+  checkOp(OpKind::WeightGrad, {f({1, 1, 1}), f({1, 1, 3})}, {}, {}, rng, "weight_grad 1x1");
+
+  // attention and attention_grad together, the gradient fed the forward's
+  // own lse: batch 1, one token, feature dims that are not multiples of 16,
+  // more query rows than a kernel block (32), and masks of every broadcast
+  // form (per key, per query and key, one for all slices, none). A random
+  // mask leaves some rows with no key at all.
+  struct Case {
+    std::vector<int64_t> q, k, v;
+    std::optional<std::vector<int64_t>> mask;
+    double scale;
+  };
+  std::vector<Case> cases = {
+      {{1, 1, 13}, {1, 1, 13}, {1, 1, 5}, std::vector<int64_t>{1, 1, 1}, 0.3},
+      {{3, 7, 13}, {3, 9, 13}, {3, 9, 5}, std::vector<int64_t>{3, 1, 9}, 0.25},
+      {{2, 70, 17}, {2, 70, 17}, {2, 70, 17}, std::vector<int64_t>{2, 70, 70}, 1.0 / std::sqrt(17.0)},
+      {{2, 3, 40, 8}, {2, 3, 33, 8}, {2, 3, 33, 6}, std::vector<int64_t>{2, 1, 1, 33}, 0.5},
+      {{2, 5, 3}, {2, 4, 3}, {2, 4, 2}, std::vector<int64_t>{4}, 1.0},
+      {{2, 5, 3}, {2, 4, 3}, {2, 4, 2}, std::nullopt, 2.0},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case &c = cases[i];
+    Graph g("attention");
+    Builder b(g);
+    runtime::TensorMap inputs;
+    auto input = [&](const std::string &name, const TensorType &t) {
+      inputs[name] = randomTensor(*concreteShape(t.shape, {}), t.dtype, rng, 2);
+      return b.input(name, t);
+    };
+    std::vector<ValueId> operands{input("q", f(c.q)), input("k", f(c.k)), input("v", f(c.v))};
+    if (c.mask) operands.push_back(input("mask", mask(*c.mask)));
+    Attrs attrs{{"scale", c.scale}};
+    std::vector<ValueId> fwd = b.createMulti(OpKind::Attention, operands, attrs);
+    std::vector<int64_t> outShape = c.q;
+    outShape.back() = c.v.back();
+    ValueId dout = input("dout", f(outShape));
+    std::vector<ValueId> gradOperands{operands[0], operands[1], operands[2], fwd[0], fwd[1], dout};
+    if (c.mask) gradOperands.push_back(operands[3]);
+    std::vector<ValueId> grads = b.createMulti(OpKind::AttentionGrad, gradOperands, attrs);
+    b.output("out", fwd[0]);
+    b.output("lse", fwd[1]);
+    b.output("dq", grads[0]);
+    b.output("dk", grads[1]);
+    b.output("dv", grads[2]);
+    checkGraph(g, inputs, {}, "attention case " + std::to_string(i));
   }
 }
 
