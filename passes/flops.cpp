@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 #include "passes/flops.h"
 
+#include "ir/decompose.h"
 #include "ir/diagnostic.h"
 #include "ir/ops.h"
 
@@ -26,6 +27,23 @@ std::vector<int64_t> extents(const ir::Graph &g, ir::ValueId v, const ir::Symbol
     throw Error(fmt::format("graph @{}: cannot count FLOPs of {} without binding all of its symbols", g.name(),
                             g.type(v).str()));
   return *e;
+}
+
+/// A fused op does the work of its decomposition (ir/decompose.h): counted
+/// on the decomposition built over the operands at their bound extents.
+int64_t decomposedFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBindings &bindings) {
+  ir::Graph parts("flops");
+  ir::Builder b(parts);
+  std::vector<ir::ValueId> operands;
+  for (size_t i = 0; i < n.operands.size(); ++i) {
+    ir::Shape shape;
+    for (int64_t e : extents(g, n.operands[i], bindings)) shape.push_back(ir::Dim::constant(e));
+    operands.push_back(b.input("in" + std::to_string(i), {g.type(n.operands[i]).dtype, shape}));
+  }
+  ir::decompositionOf(n.op)(b, operands, n.attrs);
+  int64_t flops = 0;
+  for (const ir::Node &part : parts.nodes()) flops += nodeFlops(parts, part, {});
+  return flops;
 }
 
 } // namespace
@@ -99,6 +117,11 @@ int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBinding
     return (ir::attrBool(n.op, n.attrs, "square") ? 4 : 3) * out;
   case ir::OpKind::AdamUpdate:
     return (5 + kTranscendental) * out;
+  case ir::OpKind::MatMulBias:
+  case ir::OpKind::WeightGrad:
+  case ir::OpKind::Attention:
+  case ir::OpKind::AttentionGrad:
+    return decomposedFlops(g, n, bindings);
   }
   return 0;
 }

@@ -22,6 +22,7 @@
 
 #include "backends/onednn/kernels.h"
 #include "backends/reference/interpreter.h"
+#include "passes/flops.h"
 #include "passes/memory_plan.h"
 
 #include <chrono>
@@ -120,7 +121,7 @@ struct Plan {
   int threads = 1;
 };
 
-/// Below this many FLOPs (2·M·N·K per matmul, one per element elsewhere) a
+/// Below this many FLOPs (passes::graphFlops: 2·M·N·K per matmul, a few per element elsewhere) a
 /// plan runs on one thread; measured on the example models: 4 MFLOP
 /// (additive, B=1) is 15% faster on one thread, 21 MFLOP (dot-product, B=1)
 /// 15% slower.
@@ -349,15 +350,7 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
     if (operand != 0 || !eltwiseLike(node.op) || graph_.type(node.operands[0]).dtype != DType::F32) return false;
     return p.extents[node.operands[0]] == p.extents[node.result];
   };
-  double work = 0;
-  for (const Node &node : nodes) {
-    double elements = static_cast<double>(ir::numElements(p.extents[node.result]));
-    if (node.op == OpKind::MatMul) {
-      const auto &a = p.extents[node.operands[0]];
-      elements *= 2.0 * static_cast<double>(ir::attrBool(node.op, node.attrs, "transpose_a") ? a[a.size() - 2] : a.back());
-    }
-    work += elements;
-  }
+  double work = static_cast<double>(passes::graphFlops(graph_, b));
   int wanted = work < kSingleThreadFlops ? 1 : threads_ > 0 ? threads_ : omp_get_max_threads();
   OmpThreads threads(wanted);
   p.threads = ompTeamSize();
