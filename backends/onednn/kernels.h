@@ -15,6 +15,7 @@
 
 namespace kiln::backends::onednn::kernels {
 
+
 /// out[i, :] = table[ids[i], :] for i < n; ids are checked by the caller.
 void embedding(const float *table, const int32_t *ids, int64_t n, int64_t width, float *out);
 
