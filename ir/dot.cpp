@@ -1,11 +1,14 @@
 //===- ir/dot.cpp - Graphviz rendering of graphs --------------------------===//
 //
 // One cluster per graph; node ids are prefixed with the graph name so several
-// graphs can share one file.
+// graphs can share one file. A fused op is drawn as a cluster of its own,
+// labelled with the primitive ops it absorbed (its decomposition), so a
+// graph after the fusion passes still shows what runs inside each node.
 //
 //===----------------------------------------------------------------------===//
 #include "ir/dot.h"
 
+#include "ir/decompose.h"
 #include "ir/printer.h"
 
 #include <fmt/format.h>
@@ -25,6 +28,20 @@ std::string escape(const std::string &s) {
   }
   return out;
 }
+/// The primitive ops a fused node stands for, in order ("matmul, add,
+/// relu"): its decomposition built over operands of the node's types.
+std::string absorbed(const Graph &g, const Node &n) {
+  Graph parts("parts");
+  Builder b(parts);
+  std::vector<ValueId> operands;
+  for (size_t i = 0; i < n.operands.size(); ++i) operands.push_back(b.input("in" + std::to_string(i), g.type(n.operands[i])));
+  decompositionOf(n.op)(b, operands, n.attrs);
+  std::string list;
+  for (const Node &p : parts.nodes())
+    if (p.op != OpKind::Constant) list += (list.empty() ? "" : ", ") + std::string(opName(p.op));
+  return list;
+}
+
 } // namespace
 
 std::string printDot(const Module &m) {
@@ -55,8 +72,17 @@ std::string printDot(const Module &m) {
         results += (results.empty() ? "" : ", ") + names[r];
         types += (types.empty() ? "" : ", ") + g.type(r).str();
       }
-      out += fmt::format("    {} [shape=ellipse, label=\"{}\"];\n", id(n.result),
-                         escape(results + " = " + label + "\n" + types));
+      if (isFused(n.op)) {
+        // A fused op is a cluster of its own: the node, and what it absorbed.
+        out += fmt::format("    subgraph cluster_g{}_n{} {{\n      label=\"fused: {}\";\n      style=filled;\n"
+                           "      fillcolor=\"#fff3e0\";\n",
+                           gi, n.result, escape(absorbed(g, n)));
+        out += fmt::format("      {} [shape=box, style=\"rounded,filled\", fillcolor=\"#ffcc80\", label=\"{}\"];\n    }}\n",
+                           id(n.result), escape(results + " = " + label + "\n" + types));
+      } else {
+        out += fmt::format("    {} [shape=ellipse, label=\"{}\"];\n", id(n.result),
+                           escape(results + " = " + label + "\n" + types));
+      }
       for (ValueId o : n.operands)
         out += fmt::format("    {} -> {} [label=\"{}\"];\n", id(o), id(n.result), escape(g.type(o).str()));
     }

@@ -122,8 +122,11 @@ int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBinding
   case ir::OpKind::Attention:
   case ir::OpKind::AttentionGrad:
     return decomposedFlops(g, n, bindings);
+  default:
+    // An op added without a rule here: one per output element (adding an
+    // op must not need an entry in every table; see "How to add an op").
+    return out;
   }
-  return 0;
 }
 
 int64_t graphFlops(const ir::Graph &g, const ir::SymbolBindings &bindings) {
