@@ -36,6 +36,7 @@
 #include "tools/options.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fmt/format.h>
@@ -268,6 +269,54 @@ void printTensor(const std::string &name, const runtime::Tensor &t) {
   if (rows > 16) fmt::print("  ... ({} rows)\n", rows);
 }
 
+/// `min .. max, mean m` of a tensor's finite elements (f32), or its type.
+std::string tensorSummary(const runtime::Tensor &t) {
+  if (t.dtype() != ir::DType::F32) return t.typeStr();
+  double lo = INFINITY, hi = -INFINITY, sum = 0;
+  int64_t finite = 0, nan = 0, inf = 0;
+  for (float v : t.f32()) {
+    if (std::isnan(v)) ++nan;
+    else if (std::isinf(v)) ++inf;
+    else {
+      lo = std::min<double>(lo, v);
+      hi = std::max<double>(hi, v);
+      sum += v;
+      ++finite;
+    }
+  }
+  std::string out = t.typeStr();
+  if (finite) out += fmt::format(" min {:.6g} max {:.6g} mean {:.6g}", lo, hi, sum / static_cast<double>(finite));
+  if (nan || inf) out += fmt::format(" ({} NaN, {} infinite)", nan, inf);
+  return out;
+}
+
+/// --check-nan: runs g keeping every value; a kiln::Error at the first node
+/// whose result is not finite, with what its inputs held.
+void reportFirstNonFinite(const ir::Graph &g, const runtime::TensorMap &inputs, const runtime::TensorMap &params,
+                          int threads) {
+  reference::RunOptions keep;
+  keep.keepAll = true;
+  keep.threads = threads;
+  reference::RunResult r = reference::run(g, inputs, params, keep);
+  std::vector<std::string> names = ir::valueNames(g);
+  auto valueOf = [&](ir::ValueId v) -> const runtime::Tensor & {
+    const ir::ValueInfo &info = g.value(v);
+    if (info.kind == ir::ValueKind::Input) return inputs.at(info.name);
+    if (info.kind == ir::ValueKind::Param) return params.at(info.name);
+    return r.values[v];
+  };
+  for (const ir::Node &n : g.nodes())
+    for (ir::ValueId res : n.results()) {
+      auto bad = runtime::firstNonFinite(r.values[res]);
+      if (!bad) continue;
+      std::string message = fmt::format("{} = {} produces {} at element {}; its inputs:", names[res],
+                                        ir::opName(n.op), r.values[res].f32()[*bad], *bad);
+      for (ir::ValueId v : n.operands) message += fmt::format("\n  {}: {}", names[v], tensorSummary(valueOf(v)));
+      throw Error(message, n.locs.empty() ? SourceLoc{} : n.locs.front());
+    }
+  fmt::print(stderr, "check-nan: every value of @{} is finite\n", g.name());
+}
+
 struct RunArgs {
   ModelInput input;
   std::optional<std::string> inputs;
@@ -276,6 +325,7 @@ struct RunArgs {
   int64_t seed = 0;
   std::optional<std::string> outputs;
   bool dumpAll = false;
+  bool checkNan = false;
   bool force = false;
   tools::BackendOptions backend;
   tools::PassOptions passes;
@@ -301,6 +351,9 @@ void declare(cli::Command &cmd, RunArgs &o) {
   cmd.flag("--dump-all", o.dumpAll,
            "also write every intermediate value to --outputs, named <value>:<op>@<file>:<line>:<col> "
            "(reference backend only)");
+  cmd.flag("--check-nan", o.checkNan,
+           "stop at the first op whose result has a NaN or an infinity, and report its DSL location and the min, max "
+           "and mean of its inputs (reference backend only)");
   cmd.flag("--force", o.force, "let --outputs replace an existing file that is not a safetensors file");
   cmd.section("backend");
   // The oracle by default: run is how outputs are checked against PyTorch.
@@ -329,6 +382,9 @@ int cmdRun(int argc, char **argv) {
   }
   if (o.dumpAll && o.backend.backend != backends::kOracleBackend)
     throw UsageError(fmt::format("--dump-all needs --backend {}: only the interpreter keeps every intermediate",
+                                 backends::kOracleBackend));
+  if (o.checkNan && o.backend.backend != backends::kOracleBackend)
+    throw UsageError(fmt::format("--check-nan needs --backend {}: only the interpreter keeps every intermediate",
                                  backends::kOracleBackend));
 
   ir::Module m = loadModule(o.input);
@@ -373,6 +429,11 @@ int cmdRun(int argc, char **argv) {
 
   reference::RunResult r;
   ir::Graph optimized;
+  if (o.checkNan) {
+    optimized = *g;
+    passes::runPipeline(optimized, o.passes.pipeline());
+    reportFirstNonFinite(optimized, inputs, params, o.backend.compileOptions().threads);
+  }
   if (o.dumpAll) {
     // The intermediates dumped are those of the graph that runs: after the
     // pipeline (--passes= keeps every value the DSL named).
