@@ -76,10 +76,19 @@ std::vector<ValueId> attentionGrad(Builder &b, const std::vector<ValueId> &o, co
   return {dq, dk, dv};
 }
 
+std::vector<ValueId> adamStep(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
+  OpKind k = OpKind::AdamStep;
+  ValueId m = b.create(OpKind::AdamMoment, {o[1], o[3]}, {{"beta", attrFloat(k, a, "beta1")}});
+  ValueId v = b.create(OpKind::AdamMoment, {o[2], o[3]}, {{"beta", attrFloat(k, a, "beta2")}, {"square", true}});
+  ValueId p = b.create(OpKind::AdamUpdate, {o[0], m, v, o[4], o[5]}, {{"eps", attrFloat(k, a, "eps")}});
+  return {p, m, v};
+}
+
 } // namespace
 
 Decomposition decompositionOf(OpKind k) {
   switch (k) {
+  case OpKind::AdamStep: return adamStep;
   case OpKind::MatMulBias: return matmulBias;
   case OpKind::WeightGrad: return weightGrad;
   case OpKind::Attention: return attention;

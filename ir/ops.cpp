@@ -317,6 +317,16 @@ TensorType shapeWeightGrad(const std::vector<TensorType> &o, const Attrs &) {
   return {DType::F32, {x.shape.back(), dy.shape.back()}};
 }
 
+/// p, m, v, g of one type, the two step scalars; results p', m', v'.
+std::vector<TensorType> shapeAdamStep(const std::vector<TensorType> &o, const Attrs &) {
+  expectFloat(o[0], "adam_step parameter");
+  for (size_t i : {1, 2, 3})
+    if (!(o[i] == o[0])) fail(fmt::format("adam_step: {} must have the type of the parameter {}", o[i].str(), o[0].str()));
+  for (size_t i : {4, 5})
+    if (!(o[i] == TensorType{DType::F32, {}})) fail(fmt::format("adam_step: operand {} must be f32[], got {}", i, o[i].str()));
+  return {o[0], o[0], o[0]};
+}
+
 /// q[...,Tq,D], k[...,Tk,D], v[...,Tk,Dv] with the same batch dims, and an
 /// optional bool mask broadcastable to the weights [...,Tq,Tk].
 std::vector<TensorType> shapeAttention(const std::vector<TensorType> &o, const Attrs &a) {

@@ -121,6 +121,7 @@ int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBinding
   case ir::OpKind::WeightGrad:
   case ir::OpKind::Attention:
   case ir::OpKind::AttentionGrad:
+  case ir::OpKind::AdamStep:
     return decomposedFlops(g, n, bindings);
   default:
     // An op added without a rule here: one per output element (adding an

@@ -31,6 +31,8 @@ const std::vector<PassInfo> &allPasses() {
       {"fuse-linear",
        "matmul + bias (+ relu/tanh/sigmoid) into matmul_bias; a weight gradient's matmul + sum_to into weight_grad",
        fuseLinear},
+      {"fuse-optimizer", "each parameter's adam_moment, adam_moment, adam_update into one adam_step (one pass over memory)",
+       fuseOptimizer},
   };
   return table;
 }
@@ -63,6 +65,7 @@ std::vector<std::string> defaultPipeline(GraphRole role) {
       "cse",            // forward values autodiff rebuilt, repeated constants
       "fuse-attention", // forward and backward together, or neither
       "fuse-linear",    // projections, dense layers and their weight gradients
+      "fuse-optimizer", // each parameter's update in one pass
       "dce",
   };
   return role == GraphRole::Training ? training : inference;

@@ -90,5 +90,6 @@ bool eliminateCommonSubexpressions(ir::Graph &g, const PassContext &context);
 bool eliminateDeadCode(ir::Graph &g, const PassContext &context);
 bool fuseAttention(ir::Graph &g, const PassContext &context);
 bool fuseLinear(ir::Graph &g, const PassContext &context);
+bool fuseOptimizer(ir::Graph &g, const PassContext &context);
 
 } // namespace kiln::passes

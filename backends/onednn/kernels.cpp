@@ -144,4 +144,17 @@ void adamUpdate(const float *p, const float *m, const float *v, int64_t n, float
   for (int64_t i = 0; i < n; ++i) out[i] = p[i] - stepSize * (m[i] / (std::sqrt(v[i]) / bc2Sqrt + eps));
 }
 
+void adamStep(const float *p, const float *m, const float *v, const float *g, int64_t n, float beta1, float beta2,
+              float stepSize, float bc2Sqrt, float eps, float *pOut, float *mOut, float *vOut) {
+  float rest1 = 1.0f - beta1, rest2 = 1.0f - beta2;
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    float mi = beta1 * m[i] + rest1 * g[i];
+    float vi = beta2 * v[i] + rest2 * (g[i] * g[i]);
+    mOut[i] = mi;
+    vOut[i] = vi;
+    pOut[i] = p[i] - stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + eps));
+  }
+}
+
 } // namespace kiln::backends::onednn::kernels

@@ -50,6 +50,12 @@ void adamMoment(const float *m, const float *g, int64_t n, float beta, bool squa
 void adamUpdate(const float *p, const float *m, const float *v, int64_t n, float stepSize, float bc2Sqrt, float eps,
                 float *out);
 
+/// adam_step: m' = b1 m + (1 - b1) g, v' = b2 v + (1 - b2) g^2,
+/// p' = p - stepSize m' / (sqrt(v') / bc2Sqrt + eps), in one pass (the
+/// same float operations as adamMoment and adamUpdate).
+void adamStep(const float *p, const float *m, const float *v, const float *g, int64_t n, float beta1, float beta2,
+              float stepSize, float bc2Sqrt, float eps, float *pOut, float *mOut, float *vOut);
+
 /// The sizes of an attention: `batch` independent slices (the batch dims
 /// flattened), q [batch, tq, d], k [batch, tk, d], v [batch, tk, dv].
 struct AttentionShape {

@@ -730,6 +730,20 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
                   {DNNL_ARG_DST, bind(mdOut, r)}});
     return true;
   }
+  case OpKind::AdamStep: {
+    float beta1 = static_cast<float>(ir::attrFloat(node.op, node.attrs, "beta1"));
+    float beta2 = static_cast<float>(ir::attrFloat(node.op, node.attrs, "beta2"));
+    float eps = static_cast<float>(ir::attrFloat(node.op, node.attrs, "eps"));
+    auto o = node.operands;
+    std::vector<ValueId> res = node.results();
+    int64_t n = ir::numElements(ext(r));
+    addKernel(p, i, "adam_step", [=](Plan &pl) {
+      kernels::adamStep(fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]), n, beta1, beta2,
+                        fptr(pl, o[4])[0], fptr(pl, o[5])[0], eps, fptr(pl, res[0]), fptr(pl, res[1]),
+                        fptr(pl, res[2]));
+    });
+    return true;
+  }
   case OpKind::Attention:
   case OpKind::AttentionGrad: {
     bool grad = node.op == OpKind::AttentionGrad;

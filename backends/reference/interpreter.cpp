@@ -675,7 +675,8 @@ Kernel kernelFor(OpKind op) {
   case OpKind::MatMulBias:
   case OpKind::WeightGrad:
   case OpKind::Attention:
-  case OpKind::AttentionGrad: return decomposedKernel;
+  case OpKind::AttentionGrad:
+  case OpKind::AdamStep: return decomposedKernel;
   case OpKind::Constant: return constantKernel;
   case OpKind::Embedding: return embeddingKernel;
   case OpKind::MatMul: return matmulKernel;

@@ -73,6 +73,7 @@ inline const std::map<OpKind, Sample> &samples() {
     TensorType keyMask{DType::Bool, {s("B"), c(1), c(5)}};
     t[OpKind::Attention] = {{q, k, v, keyMask}, {{"scale", 0.5}}};
     TensorType out{DType::F32, {s("B"), c(3), c(2)}}, lse{DType::F32, {s("B"), c(3)}};
+    t[OpKind::AdamStep] = {{x, x, x, x, {DType::F32, {}}, {DType::F32, {}}}, {{"beta1", 0.8}, {"beta2", 0.99}, {"eps", 1e-6}}};
     t[OpKind::AttentionGrad] = {{q, k, v, out, lse, out, keyMask}, {{"scale", 0.5}}};
     return t;
   }();
