@@ -100,15 +100,21 @@ public:
         return it->second == v;
       }
     }
-    for (const auto &cond : pi.conditions)
-      if (!cond(g_, v)) return false;
-    if (pi.isLeaf) return true;
+    auto conditionsHold = [&] {
+      for (const auto &cond : pi.conditions)
+        if (!cond(g_, v)) return false;
+      return true;
+    };
+    if (pi.isLeaf) return conditionsHold();
     const ValueInfo &info = g_.value(v);
     // Only a node's first result is matched by an op pattern: a pattern
     // over a multi-result op's other results would need to name which.
     if (info.kind != ValueKind::Node || info.resultIndex != 0) return false;
     const Node &n = g_.nodes()[info.producer];
     if (n.op != pi.op || n.operands.size() != pi.operands.size()) return false;
+    // An op pattern's conditions may rely on the value being that op's
+    // result (its node, its attributes): they run after the kind check.
+    if (!conditionsHold()) return false;
     if (!pi.attrs.empty()) {
       Attrs full = withDefaults(n.op, n.attrs);
       for (const auto &t : pi.attrs) {

@@ -58,7 +58,9 @@ public:
   /// The attribute must equal `value`; an absent one has the op table's
   /// default (ops.def), so a pattern need not care how the node was written.
   Pattern &attr(std::string name, Attr value);
-  /// An extra condition on the matched value (its shape, its dtype, ...).
+  /// An extra condition on the matched value (its shape, its dtype, ...);
+  /// on an op pattern it runs only once the value is known to be that op's
+  /// result, so it may look at the producing node.
   Pattern &where(std::function<bool(const Graph &, ValueId)> condition);
   /// A two-operand op whose operands may match in either order.
   Pattern &commutative();

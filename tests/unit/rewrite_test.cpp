@@ -138,6 +138,30 @@ TEST_CASE("rewrite: patterns match kind, operands, attributes and captures") {
   CHECK_FALSE(rewrite::match(s.g, users, same, 0));
 }
 
+TEST_CASE("rewrite: an op pattern's conditions see only that op's results") {
+  Small s;
+  auto users = s.g.users();
+  int calls = 0;
+  // A condition that reads the producing node (as fuse-attention's axis
+  // test does) must never be handed an input or a parameter.
+  Pattern p = Pattern::op(OpKind::Tanh, {Pattern::op(OpKind::Add, {Pattern::any(), Pattern::any()}).where(
+                                            [&](const Graph &g, ValueId v) {
+                                              ++calls;
+                                              REQUIRE(g.value(v).kind == ValueKind::Node);
+                                              return g.nodes()[g.value(v).producer].op == OpKind::Add;
+                                            })});
+  for (NodeId i = 0; i < 3; ++i) rewrite::match(s.g, users, p, i);
+  Pattern q = Pattern::op(OpKind::MatMul, {Pattern::op(OpKind::Add, {Pattern::any(), Pattern::any()}).where(
+                                              [&](const Graph &g, ValueId v) {
+                                                ++calls;
+                                                REQUIRE(g.value(v).kind == ValueKind::Node);
+                                                return true;
+                                              }),
+                                          Pattern::any()});
+  CHECK_FALSE(rewrite::match(s.g, users, q, 0)); // the matmul's operands are an input and a parameter
+  CHECK(calls == 1); // only the add, under the tanh
+}
+
 TEST_CASE("rewrite: an interior node read elsewhere or output does not match unless shared") {
   Small s;
   Builder b(s.g);
