@@ -162,9 +162,7 @@ std::vector<Rule> canonicalRules() {
 
 bool canonicalize(ir::Graph &g, const PassContext &context) {
   static const std::vector<Rule> rules = canonicalRules();
-  ir::rewrite::RewriteOptions options;
-  options.verifyEach = context.verifyEach;
-  return !ir::rewrite::applyRules(g, rules, options).empty();
+  return applyRulesPass(g, rules, context);
 }
 
 } // namespace kiln::passes

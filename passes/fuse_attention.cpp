@@ -182,9 +182,7 @@ std::vector<Rule> attentionRules() {
 
 bool fuseAttention(ir::Graph &g, const PassContext &context) {
   static const std::vector<Rule> rules = attentionRules();
-  ir::rewrite::RewriteOptions options;
-  options.verifyEach = context.verifyEach;
-  return !ir::rewrite::applyRules(g, rules, options).empty();
+  return applyRulesPass(g, rules, context);
 }
 
 } // namespace kiln::passes

@@ -112,9 +112,7 @@ std::vector<Rule> linearRules() {
 
 bool fuseLinear(ir::Graph &g, const PassContext &context) {
   static const std::vector<Rule> rules = linearRules();
-  ir::rewrite::RewriteOptions options;
-  options.verifyEach = context.verifyEach;
-  return !ir::rewrite::applyRules(g, rules, options).empty();
+  return applyRulesPass(g, rules, context);
 }
 
 } // namespace kiln::passes

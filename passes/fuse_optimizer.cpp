@@ -64,9 +64,7 @@ Rule adamRule() {
 
 bool fuseOptimizer(ir::Graph &g, const PassContext &context) {
   static const std::vector<Rule> rules = {adamRule()};
-  ir::rewrite::RewriteOptions options;
-  options.verifyEach = context.verifyEach;
-  return !ir::rewrite::applyRules(g, rules, options).empty();
+  return applyRulesPass(g, rules, context);
 }
 
 } // namespace kiln::passes

@@ -95,6 +95,12 @@ constexpr bool kDebugBuild = true;
 
 } // namespace
 
+bool applyRulesPass(ir::Graph &g, const std::vector<ir::rewrite::Rule> &rules, const PassContext &context) {
+  ir::rewrite::RewriteOptions options;
+  options.verifyEach = context.verifyEach;
+  return !ir::rewrite::applyRules(g, rules, options).empty();
+}
+
 std::vector<const PassInfo *> resolvePipeline(const PipelineOptions &options, GraphRole role) {
   for (const std::string &n : options.disabled) requirePass(n, "--disable-pass");
   for (const std::string &n : options.printAfter) requirePass(n, "--print-ir-after");

@@ -17,6 +17,7 @@
 #pragma once
 
 #include "ir/graph.h"
+#include "ir/rewrite.h"
 
 #include <functional>
 #include <optional>
@@ -83,6 +84,10 @@ std::vector<PassRecord> runPipeline(ir::Graph &g, const PipelineOptions &options
 /// plus extra rows (e.g. the backend's compile time).
 std::string formatPassTimes(const std::vector<PassRecord> &records,
                             const std::vector<std::pair<std::string, double>> &extra = {});
+
+/// What a rewrite-rule pass does: rules applied to a fixed point with the
+/// context's verification; whether any fired.
+bool applyRulesPass(ir::Graph &g, const std::vector<ir::rewrite::Rule> &rules, const PassContext &context);
 
 // The passes (one file each).
 bool canonicalize(ir::Graph &g, const PassContext &context);
