@@ -185,10 +185,10 @@ inline void declarePassOptions(cli::Command &cmd, PassOptions &o) {
           pos = comma + 1;
         }
       });
-  cmd.option("--disable-pass", o.disabled, "NAME", "leave this pass out (repeatable)").check(checkName("--disable-pass"));
+  cmd.option("--disable-pass", o.disabled, "NAME", "leave this pass out").check(checkName("--disable-pass"));
   cmd.flag("--print-ir-before-all", o.printBeforeAll, "print each graph (to stderr) before every pass that changes it");
   cmd.flag("--print-ir-after-all", o.printAfterAll, "print each graph (to stderr) after every pass that changes it");
-  cmd.option("--print-ir-after", o.printAfter, "NAME", "print the graph after this pass when it changes it (repeatable)")
+  cmd.option("--print-ir-after", o.printAfter, "NAME", "print the graph after this pass when it changes it")
       .check(checkName("--print-ir-after"));
   cmd.flag("--verify-each", o.verifyEach, "verify the graph after every rewrite and every pass");
   cmd.flag("--time-passes", o.timePasses, "print (to stderr) the wall time of each pass and of the backend's compile");
