@@ -50,6 +50,7 @@ int64_t decomposedFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolB
 
 int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBindings &bindings) {
   auto elements = [&](ir::ValueId v) { return ir::numElements(extents(g, v, bindings)); };
+  if (ir::isFused(n.op)) return decomposedFlops(g, n, bindings);
   int64_t out = elements(n.result);
   switch (n.op) {
   case ir::OpKind::Constant:
@@ -117,12 +118,6 @@ int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBinding
     return (ir::attrBool(n.op, n.attrs, "square") ? 4 : 3) * out;
   case ir::OpKind::AdamUpdate:
     return (5 + kTranscendental) * out;
-  case ir::OpKind::MatMulBias:
-  case ir::OpKind::WeightGrad:
-  case ir::OpKind::Attention:
-  case ir::OpKind::AttentionGrad:
-  case ir::OpKind::AdamStep:
-    return decomposedFlops(g, n, bindings);
   default:
     // An op added without a rule here: one per output element (adding an
     // op must not need an entry in every table; see "How to add an op").
