@@ -76,6 +76,42 @@ std::vector<ValueId> attentionGrad(Builder &b, const std::vector<ValueId> &o, co
   return {dq, dk, dv};
 }
 
+/// The pooling of additive attention (the axis is T, the second-to-last).
+bool sumPooling(OpKind k, const Attrs &a) { return attrString(k, a, "pooling") == "sum"; }
+
+std::vector<ValueId> additiveAttention(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
+  const Graph &g = b.graph();
+  int64_t axis = static_cast<int64_t>(g.type(o[0]).rank()) - 2;
+  std::optional<ValueId> mask;
+  if (o.size() == 6) mask = o[5];
+  ValueId u = b.tanh(b.add(o[0], o[1]));
+  ValueId s = b.add(b.matmul(u, o[3], false, /*transposeB=*/true), o[4]);
+  ValueId p = b.softmax(s, axis, mask);
+  ValueId y = b.mul(p, o[2]);
+  ValueId out = sumPooling(OpKind::AdditiveAttention, a) ? b.sum(y, axis, mask) : b.mean(y, axis, mask);
+  return {out, p};
+}
+
+std::vector<ValueId> additiveAttentionGrad(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
+  const Graph &g = b.graph();
+  ValueId h = o[0], k = o[1], v = o[2], w = o[3], p = o[4], dout = o[5];
+  int64_t axis = static_cast<int64_t>(g.type(h).rank()) - 2;
+  std::vector<ValueId> spreadOperands{dout};
+  if (o.size() == 7) spreadOperands.push_back(o[6]);
+  // tanh(h + k), recomputed; then as autodiff derives it for the forward.
+  ValueId u = b.tanh(b.add(h, k));
+  OpKind spread = sumPooling(OpKind::AdditiveAttentionGrad, a) ? OpKind::SumGrad : OpKind::MeanGrad;
+  ValueId dy = b.create(spread, spreadOperands, {{"axis", axis}, {"shape", g.type(v).shape}});
+  ValueId dv = b.mul(dy, p);
+  ValueId dp = b.sumTo(b.mul(dy, v), g.type(p).shape);
+  ValueId ds = b.create(OpKind::SoftmaxGrad, {p, dp}, {{"axis", axis}});
+  ValueId db = b.sumTo(ds, {Dim::constant(1)});
+  ValueId du = b.matmul(ds, w);
+  ValueId dw = b.sumTo(b.matmul(ds, u, /*transposeA=*/true), g.type(w).shape);
+  ValueId da = b.create(OpKind::TanhGrad, {u, du});
+  return {da, dv, dw, db};
+}
+
 std::vector<ValueId> adamStep(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
   OpKind k = OpKind::AdamStep;
   ValueId m = b.create(OpKind::AdamMoment, {o[1], o[3]}, {{"beta", attrFloat(k, a, "beta1")}});
@@ -93,6 +129,8 @@ Decomposition decompositionOf(OpKind k) {
   case OpKind::WeightGrad: return weightGrad;
   case OpKind::Attention: return attention;
   case OpKind::AttentionGrad: return attentionGrad;
+  case OpKind::AdditiveAttention: return additiveAttention;
+  case OpKind::AdditiveAttentionGrad: return additiveAttentionGrad;
   default: return nullptr;
   }
 }

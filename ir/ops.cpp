@@ -366,6 +366,42 @@ std::vector<TensorType> shapeAttentionGrad(const std::vector<TensorType> &o, con
   return {o[0], o[1], o[2]};
 }
 
+/// h, k f32[...,T,E] of one type, v f32[...,T,Ev], w f32[1,E], b f32[1] and
+/// an optional mask bool[...,T,1]; results out [...,Ev] and p [...,T,1].
+std::vector<TensorType> shapeAdditiveAttention(const std::vector<TensorType> &o, const Attrs &a) {
+  const TensorType &h = o[0], &k = o[1], &v = o[2], &w = o[3], &b = o[4];
+  for (const TensorType *t : {&h, &k, &v, &w, &b}) expectFloat(*t, "additive_attention operand");
+  size_t r = h.rank();
+  if (r < 2 || !(k == h) || v.rank() != r || !std::equal(h.shape.begin(), h.shape.end() - 1, v.shape.begin()))
+    fail(fmt::format("additive_attention needs h and k of one type [...,T,E] and v [...,T,Ev], got {}, {} and {}",
+                     h.str(), k.str(), v.str()));
+  if (!(w.shape == Shape{Dim::constant(1), h.shape[r - 1]}) || !(b.shape == Shape{Dim::constant(1)}))
+    fail(fmt::format("additive_attention: the score layer's weight {} and bias {} must be f32[1,{}] and f32[1]",
+                     w.str(), b.str(), h.shape[r - 1].str()));
+  Shape weights(h.shape.begin(), h.shape.end() - 1);
+  weights.push_back(Dim::constant(1));
+  if (o.size() == 6 && !(o[5] == TensorType{DType::Bool, weights}))
+    fail(fmt::format("additive_attention: the mask {} must be {}", o[5].str(), TensorType{DType::Bool, weights}.str()));
+  const std::string &pooling = declared<std::string>(a, "pooling");
+  if (pooling != "mean" && pooling != "sum")
+    fail("additive_attention: pooling must be mean or sum, got '" + pooling + "'");
+  Shape out(h.shape.begin(), h.shape.end() - 2);
+  out.push_back(v.shape[r - 1]);
+  return {{DType::F32, out}, {DType::F32, weights}};
+}
+
+/// Operands h, k, v, w, p, dout [, mask]; results da, dv, dw, db.
+std::vector<TensorType> shapeAdditiveAttentionGrad(const std::vector<TensorType> &o, const Attrs &a) {
+  std::vector<TensorType> forward{o[0], o[1], o[2], o[3], {DType::F32, {Dim::constant(1)}}};
+  if (o.size() == 7) forward.push_back(o[6]);
+  std::vector<TensorType> f = shapeAdditiveAttention(forward, a);
+  if (!(o[4] == f[1]))
+    fail(fmt::format("additive_attention_grad: p {} must have the forward's type {}", o[4].str(), f[1].str()));
+  if (!(o[5] == f[0]))
+    fail(fmt::format("additive_attention_grad: dout {} must have the forward's output type {}", o[5].str(), f[0].str()));
+  return {o[0], o[2], o[3], forward[4]};
+}
+
 } // namespace
 
 // --- attribute specs ------------------------------------------------------------

@@ -178,10 +178,155 @@ std::vector<Rule> attentionRules() {
   return rules;
 }
 
+// --- additive attention with its pooling --------------------------------------
+
+/// Whether the score layer is still add(matmul(u, w^T), b) or fuse-linear
+/// has made it matmul_bias(u, w, b) (and the weight gradient weight_grad).
+enum class ScoreLayer { Plain, Fused };
+
+/// A softmax, reduction or reduction gradient over T: the second-to-last
+/// axis of the [...,T,E] tensor (the operand; a gradient's result).
+bool overTokens(const Graph &g, ValueId v) {
+  const ir::Node &n = g.nodes()[g.value(v).producer];
+  bool spread = n.op == OpKind::SumGrad || n.op == OpKind::MeanGrad;
+  int64_t rank = static_cast<int64_t>(g.type(spread ? v : n.operands[0]).rank());
+  return rank >= 2 && ir::normalizeAxis(ir::axisAttr(n.attrs), static_cast<size_t>(rank)) == rank - 2;
+}
+
+/// A value of exactly the given shape (of constants, as the bias f32[1]).
+std::function<bool(const Graph &, ValueId)> hasShape(std::vector<int64_t> extents) {
+  return [extents](const Graph &g, ValueId v) {
+    ir::Shape want;
+    for (int64_t e : extents) want.push_back(ir::Dim::constant(e));
+    return g.type(v).shape == want;
+  };
+}
+
+std::vector<Pattern> maybeMask(Pattern x, bool masked) {
+  std::vector<Pattern> operands{std::move(x)};
+  if (masked) operands.push_back(Pattern::any("mask"));
+  return operands;
+}
+
+/// out = mean|sum(softmax(tanh(h + k) w^T + b, mask) * v, mask) over T.
+Pattern additiveForward(ScoreLayer layer, OpKind pooling, bool masked) {
+  Pattern u = Pattern::op(OpKind::Tanh, {Pattern::op(OpKind::Add, {Pattern::any("h"), Pattern::any("k")}).commutative()})
+                  .as("u");
+  Pattern s = layer == ScoreLayer::Fused
+                  ? Pattern::op(OpKind::MatMulBias, {u, Pattern::any("w"), Pattern::any("b")})
+                        .attr("transpose_a", false)
+                        .attr("transpose_b", true)
+                        .attr("activation", std::string("none"))
+                  : Pattern::op(OpKind::Add, {Pattern::op(OpKind::MatMul, {u, Pattern::any("w")})
+                                                  .attr("transpose_a", false)
+                                                  .attr("transpose_b", true),
+                                              Pattern::any("b").where(hasShape({1}))})
+                        .commutative();
+  Pattern p = Pattern::op(OpKind::Softmax, maybeMask(s, masked)).as("p").where(overTokens);
+  Pattern y = Pattern::op(OpKind::Mul, {p, Pattern::any("v")}).commutative();
+  return Pattern::op(pooling, maybeMask(y, masked)).attr("keepdim", false).where(overTokens);
+}
+
+/// The gradient roots, as autodiff derives them from the forward, in the
+/// order the replacement returns them: dv, db, da, dw.
+std::vector<Pattern> additiveBackward(ScoreLayer layer, OpKind pooling, bool masked) {
+  OpKind spread = pooling == OpKind::Sum ? OpKind::SumGrad : OpKind::MeanGrad;
+  Pattern dy = Pattern::op(spread, maybeMask(Pattern::any("dout"), masked)).as("dy").where(overTokens);
+  Pattern dv = Pattern::op(OpKind::Mul, {dy, Pattern::any("p")}).commutative();
+  Pattern dp = Pattern::op(OpKind::SumTo, {Pattern::op(OpKind::Mul, {Pattern::any("dy"), Pattern::any("v")}).commutative()});
+  Pattern ds = Pattern::op(OpKind::SoftmaxGrad, {Pattern::any("p"), dp}).as("ds").where(overTokens);
+  Pattern db = Pattern::op(OpKind::SumTo, {ds}).where(hasShape({1}));
+  Pattern du = Pattern::op(OpKind::MatMul, {Pattern::any("ds"), Pattern::any("w")})
+                   .attr("transpose_a", false)
+                   .attr("transpose_b", false);
+  Pattern da = Pattern::op(OpKind::TanhGrad, {Pattern::any("u"), du});
+  Pattern dw = layer == ScoreLayer::Fused
+                   ? Pattern::op(OpKind::WeightGrad, {Pattern::any("ds"), Pattern::any("u")})
+                   : Pattern::op(OpKind::SumTo, {Pattern::op(OpKind::MatMul, {Pattern::any("ds"), Pattern::any("u")})
+                                                     .attr("transpose_a", true)
+                                                     .attr("transpose_b", false)});
+  return {dv, db, da, dw};
+}
+
+std::vector<ValueId> additiveOperands(const Match &m, bool masked) {
+  std::vector<ValueId> o{m.at("h"), m.at("k"), m.at("v"), m.at("w"), m.at("b")};
+  if (masked) o.push_back(m.at("mask"));
+  return o;
+}
+
+/// The fused op's shape rule accepts the match (h and k of one type, the
+/// mask [...,T,1], a score layer of one output).
+bool additiveFits(const Graph &g, const std::vector<ValueId> &operands, const ir::Attrs &attrs) {
+  std::vector<ir::TensorType> types;
+  for (ValueId v : operands) types.push_back(g.type(v));
+  try {
+    ir::inferTypes(OpKind::AdditiveAttention, types, attrs);
+    return true;
+  } catch (const Error &) {
+    return false;
+  }
+}
+
+/// The fused op's weights keep the DSL name of the softmax they replace
+/// (attention.weights), so that --emit=memory and profiles still say what
+/// they are.
+void nameWeights(Graph &g, const Match &m, ValueId weights) {
+  if (g.value(weights).name.empty()) g.value(weights).name = g.value(m.at("p")).name;
+}
+
+std::vector<Rule> additiveAttentionRules() {
+  std::vector<Rule> rules;
+  for (ScoreLayer layer : {ScoreLayer::Plain, ScoreLayer::Fused})
+    for (OpKind pooling : {OpKind::Mean, OpKind::Sum})
+      for (bool masked : {true, false}) {
+        std::string suffix = std::string(pooling == OpKind::Sum ? "-sum" : "-mean") +
+                             (layer == ScoreLayer::Fused ? "-linear" : "") + (masked ? "-masked" : "");
+        ir::Attrs attrs{{"pooling", std::string(pooling == OpKind::Sum ? "sum" : "mean")}};
+        Rule training;
+        training.name = "additive-attention-training" + suffix;
+        training.pattern = additiveForward(layer, pooling, masked);
+        training.more = additiveBackward(layer, pooling, masked);
+        training.buildMulti = [masked, attrs](ir::rewrite::Rewriter &r,
+                                              const Match &m) -> std::optional<std::vector<ValueId>> {
+          std::vector<ValueId> operands = additiveOperands(m, masked);
+          if (!additiveFits(r.graph(), operands, attrs)) return std::nullopt;
+          std::vector<ValueId> forward = r.before(0).createMulti(OpKind::AdditiveAttention, operands, attrs);
+          nameWeights(r.graph(), m, forward[1]);
+          // Before the first of the gradients (roots 1..4 are dv, db, da, dw).
+          size_t first = 1;
+          for (size_t k = 2; k <= 4; ++k)
+            if (m.roots[k] < m.roots[first]) first = k;
+          std::vector<ValueId> gradOperands{m.at("h"), m.at("k"), m.at("v"), m.at("w"), forward[1], m.at("dout")};
+          if (masked) gradOperands.push_back(m.at("mask"));
+          std::vector<ValueId> grads = r.before(first).createMulti(OpKind::AdditiveAttentionGrad, gradOperands, attrs);
+          // grads: da, dv, dw, db.
+          return std::vector<ValueId>{forward[0], grads[1], grads[3], grads[0], grads[2]};
+        };
+        rules.push_back(std::move(training));
+
+        Rule inference;
+        inference.name = "additive-attention" + suffix;
+        inference.pattern = additiveForward(layer, pooling, masked);
+        inference.build = [masked, attrs](ir::Builder &b, const Match &m) -> std::optional<ValueId> {
+          std::vector<ValueId> operands = additiveOperands(m, masked);
+          if (!additiveFits(b.graph(), operands, attrs)) return std::nullopt;
+          std::vector<ValueId> forward = b.createMulti(OpKind::AdditiveAttention, operands, attrs);
+          nameWeights(b.graph(), m, forward[1]);
+          return forward[0];
+        };
+        rules.push_back(std::move(inference));
+      }
+  return rules;
+}
+
 } // namespace
 
 bool fuseAttention(ir::Graph &g, const PassContext &context) {
-  static const std::vector<Rule> rules = attentionRules();
+  static const std::vector<Rule> rules = [] {
+    std::vector<Rule> all = attentionRules();
+    for (Rule &r : additiveAttentionRules()) all.push_back(std::move(r));
+    return all;
+  }();
   return applyRulesPass(g, rules, context);
 }
 

@@ -676,6 +676,8 @@ Kernel kernelFor(OpKind op) {
   case OpKind::WeightGrad:
   case OpKind::Attention:
   case OpKind::AttentionGrad:
+  case OpKind::AdditiveAttention:
+  case OpKind::AdditiveAttentionGrad:
   case OpKind::AdamStep: return decomposedKernel;
   case OpKind::Constant: return constantKernel;
   case OpKind::Embedding: return embeddingKernel;

@@ -81,6 +81,9 @@ std::map<OpKind, std::vector<GradSample>> gradSamples() {
   t[OpKind::WeightGrad] = {{{x, {DType::F32, {c(2), c(3), c(5)}}}, {}}};
   TensorType q{DType::F32, {c(2), c(3), c(4)}}, k{DType::F32, {c(2), c(5), c(4)}}, v{DType::F32, {c(2), c(5), c(2)}};
   t[OpKind::Attention] = {{{q, k, v}, {}}, {{q, k, v, {DType::Bool, {c(2), c(1), c(5)}}}, {{"scale", 0.5}}}};
+  TensorType scoreWeight{DType::F32, {c(1), c(4)}}, scoreBias{DType::F32, {c(1)}}, values{DType::F32, {c(2), c(3), c(5)}};
+  t[OpKind::AdditiveAttention] = {{{x, x, values, scoreWeight, scoreBias, mask}, {}},
+                                  {{x, x, values, scoreWeight, scoreBias}, {{"pooling", std::string("sum")}}}};
   return t;
 }
 

@@ -75,6 +75,11 @@ inline const std::map<OpKind, Sample> &samples() {
     TensorType out{DType::F32, {s("B"), c(3), c(2)}}, lse{DType::F32, {s("B"), c(3)}};
     t[OpKind::AdamStep] = {{x, x, x, x, {DType::F32, {}}, {DType::F32, {}}}, {{"beta1", 0.8}, {"beta2", 0.99}, {"eps", 1e-6}}};
     t[OpKind::AttentionGrad] = {{q, k, v, out, lse, out, keyMask}, {{"scale", 0.5}}};
+    TensorType values{DType::F32, {s("B"), c(3), c(2)}}, pooled{DType::F32, {s("B"), c(2)}};
+    TensorType scoreWeight{DType::F32, {c(1), c(4)}}, scoreBias{DType::F32, {c(1)}};
+    t[OpKind::AdditiveAttention] = {{x, x, values, scoreWeight, scoreBias, maskB}, {{"pooling", std::string("sum")}}};
+    t[OpKind::AdditiveAttentionGrad] = {{x, x, values, scoreWeight, {DType::F32, {s("B"), c(3), c(1)}}, pooled, maskB},
+                                        {{"pooling", std::string("mean")}}};
     return t;
   }();
   return table;
