@@ -271,7 +271,9 @@ bool additiveFits(const Graph &g, const std::vector<ValueId> &operands, const ir
 /// (attention.weights), so that --emit=memory and profiles still say what
 /// they are.
 void nameWeights(Graph &g, const Match &m, ValueId weights) {
-  if (g.value(weights).name.empty()) g.value(weights).name = g.value(m.at("p")).name;
+  std::string &old = g.value(m.at("p")).name; // the softmax dies with the rewrite
+  if (g.value(weights).name.empty()) g.value(weights).name = std::move(old);
+  old.clear();
 }
 
 std::vector<Rule> additiveAttentionRules() {

@@ -181,4 +181,152 @@ void attentionGrad(const AttentionShape &sh, const float *q, const float *k, con
   }
 }
 
+// --- additive attention with pooling --------------------------------------------
+//
+// Per batch slice, in one thread: the scores s_t = tanh(h_t + k_t) . w + b
+// of its t positions (into p), their masked softmax in place, and the pooled
+// sum of p_t v_t: h, k and v are each read once and no [t, e] intermediate
+// is written. The backward recomputes tanh(h_t + k_t) for the kept
+// positions instead of reading a stored one, and writes dw's and db's share
+// of each slice into its own row, summed in slice order afterwards, so that
+// the result does not depend on the thread count.
+
+namespace {
+
+/// Enough work to be worth a second thread.
+bool worthThreads(const AdditiveShape &sh) { return sh.batch > 1 && sh.batch * sh.t * (sh.e + sh.ev) > (1 << 15); }
+
+/// The number of kept positions of a slice.
+int64_t keptCount(const uint8_t *mask, int64_t t) {
+  if (!mask) return t;
+  int64_t n = 0;
+  for (int64_t j = 0; j < t; ++j) n += mask[j] != 0;
+  return n;
+}
+
+/// sum over e of tanh(h[e] + k[e]) w[e].
+[[gnu::always_inline]] inline float tanhDot(const float *h, const float *k, const float *w, int64_t e) {
+  F32x16 acc{};
+  int64_t c = 0;
+  for (; c + kLanes <= e; c += kLanes) acc += fastTanh16(load16(h + c) + load16(k + c)) * load16(w + c);
+  float sum = sum16(acc);
+  for (; c < e; ++c) sum += fastTanh(h[c] + k[c]) * w[c];
+  return sum;
+}
+
+KILN_VECTOR_CLONES
+void additiveForwardSlice(const AdditiveShape &sh, int64_t bi, const float *h, const float *k, const float *v,
+                          const float *w, float b, const uint8_t *mask, float *out, float *p) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const float *hb = h + bi * sh.t * sh.e, *kb = k + bi * sh.t * sh.e, *vb = v + bi * sh.t * sh.ev;
+  const uint8_t *mb = mask ? mask + bi * sh.t : nullptr;
+  float *pb = p + bi * sh.t, *ob = out + bi * sh.ev;
+  for (int64_t j = 0; j < sh.t; ++j)
+    pb[j] = mb && !mb[j] ? kNegInf : tanhDot(hb + j * sh.e, kb + j * sh.e, w, sh.e) + b;
+  std::fill(ob, ob + sh.ev, 0.0f);
+  float mx = rowMax(pb, sh.t);
+  if (mx == kNegInf) { // nothing kept: weights and output 0
+    std::fill(pb, pb + sh.t, 0.0f);
+    return;
+  }
+  float inv = 1.0f / expShiftedSum(pb, sh.t, mx);
+  for (int64_t j = 0; j < sh.t; ++j) pb[j] *= inv;
+  // Masked positions are skipped, not added as 0 * v: the reference's
+  // masked reduction never reads them.
+  for (int64_t j = 0; j < sh.t; ++j) {
+    if (mb && !mb[j]) continue;
+    const float *vj = vb + j * sh.ev;
+    float pj = pb[j];
+#pragma omp simd
+    for (int64_t c = 0; c < sh.ev; ++c) ob[c] += pj * vj[c];
+  }
+  if (sh.mean) {
+    float scale = 1.0f / static_cast<float>(keptCount(mb, sh.t));
+    for (int64_t c = 0; c < sh.ev; ++c) ob[c] *= scale;
+  }
+}
+
+/// dp_t = g . v_t (0 where masked), ds_t = p_t (dp_t - sum p dp); dv_t =
+/// p_t g; da_t = ds_t w (1 - u_t^2) with u_t = tanh(h_t + k_t), skipped
+/// (0) where ds_t is 0; dw += ds_t u_t and db += ds_t into the slice's own
+/// rows. ds is scratch of t floats.
+KILN_VECTOR_CLONES
+void additiveBackwardSlice(const AdditiveShape &sh, int64_t bi, const float *h, const float *k, const float *v,
+                           const float *w, const float *p, const float *dout, const uint8_t *mask, float *da, float *dv,
+                           float *dwRow, float *dbRow, float *ds) {
+  const float *hb = h + bi * sh.t * sh.e, *kb = k + bi * sh.t * sh.e, *vb = v + bi * sh.t * sh.ev;
+  const float *pb = p + bi * sh.t, *g = dout + bi * sh.ev;
+  const uint8_t *mb = mask ? mask + bi * sh.t : nullptr;
+  float *dab = da + bi * sh.t * sh.e, *dvb = dv + bi * sh.t * sh.ev;
+  std::fill(dwRow, dwRow + sh.e, 0.0f);
+  *dbRow = 0.0f;
+  int64_t kept = keptCount(mb, sh.t);
+  float scale = sh.mean ? (kept > 0 ? 1.0f / static_cast<float>(kept) : 0.0f) : 1.0f;
+  float weighted = 0; // sum over t of p_t dp_t
+  for (int64_t j = 0; j < sh.t; ++j) {
+    float *dvj = dvb + j * sh.ev;
+    if (mb && !mb[j]) {
+      std::fill(dvj, dvj + sh.ev, 0.0f);
+      ds[j] = 0.0f;
+      continue;
+    }
+    float pj = pb[j] * scale;
+#pragma omp simd
+    for (int64_t c = 0; c < sh.ev; ++c) dvj[c] = pj * g[c];
+    ds[j] = rowDot(g, vb + j * sh.ev, sh.ev) * scale;
+    weighted += pb[j] * ds[j];
+  }
+  for (int64_t j = 0; j < sh.t; ++j) {
+    float *daj = dab + j * sh.e;
+    // As softmax_grad does, over every position (a masked one has p = 0
+    // when p is the forward's, and then nothing to add).
+    float dsj = pb[j] * (ds[j] - weighted);
+    if (dsj == 0.0f) {
+      std::fill(daj, daj + sh.e, 0.0f);
+      continue;
+    }
+    *dbRow += dsj;
+    const float *hj = hb + j * sh.e, *kj = kb + j * sh.e;
+    int64_t c = 0;
+    for (; c + kLanes <= sh.e; c += kLanes) {
+      F32x16 u = fastTanh16(load16(hj + c) + load16(kj + c));
+      store16(daj + c, dsj * load16(w + c) * (1.0f - u * u));
+      store16(dwRow + c, load16(dwRow + c) + dsj * u);
+    }
+    for (; c < sh.e; ++c) {
+      float u = fastTanh(hj[c] + kj[c]);
+      daj[c] = dsj * w[c] * (1.0f - u * u);
+      dwRow[c] += dsj * u;
+    }
+  }
+}
+
+} // namespace
+
+void additiveAttention(const AdditiveShape &sh, const float *h, const float *k, const float *v, const float *w,
+                       float b, const uint8_t *mask, float *out, float *p) {
+#pragma omp parallel for schedule(static) if (worthThreads(sh))
+  for (int64_t bi = 0; bi < sh.batch; ++bi) additiveForwardSlice(sh, bi, h, k, v, w, b, mask, out, p);
+}
+
+void additiveAttentionGrad(const AdditiveShape &sh, const float *h, const float *k, const float *v, const float *w,
+                           const float *p, const float *dout, const uint8_t *mask, float *da, float *dv, float *dw,
+                           float *db) {
+  std::vector<float> dwRows(static_cast<size_t>(sh.batch * sh.e)), dbRows(static_cast<size_t>(sh.batch));
+#pragma omp parallel if (worthThreads(sh))
+  {
+    std::vector<float> ds(static_cast<size_t>(std::max<int64_t>(sh.t, 1)));
+#pragma omp for schedule(static)
+    for (int64_t bi = 0; bi < sh.batch; ++bi)
+      additiveBackwardSlice(sh, bi, h, k, v, w, p, dout, mask, da, dv, dwRows.data() + bi * sh.e, dbRows.data() + bi,
+                            ds.data());
+  }
+  std::fill(dw, dw + sh.e, 0.0f);
+  *db = 0.0f;
+  for (int64_t bi = 0; bi < sh.batch; ++bi) {
+    for (int64_t c = 0; c < sh.e; ++c) dw[c] += dwRows[static_cast<size_t>(bi * sh.e + c)];
+    *db += dbRows[static_cast<size_t>(bi)];
+  }
+}
+
 } // namespace kiln::backends::onednn::kernels

@@ -81,4 +81,23 @@ void attention(const AttentionShape &shape, const float *q, const float *k, cons
 void attentionGrad(const AttentionShape &shape, const float *q, const float *k, const float *v, const float *lse,
                    const float *dout, const AttentionMask *mask, float *dq, float *dk, float *dv);
 
+/// The sizes of an additive attention with pooling: `batch` slices (the
+/// batch dims flattened) of h, k [batch, t, e] and v [batch, t, ev].
+struct AdditiveShape {
+  int64_t batch, t, e, ev;
+  bool mean; ///< mean pooling (else sum)
+};
+
+/// additive_attention: p = softmax over t of tanh(h + k) w + b, out =
+/// the mean or sum over t of p v, where mask (one byte per [batch, t]
+/// position, null = all kept) drops positions (attention_kernels.cpp).
+void additiveAttention(const AdditiveShape &shape, const float *h, const float *k, const float *v, const float *w,
+                       float b, const uint8_t *mask, float *out, float *p);
+
+/// additive_attention_grad: da (of h and of k), dv, dw [1, e] and db [1],
+/// tanh(h + k) recomputed.
+void additiveAttentionGrad(const AdditiveShape &shape, const float *h, const float *k, const float *v, const float *w,
+                           const float *p, const float *dout, const uint8_t *mask, float *da, float *dv, float *dw,
+                           float *db);
+
 } // namespace kiln::backends::onednn::kernels

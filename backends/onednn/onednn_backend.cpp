@@ -790,6 +790,32 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
     });
     return true;
   }
+  case OpKind::AdditiveAttention:
+  case OpKind::AdditiveAttentionGrad: {
+    // The shape rule fixes the layout: h, k [..., t, e], v [..., t, ev] and
+    // the mask bool[..., t, 1], one byte per position, all dense.
+    bool grad = node.op == OpKind::AdditiveAttentionGrad;
+    const auto &eh = ext(node.operands[0]), &ev = ext(node.operands[2]);
+    size_t rank = eh.size();
+    kernels::AdditiveShape shape{product(eh, 0, rank - 2), eh[rank - 2], eh[rank - 1], ev[rank - 1],
+                                 ir::attrString(node.op, node.attrs, "pooling") == "mean"};
+    size_t maskIndex = grad ? 6 : 5;
+    bool masked = node.operands.size() > maskIndex;
+    ValueId maskValue = masked ? node.operands[maskIndex] : -1;
+    auto o = node.operands;
+    std::vector<ValueId> res = node.results();
+    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
+      const uint8_t *mask = masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
+      if (!grad)
+        kernels::additiveAttention(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]),
+                                   fptr(pl, o[4])[0], mask, fptr(pl, res[0]), fptr(pl, res[1]));
+      else
+        kernels::additiveAttentionGrad(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]),
+                                       fptr(pl, o[4]), fptr(pl, o[5]), mask, fptr(pl, res[0]), fptr(pl, res[1]),
+                                       fptr(pl, res[2]), fptr(pl, res[3]));
+    });
+    return true;
+  }
   default: return false;
   }
 }

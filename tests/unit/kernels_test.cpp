@@ -2,8 +2,9 @@
 //
 // fastExp and its 16-lane twin against std::exp: within 2 ulp over the
 // range where e^x is a normal float, exactly 0 below it and for -inf (the
-// masked scores of attention), and the row helpers against plain loops on
-// lengths that are and are not multiples of 16.
+// masked scores of attention), fastTanh within 2e-7 of std::tanh, and the
+// row helpers against plain loops on lengths that are and are not multiples
+// of 16.
 //
 //===----------------------------------------------------------------------===//
 #include "backends/onednn/vector.h"
@@ -66,4 +67,17 @@ TEST_CASE("kernels: row helpers agree with plain loops on every length") {
     }
     CHECK(sum == doctest::Approx(want).epsilon(1e-5));
   }
+}
+
+TEST_CASE("kernels: fastTanh is within 2e-7 of std::tanh, exactly +-1 far out, and its 16 lanes agree") {
+  float worst = 0;
+  for (float x = -12.0f; x <= 12.0f; x += 0.00123f) worst = std::max(worst, std::abs(fastTanh(x) - std::tanh(x)));
+  CHECK(worst <= 2e-7f);
+  CHECK(fastTanh(0.0f) == 0.0f);
+  CHECK(fastTanh(50.0f) == 1.0f);
+  CHECK(fastTanh(-std::numeric_limits<float>::infinity()) == -1.0f);
+  float xs[16];
+  for (int l = 0; l < 16; ++l) xs[l] = -10.0f + 1.3f * static_cast<float>(l);
+  F32x16 v = fastTanh16(load16(xs));
+  for (int l = 0; l < 16; ++l) CHECK(v[l] == fastTanh(xs[l]));
 }
