@@ -116,6 +116,14 @@ void checkGraph(const Graph &g, const runtime::TensorMap &inputs, const runtime:
   }
 }
 
+/// The values of `groups`, in order, as outputs named `names`.
+void outputAll(Builder &b, const std::vector<std::string> &names, const std::vector<std::vector<ValueId>> &groups) {
+  size_t k = 0;
+  for (const std::vector<ValueId> &group : groups)
+    for (ValueId v : group) b.output(names.at(k++), v);
+  REQUIRE(k == names.size());
+}
+
 /// One op applied to random operands of the given types and attributes.
 void checkOp(OpKind op, const std::vector<TensorType> &operands, const Attrs &attrs, const SymbolBindings &bind,
              std::mt19937 &rng, const std::string &what) {
@@ -259,11 +267,7 @@ TEST_CASE("fused ops match their decomposition on every backend, on odd shapes a
     std::vector<ValueId> gradOperands{operands[0], operands[1], operands[2], fwd[0], fwd[1], dout};
     if (c.mask) gradOperands.push_back(operands[3]);
     std::vector<ValueId> grads = b.createMulti(OpKind::AttentionGrad, gradOperands, attrs);
-    b.output("out", fwd[0]);
-    b.output("lse", fwd[1]);
-    b.output("dq", grads[0]);
-    b.output("dk", grads[1]);
-    b.output("dv", grads[2]);
+    outputAll(b, {"out", "lse", "dq", "dk", "dv"}, {fwd, grads});
     checkGraph(g, inputs, {}, "attention case " + std::to_string(i));
   }
 
@@ -302,12 +306,7 @@ TEST_CASE("fused ops match their decomposition on every backend, on odd shapes a
       std::vector<ValueId> gradOperands{operands[0], operands[1], operands[2], operands[3], fwd[1], dout};
       if (c.masked) gradOperands.push_back(operands[5]);
       std::vector<ValueId> grads = b.createMulti(OpKind::AdditiveAttentionGrad, gradOperands, attrs);
-      b.output("out", fwd[0]);
-      b.output("p", fwd[1]);
-      b.output("da", grads[0]);
-      b.output("dv", grads[1]);
-      b.output("dw", grads[2]);
-      b.output("db", grads[3]);
+      outputAll(b, {"out", "p", "da", "dv", "dw", "db"}, {fwd, grads});
       checkGraph(g, inputs, {}, fmt::format("additive attention case {} {}", i, pooling));
     }
 }
