@@ -7,6 +7,8 @@
 //===----------------------------------------------------------------------===//
 #include "ir/decompose.h"
 
+#include "ir/elementwise.h"
+
 #include <fmt/format.h>
 
 namespace kiln::ir {
@@ -112,6 +114,18 @@ std::vector<ValueId> additiveAttentionGrad(Builder &b, const std::vector<ValueId
   return {da, dv, dw, db};
 }
 
+/// The body's steps, in order, as primitive ops over the operands.
+std::vector<ValueId> elementwise(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
+  ElementwiseProgram program = parseBody(attrString(OpKind::Elementwise, a, "body"), o.size());
+  std::vector<ValueId> results;
+  for (const ElementwiseProgram::Step &step : program.steps) {
+    std::vector<ValueId> args;
+    for (ElementwiseProgram::Ref r : step.args) args.push_back(r.operand ? o[static_cast<size_t>(r.index)] : results[static_cast<size_t>(r.index)]);
+    results.push_back(b.create(step.op, args));
+  }
+  return {results.back()};
+}
+
 std::vector<ValueId> adamStep(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
   OpKind k = OpKind::AdamStep;
   ValueId m = b.create(OpKind::AdamMoment, {o[1], o[3]}, {{"beta", attrFloat(k, a, "beta1")}});
@@ -131,6 +145,7 @@ Decomposition decompositionOf(OpKind k) {
   case OpKind::AttentionGrad: return attentionGrad;
   case OpKind::AdditiveAttention: return additiveAttention;
   case OpKind::AdditiveAttentionGrad: return additiveAttentionGrad;
+  case OpKind::Elementwise: return elementwise;
   default: return nullptr;
   }
 }

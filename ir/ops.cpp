@@ -9,6 +9,8 @@
 //===----------------------------------------------------------------------===//
 #include "ir/ops.h"
 
+#include "ir/elementwise.h"
+
 #include "ir/diagnostic.h"
 #include "ir/printer.h"
 
@@ -366,6 +368,22 @@ std::vector<TensorType> shapeAttentionGrad(const std::vector<TensorType> &o, con
   return {o[0], o[1], o[2]};
 }
 
+/// Operands f32, each of one shape S or f32[]; result f32[S]. The body
+/// must parse over the operands (ir/elementwise.h).
+TensorType shapeElementwise(const std::vector<TensorType> &o, const Attrs &a) {
+  const Shape *shape = nullptr;
+  for (const TensorType &t : o) {
+    expectFloat(t, "elementwise operand");
+    if (t.rank() == 0) continue;
+    if (shape && !(t.shape == *shape))
+      fail(fmt::format("elementwise: operands must have one shape (or be f32[]), got {} and {}", shapeStr(*shape),
+                       t.str()));
+    shape = &t.shape;
+  }
+  parseBody(declared<std::string>(a, "body"), o.size());
+  return {DType::F32, shape ? *shape : Shape{}};
+}
+
 /// h, k f32[...,T,E] of one type, v f32[...,T,Ev], w f32[1,E], b f32[1] and
 /// an optional mask bool[...,T,1]; results out [...,Ev] and p [...,T,1].
 std::vector<TensorType> shapeAdditiveAttention(const std::vector<TensorType> &o, const Attrs &a) {
@@ -528,6 +546,8 @@ const std::vector<OpInfo> &allOps() {
     };
     const AttrSpec *axis = nullptr;
     for (OpInfo &op : t) {
+      op.elementwise = op.shapeRule.single == &shapeArith || op.shapeRule.single == &shapeUnaryFloat ||
+                       op.shapeRule.single == &shapeUnaryGrad;
       try {
         op.attrs = parseAttrSpec(op.attrSpec);
       } catch (const std::invalid_argument &e) {

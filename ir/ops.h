@@ -81,6 +81,12 @@ struct OpInfo {
   const char *summary;
   std::vector<AttrSpec> attrs;
 
+  /// Elementwise: its shape rule is one of the arithmetic, unary or
+  /// unary-gradient rules, so each result element depends only on the
+  /// operand elements at the same (broadcast) position. Derived from the
+  /// table; the ops an `elementwise` body may use (ir/elementwise.h).
+  bool elementwise = false;
+
   bool differentiable() const { return grad == GradKind::Diff; }
   /// Whether the op has several results (its rule is a MultiShapeRule).
   bool multiResult() const { return shapeRule.multi != nullptr; }

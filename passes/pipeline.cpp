@@ -14,6 +14,7 @@
 #include <chrono>
 #include <fmt/format.h>
 #include <map>
+#include <string_view>
 
 namespace kiln::passes {
 
@@ -28,6 +29,9 @@ const std::vector<PassInfo> &allPasses() {
        "scaled dot-product attention (forward, and with its backward in training steps) into attention and "
        "attention_grad: the [T,T] weights are recomputed, never stored",
        fuseAttention},
+      {"fuse-elementwise",
+       "chains of elementwise ops on one shape into one elementwise op: one loop, no intermediate in memory",
+       fuseElementwise},
       {"fuse-linear",
        "matmul + bias (+ relu/tanh/sigmoid) into matmul_bias; a weight gradient's matmul + sum_to into weight_grad",
        fuseLinear},
@@ -56,6 +60,7 @@ std::vector<std::string> defaultPipeline(GraphRole role) {
       "cse",            // e.g. the same mask reshaped for two layers
       "fuse-attention", // before fuse-linear: its patterns see plain matmuls
       "fuse-linear",    // the projections and dense layers left
+      "fuse-elementwise", // last: the elementwise ops no other fusion took
       "dce",            // what the rewrites left unread
   };
   // Training: the step autodiff and the optimizer built (forward, backward,
@@ -66,6 +71,7 @@ std::vector<std::string> defaultPipeline(GraphRole role) {
       "fuse-attention", // forward and backward together, or neither
       "fuse-linear",    // projections, dense layers and their weight gradients
       "fuse-optimizer", // each parameter's update in one pass
+      "fuse-elementwise", // e.g. the gradient sums where a value has several readers
       "dce",
   };
   return role == GraphRole::Training ? training : inference;
@@ -157,12 +163,15 @@ std::string formatPassTimes(const std::vector<PassRecord> &records,
   double total = 0;
   for (const PassRecord &r : records) total += r.seconds;
   for (const auto &[name, s] : extra) total += s;
+  // The pass column is as wide as the longest registered name.
+  size_t width = 4;
+  for (const PassInfo &p : allPasses()) width = std::max(width, std::string_view(p.name).size());
   std::string out = "# pass timing (wall clock)\n";
-  out += fmt::format("# {:>10}  {:>6}  {:<14} {:<10} {}\n", "ms", "%", "pass", "graph", "ops before -> after");
+  out += fmt::format("# {:>10}  {:>6}  {:<{}} {:<10} {}\n", "ms", "%", "pass", width, "graph", "ops before -> after");
   auto pct = [&](double s) { return total > 0 ? 100.0 * s / total : 0.0; };
   for (const PassRecord &r : records)
-    out += fmt::format("# {:>10.3f}  {:>5.1f}%  {:<14} @{:<9} {} -> {}{}\n", r.seconds * 1e3, pct(r.seconds), r.pass,
-                       r.graph, r.nodesBefore, r.nodesAfter, r.changed ? "" : " (unchanged)");
+    out += fmt::format("# {:>10.3f}  {:>5.1f}%  {:<{}} @{:<9} {} -> {}{}\n", r.seconds * 1e3, pct(r.seconds), r.pass,
+                       width, r.graph, r.nodesBefore, r.nodesAfter, r.changed ? "" : " (unchanged)");
   for (const auto &[name, s] : extra) out += fmt::format("# {:>10.3f}  {:>5.1f}%  {}\n", s * 1e3, pct(s), name);
   out += fmt::format("# {:>10.3f}  100.0%  total\n", total * 1e3);
   return out;

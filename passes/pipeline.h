@@ -93,6 +93,7 @@ bool applyRulesPass(ir::Graph &g, const std::vector<ir::rewrite::Rule> &rules, c
 bool canonicalize(ir::Graph &g, const PassContext &context);
 bool eliminateCommonSubexpressions(ir::Graph &g, const PassContext &context);
 bool eliminateDeadCode(ir::Graph &g, const PassContext &context);
+bool fuseElementwise(ir::Graph &g, const PassContext &context);
 bool fuseAttention(ir::Graph &g, const PassContext &context);
 bool fuseLinear(ir::Graph &g, const PassContext &context);
 bool fuseOptimizer(ir::Graph &g, const PassContext &context);

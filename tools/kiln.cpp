@@ -46,6 +46,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 using namespace kiln;
@@ -353,7 +354,7 @@ void declare(cli::Command &cmd, RunArgs &o) {
            "(reference backend only)");
   cmd.flag("--check-nan", o.checkNan,
            "stop at the first op whose result has a NaN or an infinity, and report its DSL location and the min, max "
-           "and mean of its inputs (reference backend only)");
+           "and mean of its inputs (reference backend only; the fusion passes are skipped, so that the op is the DSL's own)");
   cmd.flag("--force", o.force, "let --outputs replace an existing file that is not a safetensors file");
   cmd.section("backend");
   // The oracle by default: run is how outputs are checked against PyTorch.
@@ -430,8 +431,13 @@ int cmdRun(int argc, char **argv) {
   reference::RunResult r;
   ir::Graph optimized;
   if (o.checkNan) {
+    // Without the fusions (which change no value): the op named is then the
+    // DSL's own, at its own line, not a fused op standing for several.
     optimized = *g;
-    passes::runPipeline(optimized, o.passes.pipeline());
+    passes::PipelineOptions unfused = o.passes.pipeline();
+    for (const passes::PassInfo &pass : passes::allPasses())
+      if (std::string_view(pass.name).starts_with("fuse-")) unfused.disabled.push_back(pass.name);
+    passes::runPipeline(optimized, unfused);
     reportFirstNonFinite(optimized, inputs, params, o.backend.compileOptions().threads);
   }
   if (o.dumpAll) {

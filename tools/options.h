@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -133,7 +134,9 @@ struct PassOptions {
 /// The registry and the default pipelines, for --list-passes.
 inline std::string listPasses() {
   std::string out = "passes (--passes=a,b,c runs these in order; --disable-pass=NAME drops one):\n";
-  for (const passes::PassInfo &p : passes::allPasses()) out += fmt::format("  {:<14} {}\n", p.name, p.summary);
+  size_t width = 0;
+  for (const passes::PassInfo &p : passes::allPasses()) width = std::max(width, std::string_view(p.name).size());
+  for (const passes::PassInfo &p : passes::allPasses()) out += fmt::format("  {:<{}} {}\n", p.name, width, p.summary);
   auto join = [](const std::vector<std::string> &names) {
     std::string s;
     for (const std::string &n : names) s += (s.empty() ? "" : ",") + n;

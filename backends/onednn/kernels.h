@@ -100,4 +100,24 @@ void additiveAttentionGrad(const AdditiveShape &shape, const float *h, const flo
                            const float *p, const float *dout, const uint8_t *mask, float *da, float *dv, float *dw,
                            float *db);
 
+/// The ops an elementwise program may apply (ir/elementwise.h), as the
+/// kernel numbers them.
+enum class ElementwiseOp : uint8_t {
+  Add, Sub, Mul, Div, Neg, Exp, Log, Tanh, Relu, Sigmoid, Sqrt, TanhGrad, SigmoidGrad, ReluGrad
+};
+
+/// One step: slot `operands + k` (k its index) = op(slot a[, slot b]),
+/// where slots [0, operands) are the program's operands.
+struct ElementwiseStep {
+  ElementwiseOp op;
+  int a, b;
+};
+
+/// out[i] = the last step's value at element i < n, operand j read as
+/// operands[j][i], or operands[j][0] for every i when scalar[j]; no
+/// intermediate is written to memory beyond a per-thread block
+/// (elementwise_kernel.cpp).
+void elementwise(const ElementwiseStep *steps, int numSteps, const float *const *operands, const uint8_t *scalar,
+                 int numOperands, int64_t n, float *out);
+
 } // namespace kiln::backends::onednn::kernels

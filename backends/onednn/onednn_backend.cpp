@@ -22,6 +22,7 @@
 
 #include "backends/onednn/kernels.h"
 #include "backends/reference/interpreter.h"
+#include "ir/elementwise.h"
 #include "passes/flops.h"
 #include "passes/memory_plan.h"
 
@@ -607,6 +608,29 @@ bool reduceView(const std::vector<int64_t> &x, const std::vector<int64_t> *mask,
   return true;
 }
 
+/// The kernel's number for an op of an elementwise body; nullopt for one
+/// it does not implement.
+std::optional<kernels::ElementwiseOp> elementwiseOp(OpKind op) {
+  using E = kernels::ElementwiseOp;
+  switch (op) {
+  case OpKind::Add: return E::Add;
+  case OpKind::Sub: return E::Sub;
+  case OpKind::Mul: return E::Mul;
+  case OpKind::Div: return E::Div;
+  case OpKind::Neg: return E::Neg;
+  case OpKind::Exp: return E::Exp;
+  case OpKind::Log: return E::Log;
+  case OpKind::Tanh: return E::Tanh;
+  case OpKind::Relu: return E::Relu;
+  case OpKind::Sigmoid: return E::Sigmoid;
+  case OpKind::Sqrt: return E::Sqrt;
+  case OpKind::TanhGrad: return E::TanhGrad;
+  case OpKind::SigmoidGrad: return E::SigmoidGrad;
+  case OpKind::ReluGrad: return E::ReluGrad;
+  default: return std::nullopt;
+  }
+}
+
 bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
   const Node &node = graph_.nodes()[i];
   auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
@@ -813,6 +837,28 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
         kernels::additiveAttentionGrad(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]),
                                        fptr(pl, o[4]), fptr(pl, o[5]), mask, fptr(pl, res[0]), fptr(pl, res[1]),
                                        fptr(pl, res[2]), fptr(pl, res[3]));
+    });
+    return true;
+  }
+  case OpKind::Elementwise: {
+    ir::ElementwiseProgram program = ir::parseBody(ir::attrString(node.op, node.attrs, "body"), node.operands.size());
+    auto steps = std::make_shared<std::vector<kernels::ElementwiseStep>>();
+    int numOperands = static_cast<int>(node.operands.size());
+    auto slot = [&](ir::ElementwiseProgram::Ref ref) { return ref.operand ? ref.index : numOperands + ref.index; };
+    for (const ir::ElementwiseProgram::Step &step : program.steps) {
+      std::optional<kernels::ElementwiseOp> op = elementwiseOp(step.op);
+      if (!op) return false; // an op the kernel lacks: the reference runs the node
+      steps->push_back({*op, slot(step.args[0]), step.args.size() > 1 ? slot(step.args[1]) : -1});
+    }
+    auto scalar = std::make_shared<std::vector<uint8_t>>();
+    for (ValueId o : node.operands) scalar->push_back(ext(o).empty());
+    auto o = node.operands;
+    int64_t n = ir::numElements(ext(r));
+    addKernel(p, i, "elementwise", [=](Plan &pl) {
+      std::vector<const float *> operands;
+      for (ValueId v : o) operands.push_back(fptr(pl, v));
+      kernels::elementwise(steps->data(), static_cast<int>(steps->size()), operands.data(), scalar->data(),
+                           numOperands, n, fptr(pl, r));
     });
     return true;
   }

@@ -678,6 +678,7 @@ Kernel kernelFor(OpKind op) {
   case OpKind::AttentionGrad:
   case OpKind::AdditiveAttention:
   case OpKind::AdditiveAttentionGrad:
+  case OpKind::Elementwise:
   case OpKind::AdamStep: return decomposedKernel;
   case OpKind::Constant: return constantKernel;
   case OpKind::Embedding: return embeddingKernel;

@@ -271,6 +271,29 @@ TEST_CASE("fused ops match their decomposition on every backend, on odd shapes a
     checkGraph(g, inputs, {}, "attention case " + std::to_string(i));
   }
 
+  // elementwise: every op of the kernel, sizes that are one element, not a
+  // multiple of 16, and many blocks with a partial last one; f32[] scalars.
+  struct ElementwiseCase {
+    std::vector<int64_t> shape;
+    std::vector<bool> scalar;
+    const char *body;
+  };
+  std::vector<ElementwiseCase> elementwise = {
+      {{3, 7, 37}, {false, false, false, false}, "add(sub(mul($0, $1), div($2, $3)), neg($0))"},
+      {{3, 7, 37}, {false, false, false, false}, "tanh_grad(tanh($0), sigmoid_grad(sigmoid($1), relu_grad($2, exp($3))))"},
+      {{5000}, {false, false}, "add(sqrt(add(mul($0, $0), relu($1))), log(add(mul($0, $0), exp($1))))"},
+      {{5000}, {false, true, true}, "mul(add($0, $1), sigmoid(mul($0, $2)))"},
+      {{1, 1, 13}, {false, false}, "tanh(add($0, $1))"},
+      {{2, 256}, {true, false}, "sub(exp($0), tanh($1))"},
+  };
+  for (size_t i = 0; i < elementwise.size(); ++i) {
+    const ElementwiseCase &c = elementwise[i];
+    std::vector<TensorType> operands;
+    for (bool scalar : c.scalar) operands.push_back(scalar ? f({}) : f(c.shape));
+    checkOp(OpKind::Elementwise, operands, {{"body", std::string(c.body)}}, {}, rng,
+            fmt::format("elementwise case {}: {}", i, c.body));
+  }
+
   // additive_attention and its gradient, fed the forward's own weights:
   // one slice of one token, e and ev not multiples of 16 (and above 16, so
   // that both the vector loop and its tail run), rank 4, with and without a

@@ -81,6 +81,8 @@ std::map<OpKind, std::vector<GradSample>> gradSamples() {
   t[OpKind::WeightGrad] = {{{x, {DType::F32, {c(2), c(3), c(5)}}}, {}}};
   TensorType q{DType::F32, {c(2), c(3), c(4)}}, k{DType::F32, {c(2), c(5), c(4)}}, v{DType::F32, {c(2), c(5), c(2)}};
   t[OpKind::Attention] = {{{q, k, v}, {}}, {{q, k, v, {DType::Bool, {c(2), c(1), c(5)}}}, {{"scale", 0.5}}}};
+  t[OpKind::Elementwise] = {{{x, x, {DType::F32, {}}}, {{"body", std::string("mul(tanh(add($0, $1)), sigmoid(mul($0, $2)))")}}},
+                            {{x, x}, {{"body", std::string("sub(div($0, exp($1)), neg(relu($1)))")}}}};
   TensorType scoreWeight{DType::F32, {c(1), c(4)}}, scoreBias{DType::F32, {c(1)}}, values{DType::F32, {c(2), c(3), c(5)}};
   t[OpKind::AdditiveAttention] = {{{x, x, values, scoreWeight, scoreBias, mask}, {}},
                                   {{x, x, values, scoreWeight, scoreBias}, {{"pooling", std::string("sum")}}}};

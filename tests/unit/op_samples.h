@@ -77,6 +77,7 @@ inline const std::map<OpKind, Sample> &samples() {
     t[OpKind::AttentionGrad] = {{q, k, v, out, lse, out, keyMask}, {{"scale", 0.5}}};
     TensorType values{DType::F32, {s("B"), c(3), c(2)}}, pooled{DType::F32, {s("B"), c(2)}};
     TensorType scoreWeight{DType::F32, {c(1), c(4)}}, scoreBias{DType::F32, {c(1)}};
+    t[OpKind::Elementwise] = {{x, x, {DType::F32, {}}}, {{"body", std::string("add(mul($0, tanh($1)), $2)")}}};
     t[OpKind::AdditiveAttention] = {{x, x, values, scoreWeight, scoreBias, maskB}, {{"pooling", std::string("sum")}}};
     t[OpKind::AdditiveAttentionGrad] = {{x, x, values, scoreWeight, {DType::F32, {s("B"), c(3), c(1)}}, pooled, maskB},
                                         {{"pooling", std::string("mean")}}};
