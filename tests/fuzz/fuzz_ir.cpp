@@ -5,8 +5,11 @@
 // goes on to the passes that take IR from the user: the memory planner and
 // the FLOP counter at small bound extents for every graph, and the training
 // step builder (forward + loss + autodiff + optimizer) when there is a
-// @forward graph. Oracles beyond "no crash": a verified module prints and
-// re-parses to the same text, and a training graph that builds verifies.
+// @forward graph; and the default pass pipeline, verifying after every
+// rewrite, on every verified graph and on that training graph. Oracles
+// beyond "no crash": a verified module prints and re-parses to the same
+// text, a training graph that builds verifies, and no pass rejects or
+// breaks a verified graph.
 //
 //===----------------------------------------------------------------------===//
 #include "ir/parser.h"
@@ -14,6 +17,7 @@
 #include "ir/verifier.h"
 #include "passes/flops.h"
 #include "passes/memory_plan.h"
+#include "passes/pipeline.h"
 #include "passes/training.h"
 #include "tests/fuzz/fuzz_support.h"
 
@@ -30,6 +34,18 @@ ir::SymbolBindings smallBindings(const ir::Graph &g) {
   int64_t next = 2;
   for (const std::string &sym : g.inputSymbols()) b[sym] = next++;
   return b;
+}
+
+/// The default pipeline of the graph's role, verifying after every rewrite:
+/// a pass may decline to rewrite, but never fail on or break a valid graph.
+void runDefaultPipeline(ir::Graph g, const std::string &printed) {
+  passes::PipelineOptions options;
+  options.verifyEach = true;
+  try {
+    passes::runPipeline(g, options);
+  } catch (const Error &e) {
+    fuzz::oracleFailure("the default pass pipeline fails on a verified graph", formatError(e) + printed);
+  }
 }
 
 } // namespace
@@ -65,6 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       (void)report;
     });
     fuzz::expectOnlyKilnErrors([&] { (void)passes::graphFlops(g, bindings); });
+    runDefaultPipeline(g, printed);
   }
 
   if (const ir::Graph *forward = module.find("forward")) {
@@ -81,6 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz::oracleFailure("the training graph built from a verified @forward does not verify",
                             formatError(e) + printed);
       }
+      runDefaultPipeline(train, printed);
     }
   }
   return 0;
