@@ -57,11 +57,14 @@ private:
       ~Leave() { --depth; }
     } leave{depth_};
     if (take('$')) {
-      size_t start = pos_;
+      size_t dollar = pos_ - 1, start = pos_;
       while (pos_ < text_.size() && std::isdigit(static_cast<unsigned char>(text_[pos_]))) ++pos_;
       if (start == pos_ || pos_ - start > 4) fail("expected an operand number after '$'");
       size_t index = std::stoul(text_.substr(start, pos_ - start));
-      if (index >= operands_) fail(fmt::format("operand ${} does not exist (the op has {})", index, operands_));
+      if (index >= operands_) {
+        pos_ = dollar; // the error points at the operand
+        fail(fmt::format("operand ${} does not exist (the op has {})", index, operands_));
+      }
       used_[index] = true;
       return {true, static_cast<int>(index)};
     }
