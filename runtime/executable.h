@@ -36,6 +36,17 @@ public:
   /// Runs the graph; inputs and params are matched by name (kiln::Error for a
   /// missing or mistyped one). Returns outputs by output name.
   virtual TensorMap run(const TensorMap &inputs, const TensorMap &params) = 0;
+  /// Runs the graph as run() does, into `outputs`: a tensor already there
+  /// under an output's name, with that output's dtype and shape, receives
+  /// the output in place (a backend may compute straight into it: no copy,
+  /// no allocation); other outputs are added or replace what is there. A
+  /// tensor given this way must not share storage with an input or a
+  /// parameter. The training loop passes last step's parameters, which the
+  /// new ones replaced, so that an update is written where the old values
+  /// were instead of into fresh memory. By default: run(), then moved.
+  virtual void runInto(const TensorMap &inputs, const TensorMap &params, TensorMap &outputs) {
+    for (auto &[name, t] : run(inputs, params)) outputs[name] = std::move(t);
+  }
 
   /// Per-node timing of subsequent runs (`kiln bench --profile`); a backend
   /// that cannot profile ignores it and returns an empty profile.

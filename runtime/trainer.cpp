@@ -142,6 +142,9 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
     std::signal(SIGINT, previous);
     if (lossLog) std::fclose(lossLog);
   };
+  // A step's outputs; after each step, the entries that update the store
+  // hold the store's previous tensors, into which the next step writes.
+  TensorMap outputs;
   try {
     for (; ckpt.epoch < config.epochs; ++ckpt.epoch, ckpt.batch = 0) {
       std::vector<size_t> order = epochOrder(trainData.ids.size(), config.seed, static_cast<uint64_t>(ckpt.epoch),
@@ -166,7 +169,10 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
                                 {"labels", batch.labels},
                                 {"lr", scalar(static_cast<float>(lr))},
                                 {"step", scalar(static_cast<float>(step))}};
-        TensorMap outputs = trainStep.run(stepInputs, ckpt.tensors);
+        // The outputs that update the store come back in last step's
+        // tensors (see the swap below): the backend writes the new values
+        // there, with no copy and no allocation.
+        trainStep.runInto(stepInputs, ckpt.tensors, outputs);
         float loss = outputs.at("loss").f32()[0];
         // Nothing of a non-finite step reaches the store, so the state
         // stays that of the last good step.
@@ -205,7 +211,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         }
         for (auto &[name, value] : outputs) {
           auto it = ckpt.tensors.find(name);
-          if (it != ckpt.tensors.end()) it->second = std::move(value);
+          if (it != ckpt.tensors.end()) std::swap(it->second, value);
         }
         ckpt.step = step;
         if (lossLog) fmt::print(lossLog, "{} {:.9g}\n", step, loss);

@@ -272,17 +272,20 @@ int cmdBench(int argc, char **argv) {
       Timing t;
       t.what = "train";
       t.batch = batch;
+      runtime::TensorMap out;
       timeRuns(t, warmup, repeat, [&] {
         ++step;
-        runtime::TensorMap out = exe->run({{tokensName, tokens},
-                                           {"labels", labels},
-                                           {"lr", runtime::Tensor::fromF32({}, {1e-3f})},
-                                           {"step", runtime::Tensor::fromF32({}, {static_cast<float>(step)})}},
-                                          store);
-        // The update protocol of the trainer: each output replaces the
-        // store entry of the same name (new parameters and optimizer state).
+        exe->runInto({{tokensName, tokens},
+                      {"labels", labels},
+                      {"lr", runtime::Tensor::fromF32({}, {1e-3f})},
+                      {"step", runtime::Tensor::fromF32({}, {static_cast<float>(step)})}},
+                     store, out);
+        // The update protocol of the trainer (runtime/trainer.cpp): each
+        // output replaces the store entry of the same name (new parameters
+        // and optimizer state), and the old tensor takes the output's place,
+        // to be written by the next step.
         for (auto &[name, v] : out)
-          if (auto it = store.find(name); it != store.end()) it->second = std::move(v);
+          if (auto it = store.find(name); it != store.end()) std::swap(it->second, v);
       });
       t.flops = passes::graphFlops(train, {{"B", batch}, {"T", seq}});
       t.paramBytes = paramBytes;

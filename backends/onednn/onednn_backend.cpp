@@ -106,6 +106,11 @@ struct Plan {
   passes::MemoryPlan memory;
   std::unique_ptr<AlignedBuffer> arena;
   std::vector<void *> ptr; ///< by ValueId: where the value lives this run
+  std::vector<void *> home; ///< by ValueId: its place in the arena (null outside it)
+  /// By ValueId: an output that runInto may place in the caller's tensor:
+  /// a node result of its own buffer (no view or in-place result of it or
+  /// under it), named by one output only.
+  std::vector<bool> bindable;
   struct Step {
     ir::NodeId node;
     std::string label;
@@ -171,6 +176,22 @@ public:
   int threads() const override { return lastPlan_ ? lastPlan_->threads : 0; }
 
   runtime::TensorMap run(const runtime::TensorMap &inputs, const runtime::TensorMap &params) override {
+    runtime::TensorMap out;
+    execute(inputs, params, out, /*bindGiven=*/false);
+    return out;
+  }
+
+  void runInto(const runtime::TensorMap &inputs, const runtime::TensorMap &params,
+               runtime::TensorMap &outputs) override {
+    execute(inputs, params, outputs, /*bindGiven=*/true);
+  }
+
+private:
+  /// Runs the plan; with bindGiven, an output whose tensor in `out` fits
+  /// (and whose value no view or in-place result shares) is computed
+  /// straight into that tensor, the others are copied out of the arena.
+  void execute(const runtime::TensorMap &inputs, const runtime::TensorMap &params, runtime::TensorMap &out,
+               bool bindGiven) {
     std::vector<std::vector<int64_t>> inputExtents;
     std::vector<const Tensor *> given(graph_.numValues(), nullptr);
     auto lookup = [&](const runtime::TensorMap &m, ValueId v, const char *what) {
@@ -197,6 +218,20 @@ public:
     checkIndices(plan, given);
     for (ValueId v : graph_.inputs()) plan.ptr[v] = const_cast<std::byte *>(given[v]->raw());
     for (ValueId v : graph_.params()) plan.ptr[v] = const_cast<std::byte *>(given[v]->raw());
+    // Outputs live in the arena unless this run binds them to given tensors.
+    std::vector<bool> direct(graph_.outputs().size(), false);
+    for (size_t k = 0; k < graph_.outputs().size(); ++k) {
+      ValueId v = graph_.outputs()[k].value;
+      if (!plan.bindable[v]) continue;
+      plan.ptr[v] = plan.home[v];
+      if (!bindGiven) continue;
+      auto it = out.find(graph_.outputs()[k].name);
+      if (it == out.end() || it->second.dtype() != graph_.type(v).dtype || it->second.shape() != plan.extents[v] ||
+          it->second.byteSize() == 0)
+        continue;
+      plan.ptr[v] = it->second.raw();
+      direct[k] = true;
+    }
     // Views and in-place results follow their root's address, which for a
     // view of an input or parameter changes every run.
     for (size_t v = 0; v < plan.ptr.size(); ++v) {
@@ -219,17 +254,18 @@ public:
     }
     stream_.wait();
 
-    runtime::TensorMap out;
-    for (const ir::Output &o : graph_.outputs()) {
-      Tensor t(graph_.type(o.value).dtype, plan.extents[o.value]);
-      if (t.byteSize()) std::memcpy(t.raw(), plan.ptr[o.value], t.byteSize());
-      out[o.name] = std::move(t);
+    for (size_t k = 0; k < graph_.outputs().size(); ++k) {
+      if (direct[k]) continue;
+      const ir::Output &o = graph_.outputs()[k];
+      auto it = out.find(o.name);
+      bool reuse = bindGiven && it != out.end() && it->second.dtype() == graph_.type(o.value).dtype &&
+                   it->second.shape() == plan.extents[o.value] && it->second.byteSize() > 0;
+      if (!reuse) it = out.insert_or_assign(o.name, Tensor(graph_.type(o.value).dtype, plan.extents[o.value])).first;
+      if (it->second.byteSize()) std::memcpy(it->second.raw(), plan.ptr[o.value], it->second.byteSize());
     }
     lastPlan_ = &plan;
-    return out;
   }
 
-private:
   bool isExternal(ValueId v) const { return graph_.value(v).kind != ir::ValueKind::Node; }
   ValueId rootOf(const Plan &p, ValueId v) const {
     while (p.memory.values[v].aliasOf >= 0 && p.memory.values[v].aliasOf != v) v = p.memory.values[v].aliasOf;
@@ -365,6 +401,19 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
   for (size_t v = 0; v < n; ++v) {
     ValueId root = rootOf(p, static_cast<ValueId>(v));
     if (root != static_cast<ValueId>(v) && !isExternal(root)) p.ptr[v] = p.ptr[root];
+  }
+  p.home = p.ptr;
+  p.bindable.assign(n, false);
+  std::vector<int> outputUses(n, 0), aliasUses(n, 0);
+  for (const ir::Output &o : graph_.outputs()) ++outputUses[o.value];
+  for (size_t v = 0; v < n; ++v) {
+    ValueId root = rootOf(p, static_cast<ValueId>(v));
+    if (root != static_cast<ValueId>(v)) ++aliasUses[root];
+  }
+  for (const ir::Output &o : graph_.outputs()) {
+    ValueId v = o.value;
+    p.bindable[v] = !isExternal(v) && p.memory.values[v].offset >= 0 && rootOf(p, v) == v && aliasUses[v] == 0 &&
+                    outputUses[v] == 1;
   }
 
   for (size_t i = 0; i < nodes.size(); ++i) {

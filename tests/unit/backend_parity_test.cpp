@@ -107,11 +107,27 @@ void checkGraph(const Graph &g, const runtime::TensorMap &inputs, const runtime:
     if (name == "auto" || (name == "reference" && !oracle)) continue;
     CAPTURE(name);
     auto exe = backends::compile(g, name);
-    // Twice: the second run reuses the cached plan and must give the same.
+    // Twice: the second run reuses the cached plan and must give the same;
+    // then runInto, into the first run's tensors overwritten with NaN (the
+    // backend may compute straight into them) and, in a second map, into
+    // tensors of the wrong shape (which it must replace).
+    runtime::TensorMap into;
     for (int round = 0; round < 2; ++round) {
       auto got = exe->run(inputs, params);
       for (const auto &[out, t] : want)
         if (!noiseOnly(out)) compareTensors(got.at(out), t, what + " output " + out);
+      into = std::move(got);
+    }
+    runtime::TensorMap misshapen;
+    for (auto &[out, t] : into) {
+      if (t.dtype() == DType::F32)
+        for (float &v : t.f32()) v = std::nanf("");
+      misshapen[out] = runtime::Tensor(t.dtype(), {t.numel() + 1});
+    }
+    for (runtime::TensorMap *target : {&into, &misshapen}) {
+      exe->runInto(inputs, params, *target);
+      for (const auto &[out, t] : want)
+        if (!noiseOnly(out)) compareTensors(target->at(out), t, what + " runInto output " + out);
     }
   }
 }
