@@ -25,6 +25,7 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -96,6 +97,17 @@ const char *kindName(const Val &v) {
   }
   return "a value";
 }
+
+/// A compile-time number that is whole: an integer, or a number such as
+/// `dim / h` that folds to one (within the range a double holds exactly).
+std::optional<int64_t> wholeNumber(const Val &v) {
+  if (!v.isNumber() || !std::isfinite(v.num) || v.num != std::floor(v.num) || std::abs(v.num) > 9.0e15)
+    return std::nullopt;
+  return static_cast<int64_t>(v.num);
+}
+
+/// What an error says a value was: its kind, or a number's value.
+std::string describe(const Val &v) { return v.isNumber() ? fmt::format("{}", v.num) : kindName(v); }
 
 class Lowering {
 public:
@@ -525,8 +537,9 @@ private:
 
   int64_t intArg(const Arg *a, Scope *scope, Instance *inst, const char *what) {
     Val v = eval(*a->value, scope, inst);
-    if (v.kind != Val::Kind::Int) throw Error(fmt::format("{} must be an integer, got {}", what, kindName(v)), a->loc);
-    return static_cast<int64_t>(v.num);
+    std::optional<int64_t> n = wholeNumber(v);
+    if (!n) throw Error(fmt::format("{} must be an integer, got {}", what, describe(v)), a->loc);
+    return *n;
   }
 
   bool boolArg(const Arg *a, Scope *scope, Instance *inst, const char *what) {
@@ -748,9 +761,10 @@ private:
       return Dim::named(e.name);
     }
     Val v = eval(e, scope, inst);
-    if (v.kind != Val::Kind::Int || v.num < 0)
-      throw Error(fmt::format("a reshape dim must be a non-negative integer or a symbol, got {}", kindName(v)), a.loc);
-    return Dim::constant(static_cast<int64_t>(v.num));
+    std::optional<int64_t> n = wholeNumber(v);
+    if (!n || *n < 0)
+      throw Error(fmt::format("a reshape dim must be a non-negative integer or a symbol, got {}", describe(v)), a.loc);
+    return Dim::constant(*n);
   }
 
   const Program &prog_;
