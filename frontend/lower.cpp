@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numbers>
 #include <cstring>
 #include <sys/stat.h>
 #include <fmt/format.h>
@@ -633,6 +634,7 @@ private:
                : name == "log" ? std::log(x)
                : name == "tanh" ? std::tanh(x)
                : name == "relu" ? std::max(x, 0.0)
+               : name == "erf" ? std::erf(x)
                                 : 1.0 / (1.0 + std::exp(-x));
     if (!std::isfinite(r)) throw Error(fmt::format("{}({}) is not a finite number", name, x), loc);
     return Val::real(r);
@@ -641,7 +643,8 @@ private:
   Val builtin(const Expr &e, Scope *scope, Instance *inst) {
     static const std::map<std::string, OpKind> unary = {{"tanh", OpKind::Tanh}, {"relu", OpKind::Relu},
                                                         {"sigmoid", OpKind::Sigmoid}, {"exp", OpKind::Exp},
-                                                        {"log", OpKind::Log}, {"sqrt", OpKind::Sqrt}};
+                                                        {"log", OpKind::Log}, {"sqrt", OpKind::Sqrt},
+                                                        {"erf", OpKind::Erf}};
     const std::string &n = e.name;
     if (auto it = unary.find(n); it != unary.end()) {
       auto a = bindArgs(e, {{"x", true}}, n);
@@ -656,6 +659,21 @@ private:
       throw Error(fmt::format("layers are declared as members of a module ('name = {}(...)') and then called", n),
                   e.loc);
     requireGraph(e);
+    if (n == "gelu") {
+      // PyTorch's GELU: x/2 (1 + erf(x / sqrt 2)), or with approximate=true
+      // (its approximate='tanh') x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+      // Primitive ops, which fuse-elementwise makes one loop.
+      auto a = bindArgs(e, {{"x", true}, {"approximate", false}}, n);
+      ValueId x = tensorArg(a[0], scope, inst, "x");
+      bool approximate = a[1] && boolArg(a[1], scope, inst, "approximate");
+      b_->setLoc(e.loc);
+      ValueId inner =
+          approximate
+              ? b_->tanh(b_->mul(b_->add(x, b_->mul(b_->mul(b_->mul(x, x), x), b_->constant(0.044715))),
+                                 b_->constant(std::sqrt(2.0 / std::numbers::pi))))
+              : b_->create(OpKind::Erf, {b_->mul(x, b_->constant(1.0 / std::sqrt(2.0)))});
+      return Val::tensor(b_->mul(b_->mul(x, b_->constant(0.5)), b_->add(inner, b_->constant(1.0))));
+    }
     if (n == "softmax" || n == "log_softmax") {
       auto a = bindArgs(e, {{"x", true}, {"dim", false}, {"mask", false}}, n);
       ValueId x = tensorArg(a[0], scope, inst, "x");
@@ -742,7 +760,7 @@ private:
       return Val::tensor(b_->cast(x, n == "float" ? DType::F32 : n == "int" ? DType::I32 : DType::Bool));
     }
     std::vector<std::string> known = visibleNames(scope, inst);
-    for (const char *b : {"tanh", "relu", "sigmoid", "exp", "log", "sqrt", "softmax", "log_softmax", "sum", "mean",
+    for (const char *b : {"tanh", "relu", "sigmoid", "exp", "log", "sqrt", "erf", "gelu", "softmax", "log_softmax", "sum", "mean",
                           "max", "matmul", "transpose", "permute", "reshape", "unsqueeze", "where", "cross_entropy",
                           "float", "int", "bool"})
       known.push_back(b);

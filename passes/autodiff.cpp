@@ -21,6 +21,9 @@
 //===----------------------------------------------------------------------===//
 #include "passes/autodiff.h"
 
+#include <cmath>
+#include <numbers>
+
 #include "ir/decompose.h"
 
 #include "ir/builder.h"
@@ -104,6 +107,12 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::Sigmoid: out[0] = b.create(OpKind::SigmoidGrad, {y, dy}); return out;
   case OpKind::Relu: out[0] = b.create(OpKind::ReluGrad, {operand(0), dy}); return out;
   case OpKind::Sqrt: out[0] = b.div(dy, b.mul(y, b.constant(2.0))); return out;
+  case OpKind::Erf: {
+    // d erf(x)/dx = 2/sqrt(pi) e^(-x^2).
+    ValueId x = operand(0);
+    out[0] = b.mul(dy, b.mul(b.exp(b.neg(b.mul(x, x))), b.constant(2.0 / std::sqrt(std::numbers::pi))));
+    return out;
+  }
   case OpKind::Softmax: out[0] = b.create(OpKind::SoftmaxGrad, {y, dy}, {{"axis", ir::axisAttr(n.attrs)}}); return out;
   case OpKind::LogSoftmax: {
     std::vector<ValueId> ops{y, dy};

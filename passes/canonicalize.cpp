@@ -91,6 +91,7 @@ std::optional<float> foldScalar(OpKind op, const std::vector<float> &a) {
   case OpKind::Relu: return a[0] > 0 ? a[0] : 0.0f;
   case OpKind::Sigmoid: return 1.0f / (1.0f + std::exp(-a[0]));
   case OpKind::Sqrt: return std::sqrt(a[0]);
+  case OpKind::Erf: return std::erf(a[0]);
   default: return std::nullopt;
   }
 }
@@ -104,9 +105,10 @@ std::vector<Rule> canonicalRules() {
       operands.push_back(Pattern::any("c" + std::to_string(k)).where([](const Graph &g, ValueId v) {
         return f32Constant(g, v).has_value();
       }));
-    for (OpKind op : {OpKind::Add, OpKind::Sub, OpKind::Mul, OpKind::Div, OpKind::Neg, OpKind::Exp, OpKind::Log,
-                      OpKind::Tanh, OpKind::Relu, OpKind::Sigmoid, OpKind::Sqrt}) {
-      if (ir::opInfo(op).minOperands != arity) continue;
+    // Every elementwise op foldScalar knows (it declines the others).
+    for (const ir::OpInfo &info : ir::allOps()) {
+      OpKind op = info.kind;
+      if (!info.elementwise || info.minOperands != arity || !foldScalar(op, std::vector<float>(arity, 1.0f))) continue;
       rules.push_back({"fold-constants", Pattern::op(op, operands),
                        [arity](ir::Builder &b, const Match &m) -> std::optional<ValueId> {
                          std::vector<float> values;

@@ -97,6 +97,7 @@ int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBinding
   case ir::OpKind::Tanh:
   case ir::OpKind::Sigmoid:
   case ir::OpKind::Sqrt:
+  case ir::OpKind::Erf:
     return kTranscendental * out;
   case ir::OpKind::TanhGrad:
   case ir::OpKind::SigmoidGrad:

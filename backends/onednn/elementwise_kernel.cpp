@@ -73,6 +73,9 @@ static_assert(kBlock % kLanes == 0);
   case ElementwiseOp::Sqrt:
     for (int64_t i = 0; i < len; ++i) d[i] = std::sqrt(a[i]);
     return;
+  case ElementwiseOp::Erf:
+    for (int64_t i = 0; i < len; ++i) d[i] = std::erf(a[i]);
+    return;
   case ElementwiseOp::TanhGrad:
     for (int64_t i = 0; i < len; ++i) d[i] = b[i] * (1.0f - a[i] * a[i]);
     return;

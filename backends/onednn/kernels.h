@@ -103,7 +103,7 @@ void additiveAttentionGrad(const AdditiveShape &shape, const float *h, const flo
 /// The ops an elementwise program may apply (ir/elementwise.h), as the
 /// kernel numbers them.
 enum class ElementwiseOp : uint8_t {
-  Add, Sub, Mul, Div, Neg, Exp, Log, Tanh, Relu, Sigmoid, Sqrt, TanhGrad, SigmoidGrad, ReluGrad
+  Add, Sub, Mul, Div, Neg, Exp, Log, Tanh, Relu, Sigmoid, Sqrt, Erf, TanhGrad, SigmoidGrad, ReluGrad
 };
 
 /// One step: slot `operands + k` (k its index) = op(slot a[, slot b]),

@@ -673,6 +673,7 @@ std::optional<kernels::ElementwiseOp> elementwiseOp(OpKind op) {
   case OpKind::Relu: return E::Relu;
   case OpKind::Sigmoid: return E::Sigmoid;
   case OpKind::Sqrt: return E::Sqrt;
+  case OpKind::Erf: return E::Erf;
   case OpKind::TanhGrad: return E::TanhGrad;
   case OpKind::SigmoidGrad: return E::SigmoidGrad;
   case OpKind::ReluGrad: return E::ReluGrad;

@@ -337,6 +337,7 @@ float logF(float x) { return std::log(x); }
 float tanhF(float x) { return std::tanh(x); }
 float reluF(float x) { return x > 0.0f ? x : 0.0f; }
 float sqrtF(float x) { return std::sqrt(x); }
+float erfF(float x) { return std::erf(x); }
 
 /// A tensor seen as [outer, n, inner] around one axis: the slice (o, i) is the
 /// n elements base + j * inner, j < n.
@@ -694,6 +695,7 @@ Kernel kernelFor(OpKind op) {
   case OpKind::Relu: return unaryKernel<reluF>;
   case OpKind::Sigmoid: return unaryKernel<sigmoid>;
   case OpKind::Sqrt: return unaryKernel<sqrtF>;
+  case OpKind::Erf: return unaryKernel<erfF>;
   case OpKind::Softmax: return normalizeKernel<false>;
   case OpKind::LogSoftmax: return normalizeKernel<true>;
   case OpKind::Sum: return reduceKernel<Reduction::Sum>;

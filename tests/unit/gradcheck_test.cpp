@@ -59,7 +59,7 @@ std::map<OpKind, std::vector<GradSample>> gradSamples() {
   for (OpKind k : {OpKind::Add, OpKind::Sub, OpKind::Mul})
     t[k] = {{{x, row}, {}}, {{col, x}, {}}, {{x, x}, {}}};
   t[OpKind::Div] = {{{x, row}, {}, true}, {{col, x}, {}, true}};
-  for (OpKind k : {OpKind::Neg, OpKind::Exp, OpKind::Tanh, OpKind::Relu, OpKind::Sigmoid}) t[k] = {{{x}, {}}};
+  for (OpKind k : {OpKind::Neg, OpKind::Exp, OpKind::Tanh, OpKind::Relu, OpKind::Sigmoid, OpKind::Erf}) t[k] = {{{x}, {}}};
   t[OpKind::Log] = {{{x}, {}, true}};
   t[OpKind::Sqrt] = {{{x}, {}, true}};
   for (OpKind k : {OpKind::Softmax, OpKind::LogSoftmax})

@@ -309,6 +309,7 @@ TEST_CASE("unary f32 ops") {
   c.b.output("relu", c.b.relu(c.input("r", f32({3}, {-1, 0, 2.5}))));
   c.b.output("sigmoid", c.b.sigmoid(c.input("s", f32({6}, {0, 2, -2, -100, 100, -1000}))));
   c.b.output("sqrt", c.b.sqrt(c.input("q", f32({3}, {4, 2, 0}))));
+  c.b.output("erf", c.b.create(OpKind::Erf, {c.input("f", f32({4}, {0, 0.5, -1, 4}))}));
   auto r = c.runAll();
   checkF32(r.outputs.at("neg"), {3}, {-1, 2, 0});
   // e^0 = 1, e^1 = 2.718281828, e^-1 = 0.367879441
@@ -322,6 +323,8 @@ TEST_CASE("unary f32 ops") {
   // e^-100 ~ 3.7e-44 ~ 0; large magnitudes saturate without NaN.
   checkF32(r.outputs.at("sigmoid"), {6}, {0.5, 0.880797078f, 0.119202922f, 0, 1, 0});
   checkF32(r.outputs.at("sqrt"), {3}, {2, 1.414213562f, 0});
+  // erf 0.5 = 0.520499878, erf -1 = -0.842700793 (tables); erf 4 = 1 - 1.5e-8, 1 in f32.
+  checkF32(r.outputs.at("erf"), {4}, {0, 0.520499878f, -0.842700793f, 1});
 }
 
 TEST_CASE("softmax") {

@@ -37,7 +37,8 @@ inline const std::map<OpKind, Sample> &samples() {
     t[OpKind::MatMul] = {{x, {DType::F32, {c(5), c(4)}}}, {{"transpose_b", true}}};
     for (OpKind k : {OpKind::Add, OpKind::Sub, OpKind::Mul, OpKind::Div})
       t[k] = {{x, {DType::F32, {c(4)}}}, {}};
-    for (OpKind k : {OpKind::Neg, OpKind::Exp, OpKind::Log, OpKind::Tanh, OpKind::Relu, OpKind::Sigmoid, OpKind::Sqrt})
+    for (OpKind k : {OpKind::Neg, OpKind::Exp, OpKind::Log, OpKind::Tanh, OpKind::Relu, OpKind::Sigmoid, OpKind::Sqrt,
+                     OpKind::Erf})
       t[k] = {{x}, {}};
     t[OpKind::Softmax] = {{x, maskB}, {{"axis", int64_t(1)}}};
     t[OpKind::LogSoftmax] = {{x}, {{"axis", int64_t(-1)}}};
