@@ -2,8 +2,9 @@
 //
 // The algorithm:
 //  1. Evaluate hyper-parameters in order, applying overrides.
-//  2. Find the one `model`; instantiate its layer tree (Linear, Embedding and
-//     user modules, recursively), naming every layer by its member path.
+//  2. Find the one `model`; instantiate its layer tree (Linear, Embedding,
+//     LayerNorm and user modules, recursively), naming every layer by its
+//     member path.
 //  3. For each model function, make a graph: declare every parameter of the
 //     layer tree in declaration order (the state_dict order), turn the typed
 //     function parameters into graph inputs, and evaluate the body. Calls to
@@ -60,11 +61,12 @@ struct Instance;
 
 /// One layer of the instantiated model.
 struct Layer {
-  enum class Kind { Linear, Embedding, User };
+  enum class Kind { Linear, Embedding, LayerNorm, User };
   Kind kind;
   std::string path; ///< state_dict prefix: `attention.linear1`
-  int64_t in = 0, out = 0; ///< Linear: in/out features; Embedding: num/dim
-  bool bias = true;
+  int64_t in = 0, out = 0; ///< Linear: in/out features; Embedding: num/dim; LayerNorm: dim (in)
+  bool bias = true;        ///< Linear: a bias; LayerNorm: elementwise affine
+  double eps = 1e-5;       ///< LayerNorm
   std::unique_ptr<Instance> sub; ///< User
   SourceLoc loc;                 ///< the declaration, for errors about its parameters
 };
@@ -274,6 +276,22 @@ private:
         layer.kind = Layer::Kind::Embedding;
         layer.in = evalSize(*a[0]->value, &inst, "num_embeddings");
         layer.out = evalSize(*a[1]->value, &inst, "embedding_dim");
+      } else if (call.name == "LayerNorm") {
+        auto a = bindArgs(call, {{"normalized_shape", true}, {"eps", false}, {"elementwise_affine", false}},
+                          "LayerNorm");
+        layer.kind = Layer::Kind::LayerNorm;
+        layer.in = evalSize(*a[0]->value, &inst, "normalized_shape");
+        if (a[1]) {
+          Val eps = evalConst(*a[1]->value, &inst, "eps");
+          if (!eps.isNumber() || !(eps.num > 0) || !std::isfinite(eps.num))
+            throw Error(fmt::format("eps must be a positive number, got {}", describe(eps)), a[1]->loc);
+          layer.eps = eps.num;
+        }
+        if (a[2]) {
+          Val affine = evalConst(*a[2]->value, &inst, "elementwise_affine");
+          if (affine.kind != Val::Kind::Bool) throw Error("elementwise_affine must be true or false", a[2]->loc);
+          layer.bias = affine.num != 0;
+        }
       } else if (const ModuleDecl *decl = findModule(call.name)) {
         std::vector<ParamSpec> specs;
         for (const Binding &b : decl->params) specs.push_back({b.name.c_str(), true});
@@ -286,12 +304,12 @@ private:
           layer.sub->args[decl->params[i].name] = evalConst(*a[i]->value, &inst, "a module argument");
         instantiate(*layer.sub, depth + 1);
       } else {
-        std::vector<std::string> known{"Linear", "Embedding"};
+        std::vector<std::string> known{"Linear", "Embedding", "LayerNorm"};
         for (const ModuleDecl &md : prog_.modules)
           if (!md.isModel) known.push_back(md.name);
         std::string hint = nearestName(call.name, known);
         throw Error(fmt::format("unknown layer '{}'{}", call.name,
-                                hint.empty() ? "; known layers: Linear, Embedding and the modules in this file"
+                                hint.empty() ? "; known layers: Linear, Embedding, LayerNorm and the modules in this file"
                                              : "; did you mean '" + hint + "'?"),
                     call.loc);
       }
@@ -305,6 +323,7 @@ private:
       switch (layer.kind) {
       case Layer::Kind::Linear: b_->linearParams(layer.path, layer.in, layer.out, layer.bias); break;
       case Layer::Kind::Embedding: b_->embeddingParams(layer.path, layer.in, layer.out); break;
+      case Layer::Kind::LayerNorm: b_->layerNormParams(layer.path, layer.in, layer.bias); break;
       case Layer::Kind::User: declareParams(*layer.sub); break;
       }
     }
@@ -624,6 +643,8 @@ private:
     b_->setLoc(e.loc);
     if (layer.kind == Layer::Kind::Linear)
       return Val::tensor(b_->linearLayer(layer.path, x, layer.in, layer.out, layer.bias));
+    if (layer.kind == Layer::Kind::LayerNorm)
+      return Val::tensor(b_->layerNormLayer(layer.path, x, layer.in, layer.eps, layer.bias));
     return Val::tensor(b_->embeddingLayer(layer.path, x, layer.in, layer.out));
   }
 
@@ -655,7 +676,7 @@ private:
       b_->setLoc(e.loc);
       return Val::tensor(b_->create(it->second, {x.id}));
     }
-    if (n == "Linear" || n == "Embedding" || findModule(n))
+    if (n == "Linear" || n == "Embedding" || n == "LayerNorm" || findModule(n))
       throw Error(fmt::format("layers are declared as members of a module ('name = {}(...)') and then called", n),
                   e.loc);
     requireGraph(e);

@@ -183,4 +183,22 @@ ValueId Builder::linearLayer(const std::string &prefix, ValueId x, int64_t in, i
   return bias ? add(y, b) : y;
 }
 
+std::pair<ValueId, ValueId> Builder::layerNormParams(const std::string &prefix, int64_t dim, bool affine) {
+  if (!affine) return {-1, -1};
+  TensorType t{DType::F32, {Dim::constant(dim)}};
+  return {param(prefix + ".weight", t, {{"init", std::string("ones")}}),
+          param(prefix + ".bias", t, {{"init", std::string("zeros")}})};
+}
+
+ValueId Builder::layerNormLayer(const std::string &prefix, ValueId x, int64_t dim, double eps, bool affine) {
+  const TensorType &xt = g_.type(x);
+  if (xt.rank() == 0 || !(xt.shape.back() == Dim::constant(dim)))
+    throw Error(fmt::format("{}: LayerNorm({}) cannot take {}: last dim must be {}", prefix, dim, xt.str(), dim), loc_);
+  auto [w, b] = layerNormParams(prefix, dim, affine);
+  ValueId centred = sub(x, mean(x, -1, std::nullopt, /*keepdim=*/true));
+  ValueId variance = mean(mul(centred, centred), -1, std::nullopt, /*keepdim=*/true);
+  ValueId y = div(centred, sqrt(add(variance, constant(eps))));
+  return affine ? add(mul(y, w), b) : y;
+}
+
 } // namespace kiln::ir

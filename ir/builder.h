@@ -91,6 +91,13 @@ public:
   /// nn.Linear(in, out): `prefix.weight` f32[out,in], `prefix.bias` f32[out];
   /// y = x W^T + b over the last dim of x.
   ValueId linearLayer(const std::string &prefix, ValueId x, int64_t in, int64_t out, bool bias = true);
+  /// Declares nn.LayerNorm(dim)'s `prefix.weight` (ones) and `prefix.bias`
+  /// (zeros), f32[dim], with elementwise affine; returns {weight, bias or -1}.
+  std::pair<ValueId, ValueId> layerNormParams(const std::string &prefix, int64_t dim, bool affine);
+  /// nn.LayerNorm(dim, eps, elementwise_affine): over the last dim of x,
+  /// (x - mean) / sqrt(var + eps) with the biased variance, then * weight +
+  /// bias; primitive ops (fuse-elementwise makes the pointwise part a loop).
+  ValueId layerNormLayer(const std::string &prefix, ValueId x, int64_t dim, double eps, bool affine = true);
 
 private:
   std::vector<ValueId> build(OpKind op, std::vector<ValueId> operands, Attrs attrs, std::vector<std::string> names);

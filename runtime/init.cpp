@@ -15,6 +15,7 @@
 #include "ir/diagnostic.h"
 #include "runtime/random.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -56,8 +57,10 @@ std::string initialise(const std::string &name, const ir::ValueInfo &info, const
     fillNormal(out.f32(), rng, ir::attrFloat(info.attrs, "mean", 0.0), ir::attrFloat(info.attrs, "std", 1.0));
   } else if (kind == "uniform") {
     fillUniform(out.f32(), rng, ir::attrFloat(info.attrs, "bound", 1.0));
+  } else if (kind == "ones") {
+    std::fill(out.f32().begin(), out.f32().end(), 1.0f);
   } else if (kind != "zeros") {
-    return name + ": unknown init \"" + kind + "\" (expected normal, uniform or zeros)";
+    return name + ": unknown init \"" + kind + "\" (expected normal, uniform, zeros or ones)";
   }
   return "";
 }
