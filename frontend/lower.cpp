@@ -680,6 +680,16 @@ private:
       throw Error(fmt::format("layers are declared as members of a module ('name = {}(...)') and then called", n),
                   e.loc);
     requireGraph(e);
+    if (n == "positions") {
+      // Position ids for a learned positional Embedding: 0..T-1 along the
+      // last dim (or `dim`), i32, in every row.
+      auto a = bindArgs(e, {{"x", true}, {"dim", false}}, n);
+      ValueId x = tensorArg(a[0], scope, inst, "x");
+      ir::Attrs attrs;
+      if (a[1]) attrs["axis"] = intArg(a[1], scope, inst, "dim");
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->create(OpKind::Positions, {x}, attrs));
+    }
     if (n == "gelu") {
       // PyTorch's GELU: x/2 (1 + erf(x / sqrt 2)), or with approximate=true
       // (its approximate='tanh') x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
@@ -781,7 +791,7 @@ private:
       return Val::tensor(b_->cast(x, n == "float" ? DType::F32 : n == "int" ? DType::I32 : DType::Bool));
     }
     std::vector<std::string> known = visibleNames(scope, inst);
-    for (const char *b : {"tanh", "relu", "sigmoid", "exp", "log", "sqrt", "erf", "gelu", "softmax", "log_softmax", "sum", "mean",
+    for (const char *b : {"tanh", "relu", "sigmoid", "exp", "log", "sqrt", "erf", "gelu", "positions", "softmax", "log_softmax", "sum", "mean",
                           "max", "matmul", "transpose", "permute", "reshape", "unsqueeze", "where", "cross_entropy",
                           "float", "int", "bool"})
       known.push_back(b);

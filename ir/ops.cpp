@@ -202,6 +202,12 @@ TensorType shapeCast(const std::vector<TensorType> &o, const Attrs &a) {
   return {*dt, o[0].shape};
 }
 
+TensorType shapePositions(const std::vector<TensorType> &o, const Attrs &a) {
+  if (o[0].rank() == 0) fail("positions needs a tensor with at least one dim, got a scalar");
+  normalizeAxis(declared<int64_t>(a, "axis"), o[0].rank());
+  return {DType::I32, o[0].shape};
+}
+
 TensorType shapeCrossEntropy(const std::vector<TensorType> &o, const Attrs &) {
   const TensorType &logits = o[0], &labels = o[1];
   expectFloat(logits, "cross_entropy logits");

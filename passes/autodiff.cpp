@@ -155,6 +155,7 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::Greater:
   case OpKind::GreaterEqual:
   case OpKind::Cast:
+  case OpKind::Positions:
   case OpKind::EmbeddingGrad:
   case OpKind::SoftmaxGrad:
   case OpKind::LogSoftmaxGrad:

@@ -444,6 +444,15 @@ void selectKernel(const KernelArgs &k) {
   });
 }
 
+/// positions: every element's index along the axis.
+void positionsKernel(const KernelArgs &k) {
+  const Extents &e = k.in[0]->shape();
+  AxisView v(e, ir::normalizeAxis(ir::axisAttr(k.node.attrs), e.size()));
+  int32_t *out = data<int32_t>(k.out);
+  for (int64_t s = 0; s < v.slices(); ++s)
+    for (int64_t j = 0; j < v.n; ++j) out[v.base(s) + j * v.inner] = static_cast<int32_t>(j);
+}
+
 void castKernel(const KernelArgs &k) {
   visitDType(k.in[0]->dtype(), [&](auto from) {
     visitDType(k.out.dtype(), [&](auto to) {
@@ -711,6 +720,7 @@ Kernel kernelFor(OpKind op) {
   case OpKind::GreaterEqual: return compareKernel<std::greater_equal<>>;
   case OpKind::Select: return selectKernel;
   case OpKind::Cast: return castKernel;
+  case OpKind::Positions: return positionsKernel;
   case OpKind::CrossEntropy: return crossEntropyKernel;
   case OpKind::BroadcastTo: return broadcastToKernel;
   case OpKind::SumTo: return sumToKernel;

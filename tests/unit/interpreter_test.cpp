@@ -679,3 +679,17 @@ TEST_CASE("a kernel error carries the location of the node") {
 }
 
 } // TEST_SUITE
+
+TEST_CASE("positions counts along its axis") {
+  Case c;
+  ValueId x = c.input("x", f32({2, 3}, {5, 5, 5, 5, 5, 5}));
+  c.b.output("rows", c.b.create(OpKind::Positions, {x}));
+  c.b.output("cols", c.b.create(OpKind::Positions, {x}, {{"axis", int64_t(0)}}));
+  auto r = c.runAll();
+  auto values = [&](const char *name) {
+    auto v = r.outputs.at(name).i32();
+    return std::vector<int32_t>(v.begin(), v.end());
+  };
+  CHECK(values("rows") == std::vector<int32_t>{0, 1, 2, 0, 1, 2});
+  CHECK(values("cols") == std::vector<int32_t>{0, 0, 0, 1, 1, 1});
+}
