@@ -104,7 +104,9 @@ class OnednnExecutable;
 struct Plan {
   std::vector<std::vector<int64_t>> extents; ///< by ValueId
   passes::MemoryPlan memory;
-  std::unique_ptr<AlignedBuffer> arena;
+  /// The executable's shared arena this plan's addresses were computed for.
+  const void *boundArena = nullptr;
+  uint64_t lastUse = 0; ///< for the bounded plan cache
   std::vector<void *> ptr; ///< by ValueId: where the value lives this run
   std::vector<void *> home; ///< by ValueId: its place in the arena (null outside it)
   /// By ValueId: an output that runInto may place in the caller's tensor:
@@ -209,6 +211,7 @@ private:
     }
     ir::SymbolBindings bindings = graph_.bindSymbols(inputExtents);
     Plan &plan = planFor(bindings);
+    bindArena(plan);
     for (ValueId v : graph_.params()) {
       lookup(params, v, "parameter");
       if (given[v]->shape() != plan.extents[v])
@@ -289,12 +292,50 @@ private:
     }
   }
 
+  /// The plan for these symbol bindings, built on first use. At most
+  /// kMaxPlans are kept, the least recently used dropped first: a training
+  /// run over texts of many lengths would otherwise keep one plan (and its
+  /// primitives) per length for good.
   Plan &planFor(const ir::SymbolBindings &b) {
     auto it = plans_.find(b);
-    if (it != plans_.end()) return *it->second;
-    auto plan = std::make_unique<Plan>();
-    build(*plan, b);
-    return *plans_.emplace(b, std::move(plan)).first->second;
+    if (it == plans_.end()) {
+      if (plans_.size() >= kMaxPlans) {
+        auto oldest = plans_.begin();
+        for (auto p = plans_.begin(); p != plans_.end(); ++p)
+          if (p->second->lastUse < oldest->second->lastUse) oldest = p;
+        if (lastPlan_ == oldest->second.get()) lastPlan_ = nullptr;
+        plans_.erase(oldest);
+      }
+      auto plan = std::make_unique<Plan>();
+      build(*plan, b);
+      it = plans_.emplace(b, std::move(plan)).first;
+    }
+    it->second->lastUse = ++useClock_;
+    return *it->second;
+  }
+
+  /// Every plan runs in one arena, grown to the largest plan's size: the
+  /// plans of one executable never run at the same time. A plan's addresses
+  /// are recomputed when the arena it was bound to has moved.
+  void bindArena(Plan &p) {
+    size_t bytes = static_cast<size_t>(p.memory.arenaBytes);
+    if (!arena_ || bytes > arenaBytes_) {
+      arena_.reset(); // free first: the old and new arena need not coexist
+      arena_ = std::make_unique<AlignedBuffer>(bytes);
+      arenaBytes_ = bytes;
+    }
+    if (p.boundArena == arena_->data && arena_->data) return;
+    size_t n = p.ptr.size();
+    for (size_t v = 0; v < n; ++v) {
+      const passes::BufferPlan &bp = p.memory.values[v];
+      if (bp.offset >= 0) p.ptr[v] = static_cast<std::byte *>(arena_->data) + bp.offset;
+    }
+    for (size_t v = 0; v < n; ++v) {
+      ValueId root = rootOf(p, static_cast<ValueId>(v));
+      if (root != static_cast<ValueId>(v) && !isExternal(root)) p.ptr[v] = p.ptr[root];
+    }
+    p.home = p.ptr;
+    p.boundArena = arena_->data;
   }
 
   void build(Plan &p, const ir::SymbolBindings &b);
@@ -330,7 +371,11 @@ private:
   dnnl::stream stream_;
   int threads_;
   bool profiling_ = false;
+  static constexpr size_t kMaxPlans = 16;
   std::map<ir::SymbolBindings, std::unique_ptr<Plan>> plans_;
+  uint64_t useClock_ = 0;
+  std::unique_ptr<AlignedBuffer> arena_;
+  size_t arenaBytes_ = 0;
   Plan *lastPlan_ = nullptr;
 };
 
@@ -392,16 +437,8 @@ void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
   OmpThreads threads(wanted);
   p.threads = ompTeamSize();
   p.memory = passes::planMemory(graph_, b, opts);
-  p.arena = std::make_unique<AlignedBuffer>(static_cast<size_t>(p.memory.arenaBytes));
+  // Addresses come from the shared arena when the plan runs (bindArena).
   p.ptr.assign(n, nullptr);
-  for (size_t v = 0; v < n; ++v) {
-    const passes::BufferPlan &bp = p.memory.values[v];
-    if (bp.offset >= 0) p.ptr[v] = static_cast<std::byte *>(p.arena->data) + bp.offset;
-  }
-  for (size_t v = 0; v < n; ++v) {
-    ValueId root = rootOf(p, static_cast<ValueId>(v));
-    if (root != static_cast<ValueId>(v) && !isExternal(root)) p.ptr[v] = p.ptr[root];
-  }
   p.home = p.ptr;
   p.bindable.assign(n, false);
   std::vector<int> outputUses(n, 0), aliasUses(n, 0);

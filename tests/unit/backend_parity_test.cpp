@@ -413,3 +413,32 @@ TEST_CASE("model graphs (forward and training step) match the reference at odd s
     }
   }
 }
+
+TEST_CASE("an executable run at more shapes than it keeps plans for stays correct") {
+  // The oneDNN backend keeps 16 plans (least recently used dropped) in one
+  // arena grown to the largest: 24 sequence lengths, then the first ones
+  // again (rebuilt), must all match the reference.
+  frontend::LowerOptions opts;
+  opts.overrides = {{"vocab", "23"}, {"embed", "13"}, {"hidden", "11"}, {"classes", "3"}};
+  auto lowered = frontend::compileFile(std::string(KILN_SOURCE_DIR) + "/examples/classifier_sdpa.kiln", opts);
+  Graph train = passes::buildTrainGraph(*lowered.module.find("forward"), {});
+  passes::runPipeline(train, {});
+  auto params = runtime::materializeParams(train, {}, 4);
+  std::mt19937 rng(5);
+  for (const std::string &name : backends::backendNames()) {
+    if (name == "auto" || name == "reference") continue;
+    CAPTURE(name);
+    auto exe = backends::compile(train, name);
+    for (int64_t seq : {1, 9, 2, 17, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 24, 1, 9, 2}) {
+      CAPTURE(seq);
+      runtime::TensorMap inputs{{"tokens", randomTensor({2, seq}, DType::I32, rng, 23)},
+                                {"labels", randomTensor({2}, DType::I32, rng, 3)},
+                                {"lr", runtime::Tensor::fromF32({}, {0.01f})},
+                                {"step", runtime::Tensor::fromF32({}, {1.0f})}};
+      auto want = reference::run(train, inputs, params).outputs;
+      auto got = exe->run(inputs, params);
+      for (const auto &[out, t] : want)
+        if (out == "loss" || out == "logits") compareTensors(got.at(out), t, "output " + out);
+    }
+  }
+}
