@@ -35,6 +35,7 @@
 #include <map>
 #include <omp.h>
 #include <optional>
+#include <sys/mman.h>
 #include <unordered_map>
 
 namespace kiln::backends::onednn {
@@ -49,14 +50,23 @@ using ir::ValueId;
 using runtime::Tensor;
 using Dims = memory::dims;
 
-/// Arena memory aligned for AVX-512.
+/// Arena memory aligned for AVX-512. Its own mapping, not the heap's: the
+/// kiln driver keeps large heap blocks from being returned to the system
+/// (fresh pages fault in slowly on these VMs), so an arena freed when a
+/// longer batch needs a larger one would stay in the process for good.
 struct AlignedBuffer {
   void *data = nullptr;
+  size_t mapped = 0;
   explicit AlignedBuffer(size_t bytes) {
-    if (bytes) data = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (bytes && !data) throw std::bad_alloc();
+    if (!bytes) return;
+    mapped = (bytes + 4095) / 4096 * 4096;
+    void *p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    data = p;
   }
-  ~AlignedBuffer() { std::free(data); }
+  ~AlignedBuffer() {
+    if (data) munmap(data, mapped);
+  }
   AlignedBuffer(const AlignedBuffer &) = delete;
   AlignedBuffer &operator=(const AlignedBuffer &) = delete;
 };
@@ -320,6 +330,9 @@ private:
   void bindArena(Plan &p) {
     size_t bytes = static_cast<size_t>(p.memory.arenaBytes);
     if (!arena_ || bytes > arenaBytes_) {
+      // A quarter more than asked, so that a run over slowly growing
+      // lengths does not remap (and fault in) its arena at every step.
+      if (arena_) bytes = std::max(bytes, arenaBytes_ + arenaBytes_ / 4);
       arena_.reset(); // free first: the old and new arena need not coexist
       arena_ = std::make_unique<AlignedBuffer>(bytes);
       arenaBytes_ = bytes;
