@@ -680,6 +680,22 @@ private:
       throw Error(fmt::format("layers are declared as members of a module ('name = {}(...)') and then called", n),
                   e.loc);
     requireGraph(e);
+    if (n == "dropout") {
+      // F.dropout(x, p): active in the training step only (the step graph
+      // gives it the step number; elsewhere canonicalize removes it). Each
+      // call is its own op, keyed by its order in the model.
+      auto a = bindArgs(e, {{"x", true}, {"p", false}}, n);
+      ValueId x = tensorArg(a[0], scope, inst, "x");
+      double p = 0.5;
+      if (a[1]) {
+        Val pv = eval(*a[1]->value, scope, inst);
+        if (!pv.isNumber() || !(pv.num >= 0 && pv.num < 1))
+          throw Error(fmt::format("dropout: p must be a number in [0, 1), got {}", describe(pv)), a[1]->loc);
+        p = pv.num;
+      }
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->create(OpKind::Dropout, {x}, {{"p", p}, {"key", dropoutKey_++}}));
+    }
     if (n == "positions") {
       // Position ids for a learned positional Embedding: 0..T-1 along the
       // last dim (or `dim`), i32, in every row.
@@ -791,7 +807,7 @@ private:
       return Val::tensor(b_->cast(x, n == "float" ? DType::F32 : n == "int" ? DType::I32 : DType::Bool));
     }
     std::vector<std::string> known = visibleNames(scope, inst);
-    for (const char *b : {"tanh", "relu", "sigmoid", "exp", "log", "sqrt", "erf", "gelu", "positions", "softmax", "log_softmax", "sum", "mean",
+    for (const char *b : {"tanh", "relu", "sigmoid", "exp", "log", "sqrt", "erf", "gelu", "dropout", "positions", "softmax", "log_softmax", "sum", "mean",
                           "max", "matmul", "transpose", "permute", "reshape", "unsqueeze", "where", "cross_entropy",
                           "float", "int", "bool"})
       known.push_back(b);
@@ -822,6 +838,7 @@ private:
   std::vector<std::pair<std::string, double>> hyperOrder_;
   Builder *b_ = nullptr;
   std::set<std::string> usedNames_;
+  int64_t dropoutKey_ = 0; ///< the next dropout's key (its mask's identity)
   std::vector<const Function *> callStack_;
   std::vector<const Arg *> extra_;
   SourceLoc returnLoc_;

@@ -202,6 +202,15 @@ TensorType shapeCast(const std::vector<TensorType> &o, const Attrs &a) {
   return {*dt, o[0].shape};
 }
 
+TensorType shapeDropout(const std::vector<TensorType> &o, const Attrs &a) {
+  expectFloat(o[0], "dropout operand");
+  double p = declared<double>(a, "p");
+  if (!(p >= 0 && p < 1)) fail(fmt::format("dropout: p must be in [0, 1), got {}", p));
+  if (o.size() == 2 && !(o[1] == TensorType{DType::F32, {}}))
+    fail(fmt::format("dropout: the step must be f32[], got {}", o[1].str()));
+  return o[0];
+}
+
 TensorType shapePositions(const std::vector<TensorType> &o, const Attrs &a) {
   if (o[0].rank() == 0) fail("positions needs a tensor with at least one dim, got a scalar");
   normalizeAxis(declared<int64_t>(a, "axis"), o[0].rank());

@@ -107,6 +107,11 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::Sigmoid: out[0] = b.create(OpKind::SigmoidGrad, {y, dy}); return out;
   case OpKind::Relu: out[0] = b.create(OpKind::ReluGrad, {operand(0), dy}); return out;
   case OpKind::Sqrt: out[0] = b.div(dy, b.mul(y, b.constant(2.0))); return out;
+  case OpKind::Dropout:
+    // Linear in x: the gradient goes through the same mask and scale (the
+    // same op, attributes and step). The step gets none.
+    out[0] = n.operands.size() == 1 ? dy : b.create(OpKind::Dropout, {dy, operand(1)}, n.attrs);
+    return out;
   case OpKind::Erf: {
     // d erf(x)/dx = 2/sqrt(pi) e^(-x^2).
     ValueId x = operand(0);

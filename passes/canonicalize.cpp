@@ -10,7 +10,8 @@
 //  - layout no-ops: reshape, broadcast_to or sum_to to the operand's own
 //    shape, cast to its own dtype, transpose by the identity perm;
 //  - pairs that collapse: reshape of a reshape, transpose of a transpose
-//    (one transpose by the composed perm), neg of a neg.
+//    (one transpose by the composed perm), neg of a neg;
+//  - dropout without a step (an inference graph) or with p = 0: x.
 // A rule applies only when the replacement has exactly the root's type, so
 // no rewrite can change a shape (constants are scalars, so x + 0 always has
 // x's type today; the check keeps that true if constants grow a shape). Constants are scalars in kiln, so folding never grows the
@@ -156,6 +157,12 @@ std::vector<Rule> canonicalRules() {
                      return identity ? m.at("x") : b.transpose(m.at("x"), perm);
                    }});
   rules.push_back({"neg-of-neg", Pattern::op(OpKind::Neg, {Pattern::op(OpKind::Neg, {Pattern::any("x")})}),
+                   [](ir::Builder &, const Match &m) -> std::optional<ValueId> { return m.at("x"); }});
+  // Dropout outside training (no step operand) is x itself; so is p = 0.
+  rules.push_back({"inference-dropout", Pattern::op(OpKind::Dropout, {Pattern::any("x")}),
+                   [](ir::Builder &, const Match &m) -> std::optional<ValueId> { return m.at("x"); }});
+  rules.push_back({"dropout-p-zero",
+                   Pattern::op(OpKind::Dropout, {Pattern::any("x"), Pattern::any("step")}).attr("p", 0.0),
                    [](ir::Builder &, const Match &m) -> std::optional<ValueId> { return m.at("x"); }});
   return rules;
 }

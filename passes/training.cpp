@@ -24,6 +24,7 @@
 #include "ir/builder.h"
 #include "passes/autodiff.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 
@@ -80,10 +81,24 @@ ValueId scaled(Builder &b, ValueId x, double factor) { return factor == 1.0 ? x 
 } // namespace
 
 ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &config, const std::string &name) {
-  ir::Graph g = differentiate(buildLossGraph(forward), "loss", name);
+  // Dropout is active in the training step: each one reads the step number
+  // (its mask changes every step, the same in the forward and the backward).
+  // (Without dropout, the step input comes after lr, as it always has.)
+  ir::Graph loss = buildLossGraph(forward);
+  bool dropout = std::any_of(loss.nodes().begin(), loss.nodes().end(),
+                             [](const ir::Node &n) { return n.op == ir::OpKind::Dropout && n.operands.size() == 1; });
+  if (dropout) {
+    ValueId stepInput = loss.addInput("step", {DType::F32, {}});
+    for (ir::Node &n : loss.nodes())
+      if (n.op == ir::OpKind::Dropout && n.operands.size() == 1) {
+        n.operands.push_back(stepInput);
+        n.attrs["seed"] = static_cast<int64_t>(config.dropoutSeed & 0x7fffffffffffffffull);
+      }
+  }
+  ir::Graph g = differentiate(loss, "loss", name);
   Builder b(g);
   ValueId lr = b.input("lr", {DType::F32, {}});
-  ValueId step = b.input("step", {DType::F32, {}});
+  ValueId step = dropout ? g.findInput("step") : b.input("step", {DType::F32, {}});
 
   // Parameters and their gradients, before any state is added.
   std::vector<std::pair<ValueId, ValueId>> trained;

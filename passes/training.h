@@ -37,6 +37,8 @@ struct OptimizerConfig {
   /// tests). The training loop leaves them out: as outputs they would be
   /// kept alive to the end of the step and copied out every step.
   bool outputGradients = true;
+  /// Seeds the dropout masks of the step (with the op and the step number).
+  uint64_t dropoutSeed = 0;
 
   /// "adam", "adamw" or "sgd"; kiln::Error otherwise.
   static Kind parseKind(const std::string &name);

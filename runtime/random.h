@@ -36,4 +36,18 @@ private:
   uint64_t state_;
 };
 
+/// Whether dropout keeps element `index` of op `key` at training step
+/// `step` of a run seeded `seed`, with drop probability p: a counter-based
+/// draw (one SplitMix64 finalisation of the four mixed together), so any
+/// element's mask is known without generating the others, and the forward
+/// and backward of a step, a resumed run and every backend agree.
+inline bool dropoutKeeps(uint64_t seed, int64_t key, int64_t step, int64_t index, double p) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull ^ static_cast<uint64_t>(key) * 0xD1B54A32D192ED03ull ^
+               static_cast<uint64_t>(step) * 0x8CB92BA72F3D8DD7ull ^ static_cast<uint64_t>(index);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53 >= p;
+}
+
 } // namespace kiln::runtime

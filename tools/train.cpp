@@ -401,6 +401,7 @@ int cmdTrain(int argc, char **argv) {
   opt.weightDecay = cfgNum("weight_decay");
   opt.clipNorm = cfgNum("clip_norm");
   opt.outputGradients = false;
+  opt.dropoutSeed = seed;
   ir::Graph trainGraph = passes::buildTrainGraph(*forward, opt);
   ir::verify(trainGraph);
   auto stepExe = compileGraph(trainGraph, o.backend, o.passes);

@@ -31,6 +31,7 @@
 
 #include "ir/decompose.h"
 #include "ir/diagnostic.h"
+#include "runtime/random.h"
 
 #include <algorithm>
 #include <array>
@@ -444,6 +445,24 @@ void selectKernel(const KernelArgs &k) {
   });
 }
 
+/// dropout: a copy with one operand; with the step, the kept elements
+/// scaled by 1 / (1 - p) and the others 0 (runtime::dropoutKeeps).
+void dropoutKernel(const KernelArgs &k) {
+  const float *x = data<float>(*k.in[0]);
+  float *y = data<float>(k.out);
+  int64_t n = k.out.numel();
+  if (k.in.size() == 1) {
+    std::copy(x, x + n, y);
+    return;
+  }
+  double p = ir::attrFloat(OpKind::Dropout, k.node.attrs, "p");
+  uint64_t seed = static_cast<uint64_t>(ir::attrInt(OpKind::Dropout, k.node.attrs, "seed"));
+  int64_t key = ir::attrInt(OpKind::Dropout, k.node.attrs, "key");
+  int64_t step = static_cast<int64_t>(std::llround(data<float>(*k.in[1])[0]));
+  float scale = static_cast<float>(1.0 / (1.0 - p));
+  for (int64_t i = 0; i < n; ++i) y[i] = runtime::dropoutKeeps(seed, key, step, i, p) ? x[i] * scale : 0.0f;
+}
+
 /// positions: every element's index along the axis.
 void positionsKernel(const KernelArgs &k) {
   const Extents &e = k.in[0]->shape();
@@ -721,6 +740,7 @@ Kernel kernelFor(OpKind op) {
   case OpKind::Select: return selectKernel;
   case OpKind::Cast: return castKernel;
   case OpKind::Positions: return positionsKernel;
+  case OpKind::Dropout: return dropoutKernel;
   case OpKind::CrossEntropy: return crossEntropyKernel;
   case OpKind::BroadcastTo: return broadcastToKernel;
   case OpKind::SumTo: return sumToKernel;

@@ -40,6 +40,9 @@ struct GradSample {
   /// f32 operand values are drawn from +-[0.3, 1.5]; `positive` keeps them > 0
   /// (log, sqrt, div denominators).
   bool positive = false;
+  /// The last operand is an input fixed at 3, not a parameter: dropout's
+  /// step number, through which no gradient flows.
+  bool stepOperand = false;
 };
 
 std::map<OpKind, std::vector<GradSample>> gradSamples() {
@@ -61,6 +64,8 @@ std::map<OpKind, std::vector<GradSample>> gradSamples() {
   t[OpKind::Div] = {{{x, row}, {}, true}, {{col, x}, {}, true}};
   for (OpKind k : {OpKind::Neg, OpKind::Exp, OpKind::Tanh, OpKind::Relu, OpKind::Sigmoid, OpKind::Erf}) t[k] = {{{x}, {}}};
   t[OpKind::Log] = {{{x}, {}, true}};
+  t[OpKind::Dropout] = {{{x}, {{"p", 0.4}}},
+                        {{x, {DType::F32, {}}}, {{"p", 0.4}, {"key", int64_t(2)}}, false, /*stepOperand=*/true}};
   t[OpKind::Sqrt] = {{{x}, {}, true}};
   for (OpKind k : {OpKind::Softmax, OpKind::LogSoftmax})
     t[k] = {{{x}, {{"axis", int64_t(-1)}}}, {{x, mask}, {{"axis", int64_t(1)}}},
@@ -160,7 +165,10 @@ TEST_CASE("every differentiable op's gradient matches finite differences") {
         // Integer operands index rows/classes: bound them by the other operand.
         int64_t bound = op.kind == OpKind::Embedding ? 5 : op.kind == OpKind::CrossEntropy ? 5 : 2;
         runtime::Tensor v = randomTensor(t, rng, s.positive, bound);
-        if (t.dtype == DType::F32) {
+        if (s.stepOperand && i + 1 == s.operands.size()) {
+          operands.push_back(b.input(name, t));
+          inputs[name] = runtime::Tensor::fromF32({}, {3.0f});
+        } else if (t.dtype == DType::F32) {
           operands.push_back(b.param(name, t));
           params[name] = v;
         } else {

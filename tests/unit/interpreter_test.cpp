@@ -693,3 +693,42 @@ TEST_CASE("positions counts along its axis") {
   CHECK(values("rows") == std::vector<int32_t>{0, 1, 2, 0, 1, 2});
   CHECK(values("cols") == std::vector<int32_t>{0, 0, 0, 1, 1, 1});
 }
+
+TEST_CASE("dropout: reproducible masks keyed by seed, op and step, scaled, and nothing without a step") {
+  const int64_t n = 100000;
+  Case c;
+  ValueId x = c.input("x", Tensor::fromF32({n}, std::vector<float>(n, 1.0f)));
+  ValueId step3 = c.input("s3", Tensor::fromF32({}, {3.0f}));
+  ValueId step4 = c.input("s4", Tensor::fromF32({}, {4.0f}));
+  ir::Attrs a{{"p", 0.25}, {"key", int64_t(1)}, {"seed", int64_t(7)}};
+  ir::Attrs otherKey{{"p", 0.25}, {"key", int64_t(2)}, {"seed", int64_t(7)}};
+  ir::Attrs otherSeed{{"p", 0.25}, {"key", int64_t(1)}, {"seed", int64_t(8)}};
+  c.b.output("first", c.b.create(OpKind::Dropout, {x, step3}, a));
+  c.b.output("again", c.b.create(OpKind::Dropout, {x, step3}, a));
+  c.b.output("next", c.b.create(OpKind::Dropout, {x, step4}, a));
+  c.b.output("key", c.b.create(OpKind::Dropout, {x, step3}, otherKey));
+  c.b.output("seed", c.b.create(OpKind::Dropout, {x, step3}, otherSeed));
+  c.b.output("infer", c.b.create(OpKind::Dropout, {x}, a));
+  auto r = c.runAll();
+  auto first = r.outputs.at("first").f32();
+  int64_t kept = 0;
+  for (float v : first) {
+    CHECK((v == 0.0f || v == static_cast<float>(1.0 / 0.75)));
+    kept += v != 0.0f;
+  }
+  // 75% kept: the standard deviation of the fraction is 0.0014.
+  CHECK(std::abs(static_cast<double>(kept) / n - 0.75) < 0.01);
+  auto differs = [&](const char *name) {
+    auto other = r.outputs.at(name).f32();
+    int64_t d = 0;
+    for (int64_t i = 0; i < n; ++i) d += (other[i] == 0.0f) != (first[i] == 0.0f);
+    return static_cast<double>(d) / n;
+  };
+  CHECK(differs("again") == 0.0);
+  // Independent masks differ in 2 p (1 - p) = 37.5% of the elements.
+  for (const char *name : {"next", "key", "seed"}) {
+    CAPTURE(name);
+    CHECK(std::abs(differs(name) - 0.375) < 0.01);
+  }
+  for (float v : r.outputs.at("infer").f32()) REQUIRE(v == 1.0f);
+}

@@ -53,6 +53,7 @@ inline const std::map<OpKind, Sample> &samples() {
     t[OpKind::Select] = {{maskB, x, {DType::F32, {}}}, {}};
     t[OpKind::Cast] = {{i2}, {{"dtype", std::string("f32")}}};
     t[OpKind::Positions] = {{i2}, {{"axis", int64_t(1)}}};
+    t[OpKind::Dropout] = {{x, {DType::F32, {}}}, {{"p", 0.3}, {"key", int64_t(5)}, {"seed", int64_t(9)}}};
     t[OpKind::CrossEntropy] = {{{DType::F32, {s("B"), c(5)}}, {DType::I32, {s("B")}}}, {}};
     TensorType dyReduced{DType::F32, {s("B"), c(4)}};
     t[OpKind::BroadcastTo] = {{{DType::F32, {s("B"), c(3), c(1)}}}, {{"shape", Shape{s("B"), c(3), c(4)}}}};
