@@ -696,6 +696,16 @@ private:
       b_->setLoc(e.loc);
       return Val::tensor(b_->create(OpKind::Dropout, {x}, {{"p", p}, {"key", dropoutKey_++}}));
     }
+    if (n == "narrow") {
+      // Tensor.narrow(dim, start, length): elements [start, start + length)
+      // along dim, which must have a constant extent.
+      auto a = bindArgs(e, {{"x", true}, {"dim", true}, {"start", true}, {"length", true}}, n);
+      ValueId x = tensorArg(a[0], scope, inst, "x");
+      ir::Attrs attrs{{"axis", intArg(a[1], scope, inst, "dim")}, {"start", intArg(a[2], scope, inst, "start")},
+                      {"size", intArg(a[3], scope, inst, "length")}};
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->create(OpKind::Slice, {x}, attrs));
+    }
     if (n == "positions") {
       // Position ids for a learned positional Embedding: 0..T-1 along the
       // last dim (or `dim`), i32, in every row.
@@ -807,7 +817,7 @@ private:
       return Val::tensor(b_->cast(x, n == "float" ? DType::F32 : n == "int" ? DType::I32 : DType::Bool));
     }
     std::vector<std::string> known = visibleNames(scope, inst);
-    for (const char *b : {"tanh", "relu", "sigmoid", "exp", "log", "sqrt", "erf", "gelu", "dropout", "positions", "softmax", "log_softmax", "sum", "mean",
+    for (const char *b : {"tanh", "relu", "sigmoid", "exp", "log", "sqrt", "erf", "gelu", "dropout", "narrow", "positions", "softmax", "log_softmax", "sum", "mean",
                           "max", "matmul", "transpose", "permute", "reshape", "unsqueeze", "where", "cross_entropy",
                           "float", "int", "bool"})
       known.push_back(b);

@@ -202,6 +202,38 @@ TensorType shapeCast(const std::vector<TensorType> &o, const Attrs &a) {
   return {*dt, o[0].shape};
 }
 
+/// The constant extent of x's dim `axis`, for slice and slice_grad.
+int64_t constantExtent(const TensorType &x, int64_t axis, const char *op) {
+  const Dim &d = x.shape[static_cast<size_t>(axis)];
+  if (!d.symbol.empty()) fail(fmt::format("{}: dim {} of {} must have a constant extent", op, axis, x.str()));
+  return d.value;
+}
+
+TensorType shapeSlice(const std::vector<TensorType> &o, const Attrs &a) {
+  if (o[0].rank() == 0) fail("slice needs a tensor with at least one dim, got a scalar");
+  int64_t axis = normalizeAxis(declared<int64_t>(a, "axis"), o[0].rank());
+  int64_t extent = constantExtent(o[0], axis, "slice");
+  int64_t start = declared<int64_t>(a, "start"), size = declared<int64_t>(a, "size");
+  if (start < 0 || size < 0 || start > extent || size > extent - start)
+    fail(fmt::format("slice [{}, {} + {}) is outside dim {} of {}", start, start, size, axis, o[0].str()));
+  TensorType t = o[0];
+  t.shape[static_cast<size_t>(axis)] = Dim::constant(size);
+  return t;
+}
+
+TensorType shapeSliceGrad(const std::vector<TensorType> &o, const Attrs &a) {
+  expectFloat(o[0], "slice_grad operand");
+  if (o[0].rank() == 0) fail("slice_grad needs a tensor with at least one dim, got a scalar");
+  int64_t axis = normalizeAxis(declared<int64_t>(a, "axis"), o[0].rank());
+  int64_t part = constantExtent(o[0], axis, "slice_grad");
+  int64_t start = declared<int64_t>(a, "start"), size = declared<int64_t>(a, "size");
+  if (start < 0 || size < 0 || start > size || part > size - start)
+    fail(fmt::format("slice_grad: [{}, {} + {}) is outside a dim of extent {}", start, start, part, size));
+  TensorType t = o[0];
+  t.shape[static_cast<size_t>(axis)] = Dim::constant(size);
+  return t;
+}
+
 TensorType shapeDropout(const std::vector<TensorType> &o, const Attrs &a) {
   expectFloat(o[0], "dropout operand");
   double p = declared<double>(a, "p");

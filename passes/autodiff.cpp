@@ -107,6 +107,13 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::Sigmoid: out[0] = b.create(OpKind::SigmoidGrad, {y, dy}); return out;
   case OpKind::Relu: out[0] = b.create(OpKind::ReluGrad, {operand(0), dy}); return out;
   case OpKind::Sqrt: out[0] = b.div(dy, b.mul(y, b.constant(2.0))); return out;
+  case OpKind::Slice: {
+    ir::Attrs attrs = n.attrs;
+    int64_t axis = ir::normalizeAxis(ir::axisAttr(n.attrs), shapeOf(operand(0)).size());
+    attrs["size"] = shapeOf(operand(0))[static_cast<size_t>(axis)].value;
+    out[0] = b.create(OpKind::SliceGrad, {dy}, attrs);
+    return out;
+  }
   case OpKind::Dropout:
     // Linear in x: the gradient goes through the same mask and scale (the
     // same op, attributes and step). The step gets none.
@@ -161,6 +168,7 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::GreaterEqual:
   case OpKind::Cast:
   case OpKind::Positions:
+  case OpKind::SliceGrad:
   case OpKind::EmbeddingGrad:
   case OpKind::SoftmaxGrad:
   case OpKind::LogSoftmaxGrad:

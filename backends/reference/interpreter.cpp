@@ -463,6 +463,28 @@ void dropoutKernel(const KernelArgs &k) {
   for (int64_t i = 0; i < n; ++i) y[i] = runtime::dropoutKeeps(seed, key, step, i, p) ? x[i] * scale : 0.0f;
 }
 
+/// slice (Grad = false): out[.., j, ..] = x[.., start + j, ..]; slice_grad
+/// (Grad = true): out zero but for out[.., start + j, ..] = dy[.., j, ..].
+template <bool Grad> void sliceKernel(const KernelArgs &k) {
+  const Extents &small = Grad ? k.in[0]->shape() : k.out.shape();
+  const Extents &big = Grad ? k.out.shape() : k.in[0]->shape();
+  int64_t axis = ir::normalizeAxis(ir::axisAttr(k.node.attrs), small.size());
+  int64_t start = ir::attrInt(k.node.op, k.node.attrs, "start");
+  AxisView s(small, axis), l(big, axis);
+  const auto *in = static_cast<const std::byte *>(k.in[0]->raw());
+  auto *out = static_cast<std::byte *>(k.out.raw());
+  size_t width = ir::dtypeSize(k.out.dtype());
+  if (Grad) std::memset(out, 0, static_cast<size_t>(k.out.numel()) * width);
+  for (int64_t o = 0; o < s.outer; ++o)
+    for (int64_t j = 0; j < s.n; ++j) {
+      size_t smallAt = static_cast<size_t>((o * s.n + j) * s.inner) * width;
+      size_t bigAt = static_cast<size_t>((o * l.n + start + j) * l.inner) * width;
+      size_t bytes = static_cast<size_t>(s.inner) * width;
+      if (Grad) std::memcpy(out + bigAt, in + smallAt, bytes);
+      else std::memcpy(out + smallAt, in + bigAt, bytes);
+    }
+}
+
 /// positions: every element's index along the axis.
 void positionsKernel(const KernelArgs &k) {
   const Extents &e = k.in[0]->shape();
@@ -741,6 +763,8 @@ Kernel kernelFor(OpKind op) {
   case OpKind::Cast: return castKernel;
   case OpKind::Positions: return positionsKernel;
   case OpKind::Dropout: return dropoutKernel;
+  case OpKind::Slice: return sliceKernel<false>;
+  case OpKind::SliceGrad: return sliceKernel<true>;
   case OpKind::CrossEntropy: return crossEntropyKernel;
   case OpKind::BroadcastTo: return broadcastToKernel;
   case OpKind::SumTo: return sumToKernel;

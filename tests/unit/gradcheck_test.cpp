@@ -64,6 +64,8 @@ std::map<OpKind, std::vector<GradSample>> gradSamples() {
   t[OpKind::Div] = {{{x, row}, {}, true}, {{col, x}, {}, true}};
   for (OpKind k : {OpKind::Neg, OpKind::Exp, OpKind::Tanh, OpKind::Relu, OpKind::Sigmoid, OpKind::Erf}) t[k] = {{{x}, {}}};
   t[OpKind::Log] = {{{x}, {}, true}};
+  t[OpKind::Slice] = {{{x}, {{"axis", int64_t(2)}, {"start", int64_t(1)}, {"size", int64_t(2)}}},
+                      {{x}, {{"axis", int64_t(1)}, {"start", int64_t(0)}, {"size", int64_t(3)}}}};
   t[OpKind::Dropout] = {{{x}, {{"p", 0.4}}},
                         {{x, {DType::F32, {}}}, {{"p", 0.4}, {"key", int64_t(2)}}, false, /*stepOperand=*/true}};
   t[OpKind::Sqrt] = {{{x}, {}, true}};

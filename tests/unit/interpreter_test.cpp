@@ -732,3 +732,16 @@ TEST_CASE("dropout: reproducible masks keyed by seed, op and step, scaled, and n
   }
   for (float v : r.outputs.at("infer").f32()) REQUIRE(v == 1.0f);
 }
+
+TEST_CASE("slice takes a range along an axis; slice_grad puts it back among zeros") {
+  Case c;
+  ValueId x = c.input("x", f32({2, 4}, {0, 1, 2, 3, 4, 5, 6, 7}));
+  ValueId s = c.b.create(OpKind::Slice, {x}, {{"axis", int64_t(1)}, {"start", int64_t(1)}, {"size", int64_t(2)}});
+  c.b.output("s", s);
+  c.b.output("back", c.b.create(OpKind::SliceGrad, {s}, {{"axis", int64_t(1)}, {"start", int64_t(1)}, {"size", int64_t(4)}}));
+  c.b.output("rows", c.b.create(OpKind::Slice, {x}, {{"axis", int64_t(0)}, {"start", int64_t(1)}, {"size", int64_t(1)}}));
+  auto r = c.runAll();
+  checkF32(r.outputs.at("s"), {2, 2}, {1, 2, 5, 6});
+  checkF32(r.outputs.at("back"), {2, 4}, {0, 1, 2, 0, 0, 5, 6, 0});
+  checkF32(r.outputs.at("rows"), {1, 4}, {4, 5, 6, 7});
+}

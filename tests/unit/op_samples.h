@@ -53,6 +53,8 @@ inline const std::map<OpKind, Sample> &samples() {
     t[OpKind::Select] = {{maskB, x, {DType::F32, {}}}, {}};
     t[OpKind::Cast] = {{i2}, {{"dtype", std::string("f32")}}};
     t[OpKind::Positions] = {{i2}, {{"axis", int64_t(1)}}};
+    t[OpKind::Slice] = {{x}, {{"axis", int64_t(2)}, {"start", int64_t(1)}, {"size", int64_t(2)}}};
+    t[OpKind::SliceGrad] = {{x}, {{"axis", int64_t(1)}, {"start", int64_t(2)}, {"size", int64_t(6)}}};
     t[OpKind::Dropout] = {{x, {DType::F32, {}}}, {{"p", 0.3}, {"key", int64_t(5)}, {"seed", int64_t(9)}}};
     t[OpKind::CrossEntropy] = {{{DType::F32, {s("B"), c(5)}}, {DType::I32, {s("B")}}}, {}};
     TensorType dyReduced{DType::F32, {s("B"), c(4)}};
