@@ -61,10 +61,10 @@ struct Instance;
 
 /// One layer of the instantiated model.
 struct Layer {
-  enum class Kind { Linear, Embedding, LayerNorm, User };
+  enum class Kind { Linear, Embedding, LayerNorm, MultiheadAttention, User };
   Kind kind;
   std::string path; ///< state_dict prefix: `attention.linear1`
-  int64_t in = 0, out = 0; ///< Linear: in/out features; Embedding: num/dim; LayerNorm: dim (in)
+  int64_t in = 0, out = 0; ///< Linear: in/out features; Embedding: num/dim; LayerNorm: dim (in); MultiheadAttention: embed/heads
   bool bias = true;        ///< Linear: a bias; LayerNorm: elementwise affine
   double eps = 1e-5;       ///< LayerNorm
   std::unique_ptr<Instance> sub; ///< User
@@ -292,6 +292,15 @@ private:
           if (affine.kind != Val::Kind::Bool) throw Error("elementwise_affine must be true or false", a[2]->loc);
           layer.bias = affine.num != 0;
         }
+      } else if (call.name == "MultiheadAttention") {
+        auto a = bindArgs(call, {{"embed_dim", true}, {"num_heads", true}}, "MultiheadAttention");
+        layer.kind = Layer::Kind::MultiheadAttention;
+        layer.in = evalSize(*a[0]->value, &inst, "embed_dim");
+        layer.out = evalSize(*a[1]->value, &inst, "num_heads");
+        if (layer.in % layer.out != 0)
+          throw Error(fmt::format("MultiheadAttention: embed_dim {} must be a multiple of num_heads {}", layer.in,
+                                  layer.out),
+                      call.loc);
       } else if (const ModuleDecl *decl = findModule(call.name)) {
         std::vector<ParamSpec> specs;
         for (const Binding &b : decl->params) specs.push_back({b.name.c_str(), true});
@@ -304,12 +313,12 @@ private:
           layer.sub->args[decl->params[i].name] = evalConst(*a[i]->value, &inst, "a module argument");
         instantiate(*layer.sub, depth + 1);
       } else {
-        std::vector<std::string> known{"Linear", "Embedding", "LayerNorm"};
+        std::vector<std::string> known{"Linear", "Embedding", "LayerNorm", "MultiheadAttention"};
         for (const ModuleDecl &md : prog_.modules)
           if (!md.isModel) known.push_back(md.name);
         std::string hint = nearestName(call.name, known);
         throw Error(fmt::format("unknown layer '{}'{}", call.name,
-                                hint.empty() ? "; known layers: Linear, Embedding, LayerNorm and the modules in this file"
+                                hint.empty() ? "; known layers: Linear, Embedding, LayerNorm, MultiheadAttention and the modules in this file"
                                              : "; did you mean '" + hint + "'?"),
                     call.loc);
       }
@@ -324,6 +333,7 @@ private:
       case Layer::Kind::Linear: b_->linearParams(layer.path, layer.in, layer.out, layer.bias); break;
       case Layer::Kind::Embedding: b_->embeddingParams(layer.path, layer.in, layer.out); break;
       case Layer::Kind::LayerNorm: b_->layerNormParams(layer.path, layer.in, layer.bias); break;
+      case Layer::Kind::MultiheadAttention: b_->multiheadAttentionParams(layer.path, layer.in); break;
       case Layer::Kind::User: declareParams(*layer.sub); break;
       }
     }
@@ -638,6 +648,14 @@ private:
         throw Error(fmt::format("module '{}' has no 'fn forward' to call", layer.sub->decl->name), e.loc);
       return single(inlineCall(*fwd, e, scope, inst, layer.sub.get()), e);
     }
+    if (layer.kind == Layer::Kind::MultiheadAttention) {
+      auto a = bindArgs(e, {{"query", true}, {"key", true}, {"value", true}, {"mask", false}}, layer.path);
+      ValueId q = tensorArg(a[0], scope, inst, "query"), k = tensorArg(a[1], scope, inst, "key");
+      ValueId v = tensorArg(a[2], scope, inst, "value");
+      ValueId keep = a[3] ? tensorArg(a[3], scope, inst, "mask") : -1;
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->multiheadAttentionLayer(layer.path, q, k, v, keep, layer.in, layer.out));
+    }
     auto a = bindArgs(e, {{"input", true}}, layer.path);
     ValueId x = tensorArg(a[0], scope, inst, "the layer input");
     b_->setLoc(e.loc);
@@ -676,7 +694,7 @@ private:
       b_->setLoc(e.loc);
       return Val::tensor(b_->create(it->second, {x.id}));
     }
-    if (n == "Linear" || n == "Embedding" || n == "LayerNorm" || findModule(n))
+    if (n == "Linear" || n == "Embedding" || n == "LayerNorm" || n == "MultiheadAttention" || findModule(n))
       throw Error(fmt::format("layers are declared as members of a module ('name = {}(...)') and then called", n),
                   e.loc);
     requireGraph(e);

@@ -201,4 +201,58 @@ ValueId Builder::layerNormLayer(const std::string &prefix, ValueId x, int64_t di
   return affine ? add(mul(y, w), b) : y;
 }
 
+void Builder::multiheadAttentionParams(const std::string &prefix, int64_t embed) {
+  auto f32 = [](std::vector<int64_t> d) {
+    Shape s;
+    for (int64_t v : d) s.push_back(Dim::constant(v));
+    return TensorType{DType::F32, s};
+  };
+  Attrs zeros{{"init", std::string("zeros")}};
+  // xavier_uniform_ over [3E, E]: bound sqrt(6 / (fan_in + fan_out)).
+  param(prefix + ".in_proj_weight", f32({3 * embed, embed}),
+        {{"init", std::string("uniform")}, {"bound", std::sqrt(6.0 / static_cast<double>(4 * embed))}});
+  param(prefix + ".in_proj_bias", f32({3 * embed}), zeros);
+  param(prefix + ".out_proj.weight", f32({embed, embed}),
+        {{"init", std::string("uniform")}, {"bound", 1.0 / std::sqrt(static_cast<double>(embed))}});
+  param(prefix + ".out_proj.bias", f32({embed}), zeros);
+}
+
+ValueId Builder::multiheadAttentionLayer(const std::string &prefix, ValueId query, ValueId key, ValueId value,
+                                         ValueId keep, int64_t embed, int64_t heads) {
+  if (heads <= 0 || embed % heads != 0)
+    throw Error(fmt::format("{}: MultiheadAttention({}, {}): embed_dim must be a multiple of num_heads", prefix, embed,
+                            heads),
+                loc_);
+  for (ValueId v : {query, key, value}) {
+    const TensorType &t = g_.type(v);
+    if (t.rank() != 3 || !(t.shape[2] == Dim::constant(embed)))
+      throw Error(fmt::format("{}: MultiheadAttention({}, {}) takes [B, T, {}] inputs, got {}", prefix, embed, heads,
+                              embed, t.str()),
+                  loc_);
+  }
+  multiheadAttentionParams(prefix, embed);
+  ValueId w = g_.findParam(prefix + ".in_proj_weight"), bias = g_.findParam(prefix + ".in_proj_bias");
+  int64_t d = embed / heads;
+  // One third of the packed projection each, then [B, T, h, d] -> [B, h, T, d].
+  auto project = [&](ValueId x, int64_t part) {
+    ValueId wp = create(OpKind::Slice, {w}, {{"axis", int64_t(0)}, {"start", part * embed}, {"size", embed}});
+    ValueId bp = create(OpKind::Slice, {bias}, {{"axis", int64_t(0)}, {"start", part * embed}, {"size", embed}});
+    ValueId y = add(matmul(x, wp, false, true), bp);
+    const Shape &s = g_.type(x).shape;
+    return transpose(reshape(y, {s[0], s[1], Dim::constant(heads), Dim::constant(d)}), {0, 2, 1, 3});
+  };
+  ValueId q = project(query, 0), k = project(key, 1), v = project(value, 2);
+  ValueId scores = mul(matmul(q, k, false, true), constant(1.0 / std::sqrt(static_cast<double>(d))));
+  std::optional<ValueId> mask;
+  if (keep >= 0) {
+    const Shape &s = g_.type(keep).shape;
+    mask = reshape(keep, {s[0], Dim::constant(1), Dim::constant(1), s[1]});
+  }
+  ValueId mixed = matmul(softmax(scores, -1, mask), v); // [B, h, Tq, d]
+  const Shape &qs = g_.type(query).shape;
+  ValueId merged = reshape(transpose(mixed, {0, 2, 1, 3}), {qs[0], qs[1], Dim::constant(embed)});
+  ValueId ow = g_.findParam(prefix + ".out_proj.weight"), ob = g_.findParam(prefix + ".out_proj.bias");
+  return add(matmul(merged, ow, false, true), ob);
+}
+
 } // namespace kiln::ir

@@ -98,6 +98,17 @@ public:
   /// (x - mean) / sqrt(var + eps) with the biased variance, then * weight +
   /// bias; primitive ops (fuse-elementwise makes the pointwise part a loop).
   ValueId layerNormLayer(const std::string &prefix, ValueId x, int64_t dim, double eps, bool affine = true);
+  /// Declares nn.MultiheadAttention(embed, heads)'s `prefix.in_proj_weight`
+  /// f32[3 embed, embed] (Xavier-uniform), `prefix.in_proj_bias` (zeros),
+  /// `prefix.out_proj.weight` (nn.Linear's) and `prefix.out_proj.bias`
+  /// (zeros), PyTorch's names, layouts and initialisation.
+  void multiheadAttentionParams(const std::string &prefix, int64_t embed);
+  /// nn.MultiheadAttention(embed, heads, batch_first=True)(query, key, value,
+  /// key_padding_mask=~keep)[0]: query [B,Tq,embed], key and value
+  /// [B,Tk,embed], keep bool[B,Tk] true for the keys to attend to (or -1
+  /// for all). The per-head attention is the pattern fuse-attention fuses.
+  ValueId multiheadAttentionLayer(const std::string &prefix, ValueId query, ValueId key, ValueId value, ValueId keep,
+                                  int64_t embed, int64_t heads);
 
 private:
   std::vector<ValueId> build(OpKind op, std::vector<ValueId> operands, Attrs attrs, std::vector<std::string> names);
