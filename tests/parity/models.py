@@ -57,3 +57,30 @@ class TextClassifier(nn.Module):
         x = summed if self.variant == "attnpool" else summed / mask.sum(dim=1)
         x = torch.relu(self.fc1(x))
         return self.fc2(x)
+
+
+class TransformerClassifier(nn.Module):
+    """examples/transformer.kiln: token and position embeddings, two
+    nn.TransformerEncoderLayer (post-norm, GELU, no dropout), mean pooling
+    over the real tokens, a linear classifier."""
+
+    def __init__(self, vocab, embed, heads, classes):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, embed)
+        self.position = nn.Embedding(256, embed)
+
+        def layer():
+            return nn.TransformerEncoderLayer(embed, heads, 4 * embed, dropout=0.0, activation="gelu",
+                                              batch_first=True)
+
+        self.layer0 = layer()
+        self.layer1 = layer()
+        self.fc = nn.Linear(embed, classes)
+
+    def forward(self, tokens):
+        real = tokens != 0
+        positions = torch.arange(tokens.shape[1]).expand_as(tokens)
+        x = self.embedding(tokens) + self.position(positions)
+        x = self.layer1(self.layer0(x, src_key_padding_mask=~real), src_key_padding_mask=~real)
+        mask = real.unsqueeze(2)
+        return self.fc((x * mask).sum(dim=1) / mask.sum(dim=1))

@@ -1,0 +1,93 @@
+"""examples/transformer.kiln against its PyTorch twin built from
+nn.TransformerEncoderLayer (models.TransformerClassifier), with padding in
+every batch, on every backend with the default passes:
+1. one step through `kiln run --graph=train`: the loss and every parameter
+   gradient against loss.backward(), tolerance as in train_parity.py
+   (max|kiln - torch| / max(max|torch|, G/100) <= 1e-5 per tensor);
+2. 20 Adam steps on 20 batches, chaining kiln's updated state, against
+   torch.optim.Adam: |loss_kiln - loss_torch| <= 1e-4 * max(1, |loss_torch|).
+
+usage: transformer_parity.py KILN EXAMPLES_DIR WORK_DIR"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import kiln_backends  # noqa: E402
+import models  # noqa: E402
+import st  # noqa: E402
+
+kiln, examples, work = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(work, exist_ok=True)
+sizes = {"vocab": 40, "embed": 12, "heads": 3, "classes": 3}
+grad_tol, loss_tol, lr, steps = 1e-5, 1e-4, 1e-2, 20
+failed = False
+
+
+def batch(gen):
+    tokens = torch.randint(1, sizes["vocab"], (5, 8), generator=gen)
+    for i, n in enumerate([8, 6, 3, 1, 7]):
+        tokens[i, n:] = 0
+    return tokens, torch.randint(0, sizes["classes"], (5,), generator=gen)
+
+
+def kiln_step(weights, tokens, labels, step, out, backend):
+    inputs = os.path.join(work, "in.safetensors")
+    st.save(inputs, {"tokens": tokens.numpy().astype(np.int32), "labels": labels.numpy().astype(np.int32),
+                     "lr": np.array(lr, dtype=np.float32), "step": np.array(step, dtype=np.float32)})
+    cmd = [kiln, "run", os.path.join(examples, "transformer.kiln"), "--graph=train", "--optimizer=adam",
+           "--inputs", inputs, "--weights", weights, "--outputs", out, "--backend", backend, "--force"]
+    for k, v in sizes.items():
+        cmd += ["--param", f"{k}={v}"]
+    subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
+    return st.load(out)
+
+
+for backend in kiln_backends.backends(kiln):
+    torch.manual_seed(1)
+    model = models.TransformerClassifier(**sizes)
+    model.train()  # dropout is 0; the training path, not the inference fast path
+    gen = torch.Generator().manual_seed(2)
+    weights = os.path.join(work, "w0.safetensors")
+    st.save(weights, {k: v.detach().numpy().copy() for k, v in model.state_dict().items()})
+
+    tokens, labels = batch(gen)
+    out = kiln_step(weights, tokens, labels, 1, os.path.join(work, "out1.safetensors"), backend)
+    model.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+    loss.backward()
+    scale = max(float(np.max(np.abs(p.grad.numpy()))) for p in model.parameters())
+
+    def grad_err(a, b):
+        return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), scale / 100))
+
+    worst = max((grad_err(out["grad." + name], p.grad.numpy()), name) for name, p in model.named_parameters())
+    loss_err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
+    ok = worst[0] <= grad_tol and loss_err <= grad_tol
+    print(f"transformer on {backend}: loss rel err {loss_err:.1e}, worst gradient rel err {worst[0]:.1e} ({worst[1]}), "
+          f"{len(list(model.parameters()))} gradients (tol {grad_tol:g}) {'ok' if ok else 'FAIL'}")
+    failed |= not ok
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(2)
+    worst_step = (0.0, 0)
+    for step in range(1, steps + 1):
+        tokens, labels = batch(gen)
+        out = kiln_step(weights, tokens, labels, step, os.path.join(work, "out.safetensors"), backend)
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+        loss.backward()
+        opt.step()
+        worst_step = max(worst_step, (abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item())), step))
+        state = {k: v for k, v in out.items() if not k.startswith("grad.") and k not in ("loss", "logits")}
+        weights = os.path.join(work, "w.safetensors")
+        st.save(weights, state)
+    ok = worst_step[0] <= loss_tol
+    print(f"transformer on {backend}: {steps} Adam steps, worst loss rel err {worst_step[0]:.1e} at step {worst_step[1]}, "
+          f"final loss {loss.item():.4f} (tol {loss_tol:g}) {'ok' if ok else 'FAIL'}")
+    failed |= not ok
+
+sys.exit(1 if failed else 0)
