@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import kiln_backends  # noqa: E402
 import models  # noqa: E402
 import st  # noqa: E402
+import step_check  # noqa: E402
 
 kiln, examples, work = sys.argv[1], sys.argv[2], sys.argv[3]
 os.makedirs(work, exist_ok=True)
@@ -56,16 +57,7 @@ for backend in kiln_backends.backends(kiln):
 
     tokens, labels = batch(gen)
     out = kiln_step(weights, tokens, labels, 1, os.path.join(work, "out1.safetensors"), backend)
-    model.zero_grad()
-    loss = torch.nn.functional.cross_entropy(model(tokens), labels)
-    loss.backward()
-    scale = max(float(np.max(np.abs(p.grad.numpy()))) for p in model.parameters())
-
-    def grad_err(a, b):
-        return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), scale / 100))
-
-    worst = max((grad_err(out["grad." + name], p.grad.numpy()), name) for name, p in model.named_parameters())
-    loss_err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
+    loss_err, worst, _ = step_check.compare_step(out, model, tokens, labels)
     ok = worst[0] <= grad_tol and loss_err <= grad_tol
     print(f"transformer on {backend}: loss rel err {loss_err:.1e}, worst gradient rel err {worst[0]:.1e} ({worst[1]}), "
           f"{len(list(model.parameters()))} gradients (tol {grad_tol:g}) {'ok' if ok else 'FAIL'}")

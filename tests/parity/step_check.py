@@ -1,0 +1,27 @@
+"""The one-step comparison shared by the training parity tests: kiln's loss
+and `grad.<name>` outputs of `kiln run --graph=train` against PyTorch's
+loss.backward() on the same batch."""
+import numpy as np
+import torch
+
+
+def compare_step(out, model, tokens, labels):
+    """Runs model forward and backward on (tokens, labels) and compares with
+    kiln's outputs `out`. Returns (loss error, (worst gradient error, its
+    parameter), the names of the parameters with a gradient above 1% of the
+    largest). A gradient's error is max|kiln - torch| / max(max|torch|, G/100),
+    G the largest gradient element of the model: the floor matters only for
+    gradients that are zero in exact arithmetic and rounding noise on both
+    sides."""
+    model.zero_grad()
+    loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+    loss.backward()
+    scale = max(float(np.max(np.abs(p.grad.numpy()))) for p in model.parameters())
+    live = {name for name, p in model.named_parameters() if np.max(np.abs(p.grad.numpy())) >= scale / 100}
+
+    def grad_err(a, b):
+        return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), scale / 100))
+
+    worst = max((grad_err(out["grad." + name], p.grad.numpy()), name) for name, p in model.named_parameters())
+    loss_err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
+    return loss_err, worst, live
