@@ -25,3 +25,22 @@ def compare_step(out, model, tokens, labels):
     worst = max((grad_err(out["grad." + name], p.grad.numpy()), name) for name, p in model.named_parameters())
     loss_err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
     return loss_err, worst, live
+
+
+def chained_steps(model, opt, batches, run_kiln, save_state):
+    """Trains model with opt on `batches` (step k on batch k, from 1) while
+    kiln runs the same steps: run_kiln(tokens, labels, step) returns the
+    outputs of one `kiln run --graph=train`, and save_state(outputs) makes
+    its updated parameters and optimizer state the next run's weights.
+    Returns ((worst loss error, its step), the last PyTorch loss)."""
+    worst = (0.0, 0)
+    loss = None
+    for step, (tokens, labels) in enumerate(batches, start=1):
+        out = run_kiln(tokens, labels, step)
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+        loss.backward()
+        opt.step()
+        worst = max(worst, (abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item())), step))
+        save_state({k: v for k, v in out.items() if not k.startswith("grad.") and k not in ("loss", "logits")})
+    return worst, loss.item()

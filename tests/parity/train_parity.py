@@ -88,28 +88,25 @@ for backend in backends:
         # 2. Twenty Adam steps, batch k at step k (batch 1 is the one above).
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         gen = torch.Generator().manual_seed(2)
-        worst_step = (0.0, 0)
-        for step in range(1, steps + 1):
-            tokens, labels = batch(gen)
-            out = kiln_step(variant, weights, tokens, labels, step, os.path.join(work, f"{variant}.out.safetensors"),
-                            backend=backend)
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(tokens), labels)
-            loss.backward()
-            opt.step()
-            err = abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item()))
-            worst_step = max(worst_step, (err, step))
-            # The next run starts from kiln's updated parameters and Adam state.
-            state = {k: v for k, v in out.items() if not k.startswith("grad.") and k not in ("loss", "logits")}
+
+        def run_kiln(tokens, labels, step):
+            return kiln_step(variant, weights, tokens, labels, step, os.path.join(work, f"{variant}.out.safetensors"),
+                             backend=backend)
+
+        def save_state(state):  # the next run starts from kiln's updated parameters and Adam state
+            global weights
             weights = os.path.join(work, f"{variant}.w.safetensors")
             st.save(weights, state)
+
+        worst_step, last_loss = step_check.chained_steps(model, opt, [batch(gen) for _ in range(steps)], run_kiln,
+                                                         save_state)
         final = st.load(weights)
         # Parameters with no true gradient follow Adam's normalised noise on both
         # sides and drift apart harmlessly; compare the others.
         param_err = max(rel_err(final[name], p.detach().numpy()) for name, p in model.named_parameters() if name in live)
         ok = worst_step[0] <= loss_tol
         print(f"{variant} on {backend}: {steps} Adam steps, worst loss rel err {worst_step[0]:.1e} at step {worst_step[1]}, "
-              f"final loss {loss.item():.4f}, final parameters rel err {param_err:.1e} (those with a gradient) (tol {loss_tol:g}) "
+              f"final loss {last_loss:.4f}, final parameters rel err {param_err:.1e} (those with a gradient) (tol {loss_tol:g}) "
               f"{'ok' if ok else 'FAIL'}")
         failed |= not ok
 

@@ -65,21 +65,20 @@ for backend in kiln_backends.backends(kiln):
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(2)
-    worst_step = (0.0, 0)
-    for step in range(1, steps + 1):
-        tokens, labels = batch(gen)
-        out = kiln_step(weights, tokens, labels, step, os.path.join(work, "out.safetensors"), backend)
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
-        loss.backward()
-        opt.step()
-        worst_step = max(worst_step, (abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item())), step))
-        state = {k: v for k, v in out.items() if not k.startswith("grad.") and k not in ("loss", "logits")}
+
+    def run_kiln(tokens, labels, step):
+        return kiln_step(weights, tokens, labels, step, os.path.join(work, "out.safetensors"), backend)
+
+    def save_state(state):
+        global weights
         weights = os.path.join(work, "w.safetensors")
         st.save(weights, state)
+
+    worst_step, last_loss = step_check.chained_steps(model, opt, [batch(gen) for _ in range(steps)], run_kiln,
+                                                     save_state)
     ok = worst_step[0] <= loss_tol
     print(f"transformer on {backend}: {steps} Adam steps, worst loss rel err {worst_step[0]:.1e} at step {worst_step[1]}, "
-          f"final loss {loss.item():.4f} (tol {loss_tol:g}) {'ok' if ok else 'FAIL'}")
+          f"final loss {last_loss:.4f} (tol {loss_tol:g}) {'ok' if ok else 'FAIL'}")
     failed |= not ok
 
 sys.exit(1 if failed else 0)
