@@ -194,6 +194,13 @@ private:
     return v;
   }
 
+  /// A layer argument that must be a compile-time true or false.
+  bool evalFlag(const Arg &a, Instance *inst, const char *what) {
+    Val v = evalConst(*a.value, inst, what);
+    if (v.kind != Val::Kind::Bool) throw Error(fmt::format("{} must be true or false", what), a.loc);
+    return v.num != 0;
+  }
+
   int64_t evalSize(const Expr &e, Instance *inst, const char *what, bool allowZero = false) {
     Val v = evalConst(e, inst, what);
     if (v.kind == Val::Kind::Bool || v.num != std::floor(v.num) || v.num < (allowZero ? 0 : 1) || v.num > 1e12)
@@ -266,11 +273,7 @@ private:
         layer.kind = Layer::Kind::Linear;
         layer.in = evalSize(*a[0]->value, &inst, "in_features");
         layer.out = evalSize(*a[1]->value, &inst, "out_features");
-        if (a[2]) {
-          Val b = evalConst(*a[2]->value, &inst, "bias");
-          if (b.kind != Val::Kind::Bool) throw Error("bias must be true or false", a[2]->loc);
-          layer.bias = b.num != 0;
-        }
+        if (a[2]) layer.bias = evalFlag(*a[2], &inst, "bias");
       } else if (call.name == "Embedding") {
         auto a = bindArgs(call, {{"num_embeddings", true}, {"embedding_dim", true}}, "Embedding");
         layer.kind = Layer::Kind::Embedding;
@@ -287,11 +290,7 @@ private:
             throw Error(fmt::format("eps must be a positive number, got {}", describe(eps)), a[1]->loc);
           layer.eps = eps.num;
         }
-        if (a[2]) {
-          Val affine = evalConst(*a[2]->value, &inst, "elementwise_affine");
-          if (affine.kind != Val::Kind::Bool) throw Error("elementwise_affine must be true or false", a[2]->loc);
-          layer.bias = affine.num != 0;
-        }
+        if (a[2]) layer.bias = evalFlag(*a[2], &inst, "elementwise_affine");
       } else if (call.name == "MultiheadAttention") {
         auto a = bindArgs(call, {{"embed_dim", true}, {"num_heads", true}}, "MultiheadAttention");
         layer.kind = Layer::Kind::MultiheadAttention;
