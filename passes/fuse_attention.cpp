@@ -124,12 +124,14 @@ std::vector<ValueId> forwardOperands(const Match &m, bool masked) {
   return o;
 }
 
-/// Attention's shape rule accepts the match (same batch dims for q, k, v).
-bool fits(const Graph &g, const std::vector<ValueId> &operands, double scale) {
+/// The fused op's shape rule accepts the match (for attention: the same batch
+/// dims for q, k, v; for additive attention: h and k of one type, the mask
+/// [...,T,1], a score layer of one output), so the rewrite cannot fail.
+bool fits(const Graph &g, OpKind op, const std::vector<ValueId> &operands, const ir::Attrs &attrs) {
   std::vector<ir::TensorType> types;
   for (ValueId v : operands) types.push_back(g.type(v));
   try {
-    ir::inferTypes(OpKind::Attention, types, {{"scale", scale}});
+    ir::inferTypes(op, types, attrs);
     return true;
   } catch (const Error &) {
     return false;
@@ -150,7 +152,7 @@ std::vector<Rule> attentionRules() {
                                               const Match &m) -> std::optional<std::vector<ValueId>> {
         std::optional<double> scale = scaleOf(r.graph(), m, scaling);
         std::vector<ValueId> operands = forwardOperands(m, masked);
-        if (!scale || !fits(r.graph(), operands, *scale)) return std::nullopt;
+        if (!scale || !fits(r.graph(), OpKind::Attention, operands, {{"scale", *scale}})) return std::nullopt;
         ir::Attrs attrs{{"scale", *scale}};
         std::vector<ValueId> forward = r.before(0).createMulti(OpKind::Attention, operands, attrs);
         // Before the first of the gradients (roots 1..3 are dv, dq, dk).
@@ -170,7 +172,7 @@ std::vector<Rule> attentionRules() {
       inference.build = [scaling, masked](ir::Builder &b, const Match &m) -> std::optional<ValueId> {
         std::optional<double> scale = scaleOf(b.graph(), m, scaling);
         std::vector<ValueId> operands = forwardOperands(m, masked);
-        if (!scale || !fits(b.graph(), operands, *scale)) return std::nullopt;
+        if (!scale || !fits(b.graph(), OpKind::Attention, operands, {{"scale", *scale}})) return std::nullopt;
         return b.createMulti(OpKind::Attention, operands, {{"scale", *scale}}).front();
       };
       rules.push_back(std::move(inference));
@@ -254,19 +256,6 @@ std::vector<ValueId> additiveOperands(const Match &m, bool masked) {
   return o;
 }
 
-/// The fused op's shape rule accepts the match (h and k of one type, the
-/// mask [...,T,1], a score layer of one output).
-bool additiveFits(const Graph &g, const std::vector<ValueId> &operands, const ir::Attrs &attrs) {
-  std::vector<ir::TensorType> types;
-  for (ValueId v : operands) types.push_back(g.type(v));
-  try {
-    ir::inferTypes(OpKind::AdditiveAttention, types, attrs);
-    return true;
-  } catch (const Error &) {
-    return false;
-  }
-}
-
 /// The fused op's weights keep the DSL name of the softmax they replace
 /// (attention.weights), so that --emit=memory and profiles still say what
 /// they are.
@@ -291,7 +280,7 @@ std::vector<Rule> additiveAttentionRules() {
         training.buildMulti = [masked, attrs](ir::rewrite::Rewriter &r,
                                               const Match &m) -> std::optional<std::vector<ValueId>> {
           std::vector<ValueId> operands = additiveOperands(m, masked);
-          if (!additiveFits(r.graph(), operands, attrs)) return std::nullopt;
+          if (!fits(r.graph(), OpKind::AdditiveAttention, operands, attrs)) return std::nullopt;
           std::vector<ValueId> forward = r.before(0).createMulti(OpKind::AdditiveAttention, operands, attrs);
           nameWeights(r.graph(), m, forward[1]);
           // Before the first of the gradients (roots 1..4 are dv, db, da, dw).
@@ -311,7 +300,7 @@ std::vector<Rule> additiveAttentionRules() {
         inference.pattern = additiveForward(layer, pooling, masked);
         inference.build = [masked, attrs](ir::Builder &b, const Match &m) -> std::optional<ValueId> {
           std::vector<ValueId> operands = additiveOperands(m, masked);
-          if (!additiveFits(b.graph(), operands, attrs)) return std::nullopt;
+          if (!fits(b.graph(), OpKind::AdditiveAttention, operands, attrs)) return std::nullopt;
           std::vector<ValueId> forward = b.createMulti(OpKind::AdditiveAttention, operands, attrs);
           nameWeights(b.graph(), m, forward[1]);
           return forward[0];

@@ -27,6 +27,14 @@ def compare_step(out, model, tokens, labels):
     return loss_err, worst, live
 
 
+def report_step(label, loss_err, worst, count, tol):
+    """Prints the one-step comparison's line; returns whether it passed."""
+    ok = worst[0] <= tol and loss_err <= tol
+    print(f"{label}: loss rel err {loss_err:.1e}, worst gradient rel err {worst[0]:.1e} ({worst[1]}), "
+          f"{count} gradients (tol {tol:g}) {'ok' if ok else 'FAIL'}")
+    return ok
+
+
 def chained_steps(model, opt, batches, run_kiln, save_state):
     """Trains model with opt on `batches` (step k on batch k, from 1) while
     kiln runs the same steps: run_kiln(tokens, labels, step) returns the

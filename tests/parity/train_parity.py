@@ -80,10 +80,8 @@ for backend in backends:
         out = kiln_step(variant, weights, tokens, labels, 1, os.path.join(work, f"{variant}.out1.safetensors"),
                         backend=backend)
         loss_err, worst, live = step_check.compare_step(out, model, tokens, labels)
-        ok = worst[0] <= grad_tol and loss_err <= grad_tol
-        print(f"{variant} on {backend}: loss rel err {loss_err:.1e}, worst gradient rel err {worst[0]:.1e} ({worst[1]}), "
-              f"{len(list(model.parameters()))} gradients (tol {grad_tol:g}) {'ok' if ok else 'FAIL'}")
-        failed |= not ok
+        failed |= not step_check.report_step(f"{variant} on {backend}", loss_err, worst,
+                                             len(list(model.parameters())), grad_tol)
 
         # 2. Twenty Adam steps, batch k at step k (batch 1 is the one above).
         opt = torch.optim.Adam(model.parameters(), lr=lr)

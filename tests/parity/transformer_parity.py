@@ -58,10 +58,8 @@ for backend in kiln_backends.backends(kiln):
     tokens, labels = batch(gen)
     out = kiln_step(weights, tokens, labels, 1, os.path.join(work, "out1.safetensors"), backend)
     loss_err, worst, _ = step_check.compare_step(out, model, tokens, labels)
-    ok = worst[0] <= grad_tol and loss_err <= grad_tol
-    print(f"transformer on {backend}: loss rel err {loss_err:.1e}, worst gradient rel err {worst[0]:.1e} ({worst[1]}), "
-          f"{len(list(model.parameters()))} gradients (tol {grad_tol:g}) {'ok' if ok else 'FAIL'}")
-    failed |= not ok
+    failed |= not step_check.report_step(f"transformer on {backend}", loss_err, worst, len(list(model.parameters())),
+                                         grad_tol)
 
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(2)
