@@ -715,11 +715,11 @@ private:
     }
     if (n == "narrow") {
       // Tensor.narrow(dim, start, length): elements [start, start + length)
-      // along dim, which must have a constant extent.
+      // along dim; length a number, or `T - k` on a dim of extent T.
       auto a = bindArgs(e, {{"x", true}, {"dim", true}, {"start", true}, {"length", true}}, n);
       ValueId x = tensorArg(a[0], scope, inst, "x");
       ir::Attrs attrs{{"axis", intArg(a[1], scope, inst, "dim")}, {"start", intArg(a[2], scope, inst, "start")},
-                      {"size", intArg(a[3], scope, inst, "length")}};
+                      {"size", dimArg(*a[3], scope, inst, "narrow's length")}};
       b_->setLoc(e.loc);
       return Val::tensor(b_->create(OpKind::Slice, {x}, attrs));
     }
@@ -801,7 +801,7 @@ private:
         return Val::tensor(b_->transpose(x, perm));
       }
       ir::Shape shape;
-      for (const Arg *d : dims) shape.push_back(reshapeDim(*d, scope, inst));
+      for (const Arg *d : dims) shape.push_back(dimArg(*d, scope, inst, "a reshape dim"));
       b_->setLoc(e.loc);
       return Val::tensor(b_->reshape(x, shape));
     }
@@ -842,20 +842,39 @@ private:
     throw Error(fmt::format("unknown function '{}'{}", n, hint.empty() ? "" : "; did you mean '" + hint + "'?"), e.loc);
   }
 
-  /// A reshape dim: an integer, or a symbol such as B that the graph's inputs define.
-  Dim reshapeDim(const Arg &a, Scope *scope, Instance *inst) {
+  /// Whether e names a symbol of the inputs (`B`, `T`) rather than a
+  /// variable, a module argument or a hyper-parameter.
+  bool namesSymbol(const Expr &e, Scope *scope, Instance *inst) const {
+    return e.kind == Expr::Kind::Name && !(scope && scope->vars.count(e.name)) && !(inst && inst->args.count(e.name)) &&
+           !hyper_.count(e.name);
+  }
+
+  /// A dim (`what` names it in errors): a non-negative whole number, a symbol
+  /// such as T that the graph's inputs define, or such a symbol plus or minus
+  /// a whole number (`T - 2`, the windows of a convolution of width 3).
+  Dim dimArg(const Arg &a, Scope *scope, Instance *inst, const char *what) {
     const Expr &e = *a.value;
-    if (e.kind == Expr::Kind::Name && !(scope && scope->vars.count(e.name)) && !(inst && inst->args.count(e.name)) &&
-        !hyper_.count(e.name)) {
+    auto symbolOf = [&](const Expr &name) {
       std::vector<std::string> syms = b_->graph().inputSymbols();
-      if (std::find(syms.begin(), syms.end(), e.name) == syms.end())
-        throw Error(fmt::format("reshape dim '{}' is neither a number nor a symbol of the inputs", e.name), e.loc);
-      return Dim::named(e.name);
+      if (std::find(syms.begin(), syms.end(), name.name) == syms.end())
+        throw Error(fmt::format("{} '{}' is neither a number nor a symbol of the inputs", what, name.name), name.loc);
+      return name.name;
+    };
+    if (namesSymbol(e, scope, inst)) return Dim::named(symbolOf(e));
+    if (e.kind == Expr::Kind::Binary && (e.name == "+" || e.name == "-") && namesSymbol(*e.lhs, scope, inst)) {
+      std::string symbol = symbolOf(*e.lhs);
+      Val v = eval(*e.rhs, scope, inst);
+      std::optional<int64_t> n = wholeNumber(v);
+      if (!n)
+        throw Error(fmt::format("{}: a symbol moves by a whole number, but {} {} {} does not", what, symbol, e.name,
+                                describe(v)),
+                    e.rhs->loc);
+      return Dim::named(symbol, e.name == "+" ? *n : -*n);
     }
     Val v = eval(e, scope, inst);
     std::optional<int64_t> n = wholeNumber(v);
     if (!n || *n < 0)
-      throw Error(fmt::format("a reshape dim must be a non-negative integer or a symbol, got {}", describe(v)), a.loc);
+      throw Error(fmt::format("{} must be a non-negative integer or a symbol, got {}", what, describe(v)), a.loc);
     return Dim::constant(*n);
   }
 

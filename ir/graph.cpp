@@ -154,6 +154,17 @@ std::vector<std::string> Graph::inputSymbols() const {
   return syms;
 }
 
+SymbolBindings Graph::minimumExtents() const {
+  SymbolBindings least;
+  for (const ValueInfo &v : values_)
+    for (const Dim &d : v.type.shape)
+      if (d.isSymbolic() && d.value < 0) {
+        auto [it, fresh] = least.emplace(d.symbol, -d.value);
+        if (!fresh) it->second = std::max(it->second, -d.value);
+      }
+  return least;
+}
+
 SymbolBindings Graph::bindSymbols(const std::vector<std::vector<int64_t>> &inputExtents) const {
   if (inputExtents.size() != inputs_.size())
     throw Error(fmt::format("graph @{} takes {} inputs, got {}", name_, inputs_.size(), inputExtents.size()));
@@ -179,6 +190,17 @@ SymbolBindings Graph::bindSymbols(const std::vector<std::vector<int64_t>> &input
                                 d.symbol, ext[k], it->second));
     }
   }
+  // An offset dim must not come out negative: name the first op whose result
+  // would, so that `T = 1` fed to a convolution of width 3 says which one.
+  for (const Node &n : nodes_)
+    for (ValueId r : n.results())
+      for (const Dim &d : values_[r].type.shape) {
+        auto it = d.isSymbolic() ? b.find(d.symbol) : b.end();
+        if (it == b.end() || it->second + d.value >= 0) continue;
+        throw Error(fmt::format("{} = {} is too small for {} of @{}, whose result is {}: it needs {} >= {}", d.symbol,
+                                it->second, opName(n.op), name_, values_[r].type.str(), d.symbol, -d.value),
+                    n.locs.empty() ? SourceLoc{} : n.locs.front());
+      }
   return b;
 }
 

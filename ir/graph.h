@@ -123,8 +123,14 @@ public:
   /// Symbols that appear in input shapes, in order of first appearance.
   std::vector<std::string> inputSymbols() const;
 
+  /// The smallest value of each input symbol for which no dim of the graph
+  /// is negative (`T-2` needs T >= 2); symbols with no negative offset are
+  /// absent. The data pipeline pads batches up to it.
+  SymbolBindings minimumExtents() const;
+
   /// Binds the symbols of the input shapes from concrete input extents;
-  /// throws kiln::Error naming the input when extents disagree.
+  /// throws kiln::Error naming the input when extents disagree, and naming
+  /// the op (with its DSL location) when a symbol is below minimumExtents.
   SymbolBindings bindSymbols(const std::vector<std::vector<int64_t>> &inputExtents) const;
 
 private:

@@ -144,7 +144,7 @@ TensorType shapeReshape(const std::vector<TensorType> &o, const Attrs &a) {
   auto split = [](const Shape &s, int64_t &product, std::vector<std::string> &syms) {
     product = 1;
     for (const Dim &d : s) {
-      if (d.isSymbolic()) syms.push_back(d.symbol);
+      if (d.isSymbolic()) syms.push_back(d.str());
       else if (__builtin_mul_overflow(product, d.value, &product))
         fail(fmt::format("reshape: {} has more than 2^63 elements", shapeStr(s)));
     }
@@ -202,22 +202,28 @@ TensorType shapeCast(const std::vector<TensorType> &o, const Attrs &a) {
   return {*dt, o[0].shape};
 }
 
-/// The constant extent of x's dim `axis`, for slice and slice_grad.
-int64_t constantExtent(const TensorType &x, int64_t axis, const char *op) {
-  const Dim &d = x.shape[static_cast<size_t>(axis)];
-  if (!d.symbol.empty()) fail(fmt::format("{}: dim {} of {} must have a constant extent", op, axis, x.str()));
-  return d.value;
+/// a - b when that is known at compile time: both constants, or the same
+/// symbol with different offsets (`T-2` - `T` = -2).
+std::optional<int64_t> dimDifference(const Dim &a, const Dim &b) {
+  if (a.symbol != b.symbol) return std::nullopt;
+  return a.value - b.value;
 }
 
 TensorType shapeSlice(const std::vector<TensorType> &o, const Attrs &a) {
   if (o[0].rank() == 0) fail("slice needs a tensor with at least one dim, got a scalar");
   int64_t axis = normalizeAxis(declared<int64_t>(a, "axis"), o[0].rank());
-  int64_t extent = constantExtent(o[0], axis, "slice");
-  int64_t start = declared<int64_t>(a, "start"), size = declared<int64_t>(a, "size");
-  if (start < 0 || size < 0 || start > extent || size > extent - start)
-    fail(fmt::format("slice [{}, {} + {}) is outside dim {} of {}", start, start, size, axis, o[0].str()));
+  const Dim &extent = o[0].shape[static_cast<size_t>(axis)];
+  int64_t start = declared<int64_t>(a, "start");
+  const Dim &size = declared<Dim>(a, "size");
+  // [start, start + size) must lie inside the dim for every binding of its
+  // symbol: a constant dim and size, or a symbolic size of the dim's symbol
+  // that ends at or before its end (`T-2` from 2 in `T`).
+  std::optional<int64_t> room = dimDifference(extent, size.plus(start));
+  if (start < 0 || (!size.isSymbolic() && size.value < 0) || !room || *room < 0)
+    fail(fmt::format("slice [{}, {} + {}) is outside dim {} of {}{}", start, start, size.str(), axis, o[0].str(),
+                     extent.isSymbolic() ? " for some " + extent.symbol : ""));
   TensorType t = o[0];
-  t.shape[static_cast<size_t>(axis)] = Dim::constant(size);
+  t.shape[static_cast<size_t>(axis)] = size;
   return t;
 }
 
@@ -225,12 +231,14 @@ TensorType shapeSliceGrad(const std::vector<TensorType> &o, const Attrs &a) {
   expectFloat(o[0], "slice_grad operand");
   if (o[0].rank() == 0) fail("slice_grad needs a tensor with at least one dim, got a scalar");
   int64_t axis = normalizeAxis(declared<int64_t>(a, "axis"), o[0].rank());
-  int64_t part = constantExtent(o[0], axis, "slice_grad");
-  int64_t start = declared<int64_t>(a, "start"), size = declared<int64_t>(a, "size");
-  if (start < 0 || size < 0 || start > size || part > size - start)
-    fail(fmt::format("slice_grad: [{}, {} + {}) is outside a dim of extent {}", start, start, part, size));
+  const Dim &part = o[0].shape[static_cast<size_t>(axis)];
+  int64_t start = declared<int64_t>(a, "start");
+  const Dim &size = declared<Dim>(a, "size");
+  std::optional<int64_t> room = dimDifference(size, part.plus(start));
+  if (start < 0 || (!size.isSymbolic() && size.value < 0) || !room || *room < 0)
+    fail(fmt::format("slice_grad: [{}, {} + {}) is outside a dim of extent {}", start, start, part.str(), size.str()));
   TensorType t = o[0];
-  t.shape[static_cast<size_t>(axis)] = Dim::constant(size);
+  t.shape[static_cast<size_t>(axis)] = size;
   return t;
 }
 
@@ -241,6 +249,82 @@ TensorType shapeDropout(const std::vector<TensorType> &o, const Attrs &a) {
   if (o.size() == 2 && !(o[1] == TensorType{DType::F32, {}}))
     fail(fmt::format("dropout: the step must be f32[], got {}", o[1].str()));
   return o[0];
+}
+
+/// The checks the three conv1d rules share: x-like f32 operands of rank >= 2
+/// with equal batch dims, and a non-negative padding.
+void expectSequences(const TensorType &a, const TensorType &b, const char *op) {
+  expectFloat(a, op);
+  expectFloat(b, op);
+  if (a.rank() < 2 || b.rank() != a.rank() ||
+      !std::equal(a.shape.begin(), a.shape.end() - 2, b.shape.begin()))
+    fail(fmt::format("{}: {} and {} must be [..., T, channels] with the same batch dims", op, a.str(), b.str()));
+}
+
+int64_t convPadding(const Attrs &a, const char *op) {
+  int64_t padding = declared<int64_t>(a, "padding");
+  if (padding < 0) fail(fmt::format("{}: padding must be non-negative, got {}", op, padding));
+  return padding;
+}
+
+/// A conv1d weight f32[O, C, K] with constant dims.
+void expectConvWeight(const TensorType &w, const char *op) {
+  expectFloat(w, op);
+  if (w.rank() != 3 || std::any_of(w.shape.begin(), w.shape.end(), [](const Dim &d) { return d.isSymbolic(); }))
+    fail(fmt::format("{}: the weight must be f32[out, in, width] of constant dims, got {}", op, w.str()));
+}
+
+TensorType shapeConv1d(const std::vector<TensorType> &o, const Attrs &a) {
+  const TensorType &x = o[0], &w = o[1];
+  expectFloat(x, "conv1d input");
+  expectConvWeight(w, "conv1d");
+  if (x.rank() < 2) fail(fmt::format("conv1d: the input must be [..., T, channels], got {}", x.str()));
+  int64_t padding = convPadding(a, "conv1d");
+  const Dim &channels = x.shape.back();
+  if (!(channels == w.shape[1]))
+    fail(fmt::format("conv1d: the input has {} channels but the weight {} takes {}", channels.str(), w.str(),
+                     w.shape[1].str()));
+  if (o.size() == 3 && !(o[2] == TensorType{DType::F32, {w.shape[0]}}))
+    fail(fmt::format("conv1d: the bias must be f32[{}], got {}", w.shape[0].str(), o[2].str()));
+  TensorType y = x;
+  Dim &length = y.shape[y.rank() - 2];
+  length = length.plus(2 * padding - w.shape[2].value + 1);
+  if (!length.isSymbolic() && length.value < 0)
+    fail(fmt::format("conv1d: a kernel of width {} with padding {} is wider than the {} positions of {}",
+                     w.shape[2].value, padding, x.shape[x.rank() - 2].str(), x.str()));
+  y.shape.back() = w.shape[0];
+  return y;
+}
+
+TensorType shapeConv1dInputGrad(const std::vector<TensorType> &o, const Attrs &a) {
+  const TensorType &dy = o[0], &w = o[1];
+  expectFloat(dy, "conv1d_input_grad dy");
+  expectConvWeight(w, "conv1d_input_grad");
+  int64_t padding = convPadding(a, "conv1d_input_grad");
+  if (dy.rank() < 2 || !(dy.shape.back() == w.shape[0]))
+    fail(fmt::format("conv1d_input_grad: dy {} must be [..., L, {}] for the weight {}", dy.str(), w.shape[0].str(),
+                     w.str()));
+  TensorType dx = dy;
+  Dim &length = dx.shape[dx.rank() - 2];
+  length = length.plus(w.shape[2].value - 1 - 2 * padding);
+  if (!length.isSymbolic() && length.value < 0)
+    fail(fmt::format("conv1d_input_grad: dy {} is longer than any input of the weight {} with padding {}", dy.str(),
+                     w.str(), padding));
+  dx.shape.back() = w.shape[1];
+  return dx;
+}
+
+TensorType shapeConv1dWeightGrad(const std::vector<TensorType> &o, const Attrs &a) {
+  const TensorType &x = o[0], &dy = o[1];
+  expectSequences(x, dy, "conv1d_weight_grad");
+  int64_t padding = convPadding(a, "conv1d_weight_grad");
+  for (const Dim &d : {x.shape.back(), dy.shape.back()})
+    if (d.isSymbolic()) fail(fmt::format("conv1d_weight_grad: channel dims must be constants, got {} and {}", x.str(), dy.str()));
+  std::optional<int64_t> longer = dimDifference(x.shape[x.rank() - 2], dy.shape[dy.rank() - 2]);
+  if (!longer || *longer + 2 * padding + 1 < 1)
+    fail(fmt::format("conv1d_weight_grad: the lengths of x {} and dy {} do not give a kernel width with padding {}",
+                     x.str(), dy.str(), padding));
+  return {DType::F32, {dy.shape.back(), x.shape.back(), Dim::constant(*longer + 2 * padding + 1)}};
 }
 
 TensorType shapePositions(const std::vector<TensorType> &o, const Attrs &a) {
@@ -473,15 +557,15 @@ std::vector<TensorType> shapeAdditiveAttentionGrad(const std::vector<TensorType>
 
 namespace {
 
-constexpr const char *kKindNames[] = {"bool", "int", "float", "string", "dims"};
+constexpr const char *kKindNames[] = {"bool", "int", "float", "string", "dims", "dim"};
 /// The kinds as a message names them ("must be an int").
-constexpr const char *kKindPhrases[] = {"a bool", "an int", "a float", "a string", "a dim list"};
+constexpr const char *kKindPhrases[] = {"a bool", "an int", "a float", "a string", "a dim list", "a dim"};
 // AttrKind follows the order of Attr's alternatives, so a value's kind is its index.
 template <AttrKind K, typename T>
 constexpr bool kAlternative = std::is_same_v<std::variant_alternative_t<static_cast<size_t>(K), Attr>, T>;
 static_assert(kAlternative<AttrKind::Bool, bool> && kAlternative<AttrKind::Int, int64_t> &&
               kAlternative<AttrKind::Float, double> && kAlternative<AttrKind::String, std::string> &&
-              kAlternative<AttrKind::Dims, Shape>);
+              kAlternative<AttrKind::Dims, Shape> && kAlternative<AttrKind::Dim, Dim>);
 
 AttrKind kindOf(const Attr &v) { return static_cast<AttrKind>(v.index()); }
 const char *kindPhrase(AttrKind k) { return kKindPhrases[static_cast<size_t>(k)]; }
@@ -536,6 +620,11 @@ Attr parseDefault(const std::string &text, AttrKind kind) {
       dims.push_back(Dim::constant(v));
     }
     return dims;
+  }
+  case AttrKind::Dim: {
+    int64_t v = std::get<int64_t>(parseDefault(text, AttrKind::Int));
+    if (v < 0) throw bad();
+    return Dim::constant(v);
   }
   }
   throw bad();
@@ -649,7 +738,8 @@ void checkAttr(OpKind k, const std::string &name, const Attr &value) {
                      names.empty() ? "it takes none" : fmt::format("its attributes: {}", fmt::join(names, ", "))));
   }
   AttrKind given = kindOf(value);
-  if (given != spec->kind && !(spec->kind == AttrKind::Float && given == AttrKind::Int))
+  // An integer is a float or a constant dim where one is declared.
+  if (given != spec->kind && !((spec->kind == AttrKind::Float || spec->kind == AttrKind::Dim) && given == AttrKind::Int))
     fail(fmt::format("{}: attribute '{}' must be {}, got {}", op.name, name, kindPhrase(spec->kind),
                      kindPhrase(given)));
 }
@@ -691,14 +781,17 @@ TensorType inferType(OpKind k, const std::vector<TensorType> &operands, const At
 
 Attrs withDefaults(OpKind k, const Attrs &attrs) {
   // What the shape rule reads (see declared()): every declared attribute,
-  // defaults filled in, floats as double.
+  // defaults filled in, floats as double, dims as Dim.
   Attrs full = attrs;
   for (const AttrSpec &s : opInfo(k).attrs) {
     auto it = full.find(s.name);
     if (it == full.end()) {
       if (s.dflt) full.emplace(s.name, *s.dflt);
-    } else if (const int64_t *i = std::get_if<int64_t>(&it->second); i && s.kind == AttrKind::Float)
+    } else if (const int64_t *i = std::get_if<int64_t>(&it->second); i && s.kind == AttrKind::Float) {
       it->second = static_cast<double>(*i);
+    } else if (i && s.kind == AttrKind::Dim) {
+      it->second = Dim::constant(*i);
+    }
   }
   return full;
 }
@@ -745,6 +838,11 @@ std::string attrString(OpKind k, const Attrs &a, const std::string &name) {
 }
 Shape attrDims(OpKind k, const Attrs &a, const std::string &name) {
   return std::get<Shape>(opAttr(k, a, name, AttrKind::Dims));
+}
+Dim attrDim(OpKind k, const Attrs &a, const std::string &name) {
+  const Attr &v = opAttr(k, a, name, AttrKind::Dim);
+  if (const int64_t *i = std::get_if<int64_t>(&v)) return Dim::constant(*i);
+  return std::get<Dim>(v);
 }
 
 int64_t axisAttr(const Attrs &a) {

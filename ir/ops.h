@@ -25,7 +25,7 @@ enum class OpKind : uint16_t {
 };
 
 /// Attribute values: bool, int, float, string, or a dim list (ints/symbols).
-using Attr = std::variant<bool, int64_t, double, std::string, Shape>;
+using Attr = std::variant<bool, int64_t, double, std::string, Shape, Dim>;
 /// Attributes by name; ordered so that printing is deterministic.
 using Attrs = std::map<std::string, Attr>;
 
@@ -48,8 +48,9 @@ struct ShapeRules {
 enum class GradKind : uint8_t { Diff, NoGrad };
 
 /// The kinds of attribute value an op can declare (the alternatives of Attr).
-enum class AttrKind : uint8_t { Bool, Int, Float, String, Dims };
-/// `bool`, `int`, `float`, `string` or `dims`, as written in ops.def.
+enum class AttrKind : uint8_t { Bool, Int, Float, String, Dims, Dim };
+/// `bool`, `int`, `float`, `string`, `dims` or `dim` (one dim: `4`, `T-2`), as
+/// written in ops.def.
 const char *attrKindName(AttrKind k);
 
 /// One attribute an op declares in its ops.def attribute spec.
@@ -131,6 +132,8 @@ int64_t attrInt(OpKind op, const Attrs &a, const std::string &name);
 double attrFloat(OpKind op, const Attrs &a, const std::string &name);
 std::string attrString(OpKind op, const Attrs &a, const std::string &name);
 Shape attrDims(OpKind op, const Attrs &a, const std::string &name);
+/// An integer value is a constant dim.
+Dim attrDim(OpKind op, const Attrs &a, const std::string &name);
 
 /// The `axis` attribute of softmax, log_softmax, reductions and their
 /// gradients; absent means ops.def's default for axis (the last axis, -1),

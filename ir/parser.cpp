@@ -69,7 +69,7 @@ public:
       return number(t);
     }
     if (c == '"') return string(t);
-    if (std::string("(){}[],:=").find(c) != std::string::npos) {
+    if (std::string("(){}[],:=+").find(c) != std::string::npos) {
       advance();
       t.kind = Tok::Punct;
       t.text = std::string(1, c);
@@ -233,20 +233,36 @@ private:
     return {*dt, parseDims()};
   }
 
+  /// `4`, `T`, `T-2` (the lexer reads `-2` as one integer) or `T+1`.
+  Dim parseDim() {
+    if (tok_.kind == Tok::Int) {
+      if (tok_.intValue < 0) fail("dims must not be negative");
+      Dim d = Dim::constant(tok_.intValue);
+      bump();
+      return d;
+    }
+    if (tok_.kind != Tok::Ident) fail("expected a dim (an integer, a symbol or a symbol plus or minus an integer)");
+    std::string symbol = tok_.text;
+    bump();
+    int64_t offset = 0;
+    if (tok_.kind == Tok::Int && tok_.intValue < 0) {
+      offset = tok_.intValue;
+      bump();
+    } else if (isPunct('+')) {
+      bump();
+      if (tok_.kind != Tok::Int || tok_.intValue < 0) fail("expected an integer after '+' in a dim");
+      offset = tok_.intValue;
+      bump();
+    }
+    return Dim::named(symbol, offset);
+  }
+
   Shape parseDims() {
     expectPunct('[');
     Shape s;
     while (!isPunct(']')) {
       if (!s.empty()) expectPunct(',');
-      if (tok_.kind == Tok::Int) {
-        if (tok_.intValue < 0) fail("dims must not be negative");
-        s.push_back(Dim::constant(tok_.intValue));
-      } else if (tok_.kind == Tok::Ident) {
-        s.push_back(Dim::named(tok_.text));
-      } else {
-        fail("expected a dim (an integer or a symbol)");
-      }
-      bump();
+      s.push_back(parseDim());
     }
     bump();
     return s;
@@ -274,6 +290,7 @@ private:
       return v;
     }
     if (isPunct('[')) return parseDims();
+    if (tok_.kind == Tok::Ident) return parseDim();
     fail("expected an attribute value");
   }
 

@@ -47,6 +47,7 @@ std::string printAttr(const Attr &a) {
     return s;
   }
   if (auto *s = std::get_if<std::string>(&a)) return quote(*s);
+  if (auto *d = std::get_if<Dim>(&a)) return d->str();
   const Shape &dims = std::get<Shape>(a);
   std::string out = "[";
   for (size_t i = 0; i < dims.size(); ++i) out += (i ? ", " : "") + dims[i].str();

@@ -30,7 +30,11 @@ std::optional<DType> parseDType(const std::string &name) {
 
 size_t dtypeSize(DType t) { return t == DType::Bool ? 1 : 4; }
 
-std::string Dim::str() const { return isSymbolic() ? symbol : std::to_string(value); }
+std::string Dim::str() const {
+  if (!isSymbolic()) return std::to_string(value);
+  if (value == 0) return symbol;
+  return fmt::format("{}{:+d}", symbol, value);
+}
 
 std::string shapeStr(const Shape &s) {
   std::string out = "[";
@@ -53,7 +57,10 @@ std::optional<std::vector<int64_t>> concreteShape(const Shape &s, const SymbolBi
     }
     auto it = b.find(d.symbol);
     if (it == b.end()) return std::nullopt;
-    out.push_back(it->second);
+    int64_t extent = 0;
+    if (__builtin_add_overflow(it->second, d.value, &extent) || extent < 0)
+      throw Error(fmt::format("dim {} is negative with {} = {}", d.str(), d.symbol, it->second));
+    out.push_back(extent);
   }
   return out;
 }

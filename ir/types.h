@@ -23,15 +23,20 @@ const char *dtypeName(DType t);
 std::optional<DType> parseDType(const std::string &name);
 size_t dtypeSize(DType t);
 
-/// One dimension: a non-negative constant or a symbol bound at run time.
+/// One dimension: a non-negative constant, or a symbol bound at run time plus
+/// a constant offset (`T`, `T-2`: a convolution's output is shorter than its
+/// input by the kernel's width less one).
 struct Dim {
-  int64_t value = 0;  ///< meaningful when symbol is empty
+  int64_t value = 0;  ///< the extent when symbol is empty, else the offset added to the symbol
   std::string symbol; ///< non-empty for a symbolic dim
 
   static Dim constant(int64_t v) { return Dim{v, {}}; }
-  static Dim named(std::string s) { return Dim{0, std::move(s)}; }
+  static Dim named(std::string s, int64_t offset = 0) { return Dim{offset, std::move(s)}; }
   bool isSymbolic() const { return !symbol.empty(); }
+  /// The same dim `delta` larger: constants add, symbols move their offset.
+  Dim plus(int64_t delta) const { return Dim{value + delta, symbol}; }
   bool operator==(const Dim &o) const = default;
+  /// `4`, `T`, `T-2`, `T+1`.
   std::string str() const;
 };
 
@@ -53,6 +58,8 @@ struct TensorType {
 };
 
 /// Concrete extents of a shape under bindings; nullopt if a symbol is unbound.
+/// Throws kiln::Error when an offset dim comes out negative (`T-2` with T = 1);
+/// Graph::bindSymbols checks the bound inputs against that first.
 std::optional<std::vector<int64_t>> concreteShape(const Shape &s, const SymbolBindings &b);
 
 /// The largest tensor kiln makes or plans: 2^47 bytes (128 TiB, the x86-64

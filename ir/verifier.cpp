@@ -32,6 +32,12 @@ void verify(const Graph &g) {
   for (ValueId v : g.inputs()) {
     if (g.value(v).kind != ValueKind::Input) throw Error(fmt::format("@{}: input list holds a non-input", g.name()));
     claimName(g.value(v).name, {});
+    // Inputs define the symbols, so their dims are plain: `T-2` says how a
+    // value relates to an input's T, and only ops produce such values.
+    for (const Dim &d : g.type(v).shape)
+      if (d.isSymbolic() && d.value != 0)
+        throw Error(fmt::format("@{}: input %{} has the offset dim {}; input dims are constants or plain symbols",
+                                g.name(), g.value(v).name, d.str()));
     if (auto tooLarge = typeTooLarge(fmt::format("@{}: input %{}", g.name(), g.value(v).name), g.type(v)))
       throw Error(*tooLarge);
     defined[v] = true;

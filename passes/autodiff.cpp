@@ -83,6 +83,15 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
     if (need[1]) unbroadcast(1, tb ? b.matmul(dy, a, true, ta) : b.matmul(a, dy, !ta, false));
     return out;
   }
+  case OpKind::Conv1d: {
+    // y = conv(x, w) + b: dx is the transposed convolution of dy, dw the
+    // correlation of x with dy, db dy summed over everything but channels.
+    ir::Attrs padding{{"padding", ir::attrInt(n.op, n.attrs, "padding")}};
+    if (need[0]) out[0] = b.create(OpKind::Conv1dInputGrad, {dy, operand(1)}, padding);
+    if (need[1]) out[1] = b.create(OpKind::Conv1dWeightGrad, {operand(0), dy}, padding);
+    if (n.operands.size() > 2 && need[2]) out[2] = b.sumTo(dy, shapeOf(operand(2)));
+    return out;
+  }
   case OpKind::Add:
     if (need[0]) unbroadcast(0, dy);
     if (need[1]) unbroadcast(1, dy);
@@ -110,7 +119,7 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::Slice: {
     ir::Attrs attrs = n.attrs;
     int64_t axis = ir::normalizeAxis(ir::axisAttr(n.attrs), shapeOf(operand(0)).size());
-    attrs["size"] = shapeOf(operand(0))[static_cast<size_t>(axis)].value;
+    attrs["size"] = shapeOf(operand(0))[static_cast<size_t>(axis)];
     out[0] = b.create(OpKind::SliceGrad, {dy}, attrs);
     return out;
   }
@@ -169,6 +178,8 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::Cast:
   case OpKind::Positions:
   case OpKind::SliceGrad:
+  case OpKind::Conv1dInputGrad:
+  case OpKind::Conv1dWeightGrad:
   case OpKind::EmbeddingGrad:
   case OpKind::SoftmaxGrad:
   case OpKind::LogSoftmaxGrad:

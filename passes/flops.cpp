@@ -66,6 +66,18 @@ int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBinding
     int64_t k = ir::attrBool(n.op, n.attrs, "transpose_a") ? a[a.size() - 2] : a.back();
     return 2 * out * k;
   }
+  case ir::OpKind::Conv1d:
+  case ir::OpKind::Conv1dInputGrad: {
+    // 2 per weight element per output position (the matmul rule with
+    // K = in * width), counted on the result: y's rows, or dx's.
+    std::vector<int64_t> w = extents(g, n.operands[1], bindings);
+    return 2 * out * (n.op == ir::OpKind::Conv1d ? w[1] : w[0]) * w[2];
+  }
+  case ir::OpKind::Conv1dWeightGrad: {
+    // 2 per weight element per position of dy.
+    std::vector<int64_t> dy = extents(g, n.operands[1], bindings);
+    return 2 * out * ir::numElements(dy) / std::max<int64_t>(dy.back(), 1);
+  }
   case ir::OpKind::Add:
   case ir::OpKind::Sub:
   case ir::OpKind::Mul:

@@ -286,6 +286,89 @@ void matmulKernel(const KernelArgs &k) {
   });
 }
 
+/// The extents conv1d and its gradients share: `batch` sequences of x
+/// [length, in] against w [out, in, width], y [outLength, out].
+struct ConvShape {
+  int64_t batch, length, outLength, in, out, width, padding;
+};
+
+/// From x-like [..., length, in] and y-like [..., outLength, out] extents.
+ConvShape convShape(const Extents &x, const Extents &y, int64_t width, int64_t padding) {
+  size_t r = x.size();
+  return {ir::numElements(Extents(x.begin(), x.end() - 2)), x[r - 2], y[r - 2], x[r - 1], y[r - 1], width, padding};
+}
+
+/// conv1d: y[b, t, o] = bias[o] + sum over j, c of x[b, t + j - padding, c] w[o, c, j].
+void conv1dKernel(const KernelArgs &k) {
+  const Tensor &x = *k.in[0], &w = *k.in[1];
+  ConvShape c = convShape(x.shape(), k.out.shape(), w.shape()[2], ir::attrInt(k.node.op, k.node.attrs, "padding"));
+  const float *px = data<float>(x), *pw = data<float>(w), *pb = k.in.size() > 2 ? data<float>(*k.in[2]) : nullptr;
+  float *py = data<float>(k.out);
+  parallelFor(c.batch * c.outLength, c.out * c.in * c.width, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      int64_t b = row / c.outLength, t = row % c.outLength;
+      float *yrow = py + row * c.out;
+      for (int64_t o = 0; o < c.out; ++o) {
+        float acc = pb ? pb[o] : 0.f;
+        for (int64_t j = 0; j < c.width; ++j) {
+          int64_t at = t + j - c.padding;
+          if (at < 0 || at >= c.length) continue;
+          const float *xrow = px + (b * c.length + at) * c.in;
+          for (int64_t ch = 0; ch < c.in; ++ch) acc += xrow[ch] * pw[(o * c.in + ch) * c.width + j];
+        }
+        yrow[o] = acc;
+      }
+    }
+  });
+}
+
+/// conv1d_input_grad: dx[b, s, c] = sum over j, o of dy[b, s - j + padding, o] w[o, c, j].
+void conv1dInputGradKernel(const KernelArgs &k) {
+  const Tensor &dy = *k.in[0], &w = *k.in[1];
+  ConvShape c = convShape(k.out.shape(), dy.shape(), w.shape()[2], ir::attrInt(k.node.op, k.node.attrs, "padding"));
+  const float *pd = data<float>(dy), *pw = data<float>(w);
+  float *px = data<float>(k.out);
+  parallelFor(c.batch * c.length, c.out * c.in * c.width, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      int64_t b = row / c.length, pos = row % c.length;
+      float *xrow = px + row * c.in;
+      for (int64_t ch = 0; ch < c.in; ++ch) {
+        float acc = 0.f;
+        for (int64_t j = 0; j < c.width; ++j) {
+          int64_t t = pos - j + c.padding;
+          if (t < 0 || t >= c.outLength) continue;
+          const float *drow = pd + (b * c.outLength + t) * c.out;
+          for (int64_t o = 0; o < c.out; ++o) acc += drow[o] * pw[(o * c.in + ch) * c.width + j];
+        }
+        xrow[ch] = acc;
+      }
+    }
+  });
+}
+
+/// conv1d_weight_grad: dw[o, c, j] = sum over b, t of dy[b, t, o] x[b, t + j - padding, c].
+void conv1dWeightGradKernel(const KernelArgs &k) {
+  const Tensor &x = *k.in[0], &dy = *k.in[1];
+  ConvShape c = convShape(x.shape(), dy.shape(), k.out.shape()[2], ir::attrInt(k.node.op, k.node.attrs, "padding"));
+  const float *px = data<float>(x), *pd = data<float>(dy);
+  float *pw = data<float>(k.out);
+  // One item is one weight element, summed over every (b, t) in order, so
+  // the result does not depend on the thread count.
+  parallelFor(c.out * c.in * c.width, c.batch * c.outLength, k.threads, [&](int64_t begin, int64_t end) {
+    for (int64_t e = begin; e < end; ++e) {
+      int64_t o = e / (c.in * c.width), ch = e / c.width % c.in, j = e % c.width;
+      float acc = 0.f;
+      for (int64_t b = 0; b < c.batch; ++b)
+        for (int64_t t = 0; t < c.outLength; ++t) {
+          int64_t at = t + j - c.padding;
+          if (at < 0 || at >= c.length) continue;
+          acc += pd[(b * c.outLength + t) * c.out + o] * px[(b * c.length + at) * c.in + ch];
+        }
+      pw[e] = acc;
+    }
+  });
+}
+
 /// i32 arithmetic runs in 64 bits and is narrowed back; C++20 defines the
 /// narrowing as modular, so overflow wraps instead of being undefined.
 template <typename T> using Wide = std::conditional_t<std::is_same_v<T, int32_t>, int64_t, T>;
@@ -764,6 +847,9 @@ Kernel kernelFor(OpKind op) {
   case OpKind::Positions: return positionsKernel;
   case OpKind::Dropout: return dropoutKernel;
   case OpKind::Slice: return sliceKernel<false>;
+  case OpKind::Conv1d: return conv1dKernel;
+  case OpKind::Conv1dInputGrad: return conv1dInputGradKernel;
+  case OpKind::Conv1dWeightGrad: return conv1dWeightGradKernel;
   case OpKind::SliceGrad: return sliceKernel<true>;
   case OpKind::CrossEntropy: return crossEntropyKernel;
   case OpKind::BroadcastTo: return broadcastToKernel;

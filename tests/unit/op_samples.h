@@ -2,8 +2,8 @@
 //
 // Operand types and attributes for one use of each op of the table, shared by
 // the op-table walk (op_table_test.cpp) and the backend parity suite
-// (backend_parity_test.cpp). Shapes use the symbol B so that tests can bind
-// it to several batch sizes; inner dims are odd on purpose.
+// (backend_parity_test.cpp). Shapes use the symbols B and T so that tests can
+// bind them to several sizes; inner dims are odd on purpose.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -55,6 +55,14 @@ inline const std::map<OpKind, Sample> &samples() {
     t[OpKind::Positions] = {{i2}, {{"axis", int64_t(1)}}};
     t[OpKind::Slice] = {{x}, {{"axis", int64_t(2)}, {"start", int64_t(1)}, {"size", int64_t(2)}}};
     t[OpKind::SliceGrad] = {{x}, {{"axis", int64_t(1)}, {"start", int64_t(2)}, {"size", int64_t(6)}}};
+    // Convolutions over a sequence of symbolic length T (tests bind it):
+    // width 3 without padding gives T-2 windows; the gradients' samples get
+    // their dy at length T (dx is then T+2) and padding 1 (width 3 again).
+    TensorType seq{DType::F32, {s("B"), s("T"), c(3)}};
+    TensorType convW{DType::F32, {c(4), c(3), c(3)}};
+    t[OpKind::Conv1d] = {{seq, convW, {DType::F32, {c(4)}}}, {}};
+    t[OpKind::Conv1dInputGrad] = {{{DType::F32, {s("B"), s("T"), c(4)}}, convW}, {}};
+    t[OpKind::Conv1dWeightGrad] = {{seq, {DType::F32, {s("B"), s("T"), c(4)}}}, {{"padding", int64_t(1)}}};
     t[OpKind::Dropout] = {{x, {DType::F32, {}}}, {{"p", 0.3}, {"key", int64_t(5)}, {"seed", int64_t(9)}}};
     t[OpKind::CrossEntropy] = {{{DType::F32, {s("B"), c(5)}}, {DType::I32, {s("B")}}}, {}};
     TensorType dyReduced{DType::F32, {s("B"), c(4)}};

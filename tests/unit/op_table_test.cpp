@@ -70,7 +70,7 @@ TEST_CASE("every op in the table has a sample, a shape rule, text round trip and
     CHECK(printGraph(parsed.graphs()[0]) == text);
 
     REQUIRE(reference::hasKernel(op.kind));
-    SymbolBindings bind{{"B", 2}};
+    SymbolBindings bind{{"B", 2}, {"T", 5}};
     std::map<std::string, runtime::Tensor> inputs;
     for (size_t i = 0; i < sample.operands.size(); ++i)
       inputs["in" + std::to_string(i)] = randomTensor(sample.operands[i], bind, rng);
