@@ -59,14 +59,18 @@ struct Val {
 
 struct Instance;
 
+/// The built-in layers, as a model declares them.
+constexpr const char *kLayerNames[] = {"Linear", "Embedding", "LayerNorm", "MultiheadAttention", "Conv1d"};
+
 /// One layer of the instantiated model.
 struct Layer {
-  enum class Kind { Linear, Embedding, LayerNorm, MultiheadAttention, User };
+  enum class Kind { Linear, Embedding, LayerNorm, MultiheadAttention, Conv1d, User };
   Kind kind;
   std::string path; ///< state_dict prefix: `attention.linear1`
-  int64_t in = 0, out = 0; ///< Linear: in/out features; Embedding: num/dim; LayerNorm: dim (in); MultiheadAttention: embed/heads
-  bool bias = true;        ///< Linear: a bias; LayerNorm: elementwise affine
+  int64_t in = 0, out = 0; ///< Linear, Conv1d: in/out features; Embedding: num/dim; LayerNorm: dim (in); MultiheadAttention: embed/heads
+  bool bias = true;        ///< Linear, Conv1d: a bias; LayerNorm: elementwise affine
   double eps = 1e-5;       ///< LayerNorm
+  int64_t width = 0, padding = 0; ///< Conv1d: kernel_size, padding
   std::unique_ptr<Instance> sub; ///< User
   SourceLoc loc;                 ///< the declaration, for errors about its parameters
 };
@@ -291,6 +295,23 @@ private:
           layer.eps = eps.num;
         }
         if (a[2]) layer.bias = evalFlag(*a[2], &inst, "elementwise_affine");
+      } else if (call.name == "Conv1d") {
+        auto a = bindArgs(call,
+                          {{"in_channels", true}, {"out_channels", true}, {"kernel_size", true}, {"padding", false},
+                           {"bias", false}},
+                          "Conv1d");
+        layer.kind = Layer::Kind::Conv1d;
+        layer.in = evalSize(*a[0]->value, &inst, "in_channels");
+        layer.out = evalSize(*a[1]->value, &inst, "out_channels");
+        layer.width = evalSize(*a[2]->value, &inst, "kernel_size");
+        if (a[3]) {
+          Val pad = evalConst(*a[3]->value, &inst, "padding");
+          std::optional<int64_t> n = wholeNumber(pad);
+          if (!n || *n < 0 || *n > 4096)
+            throw Error(fmt::format("padding must be a whole number from 0 to 4096, got {}", describe(pad)), a[3]->loc);
+          layer.padding = *n;
+        }
+        if (a[4]) layer.bias = evalFlag(*a[4], &inst, "bias");
       } else if (call.name == "MultiheadAttention") {
         auto a = bindArgs(call, {{"embed_dim", true}, {"num_heads", true}}, "MultiheadAttention");
         layer.kind = Layer::Kind::MultiheadAttention;
@@ -312,18 +333,21 @@ private:
           layer.sub->args[decl->params[i].name] = evalConst(*a[i]->value, &inst, "a module argument");
         instantiate(*layer.sub, depth + 1);
       } else {
-        std::vector<std::string> known{"Linear", "Embedding", "LayerNorm", "MultiheadAttention"};
+        std::vector<std::string> known(std::begin(kLayerNames), std::end(kLayerNames));
         for (const ModuleDecl &md : prog_.modules)
           if (!md.isModel) known.push_back(md.name);
         std::string hint = nearestName(call.name, known);
         throw Error(fmt::format("unknown layer '{}'{}", call.name,
-                                hint.empty() ? "; known layers: Linear, Embedding, LayerNorm, MultiheadAttention and the modules in this file"
+                                hint.empty() ? fmt::format("; known layers: {} and the modules in this file",
+                                                           fmt::join(kLayerNames, ", "))
                                              : "; did you mean '" + hint + "'?"),
                     call.loc);
       }
       inst.layers.emplace_back(m.name, std::move(layer));
     }
   }
+
+  static ir::Builder::Conv1dSpec convSpec(const Layer &l) { return {l.in, l.out, l.width, l.padding, l.bias}; }
 
   void declareParams(Instance &inst) {
     for (auto &[name, layer] : inst.layers) {
@@ -333,6 +357,7 @@ private:
       case Layer::Kind::Embedding: b_->embeddingParams(layer.path, layer.in, layer.out); break;
       case Layer::Kind::LayerNorm: b_->layerNormParams(layer.path, layer.in, layer.bias); break;
       case Layer::Kind::MultiheadAttention: b_->multiheadAttentionParams(layer.path, layer.in); break;
+      case Layer::Kind::Conv1d: b_->conv1dParams(layer.path, convSpec(layer)); break;
       case Layer::Kind::User: declareParams(*layer.sub); break;
       }
     }
@@ -655,6 +680,13 @@ private:
       b_->setLoc(e.loc);
       return Val::tensor(b_->multiheadAttentionLayer(layer.path, q, k, v, keep, layer.in, layer.out));
     }
+    if (layer.kind == Layer::Kind::Conv1d) {
+      auto a = bindArgs(e, {{"input", true}, {"mask", false}}, layer.path);
+      ValueId x = tensorArg(a[0], scope, inst, "the layer input");
+      ValueId keep = a[1] ? tensorArg(a[1], scope, inst, "mask") : -1;
+      b_->setLoc(e.loc);
+      return Val::tensor(b_->conv1dLayer(layer.path, x, keep, convSpec(layer)));
+    }
     auto a = bindArgs(e, {{"input", true}}, layer.path);
     ValueId x = tensorArg(a[0], scope, inst, "the layer input");
     b_->setLoc(e.loc);
@@ -693,7 +725,7 @@ private:
       b_->setLoc(e.loc);
       return Val::tensor(b_->create(it->second, {x.id}));
     }
-    if (n == "Linear" || n == "Embedding" || n == "LayerNorm" || n == "MultiheadAttention" || findModule(n))
+    if (std::find(std::begin(kLayerNames), std::end(kLayerNames), n) != std::end(kLayerNames) || findModule(n))
       throw Error(fmt::format("layers are declared as members of a module ('name = {}(...)') and then called", n),
                   e.loc);
     requireGraph(e);
@@ -805,6 +837,46 @@ private:
       b_->setLoc(e.loc);
       return Val::tensor(b_->reshape(x, shape));
     }
+    if (n == "cat") {
+      // torch.cat([a, b, ...], dim): each piece zero-padded to the whole
+      // extent at its offset (slice_grad), then added; the gradient of
+      // each piece is its slice. The pieces' dims along `dim` are constants.
+      std::vector<ValueId> pieces;
+      int64_t dim = -1;
+      for (const Arg &arg : e.args) {
+        if (arg.name.empty()) pieces.push_back(tensorArg(&arg, scope, inst, "a piece"));
+        else if (arg.name == "dim") dim = intArg(&arg, scope, inst, "dim");
+        else throw Error(fmt::format("cat has no argument '{}'; it takes cat(x, y, ..., dim=-1)", arg.name), arg.loc);
+      }
+      if (pieces.empty()) throw Error("cat needs the tensors to join, as in cat(a, b, dim=1)", e.loc);
+      b_->setLoc(e.loc);
+      const TensorType first = b_->graph().type(pieces[0]);
+      if (first.rank() == 0) throw Error("cat joins tensors along a dim; a scalar has none", e.loc);
+      int64_t axis = ir::normalizeAxis(dim, first.rank());
+      int64_t total = 0;
+      std::vector<int64_t> offsets;
+      for (size_t k = 0; k < pieces.size(); ++k) {
+        TensorType t = b_->graph().type(pieces[k]);
+        const Dim &d = t.rank() == first.rank() ? t.shape[static_cast<size_t>(axis)] : Dim::named("?");
+        ir::Shape others = t.shape, firstOthers = first.shape;
+        if (t.rank() == first.rank()) others.erase(others.begin() + axis), firstOthers.erase(firstOthers.begin() + axis);
+        if (t.dtype != DType::F32 || t.rank() != first.rank() || !(others == firstOthers) || d.isSymbolic())
+          throw Error(fmt::format("cat: piece {} is {} but the first is {}; pieces are f32 and differ only in "
+                                  "dim {}, of constant extent",
+                                  k + 1, t.str(), first.str(), axis),
+                      e.args[k].loc);
+        offsets.push_back(total);
+        total += d.value;
+      }
+      ValueId joined = -1;
+      for (size_t k = 0; k < pieces.size(); ++k) {
+        ValueId placed = pieces.size() == 1 ? pieces[k]
+                                            : b_->create(OpKind::SliceGrad, {pieces[k]},
+                                                         {{"axis", axis}, {"start", offsets[k]}, {"size", total}});
+        joined = joined < 0 ? placed : b_->add(joined, placed);
+      }
+      return Val::tensor(joined);
+    }
     if (n == "unsqueeze") {
       auto a = bindArgs(e, {{"x", true}, {"dim", true}}, n);
       ValueId x = tensorArg(a[0], scope, inst, "x");
@@ -835,7 +907,7 @@ private:
     }
     std::vector<std::string> known = visibleNames(scope, inst);
     for (const char *b : {"tanh", "relu", "sigmoid", "exp", "log", "sqrt", "erf", "gelu", "dropout", "narrow", "positions", "softmax", "log_softmax", "sum", "mean",
-                          "max", "matmul", "transpose", "permute", "reshape", "unsqueeze", "where", "cross_entropy",
+                          "max", "matmul", "transpose", "permute", "reshape", "unsqueeze", "cat", "where", "cross_entropy",
                           "float", "int", "bool"})
       known.push_back(b);
     std::string hint = nearestName(n, known);

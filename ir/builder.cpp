@@ -201,6 +201,40 @@ ValueId Builder::layerNormLayer(const std::string &prefix, ValueId x, int64_t di
   return affine ? add(mul(y, w), b) : y;
 }
 
+std::pair<ValueId, ValueId> Builder::conv1dParams(const std::string &prefix, const Conv1dSpec &spec) {
+  // kaiming_uniform_(a=sqrt(5)) over fan_in = in * width, and the bias rule,
+  // come to U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as for nn.Linear.
+  Attrs init{{"init", std::string("uniform")},
+             {"bound", 1.0 / std::sqrt(static_cast<double>(spec.in * spec.width))}};
+  ValueId w = param(prefix + ".weight",
+                    {DType::F32, {Dim::constant(spec.out), Dim::constant(spec.in), Dim::constant(spec.width)}}, init);
+  ValueId b = spec.bias ? param(prefix + ".bias", {DType::F32, {Dim::constant(spec.out)}}, init) : -1;
+  return {w, b};
+}
+
+ValueId Builder::conv1dLayer(const std::string &prefix, ValueId x, ValueId keep, const Conv1dSpec &spec) {
+  const TensorType &xt = g_.type(x);
+  if (xt.rank() < 2 || !(xt.shape.back() == Dim::constant(spec.in)))
+    throw Error(fmt::format("{}: Conv1d({}, {}, {}) cannot take {}: it needs [..., T, {}] (channels last)", prefix,
+                            spec.in, spec.out, spec.width, xt.str(), spec.in),
+                loc_);
+  if (keep >= 0) {
+    TensorType kt = g_.type(keep);
+    Shape positions(xt.shape.begin(), xt.shape.end() - 1);
+    if (kt.dtype == DType::Bool && kt.shape == positions) keep = unsqueeze(keep, -1), kt = g_.type(keep);
+    Shape column = positions;
+    column.push_back(Dim::constant(1));
+    if (kt.dtype != DType::Bool || !(kt.shape == column))
+      throw Error(fmt::format("{}: the mask must be bool{} (or with a last dim of 1) for the input {}, got {}", prefix,
+                              shapeStr(positions), xt.str(), kt.str()),
+                  loc_);
+    x = select(keep, x, constant(0.0));
+  }
+  auto [w, b] = conv1dParams(prefix, spec);
+  Attrs attrs{{"padding", spec.padding}};
+  return b >= 0 ? create(OpKind::Conv1d, {x, w, b}, attrs) : create(OpKind::Conv1d, {x, w}, attrs);
+}
+
 void Builder::multiheadAttentionParams(const std::string &prefix, int64_t embed) {
   auto f32 = [](std::vector<int64_t> d) {
     Shape s;

@@ -109,6 +109,21 @@ public:
   /// for all). The per-head attention is the pattern fuse-attention fuses.
   ValueId multiheadAttentionLayer(const std::string &prefix, ValueId query, ValueId key, ValueId value, ValueId keep,
                                   int64_t embed, int64_t heads);
+  /// The geometry of nn.Conv1d(in, out, width, padding=padding, bias=bias).
+  struct Conv1dSpec {
+    int64_t in, out, width, padding;
+    bool bias;
+  };
+  /// Declares nn.Conv1d's `prefix.weight` f32[out,in,width] and, with bias,
+  /// `prefix.bias` f32[out], both U(-1/sqrt(in width), 1/sqrt(in width)) as
+  /// PyTorch initialises them; returns {weight, bias or -1}.
+  std::pair<ValueId, ValueId> conv1dParams(const std::string &prefix, const Conv1dSpec &spec);
+  /// nn.Conv1d over the sequence of x [..., T, in] (channels last, so no
+  /// transpose): [..., T + 2 padding - width + 1, out]. With keep (bool
+  /// [..., T] or [..., T, 1], or -1), dropped positions read as zeros, so a
+  /// window that runs past a text's end sees the zero padding it would see
+  /// on the text alone.
+  ValueId conv1dLayer(const std::string &prefix, ValueId x, ValueId keep, const Conv1dSpec &spec);
 
 private:
   std::vector<ValueId> build(OpKind op, std::vector<ValueId> operands, Attrs attrs, std::vector<std::string> names);

@@ -123,6 +123,14 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
     out[0] = b.create(OpKind::SliceGrad, {dy}, attrs);
     return out;
   }
+  case OpKind::SliceGrad: {
+    // Zero padding (the DSL's cat): its gradient is the slice it padded.
+    ir::Attrs attrs = n.attrs;
+    int64_t axis = ir::normalizeAxis(ir::axisAttr(n.attrs), shapeOf(operand(0)).size());
+    attrs["size"] = shapeOf(operand(0))[static_cast<size_t>(axis)];
+    out[0] = b.create(OpKind::Slice, {dy}, attrs);
+    return out;
+  }
   case OpKind::Dropout:
     // Linear in x: the gradient goes through the same mask and scale (the
     // same op, attributes and step). The step gets none.
@@ -177,7 +185,6 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::GreaterEqual:
   case OpKind::Cast:
   case OpKind::Positions:
-  case OpKind::SliceGrad:
   case OpKind::Conv1dInputGrad:
   case OpKind::Conv1dWeightGrad:
   case OpKind::EmbeddingGrad:

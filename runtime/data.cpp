@@ -472,10 +472,20 @@ std::vector<size_t> epochOrder(size_t n, uint64_t seed, uint64_t epoch, bool shu
   return order;
 }
 
-Batch makeBatch(const EncodedData &data, const std::vector<size_t> &order, size_t begin, size_t end) {
+size_t minimumLength(const ir::Graph &g) {
+  if (g.inputs().empty()) return 1;
+  const ir::Shape &tokens = g.type(g.inputs().front()).shape;
+  if (tokens.size() < 2 || !tokens[1].isSymbolic()) return 1;
+  ir::SymbolBindings least = g.minimumExtents();
+  auto it = least.find(tokens[1].symbol);
+  return it == least.end() ? 1 : std::max<size_t>(1, static_cast<size_t>(it->second));
+}
+
+Batch makeBatch(const EncodedData &data, const std::vector<size_t> &order, size_t begin, size_t end,
+                size_t minLength) {
   assert(begin < end && end <= order.size());
   assert(data.ids.size() == data.labels.size());
-  size_t rows = end - begin, longest = 1;
+  size_t rows = end - begin, longest = std::max<size_t>(1, minLength);
   for (size_t i = begin; i < end; ++i) {
     assert(order[i] < data.ids.size());
     longest = std::max(longest, data.ids[order[i]].size());

@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include "ir/graph.h"
 #include "runtime/tensor.h"
 
 #include <cstdint>
@@ -105,7 +106,15 @@ struct Batch {
 /// earlier epoch, so a resumed run visits the same examples.
 std::vector<size_t> epochOrder(size_t n, uint64_t seed, uint64_t epoch, bool shuffle);
 
-/// Builds the batch of examples order[begin, end).
-Batch makeBatch(const EncodedData &data, const std::vector<size_t> &order, size_t begin, size_t end);
+/// Builds the batch of examples order[begin, end), padded to the longest
+/// and to at least minLength tokens (see minimumLength).
+Batch makeBatch(const EncodedData &data, const std::vector<size_t> &order, size_t begin, size_t end,
+                size_t minLength = 1);
+
+/// The fewest tokens a batch of graph g needs (at least 1): a convolution of
+/// width 5 makes a `T-4` dim, so T >= 4 (ir::Graph::minimumExtents of the
+/// first input's sequence symbol). Shorter texts are padded up to it; their
+/// masks keep the padding out of the result.
+size_t minimumLength(const ir::Graph &g);
 
 } // namespace kiln::runtime

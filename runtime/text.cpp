@@ -124,10 +124,11 @@ std::vector<int32_t> hashedIds(const std::vector<std::string> &tokens, int64_t v
   return ids;
 }
 
-Tensor padBatch(const std::vector<std::vector<int32_t>> &seqs, int64_t maxLen) {
+Tensor padBatch(const std::vector<std::vector<int32_t>> &seqs, int64_t maxLen, int64_t minLength) {
   size_t longest = 1;
   for (const auto &s : seqs) longest = std::max(longest, s.size());
   if (maxLen > 0) longest = std::min<size_t>(longest, static_cast<size_t>(maxLen));
+  longest = std::max<size_t>(longest, static_cast<size_t>(std::max<int64_t>(minLength, 1)));
   Tensor t(ir::DType::I32, {static_cast<int64_t>(seqs.size()), static_cast<int64_t>(longest)});
   auto ids = t.i32();
   for (size_t b = 0; b < seqs.size(); ++b)

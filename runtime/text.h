@@ -46,8 +46,8 @@ bool isCharacterTokenScript(char32_t cp);
 /// Token ids by a stable hash into [2, vocab).
 std::vector<int32_t> hashedIds(const std::vector<std::string> &tokens, int64_t vocab);
 
-/// Pads id sequences with 0 to the longest (cut at maxLen when > 0) into an
-/// i32[B,T] tensor.
-Tensor padBatch(const std::vector<std::vector<int32_t>> &seqs, int64_t maxLen = 0);
+/// Pads id sequences with 0 to the longest (cut at maxLen when > 0, and at
+/// least minLength long: runtime/data.h minimumLength) into an i32[B,T] tensor.
+Tensor padBatch(const std::vector<std::vector<int32_t>> &seqs, int64_t maxLen = 0, int64_t minLength = 1);
 
 } // namespace kiln::runtime

@@ -87,7 +87,7 @@ EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedD
   bool sized = false;
   for (size_t begin = 0; begin < order.size(); begin += step) {
     size_t end = std::min(order.size(), begin + step);
-    Batch batch = makeBatch(data, order, begin, end);
+    Batch batch = makeBatch(data, order, begin, end, minimumLength(forward.graph()));
     TensorMap out = forward.run({{tokensName, batch.tokens}}, params);
     const Tensor &logits = out.at(logitsName);
     if (!sized) {
@@ -162,7 +162,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         }
         size_t begin = static_cast<size_t>(ckpt.batch * batchSize);
         size_t end = std::min(order.size(), begin + static_cast<size_t>(batchSize));
-        Batch batch = makeBatch(trainData, order, begin, end);
+        Batch batch = makeBatch(trainData, order, begin, end, minimumLength(trainStep.graph()));
         int64_t step = ckpt.step + 1;
         double lr = scheduledLr(config, step, totalSteps);
         TensorMap stepInputs = {{tokensName, batch.tokens},

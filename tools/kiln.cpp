@@ -27,6 +27,7 @@
 #include "passes/memory_plan.h"
 #include "passes/pipeline.h"
 #include "passes/training.h"
+#include "runtime/data.h"
 #include "runtime/init.h"
 #include "runtime/output_guard.h"
 #include "runtime/safetensors.h"
@@ -410,7 +411,7 @@ int cmdRun(int argc, char **argv) {
       if (ids.empty()) throw Error(fmt::format("--text '{}' has no words", t));
       seqs.push_back(ids);
     }
-    inputs[g->value(g->inputs()[0]).name] = runtime::padBatch(seqs);
+    inputs[g->value(g->inputs()[0]).name] = runtime::padBatch(seqs, 0, static_cast<int64_t>(runtime::minimumLength(*g)));
   }
 
   std::map<std::string, runtime::Tensor> given;

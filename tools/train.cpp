@@ -507,13 +507,14 @@ int cmdPredict(int argc, char **argv) {
   // Each text is answered (and flushed) before the next is read, so that
   // predict can serve a pipe line by line; bad texts are reported and skipped.
   size_t bad = 0;
+  size_t minLength = runtime::minimumLength(*m.forward);
   auto classify = [&](const std::string &text, const std::string &where) {
     if (size_t at = utf8::firstInvalid(text); at != utf8::npos) {
       fmt::print(stderr, "{}: error: invalid UTF-8 at byte {}\n", where, at);
       ++bad;
       return;
     }
-    runtime::Tensor tokens = runtime::padBatch({vocab.encode(text, maxLen)});
+    runtime::Tensor tokens = runtime::padBatch({vocab.encode(text, maxLen)}, 0, static_cast<int64_t>(minLength));
     runtime::Tensor logits = exe->run({{tokensName, tokens}}, params).at(logitsName);
     auto x = logits.f32();
     if (auto at = runtime::firstNonFinite(logits)) {

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 #include <cstring>
 #include <omp.h>
 
@@ -56,6 +57,47 @@ void maskedReduce(const float *x, const uint8_t *mask, int64_t outer, int64_t le
       float scale = 1.0f / static_cast<float>(count);
       for (int64_t c = 0; c < inner; ++c) dst[c] *= scale;
     }
+  }
+}
+
+void maskedMax(const float *x, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, float *out) {
+#pragma omp parallel for schedule(static) if (outer * len * inner > kParallelMin)
+  for (int64_t o = 0; o < outer; ++o) {
+    float *dst = out + o * inner;
+    for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
+    bool first = true;
+    for (int64_t j = 0; j < len; ++j) {
+      if (mask && !mask[o * len + j]) continue;
+      const float *src = x + (o * len + j) * inner;
+      // The reference's rule, element by element: the first kept value,
+      // then any larger one or a NaN (which then stays).
+      for (int64_t c = 0; c < inner; ++c) {
+        float v = src[c];
+        dst[c] = first || v > dst[c] || v != v ? v : dst[c];
+      }
+      first = false;
+    }
+  }
+}
+
+void maskedMaxGrad(const float *x, const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner,
+                   float *dx) {
+#pragma omp parallel for schedule(static) if (outer * len * inner > kParallelMin)
+  for (int64_t o = 0; o < outer; ++o) {
+    std::vector<int64_t> best(static_cast<size_t>(inner), -1);
+    for (int64_t j = 0; j < len; ++j) {
+      float *dst = dx + (o * len + j) * inner;
+      for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
+      if (mask && !mask[o * len + j]) continue;
+      const float *src = x + (o * len + j) * inner;
+      for (int64_t c = 0; c < inner; ++c) {
+        int64_t b = best[static_cast<size_t>(c)];
+        float v = src[c], was = b < 0 ? 0.0f : x[(o * len + b) * inner + c];
+        if (b < 0 || v > was || (v != v && was == was)) best[static_cast<size_t>(c)] = j;
+      }
+    }
+    for (int64_t c = 0; c < inner; ++c)
+      if (int64_t b = best[static_cast<size_t>(c)]; b >= 0) dx[(o * len + b) * inner + c] = dy[o * inner + c];
   }
 }
 

@@ -33,6 +33,15 @@ void maskedReduce(const float *x, const uint8_t *mask, int64_t outer, int64_t le
 void maskedReduceGrad(const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,
                       float *dx);
 
+/// The maximum over kept j of x[o, j, :] (shapes and mask as for
+/// maskedReduce): 0 where nothing is kept, NaN once a NaN is met.
+void maskedMax(const float *x, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, float *out);
+
+/// The gradient of maskedMax: dx[o, j, c] = dy[o, c] at the first kept j
+/// where x[o, :, c] has its maximum (its first NaN, if any), 0 elsewhere.
+void maskedMaxGrad(const float *x, const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner,
+                   float *dx);
+
 /// softmax (or log-softmax when `log`) of x seen as [outer, len, inner] over
 /// len, where position (o, j, c) is kept when mask[maskRow[o] + j * maskStride]
 /// is non-zero (the mask is broadcast over inner). Masked positions get 0

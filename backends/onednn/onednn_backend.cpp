@@ -354,7 +354,9 @@ private:
   void build(Plan &p, const ir::SymbolBindings &b);
   bool lowerNode(Plan &p, size_t i);
 
-  /// A memory object for value v whose address is looked up at run time.
+  /// A memory object for value v whose address is looked up at run time,
+  /// or (value -1) one that owns its buffer: a primitive's weights in the
+  /// blocked layout it wants, reordered from the graph's.
   struct Bound {
     memory mem;
     ValueId value;
@@ -367,7 +369,8 @@ private:
     std::unordered_map<int, memory> argMap;
     for (auto &[arg, bm] : bound) argMap.emplace(arg, bm.mem);
     p.steps.push_back({static_cast<ir::NodeId>(node), std::move(label), [this, plan, prim, bound, argMap]() mutable {
-                         for (auto &[arg, bm] : bound) bm.mem.set_data_handle(plan->ptr[bm.value]);
+                         for (auto &[arg, bm] : bound)
+                           if (bm.value >= 0) bm.mem.set_data_handle(plan->ptr[bm.value]);
                          prim.execute(stream_, argMap);
                        }});
   }
@@ -378,6 +381,7 @@ private:
     p.steps.push_back({static_cast<ir::NodeId>(node), label + " (kiln kernel)", [plan, body] { body(*plan); }});
   }
   bool lowerCustom(Plan &p, size_t i);
+  bool lowerConv(Plan &p, size_t i);
 
   ir::Graph graph_;
   dnnl::engine engine_;
@@ -776,6 +780,26 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
     });
     return true;
   }
+  case OpKind::Max:
+  case OpKind::MaxGrad: {
+    // The masked max (unmasked: oneDNN's reduction) and every max gradient.
+    bool grad = node.op == OpKind::MaxGrad;
+    size_t maskAt = grad ? 2 : 1;
+    if (!grad && node.operands.size() < 2) return false;
+    const auto &x = ext(node.operands[0]);
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
+    bool masked = node.operands.size() > maskAt;
+    ValueId maskValue = masked ? node.operands[maskAt] : -1;
+    int64_t outer, len, inner;
+    if (!reduceView(x, masked ? &ext(maskValue) : nullptr, axis, outer, len, inner)) return false;
+    ValueId src = node.operands[0], dy = grad ? node.operands[1] : -1;
+    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
+      const uint8_t *mask = masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
+      if (grad) kernels::maskedMaxGrad(fptr(pl, src), fptr(pl, dy), mask, outer, len, inner, fptr(pl, r));
+      else kernels::maskedMax(fptr(pl, src), mask, outer, len, inner, fptr(pl, r));
+    });
+    return true;
+  }
   case OpKind::Softmax:
   case OpKind::LogSoftmax: {
     if (node.operands.size() != 2) return false; // unmasked: the oneDNN primitive
@@ -838,6 +862,9 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
     });
     return true;
   }
+  case OpKind::Conv1d:
+  case OpKind::Conv1dInputGrad:
+  case OpKind::Conv1dWeightGrad: return lowerConv(p, i);
   case OpKind::WeightGrad: {
     // Sum over the batch of a^T dy: one 2-D product contracting the batch
     // and row dims together, a read as [K, rows] through its strides.
@@ -964,6 +991,86 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
   }
   default: return false;
   }
+}
+
+/// conv1d and its gradients as oneDNN convolution primitives. Sequences
+/// [N, W, C] are oneDNN's nwc (the batch dims fold into N), read and written
+/// in place; the weights [O, C, K] (oiw) are reordered into the blocked
+/// layout the primitive picks (format `any`), and a weight gradient back,
+/// each a small extra step: with plain oiw weights oneDNN 2.6 has only its
+/// reference convolution (~1 GFLOP/s here), blocked ones get its JIT kernels.
+/// The backward primitives take the forward one as their hint, as oneDNN
+/// requires.
+bool OnednnExecutable::lowerConv(Plan &p, size_t i) {
+  const ir::Node &node = graph_.nodes()[i];
+  auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
+  bool forward = node.op == OpKind::Conv1d, inputGrad = node.op == OpKind::Conv1dInputGrad;
+  // The x-like and y-like values: the input (or dx) and output (or dy).
+  ValueId xv = forward || !inputGrad ? node.operands[0] : node.result;
+  ValueId yv = forward ? node.result : node.operands[inputGrad ? 0 : 1];
+  ValueId wv = forward || inputGrad ? node.operands[1] : node.result;
+  const auto &ex = ext(xv), &ey = ext(yv), &ew = ext(wv);
+  int64_t n = product(ex, 0, ex.size() - 2), width = ex[ex.size() - 2], outWidth = ey[ey.size() - 2];
+  int64_t c = ex.back(), o = ey.back(), k = ew[2];
+  if (n == 0 || width == 0 || outWidth == 0 || c == 0 || o == 0) return false; // the reference writes the zeros
+  Dims padding{ir::attrInt(node.op, node.attrs, "padding")}, strides{1};
+  memory::desc mdX({n, c, width}, memory::data_type::f32, {width * c, 1, c});
+  memory::desc mdY({n, o, outWidth}, memory::data_type::f32, {outWidth * o, 1, o});
+  memory::desc mdW({o, c, k}, memory::data_type::f32, {c * k, k, 1});
+  memory::desc mdAny({o, c, k}, memory::data_type::f32, memory::format_tag::any);
+  memory::desc mdB({o}, memory::data_type::f32, {1});
+  bool bias = forward && node.operands.size() > 2;
+  auto fwdDesc = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
+                                                        dnnl::algorithm::convolution_direct, mdX, mdAny, mdB, mdY,
+                                                        strides, padding, padding)
+                      : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training,
+                                                        dnnl::algorithm::convolution_direct, mdX, mdAny, mdY, strides,
+                                                        padding, padding);
+  dnnl::convolution_forward::primitive_desc fwd(fwdDesc, engine_);
+  auto label = [&](const char *what, const dnnl::primitive_desc_base &pd) {
+    return fmt::format("{} (onednn {})", what, pd.impl_info_str());
+  };
+  // The weights in the primitive's layout: the graph's own when they agree,
+  // else a buffer of the plan's filled (or emptied) by a reorder step.
+  auto weightsIn = [&](const memory::desc &want) -> Bound {
+    if (want == mdW) return bind(mdW, wv);
+    Bound blocked{memory(want, engine_), -1};
+    dnnl::reorder::primitive_desc pd(engine_, mdW, engine_, want);
+    addPrimitive(p, i, "conv1d weights to blocked (onednn reorder)", dnnl::reorder(pd),
+                 {{DNNL_ARG_FROM, bind(mdW, wv)}, {DNNL_ARG_TO, blocked}});
+    return blocked;
+  };
+  if (forward) {
+    std::vector<std::pair<int, Bound>> args{{DNNL_ARG_SRC, bind(mdX, xv)}, {DNNL_ARG_WEIGHTS, weightsIn(fwd.weights_desc())},
+                                            {DNNL_ARG_DST, bind(mdY, yv)}};
+    if (bias) args.push_back({DNNL_ARG_BIAS, bind(mdB, node.operands[2])});
+    addPrimitive(p, i, label("conv1d", fwd), dnnl::convolution_forward(fwd), std::move(args));
+    return true;
+  }
+  if (inputGrad) {
+    dnnl::convolution_backward_data::primitive_desc pd(
+        dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, mdX, mdAny, mdY, strides, padding,
+                                              padding),
+        engine_, fwd);
+    Bound weights = weightsIn(pd.weights_desc());
+    addPrimitive(p, i, label("conv1d_input_grad", pd), dnnl::convolution_backward_data(pd),
+                 {{DNNL_ARG_DIFF_DST, bind(mdY, yv)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, bind(mdX, xv)}});
+    return true;
+  }
+  dnnl::convolution_backward_weights::primitive_desc pd(
+      dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, mdX, mdAny, mdY, strides, padding,
+                                               padding),
+      engine_, fwd);
+  memory::desc got = pd.diff_weights_desc();
+  Bound dw = got == mdW ? bind(mdW, wv) : Bound{memory(got, engine_), -1};
+  addPrimitive(p, i, label("conv1d_weight_grad", pd), dnnl::convolution_backward_weights(pd),
+               {{DNNL_ARG_SRC, bind(mdX, xv)}, {DNNL_ARG_DIFF_DST, bind(mdY, yv)}, {DNNL_ARG_DIFF_WEIGHTS, dw}});
+  if (!(got == mdW)) {
+    dnnl::reorder::primitive_desc back(engine_, got, engine_, mdW);
+    addPrimitive(p, i, "conv1d weight gradient from blocked (onednn reorder)", dnnl::reorder(back),
+                 {{DNNL_ARG_FROM, dw}, {DNNL_ARG_TO, bind(mdW, wv)}});
+  }
+  return true;
 }
 
 std::vector<runtime::NodeTiming> OnednnExecutable::profile() const {

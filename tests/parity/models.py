@@ -84,3 +84,40 @@ class TransformerClassifier(nn.Module):
         x = self.layer1(self.layer0(x, src_key_padding_mask=~real), src_key_padding_mask=~real)
         mask = real.unsqueeze(2)
         return self.fc((x * mask).sum(dim=1) / mask.sum(dim=1))
+
+
+class ConvPool(nn.Module):
+    """One branch of examples/textcnn.kiln: nn.Conv1d over the sequence, ReLU,
+    the maximum over the windows inside the text. A text shorter than the
+    kernel has no such window and gives 0, as kiln's masked max does."""
+
+    def __init__(self, dim, filters, width):
+        super().__init__()
+        self.conv = nn.Conv1d(dim, filters, width)
+        self.width = width
+
+    def forward(self, x, real):
+        y = torch.relu(self.conv(x.transpose(1, 2)))  # [B, filters, T - width + 1]
+        inside = real[:, self.width - 1:].unsqueeze(1)
+        y = y.masked_fill(~inside, float("-inf")).amax(dim=2)
+        return torch.where(torch.isinf(y), torch.zeros_like(y), y)
+
+
+class TextCNN(nn.Module):
+    """examples/textcnn.kiln (Kim 2014): convolutions of widths 3, 4, 5, max
+    over time, joined, dropout, a linear classifier."""
+
+    def __init__(self, vocab, embed, filters, classes, drop):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, embed)
+        self.conv3 = ConvPool(embed, filters, 3)
+        self.conv4 = ConvPool(embed, filters, 4)
+        self.conv5 = ConvPool(embed, filters, 5)
+        self.fc = nn.Linear(3 * filters, classes)
+        self.dropout = nn.Dropout(drop)
+
+    def forward(self, tokens):
+        real = tokens != 0
+        x = self.embedding(tokens)
+        pooled = torch.cat([self.conv3(x, real), self.conv4(x, real), self.conv5(x, real)], dim=1)
+        return self.fc(self.dropout(pooled))

@@ -216,6 +216,27 @@ TEST_CASE("lowering variants match the reference") {
       {OpKind::TanhGrad, {f({5, 17}), f({5, 17})}, {}},
       {OpKind::ReluGrad, {f({5, 17}), f({5, 17})}, {}},
       {OpKind::SigmoidGrad, {f({5, 17}), f({5, 17})}, {}},
+      // max and max_grad under a mask of every position (a random one
+      // leaves some slices with nothing kept), over the middle axis.
+      {OpKind::Max, {f({2, 9, 5}), {DType::Bool, {Dim::constant(2), Dim::constant(9), Dim::constant(1)}}}, axis(1)},
+      {OpKind::Max, {f({3, 2, 1}), {DType::Bool, {Dim::constant(3), Dim::constant(2), Dim::constant(1)}}}, axis(1)},
+      {OpKind::MaxGrad, {f({2, 9, 5}), f({2, 5}), {DType::Bool, {Dim::constant(2), Dim::constant(9), Dim::constant(1)}}}, axis(1)},
+      {OpKind::MaxGrad, {f({3, 2, 1}), f({3, 1}), {DType::Bool, {Dim::constant(3), Dim::constant(2), Dim::constant(1)}}}, axis(1)},
+      {OpKind::MaxGrad, {f({2, 9, 5}), f({2, 9})}, axis(2)},
+      // conv1d: rank 2 (one sequence) and rank 4 (batch dims fold), wide
+      // kernels with padding, no bias, one window, an input narrower than
+      // the kernel made up by padding, many channels.
+      {OpKind::Conv1d, {f({9, 5}), f({7, 5, 3})}, {}},
+      {OpKind::Conv1d, {f({2, 3, 11, 5}), f({6, 5, 5}), f({6})}, {{"padding", int64_t(2)}}},
+      {OpKind::Conv1d, {f({3, 4, 2}), f({3, 2, 4})}, {}},
+      {OpKind::Conv1d, {f({2, 2, 3}), f({4, 3, 5}), f({4})}, {{"padding", int64_t(2)}}},
+      {OpKind::Conv1d, {f({2, 37, 64}), f({33, 64, 4}), f({33})}, {{"padding", int64_t(1)}}},
+      {OpKind::Conv1dInputGrad, {f({2, 3, 7, 6}), f({6, 5, 5})}, {{"padding", int64_t(2)}}},
+      {OpKind::Conv1dInputGrad, {f({2, 1, 3}), f({3, 2, 4})}, {}},
+      {OpKind::Conv1dInputGrad, {f({2, 37, 33}), f({33, 64, 4})}, {{"padding", int64_t(1)}}},
+      {OpKind::Conv1dWeightGrad, {f({2, 3, 11, 5}), f({2, 3, 11, 6})}, {{"padding", int64_t(2)}}},
+      {OpKind::Conv1dWeightGrad, {f({3, 4, 2}), f({3, 1, 3})}, {}},
+      {OpKind::Conv1dWeightGrad, {f({2, 37, 64}), f({2, 36, 33})}, {{"padding", int64_t(1)}}},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     std::string what = std::string(opName(cases[i].op)) + " variant " + std::to_string(i);

@@ -72,6 +72,8 @@ std::map<OpKind, std::vector<GradSample>> gradSamples() {
   t[OpKind::Conv1d] = {{{seq, {DType::F32, {c(4), c(3), c(3)}}, {DType::F32, {c(4)}}}, {}},
                        {{seq, {DType::F32, {c(2), c(3), c(2)}}}, {{"padding", int64_t(1)}}},
                        {{{DType::F32, {c(2), c(2), c(3)}}, {DType::F32, {c(2), c(3), c(4)}}}, {{"padding", int64_t(1)}}}};
+  t[OpKind::SliceGrad] = {{{x}, {{"axis", int64_t(2)}, {"start", int64_t(1)}, {"size", int64_t(7)}}},
+                          {{x}, {{"axis", int64_t(0)}, {"start", int64_t(0)}, {"size", int64_t(3)}}}};
   t[OpKind::Dropout] = {{{x}, {{"p", 0.4}}},
                         {{x, {DType::F32, {}}}, {{"p", 0.4}, {"key", int64_t(2)}}, false, /*stepOperand=*/true}};
   t[OpKind::Sqrt] = {{{x}, {}, true}};
