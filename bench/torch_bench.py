@@ -85,7 +85,7 @@ def random_tokens(batch, seq, vocab, pad, gen):
 
 
 p = argparse.ArgumentParser(description="PyTorch eager timings of the kiln example models")
-p.add_argument("--model", required=True, choices=["additive", "sdpa", "attnpool", "transformer"])
+p.add_argument("--model", required=True, choices=["additive", "sdpa", "attnpool", "transformer", "textcnn"])
 p.add_argument("--mode", required=True, choices=["train", "infer", "infer_b1"])
 p.add_argument("--kiln", help="the .kiln file whose params size the model (default examples/classifier_MODEL.kiln)")
 p.add_argument("--batch", type=int, default=64)
@@ -96,8 +96,8 @@ p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--pad", action="store_true")
 a = p.parse_args()
 
-kiln_file = a.kiln or os.path.join(here, "..", "examples",
-                                   "transformer.kiln" if a.model == "transformer" else f"classifier_{a.model}.kiln")
+kiln_file = a.kiln or os.path.join(here, "..", "examples", f"{a.model}.kiln" if a.model in ("transformer", "textcnn")
+                                   else f"classifier_{a.model}.kiln")
 hp = kiln_params(kiln_file)
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -106,7 +106,11 @@ gen = torch.Generator().manual_seed(1)
 exact_peak = reset_peak()
 base = status_bytes("VmRSS")
 if a.model == "transformer":
-    model = models.TransformerClassifier(vocab=hp["vocab"], embed=hp["embed"], heads=hp["heads"], classes=hp["classes"])
+    model = models.TransformerClassifier(vocab=hp["vocab"], embed=hp["embed"], heads=hp["heads"], classes=hp["classes"],
+                                         drop=hp["drop"])
+elif a.model == "textcnn":
+    model = models.TextCNN(vocab=hp["vocab"], embed=hp["embed"], filters=hp["filters"], classes=hp["classes"],
+                           drop=hp["drop"])
 else:
     model = models.TextClassifier(a.model, vocab=hp["vocab"], embed=hp["embed"], hidden=hp["hidden"],
                                   classes=hp["classes"])

@@ -8,6 +8,8 @@
 //===----------------------------------------------------------------------===//
 #include "backends/onednn/kernels.h"
 
+#include "runtime/random.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -99,6 +101,14 @@ void maskedMaxGrad(const float *x, const float *dy, const uint8_t *mask, int64_t
     for (int64_t c = 0; c < inner; ++c)
       if (int64_t b = best[static_cast<size_t>(c)]; b >= 0) dx[(o * len + b) * inner + c] = dy[o * inner + c];
   }
+}
+
+void dropout(const float *x, int64_t n, uint64_t seed, int64_t key, int64_t step, double p, float *y) {
+  uint64_t threshold = runtime::dropoutThreshold(p);
+  float scale = static_cast<float>(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = runtime::dropoutBits(seed, key, step, i) >= threshold ? x[i] * scale : 0.0f;
 }
 
 void maskedReduceGrad(const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,

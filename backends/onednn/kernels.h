@@ -49,6 +49,11 @@ void maskedMaxGrad(const float *x, const float *dy, const uint8_t *mask, int64_t
 void maskedSoftmax(const float *x, const uint8_t *mask, const int64_t *maskRow, int64_t maskStride, int64_t outer,
                    int64_t len, int64_t inner, bool log, float *out);
 
+/// dropout in the training step: y[i] = x[i] / (1 - p) where
+/// runtime::dropoutKeeps(seed, key, step, i, p), else 0 (the same draws as
+/// the reference, compared as integers).
+void dropout(const float *x, int64_t n, uint64_t seed, int64_t key, int64_t step, double p, float *y);
+
 /// out[c] = sum over r of x[r, c] for x of rows x cols (a bias gradient).
 void columnSums(const float *x, int64_t rows, int64_t cols, float *out);
 

@@ -780,6 +780,21 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
     });
     return true;
   }
+  case OpKind::Dropout: {
+    // With one operand (an inference graph) dropout is x itself; the
+    // reference copies it.
+    if (node.operands.size() != 2) return false;
+    double prob = ir::attrFloat(node.op, node.attrs, "p");
+    uint64_t seed = static_cast<uint64_t>(ir::attrInt(node.op, node.attrs, "seed"));
+    int64_t key = ir::attrInt(node.op, node.attrs, "key");
+    ValueId x = node.operands[0], stepValue = node.operands[1];
+    int64_t n = ir::numElements(ext(r));
+    addKernel(p, i, "dropout", [=](Plan &pl) {
+      int64_t step = static_cast<int64_t>(std::llround(fptr(pl, stepValue)[0]));
+      kernels::dropout(fptr(pl, x), n, seed, key, step, prob, fptr(pl, r));
+    });
+    return true;
+  }
   case OpKind::Max:
   case OpKind::MaxGrad: {
     // The masked max (unmasked: oneDNN's reduction) and every max gradient.

@@ -31,7 +31,7 @@ os.makedirs(work, exist_ok=True)
 # lengths of a batch of T = 8 (textcnn's 3 and 1 are shorter than its
 # widths 4 and 5: no window lies inside them).
 configs = {
-    "transformer": ({"vocab": 40, "embed": 12, "heads": 3, "classes": 3},
+    "transformer": ({"vocab": 40, "embed": 12, "heads": 3, "classes": 3, "drop": 0},
                     lambda s: models.TransformerClassifier(**s), [8, 6, 3, 1, 7]),
     "textcnn": ({"vocab": 40, "embed": 12, "filters": 7, "classes": 3, "drop": 0},
                 lambda s: models.TextCNN(**s), [8, 6, 3, 1, 5]),

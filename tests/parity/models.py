@@ -61,16 +61,16 @@ class TextClassifier(nn.Module):
 
 class TransformerClassifier(nn.Module):
     """examples/transformer.kiln: token and position embeddings, two
-    nn.TransformerEncoderLayer (post-norm, GELU, no dropout), mean pooling
-    over the real tokens, a linear classifier."""
+    nn.TransformerEncoderLayer (post-norm, GELU, dropout `drop`), mean
+    pooling over the real tokens, a linear classifier."""
 
-    def __init__(self, vocab, embed, heads, classes):
+    def __init__(self, vocab, embed, heads, classes, drop=0.0):
         super().__init__()
         self.embedding = nn.Embedding(vocab, embed)
         self.position = nn.Embedding(256, embed)
 
         def layer():
-            return nn.TransformerEncoderLayer(embed, heads, 4 * embed, dropout=0.0, activation="gelu",
+            return nn.TransformerEncoderLayer(embed, heads, 4 * embed, dropout=drop, activation="gelu",
                                               batch_first=True)
 
         self.layer0 = layer()
