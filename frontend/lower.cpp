@@ -60,17 +60,19 @@ struct Val {
 struct Instance;
 
 /// The built-in layers, as a model declares them.
-constexpr const char *kLayerNames[] = {"Linear", "Embedding", "LayerNorm", "MultiheadAttention", "Conv1d"};
+constexpr const char *kLayerNames[] = {"Linear", "Embedding", "LayerNorm", "MultiheadAttention", "Conv1d", "GRU"};
 
 /// One layer of the instantiated model.
 struct Layer {
-  enum class Kind { Linear, Embedding, LayerNorm, MultiheadAttention, Conv1d, User };
+  enum class Kind { Linear, Embedding, LayerNorm, MultiheadAttention, Conv1d, Gru, User };
   Kind kind;
   std::string path; ///< state_dict prefix: `attention.linear1`
   int64_t in = 0, out = 0; ///< Linear, Conv1d: in/out features; Embedding: num/dim; LayerNorm: dim (in); MultiheadAttention: embed/heads
   bool bias = true;        ///< Linear, Conv1d: a bias; LayerNorm: elementwise affine
   double eps = 1e-5;       ///< LayerNorm
   int64_t width = 0, padding = 0; ///< Conv1d: kernel_size, padding
+  int64_t layers = 1;             ///< GRU: num_layers
+  bool bidirectional = false;     ///< GRU
   std::unique_ptr<Instance> sub; ///< User
   SourceLoc loc;                 ///< the declaration, for errors about its parameters
 };
@@ -312,6 +314,15 @@ private:
           layer.padding = *n;
         }
         if (a[4]) layer.bias = evalFlag(*a[4], &inst, "bias");
+      } else if (call.name == "GRU") {
+        auto a = bindArgs(call, {{"input_size", true}, {"hidden_size", true}, {"num_layers", false},
+                                 {"bidirectional", false}},
+                          "GRU");
+        layer.kind = Layer::Kind::Gru;
+        layer.in = evalSize(*a[0]->value, &inst, "input_size");
+        layer.out = evalSize(*a[1]->value, &inst, "hidden_size");
+        if (a[2]) layer.layers = evalSize(*a[2]->value, &inst, "num_layers");
+        if (a[3]) layer.bidirectional = evalFlag(*a[3], &inst, "bidirectional");
       } else if (call.name == "MultiheadAttention") {
         auto a = bindArgs(call, {{"embed_dim", true}, {"num_heads", true}}, "MultiheadAttention");
         layer.kind = Layer::Kind::MultiheadAttention;
@@ -348,6 +359,7 @@ private:
   }
 
   static ir::Builder::Conv1dSpec convSpec(const Layer &l) { return {l.in, l.out, l.width, l.padding, l.bias}; }
+  static ir::Builder::GruSpec gruSpec(const Layer &l) { return {l.in, l.out, l.layers, l.bidirectional}; }
 
   void declareParams(Instance &inst) {
     for (auto &[name, layer] : inst.layers) {
@@ -358,6 +370,7 @@ private:
       case Layer::Kind::LayerNorm: b_->layerNormParams(layer.path, layer.in, layer.bias); break;
       case Layer::Kind::MultiheadAttention: b_->multiheadAttentionParams(layer.path, layer.in); break;
       case Layer::Kind::Conv1d: b_->conv1dParams(layer.path, convSpec(layer)); break;
+      case Layer::Kind::Gru: b_->gruParams(layer.path, gruSpec(layer)); break;
       case Layer::Kind::User: declareParams(*layer.sub); break;
       }
     }
@@ -680,11 +693,12 @@ private:
       b_->setLoc(e.loc);
       return Val::tensor(b_->multiheadAttentionLayer(layer.path, q, k, v, keep, layer.in, layer.out));
     }
-    if (layer.kind == Layer::Kind::Conv1d) {
+    if (layer.kind == Layer::Kind::Conv1d || layer.kind == Layer::Kind::Gru) {
       auto a = bindArgs(e, {{"input", true}, {"mask", false}}, layer.path);
       ValueId x = tensorArg(a[0], scope, inst, "the layer input");
       ValueId keep = a[1] ? tensorArg(a[1], scope, inst, "mask") : -1;
       b_->setLoc(e.loc);
+      if (layer.kind == Layer::Kind::Gru) return Val::tensor(b_->gruLayer(layer.path, x, keep, gruSpec(layer)));
       return Val::tensor(b_->conv1dLayer(layer.path, x, keep, convSpec(layer)));
     }
     auto a = bindArgs(e, {{"input", true}}, layer.path);
@@ -838,9 +852,8 @@ private:
       return Val::tensor(b_->reshape(x, shape));
     }
     if (n == "cat") {
-      // torch.cat([a, b, ...], dim): each piece zero-padded to the whole
-      // extent at its offset (slice_grad), then added; the gradient of
-      // each piece is its slice. The pieces' dims along `dim` are constants.
+      // torch.cat([a, b, ...], dim) as Builder::concat builds it; the
+      // gradient of each piece is its slice.
       std::vector<ValueId> pieces;
       int64_t dim = -1;
       for (const Arg &arg : e.args) {
@@ -850,32 +863,7 @@ private:
       }
       if (pieces.empty()) throw Error("cat needs the tensors to join, as in cat(a, b, dim=1)", e.loc);
       b_->setLoc(e.loc);
-      const TensorType first = b_->graph().type(pieces[0]);
-      if (first.rank() == 0) throw Error("cat joins tensors along a dim; a scalar has none", e.loc);
-      int64_t axis = ir::normalizeAxis(dim, first.rank());
-      int64_t total = 0;
-      std::vector<int64_t> offsets;
-      for (size_t k = 0; k < pieces.size(); ++k) {
-        TensorType t = b_->graph().type(pieces[k]);
-        const Dim &d = t.rank() == first.rank() ? t.shape[static_cast<size_t>(axis)] : Dim::named("?");
-        ir::Shape others = t.shape, firstOthers = first.shape;
-        if (t.rank() == first.rank()) others.erase(others.begin() + axis), firstOthers.erase(firstOthers.begin() + axis);
-        if (t.dtype != DType::F32 || t.rank() != first.rank() || !(others == firstOthers) || d.isSymbolic())
-          throw Error(fmt::format("cat: piece {} is {} but the first is {}; pieces are f32 and differ only in "
-                                  "dim {}, of constant extent",
-                                  k + 1, t.str(), first.str(), axis),
-                      e.args[k].loc);
-        offsets.push_back(total);
-        total += d.value;
-      }
-      ValueId joined = -1;
-      for (size_t k = 0; k < pieces.size(); ++k) {
-        ValueId placed = pieces.size() == 1 ? pieces[k]
-                                            : b_->create(OpKind::SliceGrad, {pieces[k]},
-                                                         {{"axis", axis}, {"start", offsets[k]}, {"size", total}});
-        joined = joined < 0 ? placed : b_->add(joined, placed);
-      }
-      return Val::tensor(joined);
+      return Val::tensor(b_->concat(pieces, dim));
     }
     if (n == "unsqueeze") {
       auto a = bindArgs(e, {{"x", true}, {"dim", true}}, n);

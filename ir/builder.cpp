@@ -201,6 +201,85 @@ ValueId Builder::layerNormLayer(const std::string &prefix, ValueId x, int64_t di
   return affine ? add(mul(y, w), b) : y;
 }
 
+ValueId Builder::concat(const std::vector<ValueId> &pieces, int64_t axis) {
+  if (pieces.empty()) throw Error("concat needs at least one piece", loc_);
+  const TensorType first = g_.type(pieces[0]);
+  if (first.rank() == 0) throw Error("concat joins tensors along a dim; a scalar has none", loc_);
+  axis = normalizeAxis(axis, first.rank());
+  int64_t total = 0;
+  std::vector<int64_t> offsets;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    TensorType t = g_.type(pieces[k]);
+    bool sameRank = t.rank() == first.rank();
+    Shape others = t.shape, firstOthers = first.shape;
+    if (sameRank) others.erase(others.begin() + axis), firstOthers.erase(firstOthers.begin() + axis);
+    if (t.dtype != DType::F32 || !sameRank || !(others == firstOthers) || t.shape[static_cast<size_t>(axis)].isSymbolic())
+      throw Error(fmt::format("cat: piece {} is {} but the first is {}; pieces are f32 and differ only in dim {}, "
+                              "of constant extent",
+                              k + 1, t.str(), first.str(), axis),
+                  loc_);
+    offsets.push_back(total);
+    total += t.shape[static_cast<size_t>(axis)].value;
+  }
+  if (pieces.size() == 1) return pieces[0];
+  ValueId joined = -1;
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    ValueId placed = create(OpKind::SliceGrad, {pieces[k]}, {{"axis", axis}, {"start", offsets[k]}, {"size", total}});
+    joined = joined < 0 ? placed : add(joined, placed);
+  }
+  return joined;
+}
+
+void Builder::gruParams(const std::string &prefix, const GruSpec &spec) {
+  Attrs init{{"init", std::string("uniform")}, {"bound", 1.0 / std::sqrt(static_cast<double>(spec.hidden))}};
+  auto f32 = [](std::vector<int64_t> d) {
+    Shape s;
+    for (int64_t v : d) s.push_back(Dim::constant(v));
+    return TensorType{DType::F32, s};
+  };
+  int64_t gates = 3 * spec.hidden, directions = spec.bidirectional ? 2 : 1;
+  for (int64_t layer = 0; layer < spec.layers; ++layer)
+    for (int64_t d = 0; d < directions; ++d) {
+      std::string suffix = fmt::format("_l{}{}", layer, d ? "_reverse" : "");
+      int64_t in = layer == 0 ? spec.in : spec.hidden * directions;
+      param(prefix + ".weight_ih" + suffix, f32({gates, in}), init);
+      param(prefix + ".weight_hh" + suffix, f32({gates, spec.hidden}), init);
+      param(prefix + ".bias_ih" + suffix, f32({gates}), init);
+      param(prefix + ".bias_hh" + suffix, f32({gates}), init);
+    }
+}
+
+ValueId Builder::gruLayer(const std::string &prefix, ValueId x, ValueId keep, const GruSpec &spec) {
+  const TensorType &xt = g_.type(x);
+  if (xt.rank() != 3 || !(xt.shape[2] == Dim::constant(spec.in)))
+    throw Error(fmt::format("{}: GRU({}, {}) cannot take {}: it needs [B, T, {}]", prefix, spec.in, spec.hidden,
+                            xt.str(), spec.in),
+                loc_);
+  TensorType steps{DType::Bool, {xt.shape[0], xt.shape[1]}};
+  if (keep >= 0 && !(g_.type(keep) == steps))
+    throw Error(fmt::format("{}: the mask must be {} for the input {}, got {}", prefix, steps.str(), xt.str(),
+                            g_.type(keep).str()),
+                loc_);
+  gruParams(prefix, spec);
+  ValueId keepColumn = keep >= 0 ? unsqueeze(keep, -1) : -1;
+  ValueId input = x;
+  for (int64_t layer = 0; layer < spec.layers; ++layer) {
+    std::vector<ValueId> directions;
+    for (int64_t d = 0; d < (spec.bidirectional ? 2 : 1); ++d) {
+      std::string suffix = fmt::format("_l{}{}", layer, d ? "_reverse" : "");
+      auto weight = [&](const char *name) { return g_.findParam(prefix + "." + name + suffix); }; // gruParams made them
+      ValueId xp = add(matmul(input, weight("weight_ih"), false, true), weight("bias_ih"));
+      std::vector<ValueId> operands{xp, weight("weight_hh"), weight("bias_hh")};
+      if (keep >= 0) operands.push_back(keep);
+      ValueId h = createMulti(OpKind::Gru, operands, {{"reverse", d == 1}})[0];
+      // Packed sequences give 0 after a text's end.
+      directions.push_back(keep >= 0 ? select(keepColumn, h, constant(0.0)) : h);
+    }
+    input = concat(directions, -1);
+  }
+  return input;
+}
+
 std::pair<ValueId, ValueId> Builder::conv1dParams(const std::string &prefix, const Conv1dSpec &spec) {
   // kaiming_uniform_(a=sqrt(5)) over fan_in = in * width, and the bias rule,
   // come to U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as for nn.Linear.

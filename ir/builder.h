@@ -109,6 +109,28 @@ public:
   /// for all). The per-head attention is the pattern fuse-attention fuses.
   ValueId multiheadAttentionLayer(const std::string &prefix, ValueId query, ValueId key, ValueId value, ValueId keep,
                                   int64_t embed, int64_t heads);
+  /// Joins f32 values along `axis` (torch.cat): each zero-padded to the
+  /// whole extent at its offset (slice_grad), then added; the pieces' dims
+  /// along axis must be constants and the others equal.
+  ValueId concat(const std::vector<ValueId> &pieces, int64_t axis);
+
+  /// The geometry of nn.GRU(in, hidden, num_layers, bidirectional, batch_first=True).
+  struct GruSpec {
+    int64_t in, hidden, layers;
+    bool bidirectional;
+  };
+  /// Declares nn.GRU's `prefix.weight_ih_l{k}` f32[3 hidden, in of layer k],
+  /// `weight_hh_l{k}` f32[3 hidden, hidden], `bias_ih_l{k}`, `bias_hh_l{k}`
+  /// f32[3 hidden] (and `..._reverse` for the backward direction), in
+  /// PyTorch's order, all U(-1/sqrt(hidden), 1/sqrt(hidden)).
+  void gruParams(const std::string &prefix, const GruSpec &spec);
+  /// nn.GRU(batch_first=True) on x [B, T, in] as a packed sequence of the
+  /// lengths keep (bool[B, T], true on each text's tokens, or -1 for all):
+  /// the output [B, T, hidden * directions], 0 at dropped positions; each
+  /// layer's input projection is one matmul over all steps, the recurrence
+  /// one gru op per direction.
+  ValueId gruLayer(const std::string &prefix, ValueId x, ValueId keep, const GruSpec &spec);
+
   /// The geometry of nn.Conv1d(in, out, width, padding=padding, bias=bias).
   struct Conv1dSpec {
     int64_t in, out, width, padding;

@@ -327,6 +327,48 @@ TensorType shapeConv1dWeightGrad(const std::vector<TensorType> &o, const Attrs &
   return {DType::F32, {dy.shape.back(), x.shape.back(), Dim::constant(*longer + 2 * padding + 1)}};
 }
 
+/// gru's operands xp [B,T,3H], w [3H,H], b [3H] and an optional mask
+/// bool[B,T]; returns H.
+int64_t checkGru(const TensorType &xp, const TensorType &w, const TensorType &b, const TensorType *mask,
+                 const char *op) {
+  expectFloat(xp, op);
+  if (w.rank() != 2 || w.dtype != DType::F32 || w.shape[0].isSymbolic() || w.shape[1].isSymbolic() ||
+      w.shape[0].value != 3 * w.shape[1].value)
+    fail(fmt::format("{}: the recurrent weight must be f32[3H,H] of constant dims, got {}", op, w.str()));
+  Dim gates = w.shape[0];
+  if (xp.rank() != 3 || !(xp.shape[2] == gates))
+    fail(fmt::format("{}: the input projections must be f32[B,T,{}] for the weight {}, got {}", op, gates.str(),
+                     w.str(), xp.str()));
+  if (!(b == TensorType{DType::F32, {gates}}))
+    fail(fmt::format("{}: the recurrent bias must be f32[{}], got {}", op, gates.str(), b.str()));
+  if (mask && !(*mask == TensorType{DType::Bool, {xp.shape[0], xp.shape[1]}}))
+    fail(fmt::format("{}: the mask must be bool[{},{}], got {}", op, xp.shape[0].str(), xp.shape[1].str(), mask->str()));
+  return w.shape[1].value;
+}
+
+std::vector<TensorType> shapeGru(const std::vector<TensorType> &o, const Attrs &) {
+  int64_t hidden = checkGru(o[0], o[1], o[2], o.size() > 3 ? &o[3] : nullptr, "gru");
+  const Dim &batch = o[0].shape[0], &steps = o[0].shape[1];
+  return {{DType::F32, {batch, steps, Dim::constant(hidden)}}, {DType::F32, {batch, steps, Dim::constant(4 * hidden)}}};
+}
+
+/// Operands w, h, gates, dh [, mask]; results dxp, dw, db.
+std::vector<TensorType> shapeGruGrad(const std::vector<TensorType> &o, const Attrs &) {
+  const TensorType &w = o[0], &h = o[1], &gates = o[2], &dh = o[3];
+  expectFloat(h, "gru_grad h");
+  if (h.rank() != 3)
+    fail(fmt::format("gru_grad: h must be f32[B,T,H], got {}", h.str()));
+  TensorType xp{DType::F32, {h.shape[0], h.shape[1], w.rank() == 2 ? w.shape[0] : Dim::constant(0)}};
+  TensorType b{DType::F32, {xp.shape[2]}};
+  int64_t hidden = checkGru(xp, w, b, o.size() > 4 ? &o[4] : nullptr, "gru_grad");
+  TensorType hs{DType::F32, {h.shape[0], h.shape[1], Dim::constant(hidden)}};
+  TensorType gs{DType::F32, {h.shape[0], h.shape[1], Dim::constant(4 * hidden)}};
+  if (!(h == hs) || !(dh == hs) || !(gates == gs))
+    fail(fmt::format("gru_grad: h {} and dh {} must be {}, the gates {} must be {}", h.str(), dh.str(), hs.str(),
+                     gates.str(), gs.str()));
+  return {xp, w, b};
+}
+
 TensorType shapePositions(const std::vector<TensorType> &o, const Attrs &a) {
   if (o[0].rank() == 0) fail("positions needs a tensor with at least one dim, got a scalar");
   normalizeAxis(declared<int64_t>(a, "axis"), o[0].rank());

@@ -134,4 +134,19 @@ struct ElementwiseStep {
 void elementwise(const ElementwiseStep *steps, int numSteps, const float *const *operands, const uint8_t *scalar,
                  int numOperands, int64_t n, float *out);
 
+/// The sizes of a gru (recurrent_kernels.cpp): xp [batch, steps, 3 hidden].
+struct GruShape {
+  int64_t batch, steps, hidden;
+  bool reverse;
+};
+
+/// gru: h [batch, steps, hidden] and the saved gates [batch, steps, 4 hidden];
+/// mask one byte per (batch, step) or null.
+void gru(const GruShape &shape, const float *xp, const float *w, const float *bias, const uint8_t *mask, float *h,
+         float *gates);
+
+/// gru_grad: dxp, dw [3 hidden, hidden], db [3 hidden].
+void gruGrad(const GruShape &shape, const float *w, const float *h, const float *gates, const float *dh,
+             const uint8_t *mask, float *dxp, float *dw, float *db);
+
 } // namespace kiln::backends::onednn::kernels

@@ -780,6 +780,25 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
     });
     return true;
   }
+  case OpKind::Gru:
+  case OpKind::GruGrad: {
+    bool grad = node.op == OpKind::GruGrad;
+    const auto &eh = ext(grad ? node.operands[1] : r);
+    kernels::GruShape shape{eh[0], eh[1], eh[2], ir::attrBool(node.op, node.attrs, "reverse")};
+    if (shape.batch == 0 || shape.steps == 0 || shape.hidden == 0) return false; // the reference writes the zeros
+    size_t maskAt = grad ? 4 : 3;
+    ValueId maskValue = node.operands.size() > maskAt ? node.operands[maskAt] : -1;
+    std::vector<ValueId> o = node.operands, res = node.results();
+    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
+      const uint8_t *mask = maskValue >= 0 ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
+      if (grad)
+        kernels::gruGrad(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]), mask, fptr(pl, res[0]),
+                         fptr(pl, res[1]), fptr(pl, res[2]));
+      else
+        kernels::gru(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), mask, fptr(pl, res[0]), fptr(pl, res[1]));
+    });
+    return true;
+  }
   case OpKind::Dropout: {
     // With one operand (an inference graph) dropout is x itself; the
     // reference copies it.

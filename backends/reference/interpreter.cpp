@@ -299,6 +299,8 @@ ConvShape convShape(const Extents &x, const Extents &y, int64_t width, int64_t p
 }
 
 /// conv1d: y[b, t, o] = bias[o] + sum over j, c of x[b, t + j - padding, c] w[o, c, j].
+/// The three conv kernels sum in double: the oracle's own rounding stays
+/// well below the float error of the backends it judges.
 void conv1dKernel(const KernelArgs &k) {
   const Tensor &x = *k.in[0], &w = *k.in[1];
   ConvShape c = convShape(x.shape(), k.out.shape(), w.shape()[2], ir::attrInt(k.node.op, k.node.attrs, "padding"));
@@ -309,14 +311,14 @@ void conv1dKernel(const KernelArgs &k) {
       int64_t b = row / c.outLength, t = row % c.outLength;
       float *yrow = py + row * c.out;
       for (int64_t o = 0; o < c.out; ++o) {
-        float acc = pb ? pb[o] : 0.f;
+        double acc = pb ? pb[o] : 0.0;
         for (int64_t j = 0; j < c.width; ++j) {
           int64_t at = t + j - c.padding;
           if (at < 0 || at >= c.length) continue;
           const float *xrow = px + (b * c.length + at) * c.in;
-          for (int64_t ch = 0; ch < c.in; ++ch) acc += xrow[ch] * pw[(o * c.in + ch) * c.width + j];
+          for (int64_t ch = 0; ch < c.in; ++ch) acc += static_cast<double>(xrow[ch]) * pw[(o * c.in + ch) * c.width + j];
         }
-        yrow[o] = acc;
+        yrow[o] = static_cast<float>(acc);
       }
     }
   });
@@ -333,14 +335,14 @@ void conv1dInputGradKernel(const KernelArgs &k) {
       int64_t b = row / c.length, pos = row % c.length;
       float *xrow = px + row * c.in;
       for (int64_t ch = 0; ch < c.in; ++ch) {
-        float acc = 0.f;
+        double acc = 0.0;
         for (int64_t j = 0; j < c.width; ++j) {
           int64_t t = pos - j + c.padding;
           if (t < 0 || t >= c.outLength) continue;
           const float *drow = pd + (b * c.outLength + t) * c.out;
-          for (int64_t o = 0; o < c.out; ++o) acc += drow[o] * pw[(o * c.in + ch) * c.width + j];
+          for (int64_t o = 0; o < c.out; ++o) acc += static_cast<double>(drow[o]) * pw[(o * c.in + ch) * c.width + j];
         }
-        xrow[ch] = acc;
+        xrow[ch] = static_cast<float>(acc);
       }
     }
   });
@@ -357,16 +359,129 @@ void conv1dWeightGradKernel(const KernelArgs &k) {
   parallelFor(c.out * c.in * c.width, c.batch * c.outLength, k.threads, [&](int64_t begin, int64_t end) {
     for (int64_t e = begin; e < end; ++e) {
       int64_t o = e / (c.in * c.width), ch = e / c.width % c.in, j = e % c.width;
-      float acc = 0.f;
+      double acc = 0.0;
       for (int64_t b = 0; b < c.batch; ++b)
         for (int64_t t = 0; t < c.outLength; ++t) {
           int64_t at = t + j - c.padding;
           if (at < 0 || at >= c.length) continue;
-          acc += pd[(b * c.outLength + t) * c.out + o] * px[(b * c.length + at) * c.in + ch];
+          acc += static_cast<double>(pd[(b * c.outLength + t) * c.out + o]) * px[(b * c.length + at) * c.in + ch];
         }
-      pw[e] = acc;
+      pw[e] = static_cast<float>(acc);
     }
   });
+}
+
+/// gru over one direction, PyTorch's cell, h0 = 0; per sequence, in scan
+/// order (from the end when reversed):
+///   r = sigmoid(xp_r + W_hr h + b_hr), z = sigmoid(xp_z + W_hz h + b_hz),
+///   n = tanh(xp_n + r (W_hn h + b_hn)), h' = (1 - z) n + z h;
+/// a dropped step keeps h (and saves zero gates). Saved per step: r, z, n
+/// and W_hn h + b_hn, which gru_grad reads.
+void gruKernel(const KernelArgs &k) {
+  const Tensor &xp = *k.in[0], &w = *k.in[1], &bias = *k.in[2];
+  const uint8_t *mask = k.in.size() > 3 ? data<uint8_t>(*k.in[3]) : nullptr;
+  bool reverse = ir::attrBool(k.node.op, k.node.attrs, "reverse");
+  int64_t batch = xp.shape()[0], steps = xp.shape()[1], hidden = w.shape()[1];
+  const float *px = data<float>(xp), *pw = data<float>(w), *pb = data<float>(bias);
+  float *ph = data<float>(*k.outs[0]), *pg = data<float>(*k.outs[1]);
+  parallelFor(batch, steps * 3 * hidden * hidden, k.threads, [&](int64_t begin, int64_t end) {
+    std::vector<float> hPrev(static_cast<size_t>(hidden)), gh(static_cast<size_t>(3 * hidden));
+    for (int64_t b = begin; b < end; ++b) {
+      std::fill(hPrev.begin(), hPrev.end(), 0.0f);
+      for (int64_t s = 0; s < steps; ++s) {
+        int64_t t = reverse ? steps - 1 - s : s, row = b * steps + t;
+        float *h = ph + row * hidden, *g = pg + row * 4 * hidden;
+        if (mask && !mask[row]) {
+          std::copy(hPrev.begin(), hPrev.end(), h);
+          std::fill(g, g + 4 * hidden, 0.0f);
+          continue;
+        }
+        for (int64_t j = 0; j < 3 * hidden; ++j) {
+          double acc = pb[j];
+          for (int64_t c = 0; c < hidden; ++c) acc += static_cast<double>(pw[j * hidden + c]) * hPrev[c];
+          gh[j] = static_cast<float>(acc);
+        }
+        const float *x = px + row * 3 * hidden;
+        for (int64_t c = 0; c < hidden; ++c) {
+          float r = 1.0f / (1.0f + std::exp(-(x[c] + gh[c])));
+          float z = 1.0f / (1.0f + std::exp(-(x[hidden + c] + gh[hidden + c])));
+          float hn = gh[2 * hidden + c];
+          float n = std::tanh(x[2 * hidden + c] + r * hn);
+          h[c] = (1.0f - z) * n + z * hPrev[c];
+          g[c] = r, g[hidden + c] = z, g[2 * hidden + c] = n, g[3 * hidden + c] = hn;
+        }
+        std::copy(h, h + hidden, hPrev.begin());
+      }
+    }
+  });
+}
+
+/// gru_grad: backpropagation through time, each sequence from its last scan
+/// step back. With dh the total gradient at a step (dh[t] + what the next
+/// step sends back), the previous state h_p (the previous step's h, or 0):
+///   dn' = dh (1 - z) (1 - n^2), dz' = dh (h_p - n) z (1 - z),
+///   dr' = dn' hn r (1 - r), dgh = [dr', dz', dn' r] (the gradient of W_hh h_p + b_hh),
+///   dxp = [dr', dz', dn'], back to h_p: dh z + W_hh^T dgh;
+/// dW_hh = sum of dgh h_p^T, db_hh = sum of dgh, summed per sequence and
+/// then in sequence order (the result does not depend on the threads).
+void gruGradKernel(const KernelArgs &k) {
+  const Tensor &w = *k.in[0], &hs = *k.in[1], &gates = *k.in[2], &dhs = *k.in[3];
+  const uint8_t *mask = k.in.size() > 4 ? data<uint8_t>(*k.in[4]) : nullptr;
+  bool reverse = ir::attrBool(k.node.op, k.node.attrs, "reverse");
+  int64_t batch = hs.shape()[0], steps = hs.shape()[1], hidden = w.shape()[1], gatesWide = 3 * hidden;
+  const float *pw = data<float>(w), *ph = data<float>(hs), *pg = data<float>(gates), *pd = data<float>(dhs);
+  float *dxp = data<float>(*k.outs[0]), *dw = data<float>(*k.outs[1]), *db = data<float>(*k.outs[2]);
+  std::vector<double> dwRows(static_cast<size_t>(batch * gatesWide * hidden)), dbRows(static_cast<size_t>(batch * gatesWide));
+  parallelFor(batch, steps * 6 * hidden * hidden, k.threads, [&](int64_t begin, int64_t end) {
+    std::vector<float> dhNext(static_cast<size_t>(hidden)), dgh(static_cast<size_t>(gatesWide));
+    for (int64_t b = begin; b < end; ++b) {
+      double *dwB = dwRows.data() + b * gatesWide * hidden, *dbB = dbRows.data() + b * gatesWide;
+      std::fill(dhNext.begin(), dhNext.end(), 0.0f);
+      for (int64_t s = steps; s-- > 0;) {
+        int64_t t = reverse ? steps - 1 - s : s, row = b * steps + t;
+        float *dx = dxp + row * gatesWide;
+        const float *dhT = pd + row * hidden;
+        if (mask && !mask[row]) {
+          std::fill(dx, dx + gatesWide, 0.0f);
+          for (int64_t c = 0; c < hidden; ++c) dhNext[c] += dhT[c];
+          continue;
+        }
+        const float *hp = s == 0 ? nullptr : ph + (b * steps + (reverse ? t + 1 : t - 1)) * hidden;
+        const float *g = pg + row * 4 * hidden;
+        for (int64_t c = 0; c < hidden; ++c) {
+          float dh = dhT[c] + dhNext[c];
+          float r = g[c], z = g[hidden + c], n = g[2 * hidden + c], hn = g[3 * hidden + c];
+          float prev = hp ? hp[c] : 0.0f;
+          float dn = dh * (1.0f - z) * (1.0f - n * n);
+          float dz = dh * (prev - n) * z * (1.0f - z);
+          float dr = dn * hn * r * (1.0f - r);
+          dx[c] = dr, dx[hidden + c] = dz, dx[2 * hidden + c] = dn;
+          dgh[c] = dr, dgh[hidden + c] = dz, dgh[2 * hidden + c] = dn * r;
+          dhNext[c] = dh * z;
+        }
+        for (int64_t j = 0; j < gatesWide; ++j) {
+          dbB[j] += dgh[j];
+          if (hp)
+            for (int64_t c = 0; c < hidden; ++c) dwB[j * hidden + c] += static_cast<double>(dgh[j]) * hp[c];
+        }
+        for (int64_t c = 0; c < hidden; ++c) {
+          double acc = dhNext[c];
+          for (int64_t j = 0; j < gatesWide; ++j) acc += static_cast<double>(pw[j * hidden + c]) * dgh[j];
+          dhNext[c] = static_cast<float>(acc);
+        }
+      }
+    }
+  });
+  for (int64_t e = 0; e < gatesWide * hidden; ++e) {
+    double acc = 0;
+    for (int64_t b = 0; b < batch; ++b) acc += dwRows[b * gatesWide * hidden + e];
+    dw[e] = static_cast<float>(acc);
+  }
+  for (int64_t j = 0; j < gatesWide; ++j) {
+    double acc = 0;
+    for (int64_t b = 0; b < batch; ++b) acc += dbRows[b * gatesWide + j];
+    db[j] = static_cast<float>(acc);
+  }
 }
 
 /// i32 arithmetic runs in 64 bits and is narrowed back; C++20 defines the
@@ -848,6 +963,8 @@ Kernel kernelFor(OpKind op) {
   case OpKind::Dropout: return dropoutKernel;
   case OpKind::Slice: return sliceKernel<false>;
   case OpKind::Conv1d: return conv1dKernel;
+  case OpKind::Gru: return gruKernel;
+  case OpKind::GruGrad: return gruGradKernel;
   case OpKind::Conv1dInputGrad: return conv1dInputGradKernel;
   case OpKind::Conv1dWeightGrad: return conv1dWeightGradKernel;
   case OpKind::SliceGrad: return sliceKernel<true>;

@@ -11,7 +11,8 @@ Dropout is off (p = 0) for the comparison; tests/lit/dsl/dropout.test
 checks its masks.
 
 usage: examples_parity.py KILN EXAMPLES_DIR WORK_DIR MODEL
-MODEL: transformer (nn.TransformerEncoderLayer) or textcnn (nn.Conv1d)."""
+MODEL: transformer (nn.TransformerEncoderLayer), textcnn (nn.Conv1d) or
+bigru (nn.GRU over packed sequences)."""
 import os
 import subprocess
 import sys
@@ -35,6 +36,8 @@ configs = {
                     lambda s: models.TransformerClassifier(**s), [8, 6, 3, 1, 7]),
     "textcnn": ({"vocab": 40, "embed": 12, "filters": 7, "classes": 3, "drop": 0},
                 lambda s: models.TextCNN(**s), [8, 6, 3, 1, 5]),
+    "bigru": ({"vocab": 40, "embed": 12, "hidden": 5, "classes": 3},
+              lambda s: models.BiGRU(**s), [8, 6, 3, 1, 7]),
 }
 sizes, twin, lengths = configs[name]
 logits_tol, grad_tol, loss_tol, lr, steps = 1e-5, 1e-5, 1e-4, 1e-2, 20

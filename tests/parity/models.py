@@ -121,3 +121,27 @@ class TextCNN(nn.Module):
         x = self.embedding(tokens)
         pooled = torch.cat([self.conv3(x, real), self.conv4(x, real), self.conv5(x, real)], dim=1)
         return self.fc(self.dropout(pooled))
+
+
+class BiGRU(nn.Module):
+    """examples/bigru.kiln: nn.GRU(bidirectional=True) over the packed
+    sequence of each batch (zeros after each text's end), attention pooling
+    (softmax over the real tokens of score(tanh(h)), the weighted sum), a
+    linear classifier."""
+
+    def __init__(self, vocab, embed, hidden, classes):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, embed)
+        self.gru = nn.GRU(embed, hidden, bidirectional=True, batch_first=True)
+        self.score = nn.Linear(2 * hidden, 1)
+        self.fc = nn.Linear(2 * hidden, classes)
+
+    def forward(self, tokens):
+        real = tokens != 0
+        lengths = real.sum(dim=1)
+        packed = nn.utils.rnn.pack_padded_sequence(self.embedding(tokens), lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        h, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=tokens.shape[1])
+        scores = self.score(torch.tanh(h)).masked_fill(~real.unsqueeze(2), float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        return self.fc((weights * h).sum(dim=1))

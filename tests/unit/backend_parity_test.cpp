@@ -157,6 +157,14 @@ void checkOp(OpKind op, const std::vector<TensorType> &operands, const Attrs &at
   // log and sqrt need positive operands; div a divisor away from 0.
   if (op == OpKind::Log || op == OpKind::Sqrt)
     for (float &v : inputs["in0"].f32()) v = std::abs(v);
+  // Convolution weights scaled by 1/sqrt(contraction), as a layer's
+  // initialisation does, so that results are O(1) and not cancellations of
+  // hundreds of O(1) terms, whose float rounding the f32 tolerance is not for.
+  if (op == OpKind::Conv1d || op == OpKind::Conv1dInputGrad) {
+    const std::vector<int64_t> &w = inputs["in1"].shape();
+    float scale = 1.0f / std::sqrt(static_cast<float>((op == OpKind::Conv1d ? w[1] : w[0]) * w[2]));
+    for (float &v : inputs["in1"].f32()) v *= scale;
+  }
   std::vector<ValueId> results = b.createMulti(op, ids, attrs);
   for (size_t k = 0; k < results.size(); ++k) b.output(k ? "out" + std::to_string(k) : "out", results[k]);
   checkGraph(g, inputs, {}, what);
@@ -223,6 +231,15 @@ TEST_CASE("lowering variants match the reference") {
       {OpKind::MaxGrad, {f({2, 9, 5}), f({2, 5}), {DType::Bool, {Dim::constant(2), Dim::constant(9), Dim::constant(1)}}}, axis(1)},
       {OpKind::MaxGrad, {f({3, 2, 1}), f({3, 1}), {DType::Bool, {Dim::constant(3), Dim::constant(2), Dim::constant(1)}}}, axis(1)},
       {OpKind::MaxGrad, {f({2, 9, 5}), f({2, 9})}, axis(2)},
+      // gru and gru_grad: both directions, masked (a random mask drops
+      // steps anywhere) or not, one step, one sequence, wider states.
+      {OpKind::Gru, {f({3, 7, 15}), f({15, 5}), f({15})}, {}},
+      {OpKind::Gru, {f({3, 7, 15}), f({15, 5}), f({15}), {DType::Bool, {Dim::constant(3), Dim::constant(7)}}}, {{"reverse", true}}},
+      {OpKind::Gru, {f({1, 1, 6}), f({6, 2}), f({6})}, {{"reverse", true}}},
+      {OpKind::Gru, {f({5, 9, 48}), f({48, 16}), f({48}), {DType::Bool, {Dim::constant(5), Dim::constant(9)}}}, {}},
+      {OpKind::GruGrad, {f({15, 5}), f({3, 7, 5}), f({3, 7, 20}), f({3, 7, 5})}, {}},
+      {OpKind::GruGrad, {f({15, 5}), f({3, 7, 5}), f({3, 7, 20}), f({3, 7, 5}), {DType::Bool, {Dim::constant(3), Dim::constant(7)}}}, {}},
+      {OpKind::GruGrad, {f({6, 2}), f({1, 1, 2}), f({1, 1, 8}), f({1, 1, 2})}, {{"reverse", true}}},
       // conv1d: rank 2 (one sequence) and rank 4 (batch dims fold), wide
       // kernels with padding, no bias, one window, an input narrower than
       // the kernel made up by padding, many channels.
@@ -306,6 +323,38 @@ TEST_CASE("fused ops match their decomposition on every backend, on odd shapes a
     std::vector<ValueId> grads = b.createMulti(OpKind::AttentionGrad, gradOperands, attrs);
     outputAll(b, {"out", "lse", "dq", "dk", "dv"}, {fwd, grads});
     checkGraph(g, inputs, {}, "attention case " + std::to_string(i));
+  }
+
+  // gru and gru_grad together, the gradient fed the forward's own states
+  // and gates (random gates outside (0, 1) and (-1, 1) make the backward
+  // recurrence grow without bound, and its rounding with it): long
+  // sequences, wide states, both directions, with and without a mask.
+  struct GruCase {
+    int64_t batch, steps, hidden;
+    bool reverse, masked;
+  };
+  for (const GruCase &c : {GruCase{5, 9, 16, true, true}, GruCase{4, 33, 24, false, true}, GruCase{2, 17, 32, true, false},
+                           GruCase{64, 12, 8, false, true}}) {
+    Graph g("gru");
+    Builder b(g);
+    runtime::TensorMap inputs;
+    auto input = [&](const std::string &name, const TensorType &t) {
+      inputs[name] = randomTensor(*concreteShape(t.shape, {}), t.dtype, rng, 2);
+      return b.input(name, t);
+    };
+    int64_t gates = 3 * c.hidden;
+    std::vector<ValueId> operands{input("xp", f({c.batch, c.steps, gates})), input("w", f({gates, c.hidden})),
+                                  input("b", f({gates}))};
+    if (c.masked) operands.push_back(input("mask", mask({c.batch, c.steps})));
+    for (float &v : inputs["w"].f32()) v *= 0.3f; // a recurrent weight that keeps the states in range
+    Attrs attrs{{"reverse", c.reverse}};
+    std::vector<ValueId> fwd = b.createMulti(OpKind::Gru, operands, attrs);
+    std::vector<ValueId> gradOperands{operands[1], fwd[0], fwd[1], input("dh", f({c.batch, c.steps, c.hidden}))};
+    if (c.masked) gradOperands.push_back(operands[3]);
+    std::vector<ValueId> grads = b.createMulti(OpKind::GruGrad, gradOperands, attrs);
+    outputAll(b, {"h", "gates", "dxp", "dw", "db"}, {fwd, grads});
+    checkGraph(g, inputs, {}, fmt::format("gru {}x{}x{}{}{}", c.batch, c.steps, c.hidden, c.reverse ? " reverse" : "",
+                                          c.masked ? " masked" : ""));
   }
 
   // elementwise: every op of the kernel, sizes that are one element, not a

@@ -72,6 +72,11 @@ std::map<OpKind, std::vector<GradSample>> gradSamples() {
   t[OpKind::Conv1d] = {{{seq, {DType::F32, {c(4), c(3), c(3)}}, {DType::F32, {c(4)}}}, {}},
                        {{seq, {DType::F32, {c(2), c(3), c(2)}}}, {{"padding", int64_t(1)}}},
                        {{{DType::F32, {c(2), c(2), c(3)}}, {DType::F32, {c(2), c(3), c(4)}}}, {{"padding", int64_t(1)}}}};
+  // Hidden size 3, both directions, with a mask that drops steps anywhere
+  // (the state carries over them) and without.
+  TensorType xp{DType::F32, {c(2), c(4), c(9)}}, gruW{DType::F32, {c(9), c(3)}}, gruB{DType::F32, {c(9)}};
+  TensorType steps{DType::Bool, {c(2), c(4)}};
+  t[OpKind::Gru] = {{{xp, gruW, gruB}, {}}, {{xp, gruW, gruB, steps}, {{"reverse", true}}}, {{xp, gruW, gruB, steps}, {}}};
   t[OpKind::SliceGrad] = {{{x}, {{"axis", int64_t(2)}, {"start", int64_t(1)}, {"size", int64_t(7)}}},
                           {{x}, {{"axis", int64_t(0)}, {"start", int64_t(0)}, {"size", int64_t(3)}}}};
   t[OpKind::Dropout] = {{{x}, {{"p", 0.4}}},

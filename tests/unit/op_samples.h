@@ -62,6 +62,12 @@ inline const std::map<OpKind, Sample> &samples() {
     TensorType convW{DType::F32, {c(4), c(3), c(3)}};
     t[OpKind::Conv1d] = {{seq, convW, {DType::F32, {c(4)}}}, {}};
     t[OpKind::Conv1dInputGrad] = {{{DType::F32, {s("B"), s("T"), c(4)}}, convW}, {}};
+    // A GRU of hidden size 2 over T steps, masked, and its gradient (the
+    // saved gates random, as any operand).
+    TensorType gruW{DType::F32, {c(6), c(2)}}, gruH{DType::F32, {s("B"), s("T"), c(2)}};
+    TensorType stepMask{DType::Bool, {s("B"), s("T")}};
+    t[OpKind::Gru] = {{{DType::F32, {s("B"), s("T"), c(6)}}, gruW, {DType::F32, {c(6)}}, stepMask}, {}};
+    t[OpKind::GruGrad] = {{gruW, gruH, {DType::F32, {s("B"), s("T"), c(8)}}, gruH, stepMask}, {{"reverse", true}}};
     t[OpKind::Conv1dWeightGrad] = {{seq, {DType::F32, {s("B"), s("T"), c(4)}}}, {{"padding", int64_t(1)}}};
     t[OpKind::Dropout] = {{x, {DType::F32, {}}}, {{"p", 0.3}, {"key", int64_t(5)}, {"seed", int64_t(9)}}};
     t[OpKind::CrossEntropy] = {{{DType::F32, {s("B"), c(5)}}, {DType::I32, {s("B")}}}, {}};
