@@ -15,6 +15,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "backends/onednn/kernels.h"
+#include "backends/onednn/vector.h"
 
 #include <algorithm>
 #include <cmath>
@@ -25,7 +26,31 @@ namespace kiln::backends::onednn::kernels {
 
 namespace {
 
-float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+/// The cell of one sequence at one step: from its input projections x
+/// [3H], recurrent products gh [3H] and previous state hp (null: 0), the
+/// state h and the saved gates g = [r, z, n, hn]. 16 lanes at a time with
+/// kiln's exp and tanh (within a few ulp of std::), which vectorise.
+KILN_VECTOR_CLONES void gruCell(const float *x, const float *gh, const float *hp, int64_t H, float *h, float *g) {
+  int64_t c = 0;
+  const F32x16 one = splat16(1.0f);
+  for (; c + 16 <= H; c += 16) {
+    F32x16 r = one / (one + fastExp16(-(load16(x + c) + load16(gh + c))));
+    F32x16 z = one / (one + fastExp16(-(load16(x + H + c) + load16(gh + H + c))));
+    F32x16 hn = load16(gh + 2 * H + c);
+    F32x16 n = fastTanh16(load16(x + 2 * H + c) + r * hn);
+    F32x16 prev = hp ? load16(hp + c) : F32x16{};
+    store16(h + c, (one - z) * n + z * prev);
+    store16(g + c, r), store16(g + H + c, z), store16(g + 2 * H + c, n), store16(g + 3 * H + c, hn);
+  }
+  for (; c < H; ++c) {
+    float r = 1.0f / (1.0f + fastExp(-(x[c] + gh[c])));
+    float z = 1.0f / (1.0f + fastExp(-(x[H + c] + gh[H + c])));
+    float hn = gh[2 * H + c];
+    float n = fastTanh(x[2 * H + c] + r * hn);
+    h[c] = (1.0f - z) * n + z * (hp ? hp[c] : 0.0f);
+    g[c] = r, g[H + c] = z, g[2 * H + c] = n, g[3 * H + c] = hn;
+  }
+}
 
 /// Row-major C = alpha op(A) op(B) + beta C through oneDNN.
 void gemm(char ta, char tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
@@ -53,15 +78,7 @@ void gru(const GruShape &sh, const float *xp, const float *w, const float *bias,
         std::fill(g, g + 4 * H, 0.0f);
         continue;
       }
-      const float *x = xp + row * G, *ghb = gh.data() + b * G;
-      for (int64_t c = 0; c < H; ++c) {
-        float r = sigmoid(x[c] + ghb[c]);
-        float z = sigmoid(x[H + c] + ghb[H + c]);
-        float hn = ghb[2 * H + c];
-        float n = std::tanh(x[2 * H + c] + r * hn);
-        hr[c] = (1.0f - z) * n + z * (hp ? hp[c] : 0.0f);
-        g[c] = r, g[H + c] = z, g[2 * H + c] = n, g[3 * H + c] = hn;
-      }
+      gruCell(xp + row * G, gh.data() + b * G, hp, H, hr, g);
     }
   }
 }
