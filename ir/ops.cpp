@@ -203,10 +203,19 @@ TensorType shapeCast(const std::vector<TensorType> &o, const Attrs &a) {
 }
 
 /// a - b when that is known at compile time: both constants, or the same
-/// symbol with different offsets (`T-2` - `T` = -2).
+/// symbol with different offsets (`T-2` - `T` = -2); nullopt also when it
+/// overflows.
 std::optional<int64_t> dimDifference(const Dim &a, const Dim &b) {
-  if (a.symbol != b.symbol) return std::nullopt;
-  return a.value - b.value;
+  int64_t d = 0;
+  if (a.symbol != b.symbol || __builtin_sub_overflow(a.value, b.value, &d)) return std::nullopt;
+  return d;
+}
+
+/// d moved by delta; an error rather than overflow for absurd attributes.
+Dim shifted(const Dim &d, int64_t delta) {
+  int64_t v = 0;
+  if (__builtin_add_overflow(d.value, delta, &v)) fail(fmt::format("dim {} moved by {} overflows", d.str(), delta));
+  return Dim{v, d.symbol};
 }
 
 TensorType shapeSlice(const std::vector<TensorType> &o, const Attrs &a) {
@@ -218,7 +227,7 @@ TensorType shapeSlice(const std::vector<TensorType> &o, const Attrs &a) {
   // [start, start + size) must lie inside the dim for every binding of its
   // symbol: a constant dim and size, or a symbolic size of the dim's symbol
   // that ends at or before its end (`T-2` from 2 in `T`).
-  std::optional<int64_t> room = dimDifference(extent, size.plus(start));
+  std::optional<int64_t> room = dimDifference(extent, shifted(size, start));
   if (start < 0 || (!size.isSymbolic() && size.value < 0) || !room || *room < 0)
     fail(fmt::format("slice [{}, {} + {}) is outside dim {} of {}{}", start, start, size.str(), axis, o[0].str(),
                      extent.isSymbolic() ? " for some " + extent.symbol : ""));
@@ -234,7 +243,7 @@ TensorType shapeSliceGrad(const std::vector<TensorType> &o, const Attrs &a) {
   const Dim &part = o[0].shape[static_cast<size_t>(axis)];
   int64_t start = declared<int64_t>(a, "start");
   const Dim &size = declared<Dim>(a, "size");
-  std::optional<int64_t> room = dimDifference(size, part.plus(start));
+  std::optional<int64_t> room = dimDifference(size, shifted(part, start));
   if (start < 0 || (!size.isSymbolic() && size.value < 0) || !room || *room < 0)
     fail(fmt::format("slice_grad: [{}, {} + {}) is outside a dim of extent {}", start, start, part.str(), size.str()));
   TensorType t = o[0];
@@ -263,7 +272,8 @@ void expectSequences(const TensorType &a, const TensorType &b, const char *op) {
 
 int64_t convPadding(const Attrs &a, const char *op) {
   int64_t padding = declared<int64_t>(a, "padding");
-  if (padding < 0) fail(fmt::format("{}: padding must be non-negative, got {}", op, padding));
+  if (padding < 0 || padding > (int64_t(1) << 32))
+    fail(fmt::format("{}: padding must be from 0 to 2^32, got {}", op, padding));
   return padding;
 }
 
@@ -288,7 +298,7 @@ TensorType shapeConv1d(const std::vector<TensorType> &o, const Attrs &a) {
     fail(fmt::format("conv1d: the bias must be f32[{}], got {}", w.shape[0].str(), o[2].str()));
   TensorType y = x;
   Dim &length = y.shape[y.rank() - 2];
-  length = length.plus(2 * padding - w.shape[2].value + 1);
+  length = shifted(length, 2 * padding - w.shape[2].value + 1);
   if (!length.isSymbolic() && length.value < 0)
     fail(fmt::format("conv1d: a kernel of width {} with padding {} is wider than the {} positions of {}",
                      w.shape[2].value, padding, x.shape[x.rank() - 2].str(), x.str()));
@@ -306,7 +316,7 @@ TensorType shapeConv1dInputGrad(const std::vector<TensorType> &o, const Attrs &a
                      w.str()));
   TensorType dx = dy;
   Dim &length = dx.shape[dx.rank() - 2];
-  length = length.plus(w.shape[2].value - 1 - 2 * padding);
+  length = shifted(length, w.shape[2].value - 1 - 2 * padding);
   if (!length.isSymbolic() && length.value < 0)
     fail(fmt::format("conv1d_input_grad: dy {} is longer than any input of the weight {} with padding {}", dy.str(),
                      w.str(), padding));

@@ -254,6 +254,9 @@ private:
       offset = tok_.intValue;
       bump();
     }
+    // Offsets are small (kernel widths); a bound keeps dim arithmetic far
+    // from overflow whatever the text says.
+    if (offset < -(int64_t(1) << 40) || offset > (int64_t(1) << 40)) fail("a dim's offset must be within 2^40");
     return Dim::named(symbol, offset);
   }
 
