@@ -60,11 +60,12 @@ struct Val {
 struct Instance;
 
 /// The built-in layers, as a model declares them.
-constexpr const char *kLayerNames[] = {"Linear", "Embedding", "LayerNorm", "MultiheadAttention", "Conv1d", "GRU"};
+constexpr const char *kLayerNames[] = {"Linear", "Embedding", "LayerNorm", "MultiheadAttention", "TransformerEncoderLayer",
+                                       "Conv1d", "GRU"};
 
 /// One layer of the instantiated model.
 struct Layer {
-  enum class Kind { Linear, Embedding, LayerNorm, MultiheadAttention, Conv1d, Gru, User };
+  enum class Kind { Linear, Embedding, LayerNorm, MultiheadAttention, TransformerEncoderLayer, Conv1d, Gru, User };
   Kind kind;
   std::string path; ///< state_dict prefix: `attention.linear1`
   int64_t in = 0, out = 0; ///< Linear, Conv1d: in/out features; Embedding: num/dim; LayerNorm: dim (in); MultiheadAttention: embed/heads
@@ -73,6 +74,10 @@ struct Layer {
   int64_t width = 0, padding = 0; ///< Conv1d: kernel_size, padding
   int64_t layers = 1;             ///< GRU: num_layers
   bool bidirectional = false;     ///< GRU
+  /// TransformerEncoderLayer: d_model (in), nhead (out), dim_feedforward
+  /// (width), layer_norm_eps (eps) and these.
+  double dropout = 0.1;
+  bool gelu = false, normFirst = false;
   std::unique_ptr<Instance> sub; ///< User
   SourceLoc loc;                 ///< the declaration, for errors about its parameters
 };
@@ -314,6 +319,40 @@ private:
           layer.padding = *n;
         }
         if (a[4]) layer.bias = evalFlag(*a[4], &inst, "bias");
+      } else if (call.name == "TransformerEncoderLayer") {
+        auto a = bindArgs(call,
+                          {{"d_model", true}, {"nhead", true}, {"dim_feedforward", false}, {"dropout", false},
+                           {"activation", false}, {"layer_norm_eps", false}, {"norm_first", false}},
+                          "TransformerEncoderLayer");
+        layer.kind = Layer::Kind::TransformerEncoderLayer;
+        layer.in = evalSize(*a[0]->value, &inst, "d_model");
+        layer.out = evalSize(*a[1]->value, &inst, "nhead");
+        layer.width = a[2] ? evalSize(*a[2]->value, &inst, "dim_feedforward") : 2048;
+        if (layer.in % layer.out != 0)
+          throw Error(fmt::format("TransformerEncoderLayer: d_model {} must be a multiple of nhead {}", layer.in,
+                                  layer.out),
+                      call.loc);
+        if (a[3]) {
+          Val p = evalConst(*a[3]->value, &inst, "dropout");
+          if (!p.isNumber() || !(p.num >= 0 && p.num < 1))
+            throw Error(fmt::format("dropout must be a number in [0, 1), got {}", describe(p)), a[3]->loc);
+          layer.dropout = p.num;
+        }
+        if (a[4]) {
+          // PyTorch takes "relu", "gelu" or a callable; the DSL names the
+          // function: activation=gelu.
+          const Expr &act = *a[4]->value;
+          if (act.kind != Expr::Kind::Name || (act.name != "relu" && act.name != "gelu"))
+            throw Error("activation must be relu or gelu", a[4]->loc);
+          layer.gelu = act.name == "gelu";
+        }
+        if (a[5]) {
+          Val eps = evalConst(*a[5]->value, &inst, "layer_norm_eps");
+          if (!eps.isNumber() || !(eps.num > 0) || !std::isfinite(eps.num))
+            throw Error(fmt::format("layer_norm_eps must be a positive number, got {}", describe(eps)), a[5]->loc);
+          layer.eps = eps.num;
+        }
+        if (a[6]) layer.normFirst = evalFlag(*a[6], &inst, "norm_first");
       } else if (call.name == "GRU") {
         auto a = bindArgs(call, {{"input_size", true}, {"hidden_size", true}, {"num_layers", false},
                                  {"bidirectional", false}},
@@ -371,6 +410,14 @@ private:
       case Layer::Kind::MultiheadAttention: b_->multiheadAttentionParams(layer.path, layer.in); break;
       case Layer::Kind::Conv1d: b_->conv1dParams(layer.path, convSpec(layer)); break;
       case Layer::Kind::Gru: b_->gruParams(layer.path, gruSpec(layer)); break;
+      case Layer::Kind::TransformerEncoderLayer:
+        // nn.TransformerEncoderLayer's state_dict order.
+        b_->multiheadAttentionParams(layer.path + ".self_attn", layer.in);
+        b_->linearParams(layer.path + ".linear1", layer.in, layer.width, true);
+        b_->linearParams(layer.path + ".linear2", layer.width, layer.in, true);
+        b_->layerNormParams(layer.path + ".norm1", layer.in, true);
+        b_->layerNormParams(layer.path + ".norm2", layer.in, true);
+        break;
       case Layer::Kind::User: declareParams(*layer.sub); break;
       }
     }
@@ -693,6 +740,13 @@ private:
       b_->setLoc(e.loc);
       return Val::tensor(b_->multiheadAttentionLayer(layer.path, q, k, v, keep, layer.in, layer.out));
     }
+    if (layer.kind == Layer::Kind::TransformerEncoderLayer) {
+      auto a = bindArgs(e, {{"src", true}, {"mask", false}}, layer.path);
+      ValueId x = tensorArg(a[0], scope, inst, "src");
+      ValueId keep = a[1] ? tensorArg(a[1], scope, inst, "mask") : -1;
+      b_->setLoc(e.loc);
+      return Val::tensor(encoderLayer(layer, x, keep));
+    }
     if (layer.kind == Layer::Kind::Conv1d || layer.kind == Layer::Kind::Gru) {
       auto a = bindArgs(e, {{"input", true}, {"mask", false}}, layer.path);
       ValueId x = tensorArg(a[0], scope, inst, "the layer input");
@@ -709,6 +763,35 @@ private:
     if (layer.kind == Layer::Kind::LayerNorm)
       return Val::tensor(b_->layerNormLayer(layer.path, x, layer.in, layer.eps, layer.bias));
     return Val::tensor(b_->embeddingLayer(layer.path, x, layer.in, layer.out));
+  }
+
+  /// nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout,
+  /// activation, layer_norm_eps, norm_first, batch_first=True)(x,
+  /// src_key_padding_mask=~keep): self-attention and the feed-forward block,
+  /// each with dropout on its output and a residual, LayerNorm after each
+  /// (before each with norm_first). Dropout also follows the activation, as
+  /// in PyTorch; the one on the attention weights inside self_attn is not
+  /// there (kiln's attention has none).
+  ValueId encoderLayer(const Layer &l, ValueId x, ValueId keep) {
+    const std::string &p = l.path;
+    auto drop = [&](ValueId v) {
+      return l.dropout > 0 ? b_->create(OpKind::Dropout, {v}, {{"p", l.dropout}, {"key", dropoutKey_++}}) : v;
+    };
+    auto attention = [&](ValueId v) {
+      return drop(b_->multiheadAttentionLayer(p + ".self_attn", v, v, v, keep, l.in, l.out));
+    };
+    auto feedForward = [&](ValueId v) {
+      ValueId h = b_->linearLayer(p + ".linear1", v, l.in, l.width);
+      h = l.gelu ? b_->gelu(h) : b_->relu(h);
+      return drop(b_->linearLayer(p + ".linear2", drop(h), l.width, l.in));
+    };
+    auto norm = [&](const char *name, ValueId v) { return b_->layerNormLayer(p + "." + name, v, l.in, l.eps); };
+    if (l.normFirst) {
+      x = b_->add(x, attention(norm("norm1", x)));
+      return b_->add(x, feedForward(norm("norm2", x)));
+    }
+    x = norm("norm1", b_->add(x, attention(x)));
+    return norm("norm2", b_->add(x, feedForward(x)));
   }
 
   Val foldUnary(const std::string &name, const Val &v, const SourceLoc &loc) {
@@ -780,19 +863,12 @@ private:
       return Val::tensor(b_->create(OpKind::Positions, {x}, attrs));
     }
     if (n == "gelu") {
-      // PyTorch's GELU: x/2 (1 + erf(x / sqrt 2)), or with approximate=true
-      // (its approximate='tanh') x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-      // Primitive ops, which fuse-elementwise makes one loop.
+      // F.gelu(x), approximate=true is approximate='tanh' (Builder::gelu).
       auto a = bindArgs(e, {{"x", true}, {"approximate", false}}, n);
       ValueId x = tensorArg(a[0], scope, inst, "x");
       bool approximate = a[1] && boolArg(a[1], scope, inst, "approximate");
       b_->setLoc(e.loc);
-      ValueId inner =
-          approximate
-              ? b_->tanh(b_->mul(b_->add(x, b_->mul(b_->mul(b_->mul(x, x), x), b_->constant(0.044715))),
-                                 b_->constant(std::sqrt(2.0 / std::numbers::pi))))
-              : b_->create(OpKind::Erf, {b_->mul(x, b_->constant(1.0 / std::sqrt(2.0)))});
-      return Val::tensor(b_->mul(b_->mul(x, b_->constant(0.5)), b_->add(inner, b_->constant(1.0))));
+      return Val::tensor(b_->gelu(x, approximate));
     }
     if (n == "softmax" || n == "log_softmax") {
       auto a = bindArgs(e, {{"x", true}, {"dim", false}, {"mask", false}}, n);

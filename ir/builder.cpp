@@ -7,6 +7,7 @@
 #include "ir/builder.h"
 
 #include <cmath>
+#include <numbers>
 #include <fmt/format.h>
 
 namespace kiln::ir {
@@ -199,6 +200,13 @@ ValueId Builder::layerNormLayer(const std::string &prefix, ValueId x, int64_t di
   ValueId variance = mean(mul(centred, centred), -1, std::nullopt, /*keepdim=*/true);
   ValueId y = div(centred, sqrt(add(variance, constant(eps))));
   return affine ? add(mul(y, w), b) : y;
+}
+
+ValueId Builder::gelu(ValueId x, bool approximate) {
+  ValueId inner = approximate ? tanh(mul(add(x, mul(mul(mul(x, x), x), constant(0.044715))),
+                                         constant(std::sqrt(2.0 / std::numbers::pi))))
+                              : create(OpKind::Erf, {mul(x, constant(1.0 / std::sqrt(2.0)))});
+  return mul(mul(x, constant(0.5)), add(inner, constant(1.0)));
 }
 
 ValueId Builder::concat(const std::vector<ValueId> &pieces, int64_t axis) {

@@ -109,6 +109,11 @@ public:
   /// for all). The per-head attention is the pattern fuse-attention fuses.
   ValueId multiheadAttentionLayer(const std::string &prefix, ValueId query, ValueId key, ValueId value, ValueId keep,
                                   int64_t embed, int64_t heads);
+  /// PyTorch's GELU: x/2 (1 + erf(x / sqrt 2)), or with approximate (its
+  /// approximate='tanh') x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in
+  /// primitive ops that fuse-elementwise makes one loop.
+  ValueId gelu(ValueId x, bool approximate = false);
+
   /// Joins f32 values along `axis` (torch.cat): each zero-padded to the
   /// whole extent at its offset (slice_grad), then added; the pieces' dims
   /// along axis must be constants and the others equal.
