@@ -65,13 +65,14 @@ def reset_peak():
 
 
 def kiln_params(path):
-    """The integer `param NAME = VALUE` lines of a .kiln model."""
+    """The numeric `param NAME = VALUE` lines of a .kiln model (ints, or
+    floats such as a dropout probability)."""
     params = {}
     with open(path) as f:
         for line in f:
-            m = re.match(r"\s*param\s+(\w+)\s*=\s*(\d+)\s*(#.*)?$", line)
+            m = re.match(r"\s*param\s+(\w+)\s*=\s*(\d+(\.\d*)?)\s*(#.*)?$", line)
             if m:
-                params[m.group(1)] = int(m.group(2))
+                params[m.group(1)] = float(m.group(2)) if m.group(3) else int(m.group(2))
     return params
 
 
@@ -85,7 +86,7 @@ def random_tokens(batch, seq, vocab, pad, gen):
 
 
 p = argparse.ArgumentParser(description="PyTorch eager timings of the kiln example models")
-p.add_argument("--model", required=True, choices=["additive", "sdpa", "attnpool", "transformer", "textcnn"])
+p.add_argument("--model", required=True, choices=["additive", "sdpa", "attnpool", "transformer", "textcnn", "bigru"])
 p.add_argument("--mode", required=True, choices=["train", "infer", "infer_b1"])
 p.add_argument("--kiln", help="the .kiln file whose params size the model (default examples/classifier_MODEL.kiln)")
 p.add_argument("--batch", type=int, default=64)
@@ -96,7 +97,7 @@ p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--pad", action="store_true")
 a = p.parse_args()
 
-kiln_file = a.kiln or os.path.join(here, "..", "examples", f"{a.model}.kiln" if a.model in ("transformer", "textcnn")
+kiln_file = a.kiln or os.path.join(here, "..", "examples", f"{a.model}.kiln" if a.model in ("transformer", "textcnn", "bigru")
                                    else f"classifier_{a.model}.kiln")
 hp = kiln_params(kiln_file)
 torch.set_num_threads(a.threads)
@@ -108,6 +109,8 @@ base = status_bytes("VmRSS")
 if a.model == "transformer":
     model = models.TransformerClassifier(vocab=hp["vocab"], embed=hp["embed"], heads=hp["heads"], classes=hp["classes"],
                                          drop=hp["drop"])
+elif a.model == "bigru":
+    model = models.BiGRU(vocab=hp["vocab"], embed=hp["embed"], hidden=hp["hidden"], classes=hp["classes"])
 elif a.model == "textcnn":
     model = models.TextCNN(vocab=hp["vocab"], embed=hp["embed"], filters=hp["filters"], classes=hp["classes"],
                            drop=hp["drop"])
