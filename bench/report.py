@@ -136,7 +136,8 @@ def target(desc, backend, met, text):
 for model in models:
     kiln, torch, train = data[model]
     batch, seq = kiln["batch"], kiln["seq"]
-    lines += [f"## classifier_{model}.kiln", ""]
+    example = f"classifier_{model}.kiln" if model in ("additive", "sdpa", "attnpool") else f"{model}.kiln"
+    lines += [f"## {example}", ""]
     header = "| | FLOPs | " + " | ".join(f"kiln {b}" for b in kiln["backends"]) + \
              f" | PyTorch {torch_version} (fastest setting) | " + \
              " | ".join(f"speedup {b}" for b in kiln["backends"]) + " |"

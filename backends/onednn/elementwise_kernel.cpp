@@ -74,7 +74,7 @@ static_assert(kBlock % kLanes == 0);
     for (int64_t i = 0; i < len; ++i) d[i] = std::sqrt(a[i]);
     return;
   case ElementwiseOp::Erf:
-    for (int64_t i = 0; i < len; ++i) d[i] = std::erf(a[i]);
+    for (int64_t i = 0; i < full; i += kLanes) store16(d + i, fastErf16(load16(a + i)));
     return;
   case ElementwiseOp::TanhGrad:
     for (int64_t i = 0; i < len; ++i) d[i] = b[i] * (1.0f - a[i] * a[i]);

@@ -94,6 +94,19 @@ constexpr int kLanes = 16;
   return 1.0f - 2.0f / (fastExp16(c + c) + 1.0f);
 }
 
+/// erf on 16 lanes: Abramowitz and Stegun 7.1.26, 1 - poly(t) e^(-x^2) with
+/// t = 1 / (1 + p |x|), odd in x; within 5e-7 of std::erf (the formula 1.5e-7,
+/// the rest f32 rounding)
+/// (tests/unit/kernels_test.cpp), where glibc's erff does not vectorise.
+[[gnu::always_inline]] inline F32x16 fastErf16(F32x16 x) {
+  F32x16 a = x < 0.0f ? -x : x;
+  a = a > 6.0f ? splat16(6.0f) : a; // erf is 1 to f32 precision beyond
+  F32x16 t = 1.0f / (1.0f + 0.3275911f * a);
+  F32x16 poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  F32x16 y = 1.0f - poly * fastExp16(-(a * a));
+  return x < 0.0f ? -y : y;
+}
+
 [[gnu::always_inline]] inline float fastTanh(float x) {
   float c = x > 10.0f ? 10.0f : x < -10.0f ? -10.0f : x;
   return 1.0f - 2.0f / (fastExp(c + c) + 1.0f);

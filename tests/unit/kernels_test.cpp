@@ -81,3 +81,22 @@ TEST_CASE("kernels: fastTanh is within 2e-7 of std::tanh, exactly +-1 far out, a
   F32x16 v = fastTanh16(load16(xs));
   for (int l = 0; l < 16; ++l) CHECK(v[l] == fastTanh(xs[l]));
 }
+
+TEST_CASE("kernels: fastErf16 is within 5e-7 of std::erf, odd, and exactly +-1 far out") {
+  float worst = 0;
+  float xs[16];
+  for (float start = -7.0f; start <= 7.0f; start += 16 * 0.00077f) {
+    for (int l = 0; l < 16; ++l) xs[l] = start + 0.00077f * static_cast<float>(l);
+    F32x16 v = fastErf16(load16(xs));
+    for (int l = 0; l < 16; ++l) worst = std::max(worst, std::abs(v[l] - std::erf(xs[l])));
+  }
+  CHECK(worst <= 5e-7f);
+  for (int l = 0; l < 16; ++l) xs[l] = l < 8 ? 0.37f * static_cast<float>(l) : -0.37f * static_cast<float>(l - 8);
+  F32x16 v = fastErf16(load16(xs));
+  for (int l = 1; l < 8; ++l) CHECK(v[l] == -v[l + 8]);
+  CHECK(v[0] == 0.0f);
+  xs[0] = 100.0f, xs[1] = -std::numeric_limits<float>::infinity();
+  v = fastErf16(load16(xs));
+  CHECK(v[0] == 1.0f);
+  CHECK(v[1] == -1.0f);
+}
