@@ -61,19 +61,19 @@ struct Instance;
 
 /// The built-in layers, as a model declares them.
 constexpr const char *kLayerNames[] = {"Linear", "Embedding", "LayerNorm", "MultiheadAttention", "TransformerEncoderLayer",
-                                       "Conv1d", "GRU"};
+                                       "Conv1d", "GRU", "LSTM"};
 
 /// One layer of the instantiated model.
 struct Layer {
-  enum class Kind { Linear, Embedding, LayerNorm, MultiheadAttention, TransformerEncoderLayer, Conv1d, Gru, User };
+  enum class Kind { Linear, Embedding, LayerNorm, MultiheadAttention, TransformerEncoderLayer, Conv1d, Gru, Lstm, User };
   Kind kind;
   std::string path; ///< state_dict prefix: `attention.linear1`
   int64_t in = 0, out = 0; ///< Linear, Conv1d: in/out features; Embedding: num/dim; LayerNorm: dim (in); MultiheadAttention: embed/heads
   bool bias = true;        ///< Linear, Conv1d: a bias; LayerNorm: elementwise affine
   double eps = 1e-5;       ///< LayerNorm
   int64_t width = 0, padding = 0; ///< Conv1d: kernel_size, padding
-  int64_t layers = 1;             ///< GRU: num_layers
-  bool bidirectional = false;     ///< GRU
+  int64_t layers = 1;             ///< GRU, LSTM: num_layers
+  bool bidirectional = false;     ///< GRU, LSTM
   /// TransformerEncoderLayer: d_model (in), nhead (out), dim_feedforward
   /// (width), layer_norm_eps (eps) and these.
   double dropout = 0.1;
@@ -353,11 +353,11 @@ private:
           layer.eps = eps.num;
         }
         if (a[6]) layer.normFirst = evalFlag(*a[6], &inst, "norm_first");
-      } else if (call.name == "GRU") {
+      } else if (call.name == "GRU" || call.name == "LSTM") {
         auto a = bindArgs(call, {{"input_size", true}, {"hidden_size", true}, {"num_layers", false},
                                  {"bidirectional", false}},
-                          "GRU");
-        layer.kind = Layer::Kind::Gru;
+                          call.name);
+        layer.kind = call.name == "GRU" ? Layer::Kind::Gru : Layer::Kind::Lstm;
         layer.in = evalSize(*a[0]->value, &inst, "input_size");
         layer.out = evalSize(*a[1]->value, &inst, "hidden_size");
         if (a[2]) layer.layers = evalSize(*a[2]->value, &inst, "num_layers");
@@ -398,7 +398,9 @@ private:
   }
 
   static ir::Builder::Conv1dSpec convSpec(const Layer &l) { return {l.in, l.out, l.width, l.padding, l.bias}; }
-  static ir::Builder::GruSpec gruSpec(const Layer &l) { return {l.in, l.out, l.layers, l.bidirectional}; }
+  static ir::Builder::RecurrentSpec recurrentSpec(const Layer &l) {
+    return {l.in, l.out, l.layers, l.bidirectional, l.kind == Layer::Kind::Lstm};
+  }
 
   void declareParams(Instance &inst) {
     for (auto &[name, layer] : inst.layers) {
@@ -409,7 +411,8 @@ private:
       case Layer::Kind::LayerNorm: b_->layerNormParams(layer.path, layer.in, layer.bias); break;
       case Layer::Kind::MultiheadAttention: b_->multiheadAttentionParams(layer.path, layer.in); break;
       case Layer::Kind::Conv1d: b_->conv1dParams(layer.path, convSpec(layer)); break;
-      case Layer::Kind::Gru: b_->gruParams(layer.path, gruSpec(layer)); break;
+      case Layer::Kind::Gru:
+      case Layer::Kind::Lstm: b_->recurrentParams(layer.path, recurrentSpec(layer)); break;
       case Layer::Kind::TransformerEncoderLayer:
         // nn.TransformerEncoderLayer's state_dict order.
         b_->multiheadAttentionParams(layer.path + ".self_attn", layer.in);
@@ -747,12 +750,13 @@ private:
       b_->setLoc(e.loc);
       return Val::tensor(encoderLayer(layer, x, keep));
     }
-    if (layer.kind == Layer::Kind::Conv1d || layer.kind == Layer::Kind::Gru) {
+    if (layer.kind == Layer::Kind::Conv1d || layer.kind == Layer::Kind::Gru || layer.kind == Layer::Kind::Lstm) {
       auto a = bindArgs(e, {{"input", true}, {"mask", false}}, layer.path);
       ValueId x = tensorArg(a[0], scope, inst, "the layer input");
       ValueId keep = a[1] ? tensorArg(a[1], scope, inst, "mask") : -1;
       b_->setLoc(e.loc);
-      if (layer.kind == Layer::Kind::Gru) return Val::tensor(b_->gruLayer(layer.path, x, keep, gruSpec(layer)));
+      if (layer.kind != Layer::Kind::Conv1d)
+        return Val::tensor(b_->recurrentLayer(layer.path, x, keep, recurrentSpec(layer)));
       return Val::tensor(b_->conv1dLayer(layer.path, x, keep, convSpec(layer)));
     }
     auto a = bindArgs(e, {{"input", true}}, layer.path);

@@ -238,14 +238,14 @@ ValueId Builder::concat(const std::vector<ValueId> &pieces, int64_t axis) {
   return joined;
 }
 
-void Builder::gruParams(const std::string &prefix, const GruSpec &spec) {
+void Builder::recurrentParams(const std::string &prefix, const RecurrentSpec &spec) {
   Attrs init{{"init", std::string("uniform")}, {"bound", 1.0 / std::sqrt(static_cast<double>(spec.hidden))}};
   auto f32 = [](std::vector<int64_t> d) {
     Shape s;
     for (int64_t v : d) s.push_back(Dim::constant(v));
     return TensorType{DType::F32, s};
   };
-  int64_t gates = 3 * spec.hidden, directions = spec.bidirectional ? 2 : 1;
+  int64_t gates = (spec.lstm ? 4 : 3) * spec.hidden, directions = spec.bidirectional ? 2 : 1;
   for (int64_t layer = 0; layer < spec.layers; ++layer)
     for (int64_t d = 0; d < directions; ++d) {
       std::string suffix = fmt::format("_l{}{}", layer, d ? "_reverse" : "");
@@ -257,29 +257,29 @@ void Builder::gruParams(const std::string &prefix, const GruSpec &spec) {
     }
 }
 
-ValueId Builder::gruLayer(const std::string &prefix, ValueId x, ValueId keep, const GruSpec &spec) {
+ValueId Builder::recurrentLayer(const std::string &prefix, ValueId x, ValueId keep, const RecurrentSpec &spec) {
   const TensorType &xt = g_.type(x);
   if (xt.rank() != 3 || !(xt.shape[2] == Dim::constant(spec.in)))
-    throw Error(fmt::format("{}: GRU({}, {}) cannot take {}: it needs [B, T, {}]", prefix, spec.in, spec.hidden,
-                            xt.str(), spec.in),
+    throw Error(fmt::format("{}: {}({}, {}) cannot take {}: it needs [B, T, {}]", prefix, spec.lstm ? "LSTM" : "GRU",
+                            spec.in, spec.hidden, xt.str(), spec.in),
                 loc_);
   TensorType steps{DType::Bool, {xt.shape[0], xt.shape[1]}};
   if (keep >= 0 && !(g_.type(keep) == steps))
     throw Error(fmt::format("{}: the mask must be {} for the input {}, got {}", prefix, steps.str(), xt.str(),
                             g_.type(keep).str()),
                 loc_);
-  gruParams(prefix, spec);
+  recurrentParams(prefix, spec);
   ValueId keepColumn = keep >= 0 ? unsqueeze(keep, -1) : -1;
   ValueId input = x;
   for (int64_t layer = 0; layer < spec.layers; ++layer) {
     std::vector<ValueId> directions;
     for (int64_t d = 0; d < (spec.bidirectional ? 2 : 1); ++d) {
       std::string suffix = fmt::format("_l{}{}", layer, d ? "_reverse" : "");
-      auto weight = [&](const char *name) { return g_.findParam(prefix + "." + name + suffix); }; // gruParams made them
+      auto weight = [&](const char *name) { return g_.findParam(prefix + "." + name + suffix); }; // recurrentParams made them
       ValueId xp = add(matmul(input, weight("weight_ih"), false, true), weight("bias_ih"));
       std::vector<ValueId> operands{xp, weight("weight_hh"), weight("bias_hh")};
       if (keep >= 0) operands.push_back(keep);
-      ValueId h = createMulti(OpKind::Gru, operands, {{"reverse", d == 1}})[0];
+      ValueId h = createMulti(spec.lstm ? OpKind::Lstm : OpKind::Gru, operands, {{"reverse", d == 1}})[0];
       // Packed sequences give 0 after a text's end.
       directions.push_back(keep >= 0 ? select(keepColumn, h, constant(0.0)) : h);
     }

@@ -119,22 +119,25 @@ public:
   /// along axis must be constants and the others equal.
   ValueId concat(const std::vector<ValueId> &pieces, int64_t axis);
 
-  /// The geometry of nn.GRU(in, hidden, num_layers, bidirectional, batch_first=True).
-  struct GruSpec {
+  /// The geometry of nn.GRU or nn.LSTM(in, hidden, num_layers,
+  /// bidirectional, batch_first=True).
+  struct RecurrentSpec {
     int64_t in, hidden, layers;
     bool bidirectional;
+    bool lstm; ///< nn.LSTM (4 gates, a cell state) rather than nn.GRU (3)
   };
-  /// Declares nn.GRU's `prefix.weight_ih_l{k}` f32[3 hidden, in of layer k],
-  /// `weight_hh_l{k}` f32[3 hidden, hidden], `bias_ih_l{k}`, `bias_hh_l{k}`
-  /// f32[3 hidden] (and `..._reverse` for the backward direction), in
-  /// PyTorch's order, all U(-1/sqrt(hidden), 1/sqrt(hidden)).
-  void gruParams(const std::string &prefix, const GruSpec &spec);
-  /// nn.GRU(batch_first=True) on x [B, T, in] as a packed sequence of the
-  /// lengths keep (bool[B, T], true on each text's tokens, or -1 for all):
-  /// the output [B, T, hidden * directions], 0 at dropped positions; each
-  /// layer's input projection is one matmul over all steps, the recurrence
-  /// one gru op per direction.
-  ValueId gruLayer(const std::string &prefix, ValueId x, ValueId keep, const GruSpec &spec);
+  /// Declares nn.GRU's (nn.LSTM's) `prefix.weight_ih_l{k}` f32[G hidden, in
+  /// of layer k], `weight_hh_l{k}` f32[G hidden, hidden], `bias_ih_l{k}`,
+  /// `bias_hh_l{k}` f32[G hidden] (G = 3, or 4; `..._reverse` for the
+  /// backward direction), in PyTorch's order, all U(-1/sqrt(hidden),
+  /// 1/sqrt(hidden)).
+  void recurrentParams(const std::string &prefix, const RecurrentSpec &spec);
+  /// nn.GRU / nn.LSTM (batch_first=True) on x [B, T, in] as a packed
+  /// sequence of the lengths keep (bool[B, T], true on each text's tokens,
+  /// or -1 for all): the output [B, T, hidden * directions], 0 at dropped
+  /// positions; each layer's input projection is one matmul over all steps,
+  /// the recurrence one gru (lstm) op per direction.
+  ValueId recurrentLayer(const std::string &prefix, ValueId x, ValueId keep, const RecurrentSpec &spec);
 
   /// The geometry of nn.Conv1d(in, out, width, padding=padding, bias=bias).
   struct Conv1dSpec {

@@ -337,46 +337,61 @@ TensorType shapeConv1dWeightGrad(const std::vector<TensorType> &o, const Attrs &
   return {DType::F32, {dy.shape.back(), x.shape.back(), Dim::constant(*longer + 2 * padding + 1)}};
 }
 
-/// gru's operands xp [B,T,3H], w [3H,H], b [3H] and an optional mask
+/// The operands of a recurrent op with `gates` gates per unit (gru 3,
+/// lstm 4): xp [B,T,gates H], w [gates H,H], b [gates H] and an optional mask
 /// bool[B,T]; returns H.
-int64_t checkGru(const TensorType &xp, const TensorType &w, const TensorType &b, const TensorType *mask,
-                 const char *op) {
+int64_t checkRecurrent(const TensorType &xp, const TensorType &w, const TensorType &b, const TensorType *mask,
+                       int64_t gates, const char *op) {
   expectFloat(xp, op);
   if (w.rank() != 2 || w.dtype != DType::F32 || w.shape[0].isSymbolic() || w.shape[1].isSymbolic() ||
-      w.shape[0].value != 3 * w.shape[1].value)
-    fail(fmt::format("{}: the recurrent weight must be f32[3H,H] of constant dims, got {}", op, w.str()));
-  Dim gates = w.shape[0];
-  if (xp.rank() != 3 || !(xp.shape[2] == gates))
-    fail(fmt::format("{}: the input projections must be f32[B,T,{}] for the weight {}, got {}", op, gates.str(),
+      w.shape[0].value != gates * w.shape[1].value)
+    fail(fmt::format("{}: the recurrent weight must be f32[{}H,H] of constant dims, got {}", op, gates, w.str()));
+  Dim wide = w.shape[0];
+  if (xp.rank() != 3 || !(xp.shape[2] == wide))
+    fail(fmt::format("{}: the input projections must be f32[B,T,{}] for the weight {}, got {}", op, wide.str(),
                      w.str(), xp.str()));
-  if (!(b == TensorType{DType::F32, {gates}}))
-    fail(fmt::format("{}: the recurrent bias must be f32[{}], got {}", op, gates.str(), b.str()));
+  if (!(b == TensorType{DType::F32, {wide}}))
+    fail(fmt::format("{}: the recurrent bias must be f32[{}], got {}", op, wide.str(), b.str()));
   if (mask && !(*mask == TensorType{DType::Bool, {xp.shape[0], xp.shape[1]}}))
     fail(fmt::format("{}: the mask must be bool[{},{}], got {}", op, xp.shape[0].str(), xp.shape[1].str(), mask->str()));
   return w.shape[1].value;
 }
 
-std::vector<TensorType> shapeGru(const std::vector<TensorType> &o, const Attrs &) {
-  int64_t hidden = checkGru(o[0], o[1], o[2], o.size() > 3 ? &o[3] : nullptr, "gru");
+/// The forward rule: h [B,T,H] and what is saved per step [B,T,saved H].
+std::vector<TensorType> recurrentForward(const std::vector<TensorType> &o, int64_t gates, int64_t saved,
+                                         const char *op) {
+  int64_t hidden = checkRecurrent(o[0], o[1], o[2], o.size() > 3 ? &o[3] : nullptr, gates, op);
   const Dim &batch = o[0].shape[0], &steps = o[0].shape[1];
-  return {{DType::F32, {batch, steps, Dim::constant(hidden)}}, {DType::F32, {batch, steps, Dim::constant(4 * hidden)}}};
+  return {{DType::F32, {batch, steps, Dim::constant(hidden)}},
+          {DType::F32, {batch, steps, Dim::constant(saved * hidden)}}};
 }
 
-/// Operands w, h, gates, dh [, mask]; results dxp, dw, db.
-std::vector<TensorType> shapeGruGrad(const std::vector<TensorType> &o, const Attrs &) {
-  const TensorType &w = o[0], &h = o[1], &gates = o[2], &dh = o[3];
-  expectFloat(h, "gru_grad h");
-  if (h.rank() != 3)
-    fail(fmt::format("gru_grad: h must be f32[B,T,H], got {}", h.str()));
+/// The gradient rule: operands w, h, saved, dh [, mask]; results dxp, dw, db.
+std::vector<TensorType> recurrentGrad(const std::vector<TensorType> &o, int64_t gates, int64_t saved,
+                                      const char *op) {
+  const TensorType &w = o[0], &h = o[1], &kept = o[2], &dh = o[3];
+  expectFloat(h, op);
+  if (h.rank() != 3) fail(fmt::format("{}: h must be f32[B,T,H], got {}", op, h.str()));
   TensorType xp{DType::F32, {h.shape[0], h.shape[1], w.rank() == 2 ? w.shape[0] : Dim::constant(0)}};
   TensorType b{DType::F32, {xp.shape[2]}};
-  int64_t hidden = checkGru(xp, w, b, o.size() > 4 ? &o[4] : nullptr, "gru_grad");
+  int64_t hidden = checkRecurrent(xp, w, b, o.size() > 4 ? &o[4] : nullptr, gates, op);
   TensorType hs{DType::F32, {h.shape[0], h.shape[1], Dim::constant(hidden)}};
-  TensorType gs{DType::F32, {h.shape[0], h.shape[1], Dim::constant(4 * hidden)}};
-  if (!(h == hs) || !(dh == hs) || !(gates == gs))
-    fail(fmt::format("gru_grad: h {} and dh {} must be {}, the gates {} must be {}", h.str(), dh.str(), hs.str(),
-                     gates.str(), gs.str()));
+  TensorType ss{DType::F32, {h.shape[0], h.shape[1], Dim::constant(saved * hidden)}};
+  if (!(h == hs) || !(dh == hs) || !(kept == ss))
+    fail(fmt::format("{}: h {} and dh {} must be {}, the saved gates {} must be {}", op, h.str(), dh.str(), hs.str(),
+                     kept.str(), ss.str()));
   return {xp, w, b};
+}
+
+std::vector<TensorType> shapeGru(const std::vector<TensorType> &o, const Attrs &) { return recurrentForward(o, 3, 4, "gru"); }
+std::vector<TensorType> shapeGruGrad(const std::vector<TensorType> &o, const Attrs &) {
+  return recurrentGrad(o, 3, 4, "gru_grad");
+}
+std::vector<TensorType> shapeLstm(const std::vector<TensorType> &o, const Attrs &) {
+  return recurrentForward(o, 4, 5, "lstm");
+}
+std::vector<TensorType> shapeLstmGrad(const std::vector<TensorType> &o, const Attrs &) {
+  return recurrentGrad(o, 4, 5, "lstm_grad");
 }
 
 TensorType shapePositions(const std::vector<TensorType> &o, const Attrs &a) {

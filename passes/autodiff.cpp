@@ -92,12 +92,14 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
     if (n.operands.size() > 2 && need[2]) out[2] = b.sumTo(dy, shapeOf(operand(2)));
     return out;
   }
-  case OpKind::Gru: {
+  case OpKind::Gru:
+  case OpKind::Lstm: {
     // Backpropagation through time in one op; the gates the forward saved
     // (its second result) get no adjoint of their own.
     std::vector<ValueId> operands{operand(1), y, n.moreResults.at(0), dy};
     if (n.operands.size() > 3) operands.push_back(operand(3));
-    std::vector<ValueId> grads = b.createMulti(OpKind::GruGrad, operands, n.attrs);
+    std::vector<ValueId> grads =
+        b.createMulti(n.op == OpKind::Gru ? OpKind::GruGrad : OpKind::LstmGrad, operands, n.attrs);
     for (size_t k = 0; k < 3; ++k)
       if (need[k]) out[k] = grads[k];
     return out;
@@ -198,6 +200,7 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::Conv1dInputGrad:
   case OpKind::Conv1dWeightGrad:
   case OpKind::GruGrad:
+  case OpKind::LstmGrad:
   case OpKind::EmbeddingGrad:
   case OpKind::SoftmaxGrad:
   case OpKind::LogSoftmaxGrad:

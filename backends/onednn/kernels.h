@@ -149,4 +149,13 @@ void gru(const GruShape &shape, const float *xp, const float *w, const float *bi
 void gruGrad(const GruShape &shape, const float *w, const float *h, const float *gates, const float *dh,
              const uint8_t *mask, float *dxp, float *dw, float *db);
 
+/// lstm: h [batch, steps, hidden] and the saved [i, f, g, o, c] of each step
+/// [batch, steps, 5 hidden] (the shape's sizes as for gru).
+void lstm(const GruShape &shape, const float *xp, const float *w, const float *bias, const uint8_t *mask, float *h,
+          float *saved);
+
+/// lstm_grad: dxp, dw [4 hidden, hidden], db [4 hidden].
+void lstmGrad(const GruShape &shape, const float *w, const float *h, const float *saved, const float *dh,
+              const uint8_t *mask, float *dxp, float *dw, float *db);
+
 } // namespace kiln::backends::onednn::kernels

@@ -781,8 +781,11 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
     return true;
   }
   case OpKind::Gru:
-  case OpKind::GruGrad: {
-    bool grad = node.op == OpKind::GruGrad;
+  case OpKind::GruGrad:
+  case OpKind::Lstm:
+  case OpKind::LstmGrad: {
+    bool grad = node.op == OpKind::GruGrad || node.op == OpKind::LstmGrad;
+    bool lstm = node.op == OpKind::Lstm || node.op == OpKind::LstmGrad;
     const auto &eh = ext(grad ? node.operands[1] : r);
     kernels::GruShape shape{eh[0], eh[1], eh[2], ir::attrBool(node.op, node.attrs, "reverse")};
     if (shape.batch == 0 || shape.steps == 0 || shape.hidden == 0) return false; // the reference writes the zeros
@@ -791,11 +794,13 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
     std::vector<ValueId> o = node.operands, res = node.results();
     addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
       const uint8_t *mask = maskValue >= 0 ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
+      auto backward = lstm ? kernels::lstmGrad : kernels::gruGrad;
+      auto forward = lstm ? kernels::lstm : kernels::gru;
       if (grad)
-        kernels::gruGrad(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]), mask, fptr(pl, res[0]),
-                         fptr(pl, res[1]), fptr(pl, res[2]));
+        backward(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]), mask, fptr(pl, res[0]),
+                 fptr(pl, res[1]), fptr(pl, res[2]));
       else
-        kernels::gru(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), mask, fptr(pl, res[0]), fptr(pl, res[1]));
+        forward(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), mask, fptr(pl, res[0]), fptr(pl, res[1]));
     });
     return true;
   }

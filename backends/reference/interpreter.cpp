@@ -484,6 +484,130 @@ void gruGradKernel(const KernelArgs &k) {
   }
 }
 
+/// lstm over one direction, PyTorch's cell, h0 = c0 = 0; per sequence, in
+/// scan order: with pre = xp + W_hh h + b_hh split into i, f, g, o,
+///   i = sigmoid, f = sigmoid, g = tanh, o = sigmoid of their parts,
+///   c' = f c + i g, h' = o tanh(c');
+/// a dropped step keeps h and c (and saves zero gates beside the kept c).
+/// Saved per step: i, f, g, o and c', which lstm_grad reads.
+void lstmKernel(const KernelArgs &k) {
+  const Tensor &xp = *k.in[0], &w = *k.in[1], &bias = *k.in[2];
+  const uint8_t *mask = k.in.size() > 3 ? data<uint8_t>(*k.in[3]) : nullptr;
+  bool reverse = ir::attrBool(k.node.op, k.node.attrs, "reverse");
+  int64_t batch = xp.shape()[0], steps = xp.shape()[1], hidden = w.shape()[1], wide = 4 * hidden;
+  const float *px = data<float>(xp), *pw = data<float>(w), *pb = data<float>(bias);
+  float *ph = data<float>(*k.outs[0]), *ps = data<float>(*k.outs[1]);
+  auto sigmoid = [](double x) { return 1.0 / (1.0 + std::exp(-x)); };
+  parallelFor(batch, steps * wide * hidden, k.threads, [&](int64_t begin, int64_t end) {
+    std::vector<float> hPrev(static_cast<size_t>(hidden)), cPrev(static_cast<size_t>(hidden));
+    std::vector<double> pre(static_cast<size_t>(wide));
+    for (int64_t b = begin; b < end; ++b) {
+      std::fill(hPrev.begin(), hPrev.end(), 0.0f);
+      std::fill(cPrev.begin(), cPrev.end(), 0.0f);
+      for (int64_t s = 0; s < steps; ++s) {
+        int64_t t = reverse ? steps - 1 - s : s, row = b * steps + t;
+        float *h = ph + row * hidden, *saved = ps + row * 5 * hidden;
+        if (mask && !mask[row]) {
+          std::copy(hPrev.begin(), hPrev.end(), h);
+          std::fill(saved, saved + wide, 0.0f);
+          std::copy(cPrev.begin(), cPrev.end(), saved + wide);
+          continue;
+        }
+        const float *x = px + row * wide;
+        for (int64_t j = 0; j < wide; ++j) {
+          double acc = static_cast<double>(x[j]) + pb[j];
+          for (int64_t c = 0; c < hidden; ++c) acc += static_cast<double>(pw[j * hidden + c]) * hPrev[c];
+          pre[j] = acc;
+        }
+        for (int64_t c = 0; c < hidden; ++c) {
+          float i = static_cast<float>(sigmoid(pre[c])), f = static_cast<float>(sigmoid(pre[hidden + c]));
+          float g = std::tanh(static_cast<float>(pre[2 * hidden + c]));
+          float o = static_cast<float>(sigmoid(pre[3 * hidden + c]));
+          float cell = f * cPrev[c] + i * g;
+          h[c] = o * std::tanh(cell);
+          saved[c] = i, saved[hidden + c] = f, saved[2 * hidden + c] = g, saved[3 * hidden + c] = o;
+          saved[4 * hidden + c] = cell;
+        }
+        std::copy(h, h + hidden, hPrev.begin());
+        std::copy(saved + wide, saved + wide + hidden, cPrev.begin());
+      }
+    }
+  });
+}
+
+/// lstm_grad: backpropagation through time, each sequence from its last scan
+/// step back, carrying dh and dc. At a step with previous state (h_p, c_p)
+/// (the previous step's, or 0) and tc = tanh(c):
+///   dc += dh o (1 - tc^2); do' = dh tc o (1 - o); di' = dc g i (1 - i);
+///   df' = dc c_p f (1 - f); dg' = dc i (1 - g^2); back: dc f and W_hh^T dpre,
+/// dpre = [di', df', dg', do'] = dxp; dW_hh = sum of dpre h_p^T, db_hh = sum
+/// of dpre, summed per sequence and then in sequence order.
+void lstmGradKernel(const KernelArgs &k) {
+  const Tensor &w = *k.in[0], &hs = *k.in[1], &saved = *k.in[2], &dhs = *k.in[3];
+  const uint8_t *mask = k.in.size() > 4 ? data<uint8_t>(*k.in[4]) : nullptr;
+  bool reverse = ir::attrBool(k.node.op, k.node.attrs, "reverse");
+  int64_t batch = hs.shape()[0], steps = hs.shape()[1], hidden = w.shape()[1], wide = 4 * hidden;
+  const float *pw = data<float>(w), *ph = data<float>(hs), *ps = data<float>(saved), *pd = data<float>(dhs);
+  float *dxp = data<float>(*k.outs[0]), *dw = data<float>(*k.outs[1]), *db = data<float>(*k.outs[2]);
+  std::vector<double> dwRows(static_cast<size_t>(batch * wide * hidden)), dbRows(static_cast<size_t>(batch * wide));
+  parallelFor(batch, steps * 2 * wide * hidden, k.threads, [&](int64_t begin, int64_t end) {
+    std::vector<float> dhNext(static_cast<size_t>(hidden)), dcNext(static_cast<size_t>(hidden));
+    std::vector<float> dpre(static_cast<size_t>(wide));
+    for (int64_t b = begin; b < end; ++b) {
+      double *dwB = dwRows.data() + b * wide * hidden, *dbB = dbRows.data() + b * wide;
+      std::fill(dhNext.begin(), dhNext.end(), 0.0f);
+      std::fill(dcNext.begin(), dcNext.end(), 0.0f);
+      for (int64_t s = steps; s-- > 0;) {
+        int64_t t = reverse ? steps - 1 - s : s, row = b * steps + t;
+        float *dx = dxp + row * wide;
+        const float *dhT = pd + row * hidden;
+        if (mask && !mask[row]) {
+          std::fill(dx, dx + wide, 0.0f);
+          for (int64_t c = 0; c < hidden; ++c) dhNext[c] += dhT[c];
+          continue;
+        }
+        int64_t prevRow = b * steps + (reverse ? t + 1 : t - 1);
+        const float *hp = s == 0 ? nullptr : ph + prevRow * hidden;
+        const float *cp = s == 0 ? nullptr : ps + prevRow * 5 * hidden + wide;
+        const float *g = ps + row * 5 * hidden;
+        for (int64_t c = 0; c < hidden; ++c) {
+          float dh = dhT[c] + dhNext[c];
+          float i = g[c], f = g[hidden + c], gg = g[2 * hidden + c], o = g[3 * hidden + c], cell = g[4 * hidden + c];
+          float tc = std::tanh(cell);
+          float dc = dcNext[c] + dh * o * (1.0f - tc * tc);
+          float prevCell = cp ? cp[c] : 0.0f;
+          dpre[c] = dc * gg * i * (1.0f - i);
+          dpre[hidden + c] = dc * prevCell * f * (1.0f - f);
+          dpre[2 * hidden + c] = dc * i * (1.0f - gg * gg);
+          dpre[3 * hidden + c] = dh * tc * o * (1.0f - o);
+          dcNext[c] = dc * f;
+        }
+        std::copy(dpre.begin(), dpre.end(), dx);
+        for (int64_t j = 0; j < wide; ++j) {
+          dbB[j] += dpre[j];
+          if (hp)
+            for (int64_t c = 0; c < hidden; ++c) dwB[j * hidden + c] += static_cast<double>(dpre[j]) * hp[c];
+        }
+        for (int64_t c = 0; c < hidden; ++c) {
+          double acc = 0;
+          for (int64_t j = 0; j < wide; ++j) acc += static_cast<double>(pw[j * hidden + c]) * dpre[j];
+          dhNext[c] = static_cast<float>(acc);
+        }
+      }
+    }
+  });
+  for (int64_t e = 0; e < wide * hidden; ++e) {
+    double acc = 0;
+    for (int64_t b = 0; b < batch; ++b) acc += dwRows[b * wide * hidden + e];
+    dw[e] = static_cast<float>(acc);
+  }
+  for (int64_t j = 0; j < wide; ++j) {
+    double acc = 0;
+    for (int64_t b = 0; b < batch; ++b) acc += dbRows[b * wide + j];
+    db[j] = static_cast<float>(acc);
+  }
+}
+
 /// i32 arithmetic runs in 64 bits and is narrowed back; C++20 defines the
 /// narrowing as modular, so overflow wraps instead of being undefined.
 template <typename T> using Wide = std::conditional_t<std::is_same_v<T, int32_t>, int64_t, T>;
@@ -965,6 +1089,8 @@ Kernel kernelFor(OpKind op) {
   case OpKind::Conv1d: return conv1dKernel;
   case OpKind::Gru: return gruKernel;
   case OpKind::GruGrad: return gruGradKernel;
+  case OpKind::Lstm: return lstmKernel;
+  case OpKind::LstmGrad: return lstmGradKernel;
   case OpKind::Conv1dInputGrad: return conv1dInputGradKernel;
   case OpKind::Conv1dWeightGrad: return conv1dWeightGradKernel;
   case OpKind::SliceGrad: return sliceKernel<true>;

@@ -325,7 +325,7 @@ TEST_CASE("fused ops match their decomposition on every backend, on odd shapes a
     checkGraph(g, inputs, {}, "attention case " + std::to_string(i));
   }
 
-  // gru and gru_grad together, the gradient fed the forward's own states
+  // gru and gru_grad (lstm and lstm_grad) together, the gradient fed the forward's own states
   // and gates (random gates outside (0, 1) and (-1, 1) make the backward
   // recurrence grow without bound, and its rounding with it): long
   // sequences, wide states, both directions, with and without a mask.
@@ -333,6 +333,7 @@ TEST_CASE("fused ops match their decomposition on every backend, on odd shapes a
     int64_t batch, steps, hidden;
     bool reverse, masked;
   };
+  for (OpKind cell : {OpKind::Gru, OpKind::Lstm})
   for (const GruCase &c : {GruCase{5, 9, 16, true, true}, GruCase{4, 33, 24, false, true}, GruCase{2, 17, 32, true, false},
                            GruCase{64, 12, 8, false, true}}) {
     Graph g("gru");
@@ -342,18 +343,18 @@ TEST_CASE("fused ops match their decomposition on every backend, on odd shapes a
       inputs[name] = randomTensor(*concreteShape(t.shape, {}), t.dtype, rng, 2);
       return b.input(name, t);
     };
-    int64_t gates = 3 * c.hidden;
+    int64_t gates = (cell == OpKind::Gru ? 3 : 4) * c.hidden;
     std::vector<ValueId> operands{input("xp", f({c.batch, c.steps, gates})), input("w", f({gates, c.hidden})),
                                   input("b", f({gates}))};
     if (c.masked) operands.push_back(input("mask", mask({c.batch, c.steps})));
     for (float &v : inputs["w"].f32()) v *= 0.3f; // a recurrent weight that keeps the states in range
     Attrs attrs{{"reverse", c.reverse}};
-    std::vector<ValueId> fwd = b.createMulti(OpKind::Gru, operands, attrs);
+    std::vector<ValueId> fwd = b.createMulti(cell, operands, attrs);
     std::vector<ValueId> gradOperands{operands[1], fwd[0], fwd[1], input("dh", f({c.batch, c.steps, c.hidden}))};
     if (c.masked) gradOperands.push_back(operands[3]);
-    std::vector<ValueId> grads = b.createMulti(OpKind::GruGrad, gradOperands, attrs);
+    std::vector<ValueId> grads = b.createMulti(cell == OpKind::Gru ? OpKind::GruGrad : OpKind::LstmGrad, gradOperands, attrs);
     outputAll(b, {"h", "gates", "dxp", "dw", "db"}, {fwd, grads});
-    checkGraph(g, inputs, {}, fmt::format("gru {}x{}x{}{}{}", c.batch, c.steps, c.hidden, c.reverse ? " reverse" : "",
+    checkGraph(g, inputs, {}, fmt::format("{} {}x{}x{}{}{}", opName(cell), c.batch, c.steps, c.hidden, c.reverse ? " reverse" : "",
                                           c.masked ? " masked" : ""));
   }
 

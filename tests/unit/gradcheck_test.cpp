@@ -77,6 +77,9 @@ std::map<OpKind, std::vector<GradSample>> gradSamples() {
   TensorType xp{DType::F32, {c(2), c(4), c(9)}}, gruW{DType::F32, {c(9), c(3)}}, gruB{DType::F32, {c(9)}};
   TensorType steps{DType::Bool, {c(2), c(4)}};
   t[OpKind::Gru] = {{{xp, gruW, gruB}, {}}, {{xp, gruW, gruB, steps}, {{"reverse", true}}}, {{xp, gruW, gruB, steps}, {}}};
+  TensorType lstmXp{DType::F32, {c(2), c(4), c(12)}}, lstmW{DType::F32, {c(12), c(3)}}, lstmB{DType::F32, {c(12)}};
+  t[OpKind::Lstm] = {{{lstmXp, lstmW, lstmB}, {}}, {{lstmXp, lstmW, lstmB, steps}, {{"reverse", true}}},
+                     {{lstmXp, lstmW, lstmB, steps}, {}}};
   t[OpKind::SliceGrad] = {{{x}, {{"axis", int64_t(2)}, {"start", int64_t(1)}, {"size", int64_t(7)}}},
                           {{x}, {{"axis", int64_t(0)}, {"start", int64_t(0)}, {"size", int64_t(3)}}}};
   t[OpKind::Dropout] = {{{x}, {{"p", 0.4}}},

@@ -68,6 +68,9 @@ inline const std::map<OpKind, Sample> &samples() {
     TensorType stepMask{DType::Bool, {s("B"), s("T")}};
     t[OpKind::Gru] = {{{DType::F32, {s("B"), s("T"), c(6)}}, gruW, {DType::F32, {c(6)}}, stepMask}, {}};
     t[OpKind::GruGrad] = {{gruW, gruH, {DType::F32, {s("B"), s("T"), c(8)}}, gruH, stepMask}, {{"reverse", true}}};
+    TensorType lstmW{DType::F32, {c(8), c(2)}};
+    t[OpKind::Lstm] = {{{DType::F32, {s("B"), s("T"), c(8)}}, lstmW, {DType::F32, {c(8)}}, stepMask}, {{"reverse", true}}};
+    t[OpKind::LstmGrad] = {{lstmW, gruH, {DType::F32, {s("B"), s("T"), c(10)}}, gruH, stepMask}, {}};
     t[OpKind::Conv1dWeightGrad] = {{seq, {DType::F32, {s("B"), s("T"), c(4)}}}, {{"padding", int64_t(1)}}};
     t[OpKind::Dropout] = {{x, {DType::F32, {}}}, {{"p", 0.3}, {"key", int64_t(5)}, {"seed", int64_t(9)}}};
     t[OpKind::CrossEntropy] = {{{DType::F32, {s("B"), c(5)}}, {DType::I32, {s("B")}}}, {}};

@@ -1,11 +1,13 @@
-"""GRU in kiln against torch.nn.GRU, on every backend.
+"""GRU and LSTM in kiln against torch.nn.GRU and torch.nn.LSTM, on every
+backend.
 
 usage: gru_parity.py WORKDIR
-GRU(4, 3, num_layers=2, bidirectional=true) called with a mask runs with
-`kiln run` on a padded batch of texts of lengths 6, 3 and 1, against nn.GRU
-on the packed sequence (pad_packed_sequence: zeros after each text).
-Prints, per backend, whether every output is within 1e-5 + 1e-4 |torch|,
-and the state_dict names (PyTorch's) that kiln read.
+GRU(4, 3, num_layers=2, bidirectional=true), and the same LSTM, called with a
+mask, run with `kiln run` on a padded batch of texts of lengths 6, 3 and 1,
+against PyTorch's module on the packed sequence (pad_packed_sequence: zeros
+after each text). Prints, per layer and backend, whether every output is
+within 1e-5 + 1e-4 |torch|, and the state_dict names (PyTorch's) that kiln
+read.
 """
 import os
 import subprocess
@@ -20,32 +22,34 @@ from kiln_backends import backends  # noqa: E402
 
 work = sys.argv[1]
 os.makedirs(work, exist_ok=True)
-model = os.path.join(work, "gru.kiln")
-with open(model, "w") as f:
-    f.write("model M {\n"
-            "  gru = GRU(4, 3, num_layers=2, bidirectional=true)\n"
-            "  fn forward(x: f32[B, T, 4], keep: bool[B, T]) {\n"
-            "    return gru(x, mask=keep)\n"
-            "  }\n"
-            "}\n")
 torch.manual_seed(0)
-gru = torch.nn.GRU(4, 3, num_layers=2, bidirectional=True, batch_first=True)
 lengths = torch.tensor([6, 3, 1])
 x = torch.randn(3, 6, 4)
 keep = torch.arange(6).expand(3, 6) < lengths.unsqueeze(1)
 x[~keep] = 1e3  # padding must not matter
-with torch.no_grad():
-    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    want = torch.nn.utils.rnn.pad_packed_sequence(gru(packed)[0], batch_first=True, total_length=6)[0].numpy()
-state = {"gru." + k: v.detach().numpy() for k, v in gru.state_dict().items()}
-st.save(os.path.join(work, "w.safetensors"), state)
 st.save(os.path.join(work, "in.safetensors"), {"x": x.numpy(), "keep": keep.numpy()})
-for backend in backends("kiln"):
-    out = os.path.join(work, backend + ".safetensors")
-    subprocess.run(["kiln", "run", model, "--inputs", os.path.join(work, "in.safetensors"), "--weights",
-                    os.path.join(work, "w.safetensors"), "--backend", backend, "--outputs", out, "--force"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    got = st.load(out)["output"]
-    ok = got.shape == want.shape and bool(np.all(np.abs(got - want) <= 1e-5 + 1e-4 * np.abs(want)))
-    print("gru", backend, ok)
-print("names", " ".join(sorted(state)))
+for cell, module in (("GRU", torch.nn.GRU), ("LSTM", torch.nn.LSTM)):
+    model = os.path.join(work, cell + ".kiln")
+    with open(model, "w") as f:
+        f.write("model M {\n"
+                f"  rnn = {cell}(4, 3, num_layers=2, bidirectional=true)\n"
+                "  fn forward(x: f32[B, T, 4], keep: bool[B, T]) {\n"
+                "    return rnn(x, mask=keep)\n"
+                "  }\n"
+                "}\n")
+    rnn = module(4, 3, num_layers=2, bidirectional=True, batch_first=True)
+    with torch.no_grad():
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        want = torch.nn.utils.rnn.pad_packed_sequence(rnn(packed)[0], batch_first=True, total_length=6)[0].numpy()
+    state = {"rnn." + k: v.detach().numpy() for k, v in rnn.state_dict().items()}
+    weights = os.path.join(work, cell + ".w.safetensors")
+    st.save(weights, state)
+    for backend in backends("kiln"):
+        out = os.path.join(work, f"{cell}.{backend}.safetensors")
+        subprocess.run(["kiln", "run", model, "--inputs", os.path.join(work, "in.safetensors"), "--weights", weights,
+                        "--backend", backend, "--outputs", out, "--force"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        got = st.load(out)["output"]
+        ok = got.shape == want.shape and bool(np.all(np.abs(got - want) <= 1e-5 + 1e-4 * np.abs(want)))
+        print(cell, backend, ok)
+    print(cell, "names", " ".join(sorted(state)))
