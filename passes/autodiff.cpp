@@ -128,19 +128,15 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::Sigmoid: out[0] = b.create(OpKind::SigmoidGrad, {y, dy}); return out;
   case OpKind::Relu: out[0] = b.create(OpKind::ReluGrad, {operand(0), dy}); return out;
   case OpKind::Sqrt: out[0] = b.div(dy, b.mul(y, b.constant(2.0))); return out;
-  case OpKind::Slice: {
-    ir::Attrs attrs = n.attrs;
-    int64_t axis = ir::normalizeAxis(ir::axisAttr(n.attrs), shapeOf(operand(0)).size());
-    attrs["size"] = shapeOf(operand(0))[static_cast<size_t>(axis)];
-    out[0] = b.create(OpKind::SliceGrad, {dy}, attrs);
-    return out;
-  }
+  case OpKind::Slice:
   case OpKind::SliceGrad: {
-    // Zero padding (the DSL's cat): its gradient is the slice it padded.
+    // Each is the other's gradient: a slice's puts dy back among zeros, and
+    // zero padding's (the DSL's cat) is the slice it padded; `size` becomes
+    // the extent of the operand along the axis.
     ir::Attrs attrs = n.attrs;
     int64_t axis = ir::normalizeAxis(ir::axisAttr(n.attrs), shapeOf(operand(0)).size());
     attrs["size"] = shapeOf(operand(0))[static_cast<size_t>(axis)];
-    out[0] = b.create(OpKind::Slice, {dy}, attrs);
+    out[0] = b.create(n.op == OpKind::Slice ? OpKind::SliceGrad : OpKind::Slice, {dy}, attrs);
     return out;
   }
   case OpKind::Dropout:
