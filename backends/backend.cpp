@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 #include "backends/backend.h"
 
+#include "backends/llvm/llvm_backend.h"
 #include "backends/onednn/onednn_backend.h"
 #include "backends/reference/interpreter.h"
 
@@ -47,6 +48,7 @@ const std::vector<BackendInfo> &registry() {
   static const std::vector<BackendInfo> entries = {
       {kDefaultBackend, "the fastest backend that runs every graph: " + onednnName, onednn::compile},
       {onednnName, "oneDNN primitives and kiln's OpenMP kernels over one planned arena", onednn::compile},
+      {"llvm", "LLVM IR generated per shape and JIT-compiled for this CPU (the elementwise ops so far; oneDNN's GEMMs and kiln's kernels for the rest)", llvm_backend::compile},
       {kOracleBackend, "the plain interpreter, the oracle the others are tested against", compileReference},
   };
   return entries;

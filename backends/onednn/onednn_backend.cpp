@@ -1,41 +1,29 @@
 //===- backends/onednn/onednn_backend.cpp - oneDNN CPU backend ------------===//
 //
-// Compilation of a plan, once per symbol bindings:
-//  1. Concrete extents of every value. Fusion is not done here: the passes
-//     (passes/fuse_*.cpp) made fused ops, each lowered as one step below
-//     (matmul_bias as a matmul primitive with a bias and an eltwise
-//     post-op, weight_grad as one 2-D matmul, attention and its gradient as
-//     kiln kernels), so the memory plan is the plan that runs.
-//  2. Memory: passes::planMemory lays every intermediate out in one arena,
-//     with in-place results for the eltwise and binary primitives that
-//     support it (dst may equal src / src0).
-//  3. One step per node: a oneDNN primitive with its memory objects created
-//     here, or the reference kernel on views of the arena. Inputs and
-//     parameters stay in the caller's tensors; their addresses are set on
-//     the memory objects at every run.
-// Running is then: bind pointers, execute the steps in order, copy outputs.
+// The oneDNN backend is the shared planned executable
+// (backends/common/planned_executable.h) with two lowerings tried in turn
+// for each node: kiln's own kernels (backends/common/kernel_steps.cpp), then
+// OnednnLowering here, a oneDNN primitive with its memory objects created
+// once per plan (matmul with a fused bias and activation, eltwise
+// forward/backward, binary with broadcasting, softmax forward/backward,
+// reductions, reorders for transposes, convolutions). Inputs and parameters
+// stay in the caller's tensors; their addresses are set on the memory
+// objects at every run. In-place results for the eltwise and binary
+// primitives that support it (dst may equal src / src0).
 //
 // oneDNN 2.6 API: `X::desc d(...); X::primitive_desc pd(d, engine);`.
 //
 //===----------------------------------------------------------------------===//
 #include "backends/onednn/onednn_backend.h"
 
-#include "backends/onednn/kernels.h"
-#include "backends/reference/interpreter.h"
+#include "backends/common/planned_executable.h"
 #include "ir/elementwise.h"
-#include "passes/flops.h"
-#include "passes/memory_plan.h"
 
-#include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <dnnl.hpp>
 #include <fmt/format.h>
 #include <functional>
-#include <map>
-#include <omp.h>
 #include <optional>
-#include <sys/mman.h>
 #include <unordered_map>
 
 namespace kiln::backends::onednn {
@@ -50,26 +38,6 @@ using ir::ValueId;
 using runtime::Tensor;
 using Dims = memory::dims;
 
-/// Arena memory aligned for AVX-512. Its own mapping, not the heap's: the
-/// kiln driver keeps large heap blocks from being returned to the system
-/// (fresh pages fault in slowly on these VMs), so an arena freed when a
-/// longer batch needs a larger one would stay in the process for good.
-struct AlignedBuffer {
-  void *data = nullptr;
-  size_t mapped = 0;
-  explicit AlignedBuffer(size_t bytes) {
-    if (!bytes) return;
-    mapped = (bytes + 4095) / 4096 * 4096;
-    void *p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    data = p;
-  }
-  ~AlignedBuffer() {
-    if (data) munmap(data, mapped);
-  }
-  AlignedBuffer(const AlignedBuffer &) = delete;
-  AlignedBuffer &operator=(const AlignedBuffer &) = delete;
-};
 
 memory::data_type dnnlType(DType t) {
   switch (t) {
@@ -80,321 +48,13 @@ memory::data_type dnnlType(DType t) {
   return memory::data_type::f32;
 }
 
-Dims denseStrides(const Dims &d) {
-  Dims s(d.size());
-  int64_t step = 1;
-  for (size_t i = d.size(); i-- > 0;) {
-    s[i] = step;
-    step *= d[i];
-  }
-  return s;
-}
 
 memory::desc dense(const std::vector<int64_t> &extents, DType t = DType::F32) {
   Dims d = extents.empty() ? Dims{1} : Dims(extents.begin(), extents.end());
   return memory::desc(d, dnnlType(t), denseStrides(d));
 }
 
-/// `small` aligned to the rank of `full` with leading 1s (numpy broadcasting).
-Dims alignRank(const std::vector<int64_t> &small, size_t rank) {
-  Dims d(rank, 1);
-  std::copy(small.begin(), small.end(), d.begin() + (rank - small.size()));
-  return d;
-}
 
-int64_t product(const std::vector<int64_t> &e, size_t begin, size_t end) {
-  int64_t p = 1;
-  for (size_t i = begin; i < end; ++i) p *= e[i];
-  return p;
-}
-
-class OnednnExecutable;
-
-/// Everything built for one set of symbol bindings.
-struct Plan {
-  std::vector<std::vector<int64_t>> extents; ///< by ValueId
-  passes::MemoryPlan memory;
-  /// The executable's shared arena this plan's addresses were computed for.
-  const void *boundArena = nullptr;
-  uint64_t lastUse = 0; ///< for the bounded plan cache
-  std::vector<void *> ptr; ///< by ValueId: where the value lives this run
-  std::vector<void *> home; ///< by ValueId: its place in the arena (null outside it)
-  /// By ValueId: an output that runInto may place in the caller's tensor:
-  /// a node result of its own buffer (no view or in-place result of it or
-  /// under it), named by one output only.
-  std::vector<bool> bindable;
-  struct Step {
-    ir::NodeId node;
-    std::string label;
-    std::function<void()> run;
-  };
-  std::vector<Step> steps;
-  std::vector<double> seconds; ///< per step, when profiling
-  std::vector<int64_t> calls;
-  /// OpenMP threads the plan's primitives are created and run with (oneDNN
-  /// reads the count at both), and kiln's kernels run on: --threads, or
-  /// OpenMP's default when it is 0, except that a plan this small (batch-1
-  /// inference) runs on one thread: the cost of waking a second one
-  /// exceeds the work it would take over.
-  int threads = 1;
-};
-
-/// Below this many FLOPs (passes::graphFlops: 2·M·N·K per matmul, a few per element elsewhere) a
-/// plan runs on one thread; measured on the example models: 4 MFLOP
-/// (additive, B=1) is 15% faster on one thread, 21 MFLOP (dot-product, B=1)
-/// 15% slower.
-constexpr double kSingleThreadFlops = 8e6;
-
-/// Sets OpenMP's thread count for a scope (oneDNN reads it at primitive
-/// creation and execution), restoring the previous value after.
-class OmpThreads {
-public:
-  explicit OmpThreads(int threads) : previous_(omp_get_max_threads()) {
-    if (threads != previous_) omp_set_num_threads(threads);
-  }
-  ~OmpThreads() {
-    if (omp_get_max_threads() != previous_) omp_set_num_threads(previous_);
-  }
-  OmpThreads(const OmpThreads &) = delete;
-  OmpThreads &operator=(const OmpThreads &) = delete;
-
-private:
-  int previous_;
-};
-
-/// The size of the team an OpenMP parallel region gets in the current
-/// scope: what the plan's primitives and kernels will run on, measured
-/// rather than assumed (OMP_THREAD_LIMIT or OMP_DYNAMIC may give fewer than
-/// asked for).
-int ompTeamSize() {
-  int team = 1;
-#pragma omp parallel
-  {
-#pragma omp single
-    team = omp_get_num_threads();
-  }
-  return team;
-}
-
-class OnednnExecutable : public runtime::Executable {
-public:
-  OnednnExecutable(const ir::Graph &g, const runtime::CompileOptions &o)
-      : graph_(g), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_), threads_(o.threads) {}
-
-  const ir::Graph &graph() const override { return graph_; }
-  void setProfiling(bool on) override { profiling_ = on; }
-  std::vector<runtime::NodeTiming> profile() const override;
-  int64_t workspaceBytes() const override { return lastPlan_ ? lastPlan_->memory.arenaBytes : 0; }
-  int threads() const override { return lastPlan_ ? lastPlan_->threads : 0; }
-
-  runtime::TensorMap run(const runtime::TensorMap &inputs, const runtime::TensorMap &params) override {
-    runtime::TensorMap out;
-    execute(inputs, params, out, /*bindGiven=*/false);
-    return out;
-  }
-
-  void runInto(const runtime::TensorMap &inputs, const runtime::TensorMap &params,
-               runtime::TensorMap &outputs) override {
-    execute(inputs, params, outputs, /*bindGiven=*/true);
-  }
-
-private:
-  /// Runs the plan; with bindGiven, an output whose tensor in `out` fits
-  /// (and whose value no view or in-place result shares) is computed
-  /// straight into that tensor, the others are copied out of the arena.
-  void execute(const runtime::TensorMap &inputs, const runtime::TensorMap &params, runtime::TensorMap &out,
-               bool bindGiven) {
-    std::vector<std::vector<int64_t>> inputExtents;
-    std::vector<const Tensor *> given(graph_.numValues(), nullptr);
-    auto lookup = [&](const runtime::TensorMap &m, ValueId v, const char *what) {
-      const ir::ValueInfo &info = graph_.value(v);
-      auto it = m.find(info.name);
-      if (it == m.end()) throw Error(fmt::format("missing {} '{}' of type {}", what, info.name, info.type.str()));
-      if (it->second.dtype() != info.type.dtype || it->second.rank() != info.type.rank())
-        throw Error(fmt::format("{} '{}' expects {} but was given {}", what, info.name, info.type.str(),
-                                it->second.typeStr()));
-      given[v] = &it->second;
-    };
-    for (ValueId v : graph_.inputs()) {
-      lookup(inputs, v, "input");
-      inputExtents.push_back(given[v]->shape());
-    }
-    ir::SymbolBindings bindings = graph_.bindSymbols(inputExtents);
-    Plan &plan = planFor(bindings);
-    bindArena(plan);
-    for (ValueId v : graph_.params()) {
-      lookup(params, v, "parameter");
-      if (given[v]->shape() != plan.extents[v])
-        throw Error(fmt::format("parameter '{}' expects {} but was given {}", graph_.value(v).name,
-                                graph_.type(v).str(), given[v]->typeStr()));
-    }
-    checkIndices(plan, given);
-    for (ValueId v : graph_.inputs()) plan.ptr[v] = const_cast<std::byte *>(given[v]->raw());
-    for (ValueId v : graph_.params()) plan.ptr[v] = const_cast<std::byte *>(given[v]->raw());
-    // Outputs live in the arena unless this run binds them to given tensors.
-    std::vector<bool> direct(graph_.outputs().size(), false);
-    for (size_t k = 0; k < graph_.outputs().size(); ++k) {
-      ValueId v = graph_.outputs()[k].value;
-      if (!plan.bindable[v]) continue;
-      plan.ptr[v] = plan.home[v];
-      if (!bindGiven) continue;
-      auto it = out.find(graph_.outputs()[k].name);
-      if (it == out.end() || it->second.dtype() != graph_.type(v).dtype || it->second.shape() != plan.extents[v] ||
-          it->second.byteSize() == 0)
-        continue;
-      plan.ptr[v] = it->second.raw();
-      direct[k] = true;
-    }
-    // Views and in-place results follow their root's address, which for a
-    // view of an input or parameter changes every run.
-    for (size_t v = 0; v < plan.ptr.size(); ++v) {
-      ValueId root = rootOf(plan, static_cast<ValueId>(v));
-      if (root != static_cast<ValueId>(v) && !isExternal(root)) continue;
-      if (root != static_cast<ValueId>(v)) plan.ptr[v] = plan.ptr[root];
-    }
-
-    OmpThreads threads(plan.threads);
-    for (size_t i = 0; i < plan.steps.size(); ++i) {
-      if (!profiling_) {
-        plan.steps[i].run();
-        continue;
-      }
-      auto t0 = std::chrono::steady_clock::now();
-      plan.steps[i].run();
-      stream_.wait();
-      plan.seconds[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      ++plan.calls[i];
-    }
-    stream_.wait();
-
-    for (size_t k = 0; k < graph_.outputs().size(); ++k) {
-      if (direct[k]) continue;
-      const ir::Output &o = graph_.outputs()[k];
-      auto it = out.find(o.name);
-      bool reuse = bindGiven && it != out.end() && it->second.dtype() == graph_.type(o.value).dtype &&
-                   it->second.shape() == plan.extents[o.value] && it->second.byteSize() > 0;
-      if (!reuse) it = out.insert_or_assign(o.name, Tensor(graph_.type(o.value).dtype, plan.extents[o.value])).first;
-      if (it->second.byteSize()) std::memcpy(it->second.raw(), plan.ptr[o.value], it->second.byteSize());
-    }
-    lastPlan_ = &plan;
-  }
-
-  bool isExternal(ValueId v) const { return graph_.value(v).kind != ir::ValueKind::Node; }
-  ValueId rootOf(const Plan &p, ValueId v) const {
-    while (p.memory.values[v].aliasOf >= 0 && p.memory.values[v].aliasOf != v) v = p.memory.values[v].aliasOf;
-    return v;
-  }
-
-  /// Run-time data a kernel would otherwise trip over: ids and labels out of
-  /// range are user errors, found before any step runs.
-  void checkIndices(const Plan &plan, const std::vector<const Tensor *> &given) const {
-    for (const Node &n : graph_.nodes()) {
-      if (n.op != OpKind::Embedding && n.op != OpKind::CrossEntropy) continue;
-      ValueId idx = n.operands[1];
-      if (!given[idx]) continue; // computed ids are checked by the reference kernel path
-      int64_t bound = n.op == OpKind::Embedding ? plan.extents[n.operands[0]][0] : plan.extents[n.operands[0]][1];
-      auto ids = given[idx]->i32();
-      for (size_t i = 0; i < ids.size(); ++i)
-        if (ids[i] < 0 || ids[i] >= bound)
-          throw Error(fmt::format("{}: {} {} at position {} is outside [0, {})", ir::opName(n.op),
-                                  n.op == OpKind::Embedding ? "id" : "label", ids[i], i, bound),
-                      n.locs.empty() ? SourceLoc{} : n.locs.front());
-    }
-  }
-
-  /// The plan for these symbol bindings, built on first use. At most
-  /// kMaxPlans are kept, the least recently used dropped first: a training
-  /// run over texts of many lengths would otherwise keep one plan (and its
-  /// primitives) per length for good.
-  Plan &planFor(const ir::SymbolBindings &b) {
-    auto it = plans_.find(b);
-    if (it == plans_.end()) {
-      if (plans_.size() >= kMaxPlans) {
-        auto oldest = plans_.begin();
-        for (auto p = plans_.begin(); p != plans_.end(); ++p)
-          if (p->second->lastUse < oldest->second->lastUse) oldest = p;
-        if (lastPlan_ == oldest->second.get()) lastPlan_ = nullptr;
-        plans_.erase(oldest);
-      }
-      auto plan = std::make_unique<Plan>();
-      build(*plan, b);
-      it = plans_.emplace(b, std::move(plan)).first;
-    }
-    it->second->lastUse = ++useClock_;
-    return *it->second;
-  }
-
-  /// Every plan runs in one arena, grown to the largest plan's size: the
-  /// plans of one executable never run at the same time. A plan's addresses
-  /// are recomputed when the arena it was bound to has moved.
-  void bindArena(Plan &p) {
-    size_t bytes = static_cast<size_t>(p.memory.arenaBytes);
-    if (!arena_ || bytes > arenaBytes_) {
-      // A quarter more than asked, so that a run over slowly growing
-      // lengths does not remap (and fault in) its arena at every step.
-      if (arena_) bytes = std::max(bytes, arenaBytes_ + arenaBytes_ / 4);
-      arena_.reset(); // free first: the old and new arena need not coexist
-      arena_ = std::make_unique<AlignedBuffer>(bytes);
-      arenaBytes_ = bytes;
-    }
-    if (p.boundArena == arena_->data && arena_->data) return;
-    size_t n = p.ptr.size();
-    for (size_t v = 0; v < n; ++v) {
-      const passes::BufferPlan &bp = p.memory.values[v];
-      if (bp.offset >= 0) p.ptr[v] = static_cast<std::byte *>(arena_->data) + bp.offset;
-    }
-    for (size_t v = 0; v < n; ++v) {
-      ValueId root = rootOf(p, static_cast<ValueId>(v));
-      if (root != static_cast<ValueId>(v) && !isExternal(root)) p.ptr[v] = p.ptr[root];
-    }
-    p.home = p.ptr;
-    p.boundArena = arena_->data;
-  }
-
-  void build(Plan &p, const ir::SymbolBindings &b);
-  bool lowerNode(Plan &p, size_t i);
-
-  /// A memory object for value v whose address is looked up at run time,
-  /// or (value -1) one that owns its buffer: a primitive's weights in the
-  /// blocked layout it wants, reordered from the graph's.
-  struct Bound {
-    memory mem;
-    ValueId value;
-  };
-  void addPrimitive(Plan &p, size_t node, std::string label, dnnl::primitive prim, std::vector<std::pair<int, Bound>> args) {
-    Plan *plan = &p;
-    std::vector<std::pair<int, Bound>> bound = std::move(args);
-    // Memory objects are shared handles: the map built here sees the
-    // addresses set on them at every run.
-    std::unordered_map<int, memory> argMap;
-    for (auto &[arg, bm] : bound) argMap.emplace(arg, bm.mem);
-    p.steps.push_back({static_cast<ir::NodeId>(node), std::move(label), [this, plan, prim, bound, argMap]() mutable {
-                         for (auto &[arg, bm] : bound)
-                           if (bm.value >= 0) bm.mem.set_data_handle(plan->ptr[bm.value]);
-                         prim.execute(stream_, argMap);
-                       }});
-  }
-  Bound bind(const memory::desc &md, ValueId v) { return {memory(md, engine_, DNNL_MEMORY_NONE), v}; }
-  /// A step running one of kernels.h; `body` reads addresses from the plan.
-  void addKernel(Plan &p, size_t node, const std::string &label, std::function<void(Plan &)> body) {
-    Plan *plan = &p;
-    p.steps.push_back({static_cast<ir::NodeId>(node), label + " (kiln kernel)", [plan, body] { body(*plan); }});
-  }
-  bool lowerCustom(Plan &p, size_t i);
-  bool lowerConv(Plan &p, size_t i);
-
-  ir::Graph graph_;
-  dnnl::engine engine_;
-  dnnl::stream stream_;
-  int threads_;
-  bool profiling_ = false;
-  static constexpr size_t kMaxPlans = 16;
-  std::map<ir::SymbolBindings, std::unique_ptr<Plan>> plans_;
-  uint64_t useClock_ = 0;
-  std::unique_ptr<AlignedBuffer> arena_;
-  size_t arenaBytes_ = 0;
-  Plan *lastPlan_ = nullptr;
-};
 
 /// Ops whose oneDNN primitive may write its result over operand 0.
 bool eltwiseLike(OpKind op) {
@@ -438,83 +98,43 @@ std::optional<dnnl::algorithm> binaryAlgorithm(OpKind op) {
   }
 }
 
-void OnednnExecutable::build(Plan &p, const ir::SymbolBindings &b) {
-  const auto &nodes = graph_.nodes();
-  size_t n = graph_.numValues();
-  p.extents.resize(n);
-  for (size_t v = 0; v < n; ++v) p.extents[v] = *ir::concreteShape(graph_.type(static_cast<ValueId>(v)).shape, b);
+} // namespace
 
-  passes::PlanOptions opts;
-  opts.inPlace = [&](const Node &node, size_t operand) {
-    if (operand != 0 || !eltwiseLike(node.op) || graph_.type(node.operands[0]).dtype != DType::F32) return false;
-    return p.extents[node.operands[0]] == p.extents[node.result];
-  };
-  double work = static_cast<double>(passes::graphFlops(graph_, b));
-  int wanted = work < kSingleThreadFlops ? 1 : threads_ > 0 ? threads_ : omp_get_max_threads();
-  OmpThreads threads(wanted);
-  p.threads = ompTeamSize();
-  p.memory = passes::planMemory(graph_, b, opts);
-  // Addresses come from the shared arena when the plan runs (bindArena).
-  p.ptr.assign(n, nullptr);
-  p.home = p.ptr;
-  p.bindable.assign(n, false);
-  std::vector<int> outputUses(n, 0), aliasUses(n, 0);
-  for (const ir::Output &o : graph_.outputs()) ++outputUses[o.value];
-  for (size_t v = 0; v < n; ++v) {
-    ValueId root = rootOf(p, static_cast<ValueId>(v));
-    if (root != static_cast<ValueId>(v)) ++aliasUses[root];
-  }
-  for (const ir::Output &o : graph_.outputs()) {
-    ValueId v = o.value;
-    p.bindable[v] = !isExternal(v) && p.memory.values[v].offset >= 0 && rootOf(p, v) == v && aliasUses[v] == 0 &&
-                    outputUses[v] == 1;
-  }
+OnednnLowering::OnednnLowering(const ir::Graph &g) : graph_(g), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
+OnednnLowering::~OnednnLowering() = default;
 
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    const Node &node = nodes[i];
-    // A reshape that the planner made a view needs no work.
-    if (node.op == OpKind::Reshape && rootOf(p, node.result) == rootOf(p, node.operands[0])) continue;
-    // oneDNN refuses some shapes (e.g. a "reduction" that reduces nothing);
-    // those nodes run the reference kernel like unsupported ops do.
-    bool lowered = false;
-    size_t stepsBefore = p.steps.size();
-    try {
-      lowered = lowerCustom(p, i) || lowerNode(p, i);
-    } catch (const dnnl::error &) {
-      p.steps.resize(stepsBefore);
-    }
-    if (lowered) continue;
-    // Fallback: the reference kernel on views of this run's buffers.
-    Plan *plan = &p;
-    // One thread: the big ops have kernels of their own, and std::threads
-    // here would fight oneDNN's OpenMP workers for the two cores.
-    int threads = 1;
-    p.steps.push_back({static_cast<ir::NodeId>(i), std::string(ir::opName(node.op)) + " (reference)",
-                       [this, plan, i, threads]() {
-                         const Node &nd = graph_.nodes()[i];
-                         std::vector<Tensor> views;
-                         views.reserve(nd.operands.size());
-                         for (ValueId v : nd.operands)
-                           views.push_back(Tensor::view(graph_.type(v).dtype, plan->extents[v], plan->ptr[v]));
-                         std::vector<const Tensor *> ops;
-                         for (const Tensor &t : views) ops.push_back(&t);
-                         std::vector<Tensor> outs;
-                         std::vector<Tensor *> results;
-                         outs.reserve(nd.numResults());
-                         for (ValueId r : nd.results()) {
-                           outs.push_back(Tensor::view(graph_.type(r).dtype, plan->extents[r], plan->ptr[r]));
-                           if (outs.back().byteSize() && reference::needsZeroedResult(nd.op))
-                             std::memset(outs.back().raw(), 0, outs.back().byteSize());
-                           results.push_back(&outs.back());
-                         }
-                         reference::executeNode(nd, ops, results, threads);
-                       }});
-  }
-  p.seconds.assign(p.steps.size(), 0.0);
-  p.calls.assign(p.steps.size(), 0);
+void OnednnLowering::wait() { stream_.wait(); }
+
+bool OnednnLowering::inPlace(const Plan &p, const ir::Node &node, size_t operand) const {
+  if (operand != 0 || !eltwiseLike(node.op) || graph_.type(node.operands[0]).dtype != DType::F32) return false;
+  return p.extents[node.operands[0]] == p.extents[node.result];
 }
 
-bool OnednnExecutable::lowerNode(Plan &p, size_t i) {
+bool OnednnLowering::lower(Plan &p, size_t i) {
+  return lowerCustom(p, i) || lowerPrimitive(p, i);
+}
+
+void OnednnLowering::addPrimitive(Plan &p, size_t node, std::string label, dnnl::primitive prim,
+                                  std::vector<std::pair<int, Bound>> args) {
+  Plan *plan = &p;
+  std::vector<std::pair<int, Bound>> bound = std::move(args);
+  // Memory objects are shared handles: the map built here sees the
+  // addresses set on them at every run.
+  std::unordered_map<int, memory> argMap;
+  for (auto &[arg, bm] : bound) argMap.emplace(arg, bm.mem);
+  dnnl::stream *stream = &stream_;
+  addStep(p, node, std::move(label), [stream, plan, prim, bound, argMap]() mutable {
+    for (auto &[arg, bm] : bound)
+      if (bm.value >= 0) bm.mem.set_data_handle(plan->ptr[bm.value]);
+    prim.execute(*stream, argMap);
+  });
+}
+
+OnednnLowering::Bound OnednnLowering::bind(const memory::desc &md, ValueId v) {
+  return {memory(md, engine_, DNNL_MEMORY_NONE), v};
+}
+
+bool OnednnLowering::lowerPrimitive(Plan &p, size_t i) {
   const Node &node = graph_.nodes()[i];
   auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
   auto f32 = [&](ValueId v) { return graph_.type(v).dtype == DType::F32; };
@@ -696,211 +316,11 @@ bool OnednnExecutable::lowerNode(Plan &p, size_t i) {
   return false;
 }
 
-/// A reduction over `axis` of x with an optional mask, as [outer, len, inner]
-/// with the mask one byte per (outer, len): the shape kernels::maskedReduce
-/// takes. False when the mask broadcasts differently.
-bool reduceView(const std::vector<int64_t> &x, const std::vector<int64_t> *mask, size_t axis, int64_t &outer,
-                int64_t &len, int64_t &inner) {
-  outer = product(x, 0, axis);
-  len = x[axis];
-  inner = product(x, axis + 1, x.size());
-  if (!mask) return true;
-  Dims m = alignRank(*mask, x.size());
-  for (size_t d = 0; d < x.size(); ++d)
-    if (m[d] != (d <= axis ? x[d] : 1)) return false;
-  return true;
-}
-
-/// The kernel's number for an op of an elementwise body; nullopt for one
-/// it does not implement.
-std::optional<kernels::ElementwiseOp> elementwiseOp(OpKind op) {
-  using E = kernels::ElementwiseOp;
-  switch (op) {
-  case OpKind::Add: return E::Add;
-  case OpKind::Sub: return E::Sub;
-  case OpKind::Mul: return E::Mul;
-  case OpKind::Div: return E::Div;
-  case OpKind::Neg: return E::Neg;
-  case OpKind::Exp: return E::Exp;
-  case OpKind::Log: return E::Log;
-  case OpKind::Tanh: return E::Tanh;
-  case OpKind::Relu: return E::Relu;
-  case OpKind::Sigmoid: return E::Sigmoid;
-  case OpKind::Sqrt: return E::Sqrt;
-  case OpKind::Erf: return E::Erf;
-  case OpKind::TanhGrad: return E::TanhGrad;
-  case OpKind::SigmoidGrad: return E::SigmoidGrad;
-  case OpKind::ReluGrad: return E::ReluGrad;
-  default: return std::nullopt;
-  }
-}
-
-bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
+bool OnednnLowering::lowerCustom(Plan &p, size_t i) {
   const Node &node = graph_.nodes()[i];
   auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
-  auto fptr = [](Plan &pl, ValueId v) { return static_cast<float *>(pl.ptr[v]); };
   ValueId r = node.result;
   switch (node.op) {
-  case OpKind::Embedding: {
-    ValueId table = node.operands[0], ids = node.operands[1];
-    if (!isExternal(ids)) return false; // computed ids: the reference kernel checks them
-    int64_t n = ir::numElements(ext(ids)), width = ext(table)[1];
-    addKernel(p, i, "embedding", [=](Plan &pl) {
-      kernels::embedding(fptr(pl, table), static_cast<int32_t *>(pl.ptr[ids]), n, width, fptr(pl, r));
-    });
-    return true;
-  }
-  case OpKind::EmbeddingGrad: {
-    ValueId ids = node.operands[0], dy = node.operands[1];
-    if (!isExternal(ids)) return false;
-    int64_t n = ir::numElements(ext(ids)), rows = ext(r)[0], width = ext(r)[1];
-    addKernel(p, i, "embedding_grad", [=](Plan &pl) {
-      kernels::embeddingGrad(static_cast<int32_t *>(pl.ptr[ids]), fptr(pl, dy), n, rows, width, fptr(pl, r));
-    });
-    return true;
-  }
-  case OpKind::Sum:
-  case OpKind::Mean:
-  case OpKind::SumGrad:
-  case OpKind::MeanGrad: {
-    bool grad = node.op == OpKind::SumGrad || node.op == OpKind::MeanGrad;
-    bool mean = node.op == OpKind::Mean || node.op == OpKind::MeanGrad;
-    const auto &x = grad ? ext(r) : ext(node.operands[0]);
-    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
-    bool masked = node.operands.size() == 2;
-    ValueId maskValue = masked ? node.operands[1] : -1;
-    int64_t outer, len, inner;
-    if (!reduceView(x, masked ? &ext(maskValue) : nullptr, axis, outer, len, inner)) return false;
-    ValueId src = node.operands[0];
-    std::string label = ir::opName(node.op);
-    addKernel(p, i, label, [=](Plan &pl) {
-      const uint8_t *mask = masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
-      if (grad) kernels::maskedReduceGrad(fptr(pl, src), mask, outer, len, inner, mean, fptr(pl, r));
-      else kernels::maskedReduce(fptr(pl, src), mask, outer, len, inner, mean, fptr(pl, r));
-    });
-    return true;
-  }
-  case OpKind::Gru:
-  case OpKind::GruGrad:
-  case OpKind::Lstm:
-  case OpKind::LstmGrad: {
-    bool grad = node.op == OpKind::GruGrad || node.op == OpKind::LstmGrad;
-    bool lstm = node.op == OpKind::Lstm || node.op == OpKind::LstmGrad;
-    const auto &eh = ext(grad ? node.operands[1] : r);
-    kernels::GruShape shape{eh[0], eh[1], eh[2], ir::attrBool(node.op, node.attrs, "reverse")};
-    if (shape.batch == 0 || shape.steps == 0 || shape.hidden == 0) return false; // the reference writes the zeros
-    size_t maskAt = grad ? 4 : 3;
-    ValueId maskValue = node.operands.size() > maskAt ? node.operands[maskAt] : -1;
-    std::vector<ValueId> o = node.operands, res = node.results();
-    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
-      const uint8_t *mask = maskValue >= 0 ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
-      auto backward = lstm ? kernels::lstmGrad : kernels::gruGrad;
-      auto forward = lstm ? kernels::lstm : kernels::gru;
-      if (grad)
-        backward(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]), mask, fptr(pl, res[0]),
-                 fptr(pl, res[1]), fptr(pl, res[2]));
-      else
-        forward(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), mask, fptr(pl, res[0]), fptr(pl, res[1]));
-    });
-    return true;
-  }
-  case OpKind::Dropout: {
-    // With one operand (an inference graph) dropout is x itself; the
-    // reference copies it.
-    if (node.operands.size() != 2) return false;
-    double prob = ir::attrFloat(node.op, node.attrs, "p");
-    uint64_t seed = static_cast<uint64_t>(ir::attrInt(node.op, node.attrs, "seed"));
-    int64_t key = ir::attrInt(node.op, node.attrs, "key");
-    ValueId x = node.operands[0], stepValue = node.operands[1];
-    int64_t n = ir::numElements(ext(r));
-    addKernel(p, i, "dropout", [=](Plan &pl) {
-      int64_t step = static_cast<int64_t>(std::llround(fptr(pl, stepValue)[0]));
-      kernels::dropout(fptr(pl, x), n, seed, key, step, prob, fptr(pl, r));
-    });
-    return true;
-  }
-  case OpKind::Max:
-  case OpKind::MaxGrad: {
-    // The masked max (unmasked: oneDNN's reduction) and every max gradient.
-    bool grad = node.op == OpKind::MaxGrad;
-    size_t maskAt = grad ? 2 : 1;
-    if (!grad && node.operands.size() < 2) return false;
-    const auto &x = ext(node.operands[0]);
-    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
-    bool masked = node.operands.size() > maskAt;
-    ValueId maskValue = masked ? node.operands[maskAt] : -1;
-    int64_t outer, len, inner;
-    if (!reduceView(x, masked ? &ext(maskValue) : nullptr, axis, outer, len, inner)) return false;
-    ValueId src = node.operands[0], dy = grad ? node.operands[1] : -1;
-    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
-      const uint8_t *mask = masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
-      if (grad) kernels::maskedMaxGrad(fptr(pl, src), fptr(pl, dy), mask, outer, len, inner, fptr(pl, r));
-      else kernels::maskedMax(fptr(pl, src), mask, outer, len, inner, fptr(pl, r));
-    });
-    return true;
-  }
-  case OpKind::Softmax:
-  case OpKind::LogSoftmax: {
-    if (node.operands.size() != 2) return false; // unmasked: the oneDNN primitive
-    const auto &x = ext(node.operands[0]);
-    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
-    Dims m = alignRank(ext(node.operands[1]), x.size());
-    int64_t outer = product(x, 0, axis), len = x[axis], inner = product(x, axis + 1, x.size());
-    for (size_t d = axis + 1; d < x.size(); ++d)
-      if (m[d] != 1) return false; // the kernel broadcasts the mask over the inner dims only
-    // The mask offset of each outer slice, from the mask's broadcast strides.
-    Dims ms = denseStrides(m);
-    for (size_t d = 0; d < x.size(); ++d)
-      if (m[d] == 1) ms[d] = 0;
-    auto rows = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(outer));
-    for (int64_t o = 0; o < outer; ++o) {
-      int64_t rest = o, off = 0;
-      for (size_t d = axis; d-- > 0;) {
-        off += (rest % x[d]) * ms[d];
-        rest /= x[d];
-      }
-      (*rows)[o] = off;
-    }
-    int64_t stride = ms[axis];
-    bool log = node.op == OpKind::LogSoftmax;
-    ValueId src = node.operands[0], mask = node.operands[1];
-    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
-      kernels::maskedSoftmax(fptr(pl, src), static_cast<uint8_t *>(pl.ptr[mask]), rows->data(), stride, outer, len,
-                             inner, log, fptr(pl, r));
-    });
-    return true;
-  }
-  case OpKind::SumTo: {
-    // Summing the leading dims away (a bias gradient): column sums.
-    const auto &x = ext(node.operands[0]), &out = ext(r);
-    Dims target = alignRank(out, x.size());
-    size_t lead = 0;
-    while (lead < x.size() && target[lead] == 1) ++lead;
-    for (size_t d = lead; d < x.size(); ++d)
-      if (target[d] != x[d]) return false;
-    int64_t rows = product(x, 0, lead), cols = product(x, lead, x.size());
-    ValueId src = node.operands[0];
-    addKernel(p, i, "sum_to", [=](Plan &pl) { kernels::columnSums(fptr(pl, src), rows, cols, fptr(pl, r)); });
-    return true;
-  }
-  case OpKind::AdamMoment: {
-    float beta = static_cast<float>(ir::attrFloat(node.op, node.attrs, "beta"));
-    bool square = ir::attrBool(node.op, node.attrs, "square");
-    ValueId m = node.operands[0], g = node.operands[1];
-    int64_t n = ir::numElements(ext(r));
-    addKernel(p, i, "adam_moment", [=](Plan &pl) { kernels::adamMoment(fptr(pl, m), fptr(pl, g), n, beta, square, fptr(pl, r)); });
-    return true;
-  }
-  case OpKind::AdamUpdate: {
-    float eps = static_cast<float>(ir::attrFloat(node.op, node.attrs, "eps"));
-    auto o = node.operands;
-    int64_t n = ir::numElements(ext(r));
-    addKernel(p, i, "adam_update", [=](Plan &pl) {
-      kernels::adamUpdate(fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), n, fptr(pl, o[3])[0], fptr(pl, o[4])[0], eps,
-                          fptr(pl, r));
-    });
-    return true;
-  }
   case OpKind::Conv1d:
   case OpKind::Conv1dInputGrad:
   case OpKind::Conv1dWeightGrad: return lowerConv(p, i);
@@ -920,114 +340,7 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
                   {DNNL_ARG_DST, bind(mdOut, r)}});
     return true;
   }
-  case OpKind::AdamStep: {
-    float beta1 = static_cast<float>(ir::attrFloat(node.op, node.attrs, "beta1"));
-    float beta2 = static_cast<float>(ir::attrFloat(node.op, node.attrs, "beta2"));
-    float eps = static_cast<float>(ir::attrFloat(node.op, node.attrs, "eps"));
-    auto o = node.operands;
-    std::vector<ValueId> res = node.results();
-    int64_t n = ir::numElements(ext(r));
-    addKernel(p, i, "adam_step", [=](Plan &pl) {
-      kernels::adamStep(fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]), n, beta1, beta2,
-                        fptr(pl, o[4])[0], fptr(pl, o[5])[0], eps, fptr(pl, res[0]), fptr(pl, res[1]),
-                        fptr(pl, res[2]));
-    });
-    return true;
-  }
-  case OpKind::Attention:
-  case OpKind::AttentionGrad: {
-    bool grad = node.op == OpKind::AttentionGrad;
-    const auto &eq = ext(node.operands[0]), &ek = ext(node.operands[1]), &ev = ext(node.operands[2]);
-    size_t rank = eq.size();
-    kernels::AttentionShape shape{product(eq, 0, rank - 2), eq[rank - 2], ek[rank - 2], eq[rank - 1], ev[rank - 1],
-                                  static_cast<float>(ir::attrFloat(node.op, node.attrs, "scale"))};
-    size_t maskIndex = grad ? 6 : 3;
-    bool masked = node.operands.size() > maskIndex;
-    ValueId maskValue = masked ? node.operands[maskIndex] : -1;
-    // The mask's offset for each batch slice and its strides along the
-    // query and key dims, from its broadcast extents (stride 0 where it
-    // broadcasts).
-    auto offsets = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(shape.batch), 0);
-    int64_t rowStride = 0, colStride = 0;
-    if (masked) {
-      Dims m = alignRank(ext(maskValue), rank);
-      Dims ms = denseStrides(m);
-      for (size_t d = 0; d < rank; ++d)
-        if (m[d] == 1) ms[d] = 0;
-      rowStride = ms[rank - 2];
-      colStride = ms[rank - 1];
-      for (int64_t b = 0; b < shape.batch; ++b) {
-        int64_t rest = b, off = 0;
-        for (size_t d = rank - 2; d-- > 0;) {
-          off += (rest % eq[d]) * ms[d];
-          rest /= eq[d];
-        }
-        (*offsets)[b] = off;
-      }
-    }
-    auto o = node.operands;
-    std::vector<ValueId> res = node.results();
-    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
-      kernels::AttentionMask mask{masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr, offsets->data(),
-                                  rowStride, colStride};
-      const kernels::AttentionMask *mp = masked ? &mask : nullptr;
-      if (!grad)
-        kernels::attention(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), mp, fptr(pl, res[0]),
-                           fptr(pl, res[1]));
-      else
-        kernels::attentionGrad(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[4]),
-                               fptr(pl, o[5]), mp, fptr(pl, res[0]), fptr(pl, res[1]), fptr(pl, res[2]));
-    });
-    return true;
-  }
-  case OpKind::AdditiveAttention:
-  case OpKind::AdditiveAttentionGrad: {
-    // The shape rule fixes the layout: h, k [..., t, e], v [..., t, ev] and
-    // the mask bool[..., t, 1], one byte per position, all dense.
-    bool grad = node.op == OpKind::AdditiveAttentionGrad;
-    const auto &eh = ext(node.operands[0]), &ev = ext(node.operands[2]);
-    size_t rank = eh.size();
-    kernels::AdditiveShape shape{product(eh, 0, rank - 2), eh[rank - 2], eh[rank - 1], ev[rank - 1],
-                                 ir::attrString(node.op, node.attrs, "pooling") == "mean"};
-    size_t maskIndex = grad ? 6 : 5;
-    bool masked = node.operands.size() > maskIndex;
-    ValueId maskValue = masked ? node.operands[maskIndex] : -1;
-    auto o = node.operands;
-    std::vector<ValueId> res = node.results();
-    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
-      const uint8_t *mask = masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
-      if (!grad)
-        kernels::additiveAttention(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]),
-                                   fptr(pl, o[4])[0], mask, fptr(pl, res[0]), fptr(pl, res[1]));
-      else
-        kernels::additiveAttentionGrad(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]),
-                                       fptr(pl, o[4]), fptr(pl, o[5]), mask, fptr(pl, res[0]), fptr(pl, res[1]),
-                                       fptr(pl, res[2]), fptr(pl, res[3]));
-    });
-    return true;
-  }
-  case OpKind::Elementwise: {
-    ir::ElementwiseProgram program = ir::parseBody(ir::attrString(node.op, node.attrs, "body"), node.operands.size());
-    auto steps = std::make_shared<std::vector<kernels::ElementwiseStep>>();
-    int numOperands = static_cast<int>(node.operands.size());
-    auto slot = [&](ir::ElementwiseProgram::Ref ref) { return ref.operand ? ref.index : numOperands + ref.index; };
-    for (const ir::ElementwiseProgram::Step &step : program.steps) {
-      std::optional<kernels::ElementwiseOp> op = elementwiseOp(step.op);
-      if (!op) return false; // an op the kernel lacks: the reference runs the node
-      steps->push_back({*op, slot(step.args[0]), step.args.size() > 1 ? slot(step.args[1]) : -1});
-    }
-    auto scalar = std::make_shared<std::vector<uint8_t>>();
-    for (ValueId o : node.operands) scalar->push_back(ext(o).empty());
-    auto o = node.operands;
-    int64_t n = ir::numElements(ext(r));
-    addKernel(p, i, "elementwise", [=](Plan &pl) {
-      std::vector<const float *> operands;
-      for (ValueId v : o) operands.push_back(fptr(pl, v));
-      kernels::elementwise(steps->data(), static_cast<int>(steps->size()), operands.data(), scalar->data(),
-                           numOperands, n, fptr(pl, r));
-    });
-    return true;
-  }
+
   default: return false;
   }
 }
@@ -1040,7 +353,7 @@ bool OnednnExecutable::lowerCustom(Plan &p, size_t i) {
 /// reference convolution (~1 GFLOP/s here), blocked ones get its JIT kernels.
 /// The backward primitives take the forward one as their hint, as oneDNN
 /// requires.
-bool OnednnExecutable::lowerConv(Plan &p, size_t i) {
+bool OnednnLowering::lowerConv(Plan &p, size_t i) {
   const ir::Node &node = graph_.nodes()[i];
   auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
   bool forward = node.op == OpKind::Conv1d, inputGrad = node.op == OpKind::Conv1dInputGrad;
@@ -1112,13 +425,22 @@ bool OnednnExecutable::lowerConv(Plan &p, size_t i) {
   return true;
 }
 
-std::vector<runtime::NodeTiming> OnednnExecutable::profile() const {
-  std::vector<runtime::NodeTiming> out;
-  if (!lastPlan_) return out;
-  for (size_t i = 0; i < lastPlan_->steps.size(); ++i)
-    out.push_back({lastPlan_->steps[i].node, lastPlan_->steps[i].label, lastPlan_->seconds[i], lastPlan_->calls[i]});
-  return out;
-}
+namespace {
+
+class OnednnExecutable : public PlannedExecutable {
+public:
+  OnednnExecutable(const ir::Graph &g, const runtime::CompileOptions &o) : PlannedExecutable(g, o), lowering_(graph_) {}
+
+protected:
+  bool lowerNode(Plan &p, size_t i) override { return lowerToKernel(graph_, p, i) || lowering_.lower(p, i); }
+  bool inPlace(const Plan &p, const ir::Node &node, size_t operand) const override {
+    return lowering_.inPlace(p, node, operand);
+  }
+  void synchronize() override { lowering_.wait(); }
+
+private:
+  OnednnLowering lowering_;
+};
 
 } // namespace
 

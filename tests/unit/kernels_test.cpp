@@ -7,7 +7,7 @@
 // of 16.
 //
 //===----------------------------------------------------------------------===//
-#include "backends/onednn/vector.h"
+#include "backends/kernels/vector.h"
 
 #include <cmath>
 #include <doctest/doctest.h>
@@ -15,7 +15,7 @@
 #include <random>
 #include <vector>
 
-using namespace kiln::backends::onednn::kernels;
+using namespace kiln::backends::kernels;
 
 namespace {
 /// The distance in units in the last place between two positive floats.

@@ -1,4 +1,4 @@
-//===- backends/onednn/attention_kernels.cpp - fused attention on the CPU --===//
+//===- backends/kernels/attention_kernels.cpp - fused attention on the CPU --===//
 //
 // attention and attention_grad (ir/ops.def) for the oneDNN backend, written
 // for memory, not just speed: neither ever holds the [batch, Tq, Tk]
@@ -21,8 +21,8 @@
 // region each runs on its calling thread.
 //
 //===----------------------------------------------------------------------===//
-#include "backends/onednn/kernels.h"
-#include "backends/onednn/vector.h"
+#include "backends/kernels/kernels.h"
+#include "backends/kernels/vector.h"
 
 #include <algorithm>
 #include <cmath>
@@ -32,7 +32,7 @@
 #include <stdexcept>
 #include <vector>
 
-namespace kiln::backends::onednn::kernels {
+namespace kiln::backends::kernels {
 
 namespace {
 
@@ -348,4 +348,4 @@ void additiveAttentionGrad(const AdditiveShape &sh, const float *h, const float 
   }
 }
 
-} // namespace kiln::backends::onednn::kernels
+} // namespace kiln::backends::kernels

@@ -1,4 +1,4 @@
-//===- backends/onednn/kernels.cpp - CPU kernels oneDNN has no primitive for -===//
+//===- backends/kernels/kernels.cpp - CPU kernels oneDNN has no primitive for -===//
 //
 // See kernels.h. Parallel loops split the outermost independent dimension;
 // the scatter-add of embeddingGrad splits the table's columns instead, so no
@@ -6,8 +6,8 @@
 // so the result) does not depend on the thread count.
 //
 //===----------------------------------------------------------------------===//
-#include "backends/onednn/kernels.h"
-#include "backends/onednn/vector.h"
+#include "backends/kernels/kernels.h"
+#include "backends/kernels/vector.h"
 
 #include "runtime/random.h"
 
@@ -17,7 +17,7 @@
 #include <cstring>
 #include <omp.h>
 
-namespace kiln::backends::onednn::kernels {
+namespace kiln::backends::kernels {
 
 namespace {
 /// Below this many elements a loop runs on one thread.
@@ -222,4 +222,4 @@ void adamStep(const float *p, const float *m, const float *v, const float *g, in
   }
 }
 
-} // namespace kiln::backends::onednn::kernels
+} // namespace kiln::backends::kernels

@@ -1,4 +1,4 @@
-//===- backends/onednn/vector.h - vector helpers of kiln's kernels -*- C++ -*-===//
+//===- backends/kernels/vector.h - vector helpers of kiln's kernels -*- C++ -*-===//
 //
 // Included only by the kernel sources (kernels.cpp, attention_kernels.cpp),
 // which are built with -Wno-psabi: GCC warns that a 64-byte vector type
@@ -11,7 +11,7 @@
 #include <bit>
 #include <cstdint>
 
-namespace kiln::backends::onednn::kernels {
+namespace kiln::backends::kernels {
 
 /// The hot loops of the kernels are built for AVX-512, AVX2 and baseline
 /// x86-64, picked at load time for the CPU (GCC function multiversioning):
@@ -160,4 +160,4 @@ constexpr int kLanes = 16;
   return sum;
 }
 
-} // namespace kiln::backends::onednn::kernels
+} // namespace kiln::backends::kernels

@@ -1,4 +1,4 @@
-//===- backends/onednn/kernels.h - CPU kernels oneDNN has no primitive for -*- C++ -*-===//
+//===- backends/kernels/kernels.h - CPU kernels oneDNN has no primitive for -*- C++ -*-===//
 //
 // Tight loops for the ops of the text classifiers that oneDNN 2.6 cannot
 // express: embedding gather and scatter-add, reductions and their gradients
@@ -13,7 +13,7 @@
 
 #include <cstdint>
 
-namespace kiln::backends::onednn::kernels {
+namespace kiln::backends::kernels {
 
 
 /// out[i, :] = table[ids[i], :] for i < n; ids are checked by the caller.
@@ -158,4 +158,4 @@ void lstm(const GruShape &shape, const float *xp, const float *w, const float *b
 void lstmGrad(const GruShape &shape, const float *w, const float *h, const float *saved, const float *dh,
               const uint8_t *mask, float *dxp, float *dw, float *db);
 
-} // namespace kiln::backends::onednn::kernels
+} // namespace kiln::backends::kernels

@@ -1,4 +1,4 @@
-//===- backends/onednn/elementwise_kernel.cpp - fused elementwise programs -===//
+//===- backends/kernels/elementwise_kernel.cpp - fused elementwise programs -===//
 //
 // elementwise (ir/ops.def) for the oneDNN backend: the elements are cut
 // into blocks of kBlock, each block evaluated step by step into per-thread
@@ -13,14 +13,14 @@
 // in the reference's overflow-free form.
 //
 //===----------------------------------------------------------------------===//
-#include "backends/onednn/kernels.h"
-#include "backends/onednn/vector.h"
+#include "backends/kernels/kernels.h"
+#include "backends/kernels/vector.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-namespace kiln::backends::onednn::kernels {
+namespace kiln::backends::kernels {
 
 namespace {
 
@@ -135,4 +135,4 @@ void elementwise(const ElementwiseStep *steps, int numSteps, const float *const 
   }
 }
 
-} // namespace kiln::backends::onednn::kernels
+} // namespace kiln::backends::kernels

@@ -1,4 +1,4 @@
-//===- backends/onednn/recurrent_kernels.cpp - gru, lstm and their BPTT ----===//
+//===- backends/kernels/recurrent_kernels.cpp - gru, lstm and their BPTT ----===//
 //
 // gru (one direction of PyTorch's GRU) and gru_grad on the oneDNN backend.
 // oneDNN 2.6 has GRU primitives (its linear-before-reset GRU is PyTorch's
@@ -15,15 +15,15 @@
 // the same loops around PyTorch's LSTM cell, carrying the cell state too.
 //
 //===----------------------------------------------------------------------===//
-#include "backends/onednn/kernels.h"
-#include "backends/onednn/vector.h"
+#include "backends/kernels/kernels.h"
+#include "backends/kernels/vector.h"
 
 #include <algorithm>
 #include <cmath>
 #include <dnnl.hpp>
 #include <vector>
 
-namespace kiln::backends::onednn::kernels {
+namespace kiln::backends::kernels {
 
 namespace {
 
@@ -231,4 +231,4 @@ void gruGrad(const GruShape &sh, const float *w, const float *h, const float *ga
   for (int64_t j = 0; j < G; ++j) db[j] = static_cast<float>(dbSum[j]);
 }
 
-} // namespace kiln::backends::onednn::kernels
+} // namespace kiln::backends::kernels

@@ -1,0 +1,483 @@
+//===- backends/llvm/codegen.cpp - LLVM IR for a plan ---------------------===//
+//
+// The elementwise family as loop nests. A node's result, of extents E, and
+// each operand (aligned to E's rank with leading 1s, numpy's rule) are seen
+// through the same merged dims: adjacent dims merge where every operand
+// broadcasts along both or along neither, and dims of extent 1 drop. The
+// last merged dim is the row ("cols"), the rest the rows; an operand's
+// offset is its own (row offset + col), with stride 0 along a dim it
+// broadcasts. A work item is a row, or a block of kColumnBlock columns of
+// a long row when there are few rows (so that a [N] result still splits
+// over the threads). Each step is
+//     kiln_step_K(values, host):  kiln_rt_parallel_for(host, body_K, values, items, minItems)
+//     body_K(values, begin, end): for each item: for each col: out[..] = f(operands[..])
+// with the inner loop in a function of noalias pointers (inlined at O3, its
+// noalias kept as scopes), so that the vectoriser needs no run-time
+// overlap checks.
+//
+//===----------------------------------------------------------------------===//
+#include "backends/llvm/codegen.h"
+
+#include "ir/elementwise.h"
+
+#include <fmt/format.h>
+#include <functional>
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+#include <optional>
+
+namespace kiln::backends::llvm_backend {
+
+namespace {
+
+using ir::DType;
+using ir::Node;
+using ir::OpKind;
+using ir::ValueId;
+using Builder = llvm::IRBuilder<>;
+
+/// Columns per work item when a row is split: 16 KiB of f32.
+constexpr int64_t kColumnBlock = 4096;
+/// Below this many result elements per thread a step runs on one thread.
+constexpr int64_t kMinElementsPerThread = 16384;
+
+/// The scalar computation of one element from its operands' elements.
+using ElementFn = std::function<llvm::Value *(Builder &, const std::vector<llvm::Value *> &)>;
+
+// --- kiln's math, scalar (the vectoriser widens it) -------------------------
+
+llvm::Value *f32(Builder &b, double v) { return llvm::ConstantFP::get(b.getFloatTy(), v); }
+
+llvm::Value *selectLess(Builder &b, llvm::Value *x, double bound) {
+  return b.CreateSelect(b.CreateFCmpOLT(x, f32(b, bound)), f32(b, bound), x);
+}
+llvm::Value *selectGreater(Builder &b, llvm::Value *x, double bound) {
+  return b.CreateSelect(b.CreateFCmpOGT(x, f32(b, bound)), f32(b, bound), x);
+}
+
+/// e^x as backends/kernels/vector.h's fastExp: x = n ln2 + r, e^r by the
+/// Cephes polynomial, 2^n in the exponent bits; 0 below -87.3.
+llvm::Value *emitExp(Builder &b, llvm::Value *x) {
+  llvm::Value *c = selectLess(b, selectGreater(b, x, 88.3762626647949), -88.0);
+  llvm::Value *t = b.CreateFAdd(b.CreateFMul(c, f32(b, 1.44269504088896341)), f32(b, 0.5));
+  llvm::Value *ni = b.CreateFPToSI(t, b.getInt32Ty());
+  llvm::Value *above = b.CreateFCmpOGT(b.CreateSIToFP(ni, b.getFloatTy()), t);
+  ni = b.CreateSub(ni, b.CreateZExt(above, b.getInt32Ty()));
+  llvm::Value *n = b.CreateSIToFP(ni, b.getFloatTy());
+  llvm::Value *r = b.CreateFAdd(b.CreateFSub(c, b.CreateFMul(n, f32(b, 0.693359375))), b.CreateFMul(n, f32(b, 2.12194440e-4)));
+  llvm::Value *p = f32(b, 1.9875691500e-4);
+  for (double k : {1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1})
+    p = b.CreateFAdd(b.CreateFMul(p, r), f32(b, k));
+  llvm::Value *e = b.CreateFAdd(b.CreateFAdd(b.CreateFMul(b.CreateFMul(p, r), r), r), f32(b, 1.0));
+  llvm::Value *bits = b.CreateShl(b.CreateAdd(ni, b.getInt32(127)), 23);
+  bits = b.CreateSelect(b.CreateICmpSLT(bits, b.getInt32(0)), b.getInt32(0), bits);
+  llvm::Value *scaled = b.CreateFMul(e, b.CreateBitCast(bits, b.getFloatTy()));
+  return b.CreateSelect(b.CreateFCmpOLT(x, f32(b, -87.3365447505531)), f32(b, 0.0), scaled);
+}
+
+/// tanh(x) = 1 - 2 / (e^(2x) + 1), x clamped to [-10, 10] (vector.h).
+llvm::Value *emitTanh(Builder &b, llvm::Value *x) {
+  llvm::Value *c = selectLess(b, selectGreater(b, x, 10.0), -10.0);
+  llvm::Value *e = emitExp(b, b.CreateFAdd(c, c));
+  return b.CreateFSub(f32(b, 1.0), b.CreateFDiv(f32(b, 2.0), b.CreateFAdd(e, f32(b, 1.0))));
+}
+
+/// sigmoid in the reference's overflow-free form: e = e^-|x|, then
+/// 1 / (1 + e) for x >= 0 and e / (1 + e) below.
+llvm::Value *emitSigmoid(Builder &b, llvm::Value *x) {
+  llvm::Value *magnitude = b.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x);
+  llvm::Value *e = emitExp(b, b.CreateFNeg(magnitude));
+  llvm::Value *inv = b.CreateFDiv(f32(b, 1.0), b.CreateFAdd(f32(b, 1.0), e));
+  return b.CreateSelect(b.CreateFCmpOGE(x, f32(b, 0.0)), inv, b.CreateFMul(e, inv));
+}
+
+/// erf by Abramowitz and Stegun 7.1.26, as vector.h's fastErf16.
+llvm::Value *emitErf(Builder &b, llvm::Value *x) {
+  llvm::Value *a = selectGreater(b, b.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x), 6.0);
+  llvm::Value *t = b.CreateFDiv(f32(b, 1.0), b.CreateFAdd(f32(b, 1.0), b.CreateFMul(f32(b, 0.3275911), a)));
+  llvm::Value *poly = f32(b, 1.061405429);
+  for (double k : {-1.453152027, 1.421413741, -0.284496736, 0.254829592}) poly = b.CreateFAdd(f32(b, k), b.CreateFMul(t, poly));
+  poly = b.CreateFMul(t, poly);
+  llvm::Value *y = b.CreateFSub(f32(b, 1.0), b.CreateFMul(poly, emitExp(b, b.CreateFNeg(b.CreateFMul(a, a)))));
+  return b.CreateSelect(b.CreateFCmpOLT(x, f32(b, 0.0)), b.CreateFNeg(y), y);
+}
+
+/// An f32 op of the elementwise family on scalars; nullptr for one that is
+/// not (or not on f32).
+llvm::Value *emitF32Op(Builder &b, OpKind op, const std::vector<llvm::Value *> &a) {
+  switch (op) {
+  case OpKind::Add: return b.CreateFAdd(a[0], a[1]);
+  case OpKind::Sub: return b.CreateFSub(a[0], a[1]);
+  case OpKind::Mul: return b.CreateFMul(a[0], a[1]);
+  case OpKind::Div: return b.CreateFDiv(a[0], a[1]);
+  case OpKind::Neg: return b.CreateFNeg(a[0]);
+  case OpKind::Exp: return emitExp(b, a[0]);
+  case OpKind::Log: return b.CreateUnaryIntrinsic(llvm::Intrinsic::log, a[0]);
+  case OpKind::Tanh: return emitTanh(b, a[0]);
+  case OpKind::Relu: return b.CreateSelect(b.CreateFCmpOGT(a[0], f32(b, 0.0)), a[0], f32(b, 0.0));
+  case OpKind::Sigmoid: return emitSigmoid(b, a[0]);
+  case OpKind::Sqrt: return b.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, a[0]);
+  case OpKind::Erf: return emitErf(b, a[0]);
+  case OpKind::TanhGrad: return b.CreateFMul(a[1], b.CreateFSub(f32(b, 1.0), b.CreateFMul(a[0], a[0])));
+  case OpKind::SigmoidGrad: return b.CreateFMul(b.CreateFMul(a[1], a[0]), b.CreateFSub(f32(b, 1.0), a[0]));
+  case OpKind::ReluGrad: return b.CreateSelect(b.CreateFCmpOGT(a[0], f32(b, 0.0)), a[1], f32(b, 0.0));
+  default: return nullptr;
+  }
+}
+
+bool isF32Op(OpKind op) {
+  switch (op) {
+  case OpKind::Add:
+  case OpKind::Sub:
+  case OpKind::Mul:
+  case OpKind::Div:
+  case OpKind::Neg:
+  case OpKind::Exp:
+  case OpKind::Log:
+  case OpKind::Tanh:
+  case OpKind::Relu:
+  case OpKind::Sigmoid:
+  case OpKind::Sqrt:
+  case OpKind::Erf:
+  case OpKind::TanhGrad:
+  case OpKind::SigmoidGrad:
+  case OpKind::ReluGrad: return true;
+  default: return false;
+  }
+}
+
+bool isComparison(OpKind op) {
+  switch (op) {
+  case OpKind::Equal:
+  case OpKind::NotEqual:
+  case OpKind::Less:
+  case OpKind::LessEqual:
+  case OpKind::Greater:
+  case OpKind::GreaterEqual: return true;
+  default: return false;
+  }
+}
+
+/// a op b as the reference's std::equal_to<> etc. compute it: ordered
+/// float comparisons (false with a NaN) except != (true with one); signed
+/// i32; unsigned bytes for bool.
+llvm::Value *emitComparison(Builder &b, OpKind op, DType t, llvm::Value *x, llvm::Value *y) {
+  llvm::Value *c = nullptr;
+  if (t == DType::F32) {
+    switch (op) {
+    case OpKind::Equal: c = b.CreateFCmpOEQ(x, y); break;
+    case OpKind::NotEqual: c = b.CreateFCmpUNE(x, y); break;
+    case OpKind::Less: c = b.CreateFCmpOLT(x, y); break;
+    case OpKind::LessEqual: c = b.CreateFCmpOLE(x, y); break;
+    case OpKind::Greater: c = b.CreateFCmpOGT(x, y); break;
+    default: c = b.CreateFCmpOGE(x, y); break;
+    }
+  } else {
+    bool s = t == DType::I32;
+    switch (op) {
+    case OpKind::Equal: c = b.CreateICmpEQ(x, y); break;
+    case OpKind::NotEqual: c = b.CreateICmpNE(x, y); break;
+    case OpKind::Less: c = s ? b.CreateICmpSLT(x, y) : b.CreateICmpULT(x, y); break;
+    case OpKind::LessEqual: c = s ? b.CreateICmpSLE(x, y) : b.CreateICmpULE(x, y); break;
+    case OpKind::Greater: c = s ? b.CreateICmpSGT(x, y) : b.CreateICmpUGT(x, y); break;
+    default: c = s ? b.CreateICmpSGE(x, y) : b.CreateICmpUGE(x, y); break;
+    }
+  }
+  return b.CreateZExt(c, b.getInt8Ty());
+}
+
+// --- the map of a node over its result ---------------------------------------
+
+struct MapOperand {
+  ValueId value;
+  DType dtype;
+  std::vector<int64_t> extents;
+};
+
+/// The merged iteration space of a map: dims[d] extents, and per operand
+/// the element stride along each dim (0 where it broadcasts).
+struct MergedSpace {
+  std::vector<int64_t> dims;
+  std::vector<std::vector<int64_t>> strides; ///< [operand][dim]
+};
+
+MergedSpace mergeDims(const std::vector<int64_t> &out, const std::vector<MapOperand> &operands) {
+  size_t rank = out.size();
+  // broadcast[j][d]: operand j is broadcast along result dim d.
+  std::vector<std::vector<bool>> broadcast(operands.size(), std::vector<bool>(rank));
+  for (size_t j = 0; j < operands.size(); ++j) {
+    const auto &e = operands[j].extents;
+    for (size_t d = 0; d < rank; ++d) {
+      size_t shift = rank - e.size();
+      int64_t extent = d < shift ? 1 : e[d - shift];
+      broadcast[j][d] = extent != out[d];
+    }
+  }
+  // Merged dims as lists of result dims; extent-1 dims drop out.
+  std::vector<std::vector<size_t>> groups;
+  for (size_t d = 0; d < rank; ++d) {
+    if (out[d] == 1) continue;
+    bool same = !groups.empty();
+    if (same)
+      for (size_t j = 0; j < operands.size(); ++j)
+        if (broadcast[j][d] != broadcast[j][groups.back().back()]) same = false;
+    if (same) groups.back().push_back(d);
+    else groups.push_back({d});
+  }
+  MergedSpace s;
+  for (const auto &g : groups) {
+    int64_t extent = 1;
+    for (size_t d : g) extent *= out[d];
+    s.dims.push_back(extent);
+  }
+  if (s.dims.empty()) s.dims.push_back(1);
+  s.strides.assign(operands.size(), std::vector<int64_t>(s.dims.size(), 0));
+  for (size_t j = 0; j < operands.size(); ++j) {
+    int64_t stride = 1;
+    for (size_t g = groups.size(); g-- > 0;) {
+      if (broadcast[j][groups[g].front()]) continue;
+      s.strides[j][g] = stride;
+      stride *= s.dims[g];
+    }
+  }
+  return s;
+}
+
+llvm::Type *elementType(Builder &b, DType t) {
+  switch (t) {
+  case DType::F32: return b.getFloatTy();
+  case DType::I32: return b.getInt32Ty();
+  case DType::Bool: return b.getInt8Ty();
+  }
+  return b.getFloatTy();
+}
+
+} // namespace
+
+struct PlanModule::Impl {
+  const ir::Graph &graph;
+  const Plan &plan;
+  std::unique_ptr<llvm::LLVMContext> context = std::make_unique<llvm::LLVMContext>();
+  std::unique_ptr<llvm::Module> module;
+  Builder b{*context};
+
+  Impl(const ir::Graph &g, const Plan &p, const std::string &name) : graph(g), plan(p) {
+    module = std::make_unique<llvm::Module>(name, *context);
+    llvm::FastMathFlags fmf;
+    fmf.setAllowContract(true); // a * b + c may become one FMA
+    b.setFastMathFlags(fmf);
+  }
+
+  llvm::FunctionCallee parallelFor() {
+    llvm::Type *ptr = b.getPtrTy(), *i64 = b.getInt64Ty();
+    return module->getOrInsertFunction("kiln_rt_parallel_for",
+                                       llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr, ptr, i64, i64}, false));
+  }
+
+  /// for (i = lo; i < hi; ++i) body(i), at the builder's position.
+  void loop(llvm::Value *lo, llvm::Value *hi, const std::function<void(llvm::Value *)> &body) {
+    llvm::Function *f = b.GetInsertBlock()->getParent();
+    llvm::BasicBlock *pre = b.GetInsertBlock();
+    llvm::BasicBlock *head = llvm::BasicBlock::Create(*context, "loop", f);
+    llvm::BasicBlock *inside = llvm::BasicBlock::Create(*context, "body", f);
+    llvm::BasicBlock *exit = llvm::BasicBlock::Create(*context, "done", f);
+    b.CreateBr(head);
+    b.SetInsertPoint(head);
+    llvm::PHINode *i = b.CreatePHI(b.getInt64Ty(), 2, "i");
+    i->addIncoming(lo, pre);
+    b.CreateCondBr(b.CreateICmpSLT(i, hi), inside, exit);
+    b.SetInsertPoint(inside);
+    body(i);
+    llvm::Value *next = b.CreateAdd(i, b.getInt64(1), "", /*HasNUW=*/true, /*HasNSW=*/true);
+    i->addIncoming(next, b.GetInsertBlock());
+    b.CreateBr(head);
+    b.SetInsertPoint(exit);
+  }
+
+  llvm::Value *loadValuePointer(llvm::Value *values, ValueId v) {
+    llvm::Value *slot = b.CreateConstInBoundsGEP1_64(b.getPtrTy(), values, static_cast<uint64_t>(v));
+    return b.CreateLoad(b.getPtrTy(), slot, fmt::format("v{}", v));
+  }
+
+  /// Emits kiln_step_<step> computing result[e] = fn(operands at e) over
+  /// the result's extents.
+  void emitMap(size_t step, ValueId result, const std::vector<MapOperand> &operands, const ElementFn &fn) {
+    const std::vector<int64_t> &out = plan.extents[result];
+    MergedSpace space = mergeDims(out, operands);
+    size_t merged = space.dims.size();
+    int64_t cols = space.dims.back(), rows = 1;
+    for (size_t d = 0; d + 1 < merged; ++d) rows *= space.dims[d];
+    int64_t total = rows * cols;
+    // Long rows among few of them are cut into blocks of columns.
+    int64_t block = rows < 64 && cols > kColumnBlock ? kColumnBlock : cols;
+    int64_t colBlocks = cols == 0 ? 0 : (cols + block - 1) / block;
+    int64_t items = rows * colBlocks;
+    int64_t elementsPerItem = std::max<int64_t>(1, total / std::max<int64_t>(items, 1));
+    int64_t minItems = std::max<int64_t>(1, kMinElementsPerThread / elementsPerItem);
+    std::string name = stepName(step);
+    llvm::Type *ptr = b.getPtrTy(), *i64 = b.getInt64Ty();
+
+    // The row function: out[c] = fn(operands[c * stride]) for c in [c0, c1),
+    // every pointer noalias.
+    std::vector<llvm::Type *> rowParams(operands.size() + 1, ptr);
+    rowParams.push_back(i64);
+    rowParams.push_back(i64);
+    auto *rowFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), rowParams, false),
+                                         llvm::Function::InternalLinkage, name + ".row", *module);
+    rowFn->addFnAttr(llvm::Attribute::AlwaysInline);
+    for (size_t j = 0; j <= operands.size(); ++j) rowFn->addParamAttr(static_cast<unsigned>(j), llvm::Attribute::NoAlias);
+    {
+      b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", rowFn));
+      llvm::Value *outRow = rowFn->getArg(0);
+      llvm::Type *outType = elementType(b, graph.type(result).dtype);
+      loop(rowFn->getArg(static_cast<unsigned>(operands.size() + 1)), rowFn->getArg(static_cast<unsigned>(operands.size() + 2)),
+           [&](llvm::Value *c) {
+             std::vector<llvm::Value *> loaded;
+             for (size_t j = 0; j < operands.size(); ++j) {
+               llvm::Type *t = elementType(b, operands[j].dtype);
+               llvm::Value *at = space.strides[j][merged - 1] ? c : b.getInt64(0);
+               loaded.push_back(b.CreateLoad(t, b.CreateInBoundsGEP(t, rowFn->getArg(static_cast<unsigned>(j + 1)), at)));
+             }
+             b.CreateStore(fn(b, loaded), b.CreateInBoundsGEP(outType, outRow, c));
+           });
+      b.CreateRetVoid();
+    }
+
+    // The body over items [begin, end).
+    auto *bodyFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, i64, i64}, false),
+                                          llvm::Function::InternalLinkage, name + ".body", *module);
+    {
+      b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", bodyFn));
+      llvm::Value *values = bodyFn->getArg(0);
+      llvm::Value *outBase = loadValuePointer(values, result);
+      std::vector<llvm::Value *> bases;
+      for (const MapOperand &o : operands) bases.push_back(loadValuePointer(values, o.value));
+      llvm::Type *outType = elementType(b, graph.type(result).dtype);
+      loop(bodyFn->getArg(1), bodyFn->getArg(2), [&](llvm::Value *item) {
+        llvm::Value *row = b.CreateUDiv(item, b.getInt64(static_cast<uint64_t>(colBlocks)));
+        llvm::Value *c0 = b.CreateMul(b.CreateURem(item, b.getInt64(static_cast<uint64_t>(colBlocks))),
+                                      b.getInt64(static_cast<uint64_t>(block)));
+        llvm::Value *c1 = b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, b.CreateAdd(c0, b.getInt64(static_cast<uint64_t>(block))),
+                                                  b.getInt64(static_cast<uint64_t>(cols)));
+        // Each operand's offset of this row: row's index along each outer
+        // merged dim times the operand's stride there.
+        std::vector<llvm::Value *> offsets(operands.size(), b.getInt64(0));
+        llvm::Value *rest = row;
+        for (size_t d = merged - 1; d-- > 0;) {
+          llvm::Value *index = b.CreateURem(rest, b.getInt64(static_cast<uint64_t>(space.dims[d])));
+          rest = b.CreateUDiv(rest, b.getInt64(static_cast<uint64_t>(space.dims[d])));
+          for (size_t j = 0; j < operands.size(); ++j)
+            if (space.strides[j][d])
+              offsets[j] = b.CreateAdd(offsets[j], b.CreateMul(index, b.getInt64(static_cast<uint64_t>(space.strides[j][d]))));
+        }
+        std::vector<llvm::Value *> args;
+        args.push_back(b.CreateInBoundsGEP(outType, outBase, b.CreateMul(row, b.getInt64(static_cast<uint64_t>(cols)))));
+        for (size_t j = 0; j < operands.size(); ++j)
+          args.push_back(b.CreateInBoundsGEP(elementType(b, operands[j].dtype), bases[j], offsets[j]));
+        args.push_back(c0);
+        args.push_back(c1);
+        b.CreateCall(rowFn, args);
+      });
+      b.CreateRetVoid();
+    }
+
+    // The step: the body over all items, on the plan's threads.
+    auto *stepFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
+                                          llvm::Function::ExternalLinkage, name, *module);
+    b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", stepFn));
+    b.CreateCall(parallelFor(), {stepFn->getArg(1), bodyFn, stepFn->getArg(0), b.getInt64(static_cast<uint64_t>(items)),
+                                 b.getInt64(static_cast<uint64_t>(minItems))});
+    b.CreateRetVoid();
+  }
+
+  std::vector<MapOperand> operandsOf(const Node &node) {
+    std::vector<MapOperand> ops;
+    for (ValueId v : node.operands) ops.push_back({v, graph.type(v).dtype, plan.extents[v]});
+    return ops;
+  }
+
+  bool emitNode(size_t i, size_t step) {
+    const Node &node = graph.nodes()[i];
+    if (node.numResults() != 1) return false;
+    ValueId r = node.result;
+    DType rt = graph.type(r).dtype;
+    if (ir::numElements(plan.extents[r]) == 0) return false; // the reference writes nothing
+    OpKind op = node.op;
+    if (isF32Op(op) && rt == DType::F32) {
+      for (ValueId v : node.operands)
+        if (graph.type(v).dtype != DType::F32) return false;
+      emitMap(step, r, operandsOf(node), [op](Builder &bb, const std::vector<llvm::Value *> &a) { return emitF32Op(bb, op, a); });
+      return true;
+    }
+    if ((op == OpKind::Add || op == OpKind::Sub || op == OpKind::Mul) && rt == DType::I32) {
+      // i32 wraps, as the reference's narrowing of its 64-bit result does.
+      emitMap(step, r, operandsOf(node), [op](Builder &bb, const std::vector<llvm::Value *> &a) -> llvm::Value * {
+        if (op == OpKind::Add) return bb.CreateAdd(a[0], a[1]);
+        if (op == OpKind::Sub) return bb.CreateSub(a[0], a[1]);
+        return bb.CreateMul(a[0], a[1]);
+      });
+      return true;
+    }
+    if (isComparison(op)) {
+      DType t = graph.type(node.operands[0]).dtype;
+      emitMap(step, r, operandsOf(node),
+              [op, t](Builder &bb, const std::vector<llvm::Value *> &a) { return emitComparison(bb, op, t, a[0], a[1]); });
+      return true;
+    }
+    if (op == OpKind::Select) {
+      emitMap(step, r, operandsOf(node), [](Builder &bb, const std::vector<llvm::Value *> &a) {
+        return bb.CreateSelect(bb.CreateICmpNE(a[0], bb.getInt8(0)), a[1], a[2]);
+      });
+      return true;
+    }
+    if (op == OpKind::BroadcastTo) {
+      emitMap(step, r, operandsOf(node), [](Builder &, const std::vector<llvm::Value *> &a) { return a[0]; });
+      return true;
+    }
+    if (op == OpKind::Elementwise) {
+      auto program = std::make_shared<ir::ElementwiseProgram>(
+          ir::parseBody(ir::attrString(op, node.attrs, "body"), node.operands.size()));
+      for (const ir::ElementwiseProgram::Step &s : program->steps)
+        if (!isF32Op(s.op)) return false;
+      emitMap(step, r, operandsOf(node), [program](Builder &bb, const std::vector<llvm::Value *> &a) {
+        std::vector<llvm::Value *> results;
+        for (const ir::ElementwiseProgram::Step &s : program->steps) {
+          std::vector<llvm::Value *> args;
+          for (const ir::ElementwiseProgram::Ref &ref : s.args) args.push_back(ref.operand ? a[ref.index] : results[ref.index]);
+          results.push_back(emitF32Op(bb, s.op, args));
+        }
+        return results.back();
+      });
+      return true;
+    }
+    return false;
+  }
+
+  void emitEntry(const std::vector<bool> &generated) {
+    llvm::Type *ptr = b.getPtrTy();
+    auto *entry = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
+                                         llvm::Function::ExternalLinkage, kEntry, *module);
+    b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", entry));
+    llvm::FunctionCallee hostStep = module->getOrInsertFunction(
+        "kiln_rt_step", llvm::FunctionType::get(b.getVoidTy(), {ptr, b.getInt64Ty()}, false));
+    for (size_t k = 0; k < generated.size(); ++k) {
+      if (generated[k]) b.CreateCall(module->getFunction(stepName(k)), {entry->getArg(0), entry->getArg(1)});
+      else b.CreateCall(hostStep, {entry->getArg(1), b.getInt64(k)});
+    }
+    b.CreateRetVoid();
+  }
+};
+
+PlanModule::PlanModule(const ir::Graph &g, const Plan &p, const std::string &name)
+    : impl_(std::make_unique<Impl>(g, p, name)) {}
+PlanModule::~PlanModule() = default;
+
+bool PlanModule::emitNode(size_t i, size_t step) { return impl_->emitNode(i, step); }
+void PlanModule::emitEntry(const std::vector<bool> &generated) { impl_->emitEntry(generated); }
+std::string PlanModule::stepName(size_t step) { return fmt::format("kiln_step_{}", step); }
+std::unique_ptr<llvm::LLVMContext> PlanModule::takeContext() { return std::move(impl_->context); }
+std::unique_ptr<llvm::Module> PlanModule::takeModule() { return std::move(impl_->module); }
+
+} // namespace kiln::backends::llvm_backend

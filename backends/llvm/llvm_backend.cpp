@@ -1,0 +1,112 @@
+//===- backends/llvm/llvm_backend.cpp - kiln's kernels as LLVM-JIT code ---===//
+//
+// Per plan: each node is offered to the code generator first; a node it
+// takes becomes a step without a host function (its code is in the
+// module), the others go to kiln's kernels, oneDNN or the reference as on
+// the oneDNN backend. Once every node has its step, the module gets its
+// entry function, is optimised and JIT-compiled, and the generated steps
+// get their function's address (for per-step profiling; an ordinary run
+// calls the entry only).
+//
+//===----------------------------------------------------------------------===//
+#include "backends/llvm/llvm_backend.h"
+
+#include "backends/common/planned_executable.h"
+#include "backends/llvm/codegen.h"
+#include "backends/llvm/jit.h"
+#include "backends/llvm/runtime.h"
+#include "backends/onednn/onednn_backend.h"
+
+#include <fmt/format.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+#include <llvm/Support/raw_ostream.h>
+
+namespace kiln::backends::llvm_backend {
+
+namespace {
+
+using EntryFn = void (*)(void *const *values, void *host);
+using StepFn = void (*)(void *const *values, void *host);
+
+/// What the backend keeps for a plan: its compiled code and the context
+/// the code's host calls see.
+struct CompiledPlan {
+  std::unique_ptr<PlanModule> pending; ///< while the plan is being built
+  std::vector<bool> generated;         ///< by step
+  std::unique_ptr<CompiledModule> code;
+  EntryFn entry = nullptr;
+  HostContext host;
+};
+
+class LlvmExecutable : public PlannedExecutable {
+public:
+  LlvmExecutable(const ir::Graph &g, const runtime::CompileOptions &o) : PlannedExecutable(g, o), onednn_(graph_) {}
+
+protected:
+  bool lowerNode(Plan &p, size_t i) override {
+    CompiledPlan &c = state(p);
+    size_t step = p.steps.size();
+    if (c.pending->emitNode(i, step)) {
+      addStep(p, i, fmt::format("{} (llvm)", ir::opName(graph_.nodes()[i].op)), nullptr);
+      return true;
+    }
+    return lowerToKernel(graph_, p, i) || onednn_.lower(p, i);
+  }
+
+  void finishPlan(Plan &p) override {
+    CompiledPlan &c = state(p);
+    c.generated.assign(p.steps.size(), false);
+    for (size_t k = 0; k < p.steps.size(); ++k) c.generated[k] = !p.steps[k].run;
+    c.pending->emitEntry(c.generated);
+    std::unique_ptr<llvm::Module> m = c.pending->takeModule();
+    targetHost(*m);
+    optimize(*m);
+    c.code = compileModule(c.pending->takeContext(), std::move(m));
+    c.pending.reset();
+    c.entry = reinterpret_cast<EntryFn>(c.code->lookup(PlanModule::kEntry));
+    c.host.plan = &p;
+    for (size_t k = 0; k < p.steps.size(); ++k) {
+      if (!c.generated[k]) continue;
+      auto fn = reinterpret_cast<StepFn>(c.code->lookup(PlanModule::stepName(k)));
+      Plan *plan = &p;
+      HostContext *host = &c.host;
+      p.steps[k].run = [fn, plan, host] { fn(plan->ptr.data(), host); };
+    }
+  }
+
+  void runPlan(Plan &p) override {
+    if (profiling()) return PlannedExecutable::runPlan(p);
+    CompiledPlan &c = state(p);
+    c.entry(p.ptr.data(), &c.host);
+  }
+
+  bool inPlace(const Plan &p, const ir::Node &node, size_t operand) const override {
+    // The generated loops take their pointers as noalias (no in-place
+    // results); the oneDNN primitives keep theirs.
+    return false;
+    (void)p, (void)node, (void)operand;
+  }
+
+  void synchronize() override { onednn_.wait(); }
+
+private:
+  CompiledPlan &state(Plan &p) {
+    if (!p.backendState) {
+      auto c = std::make_shared<CompiledPlan>();
+      c->pending = std::make_unique<PlanModule>(graph_, p, "kiln");
+      p.backendState = c;
+    }
+    return *static_cast<CompiledPlan *>(p.backendState.get());
+  }
+
+  onednn::OnednnLowering onednn_;
+};
+
+} // namespace
+
+std::unique_ptr<runtime::Executable> compile(const ir::Graph &g, const runtime::CompileOptions &options) {
+  return std::make_unique<LlvmExecutable>(g, options);
+}
+
+} // namespace kiln::backends::llvm_backend
