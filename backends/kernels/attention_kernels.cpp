@@ -28,7 +28,7 @@
 #include <cmath>
 #include <dnnl.h>
 #include <limits>
-#include <omp.h>
+#include "backends/kernels/parallel.h"
 #include <stdexcept>
 #include <vector>
 
@@ -156,12 +156,13 @@ bool worthThreads(const AttentionShape &sh) { return sh.batch * sh.tq * sh.tk * 
 
 } // namespace
 
-// With one work item (one block, one slice) the loop runs with no OpenMP
-// construct around it, not in an `omp parallel if (false)` region: from
-// inside such an inactive region, the GEMMs' own OpenMP team is a nested one
-// with threads of its own, which fight the idle outer workers for the two
-// cores (a batch-1 attention took 8 ms instead of 0.2 ms). Outside any
-// region, the GEMMs use the cores themselves.
+// With one work item (one block, one slice) or too little work, the loop
+// runs with no OpenMP construct around it (parallelFor calls it directly),
+// not in an `omp parallel if (false)` region: from inside such an inactive
+// region, the GEMMs' own OpenMP team is a nested one with threads of its
+// own, which fight the idle outer workers for the two cores (a batch-1
+// attention took 8 ms instead of 0.2 ms). Outside any region, the GEMMs use
+// the cores themselves.
 
 void attention(const AttentionShape &sh, const float *q, const float *k, const float *v, const AttentionMask *mask,
                float *out, float *lse) {
@@ -171,33 +172,19 @@ void attention(const AttentionShape &sh, const float *q, const float *k, const f
     forwardBlock(sh, b, r0, std::min(kRows, sh.tq - r0), q, k, v, mask, scores.data(), out, lse);
   };
   const size_t scoresSize = static_cast<size_t>(kRows * std::max<int64_t>(sh.tk, 1));
-  if (items <= 1 || !worthThreads(sh)) {
+  parallelFor(items, worthThreads(sh), [&](int64_t begin, int64_t end) {
     std::vector<float> scores(scoresSize);
-    for (int64_t item = 0; item < items; ++item) run(item, scores);
-    return;
-  }
-#pragma omp parallel
-  {
-    std::vector<float> scores(scoresSize);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < items; ++item) run(item, scores);
-  }
+    for (int64_t item = begin; item < end; ++item) run(item, scores);
+  });
 }
 
 void attentionGrad(const AttentionShape &sh, const float *q, const float *k, const float *v, const float *lse,
                    const float *dout, const AttentionMask *mask, float *dq, float *dk, float *dv) {
   const size_t block = static_cast<size_t>(kRows * std::max<int64_t>(sh.tk, 1));
-  if (sh.batch <= 1 || !worthThreads(sh)) {
+  parallelFor(sh.batch, worthThreads(sh), [&](int64_t begin, int64_t end) {
     std::vector<float> p(block), dp(block);
-    for (int64_t b = 0; b < sh.batch; ++b) backwardSlice(sh, b, q, k, v, lse, dout, mask, dq, dk, dv, p.data(), dp.data());
-    return;
-  }
-#pragma omp parallel
-  {
-    std::vector<float> p(block), dp(block);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t b = 0; b < sh.batch; ++b) backwardSlice(sh, b, q, k, v, lse, dout, mask, dq, dk, dv, p.data(), dp.data());
-  }
+    for (int64_t b = begin; b < end; ++b) backwardSlice(sh, b, q, k, v, lse, dout, mask, dq, dk, dv, p.data(), dp.data());
+  });
 }
 
 // --- additive attention with pooling --------------------------------------------
@@ -324,22 +311,21 @@ void additiveBackwardSlice(const AdditiveShape &sh, int64_t bi, const float *h, 
 
 void additiveAttention(const AdditiveShape &sh, const float *h, const float *k, const float *v, const float *w,
                        float b, const uint8_t *mask, float *out, float *p) {
-#pragma omp parallel for schedule(static) if (worthThreads(sh))
-  for (int64_t bi = 0; bi < sh.batch; ++bi) additiveForwardSlice(sh, bi, h, k, v, w, b, mask, out, p);
+  parallelFor(sh.batch, worthThreads(sh), [&](int64_t begin, int64_t end) {
+    for (int64_t bi = begin; bi < end; ++bi) additiveForwardSlice(sh, bi, h, k, v, w, b, mask, out, p);
+  });
 }
 
 void additiveAttentionGrad(const AdditiveShape &sh, const float *h, const float *k, const float *v, const float *w,
                            const float *p, const float *dout, const uint8_t *mask, float *da, float *dv, float *dw,
                            float *db) {
   std::vector<float> dwRows(static_cast<size_t>(sh.batch * sh.e)), dbRows(static_cast<size_t>(sh.batch));
-#pragma omp parallel if (worthThreads(sh))
-  {
+  parallelFor(sh.batch, worthThreads(sh), [&](int64_t begin, int64_t end) {
     std::vector<float> ds(static_cast<size_t>(std::max<int64_t>(sh.t, 1)));
-#pragma omp for schedule(static)
-    for (int64_t bi = 0; bi < sh.batch; ++bi)
+    for (int64_t bi = begin; bi < end; ++bi)
       additiveBackwardSlice(sh, bi, h, k, v, w, p, dout, mask, da, dv, dwRows.data() + bi * sh.e, dbRows.data() + bi,
                             ds.data());
-  }
+  });
   std::fill(dw, dw + sh.e, 0.0f);
   *db = 0.0f;
   for (int64_t bi = 0; bi < sh.batch; ++bi) {

@@ -14,6 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "backends/kernels/kernels.h"
+#include "backends/kernels/parallel.h"
 #include "backends/kernels/vector.h"
 
 #include <algorithm>
@@ -120,19 +121,17 @@ void evaluateBlock(const ElementwiseStep *steps, int numSteps, const float *cons
 void elementwise(const ElementwiseStep *steps, int numSteps, const float *const *operands, const uint8_t *scalar,
                  int numOperands, int64_t n, float *out) {
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel if (n > (1 << 15))
-  {
+  parallelFor(blocks, n > (1 << 15), [&](int64_t first, int64_t last) {
     std::vector<float> scratch(static_cast<size_t>((numSteps + numOperands) * kBlock), 0.0f);
     std::vector<const float *> slots(static_cast<size_t>(numOperands + numSteps));
     for (int j = 0; j < numOperands; ++j)
       if (scalar[j]) std::fill_n(scratch.data() + (numSteps + j) * kBlock, kBlock, operands[j][0]);
-#pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < blocks; ++blk) {
+    for (int64_t blk = first; blk < last; ++blk) {
       int64_t begin = blk * kBlock;
       evaluateBlock(steps, numSteps, operands, scalar, numOperands, begin, std::min(kBlock, n - begin), out,
                     slots.data(), scratch.data());
     }
-  }
+  });
 }
 
 } // namespace kiln::backends::kernels

@@ -15,7 +15,7 @@
 #include <cmath>
 #include <vector>
 #include <cstring>
-#include <omp.h>
+#include "backends/kernels/parallel.h"
 
 namespace kiln::backends::kernels {
 
@@ -25,83 +25,87 @@ constexpr int64_t kParallelMin = 1 << 15;
 } // namespace
 
 void embedding(const float *table, const int32_t *ids, int64_t n, int64_t width, float *out) {
-#pragma omp parallel for schedule(static) if (n * width > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) std::memcpy(out + i * width, table + int64_t(ids[i]) * width, width * sizeof(float));
+  parallelFor(n, n * width > kParallelMin, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      std::memcpy(out + i * width, table + int64_t(ids[i]) * width, width * sizeof(float));
+  });
 }
 
 void embeddingGrad(const int32_t *ids, const float *dy, int64_t n, int64_t rows, int64_t width, float *out) {
   std::memset(out, 0, static_cast<size_t>(rows * width) * sizeof(float));
-#pragma omp parallel if (n * width > kParallelMin)
-  {
-    int threads = omp_get_num_threads(), t = omp_get_thread_num();
-    int64_t begin = width * t / threads, end = width * (t + 1) / threads;
+  // Each thread owns a range of columns, so that rows of repeated ids
+  // never race.
+  parallelFor(width, n * width > kParallelMin, [&](int64_t begin, int64_t end) {
     for (int64_t i = 0; i < n; ++i) {
       float *row = out + int64_t(ids[i]) * width;
       const float *src = dy + i * width;
       for (int64_t c = begin; c < end; ++c) row[c] += src[c];
     }
-  }
+  });
 }
 
 void maskedReduce(const float *x, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,
                   float *out) {
-#pragma omp parallel for schedule(static) if (outer * len * inner > kParallelMin)
-  for (int64_t o = 0; o < outer; ++o) {
-    float *dst = out + o * inner;
-    for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
-    int64_t count = 0;
-    for (int64_t j = 0; j < len; ++j) {
-      if (mask && !mask[o * len + j]) continue;
-      ++count;
-      const float *src = x + (o * len + j) * inner;
-      for (int64_t c = 0; c < inner; ++c) dst[c] += src[c];
+parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      float *dst = out + o * inner;
+      for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
+      int64_t count = 0;
+      for (int64_t j = 0; j < len; ++j) {
+        if (mask && !mask[o * len + j]) continue;
+        ++count;
+        const float *src = x + (o * len + j) * inner;
+        for (int64_t c = 0; c < inner; ++c) dst[c] += src[c];
+      }
+      if (mean && count > 0) {
+        float scale = 1.0f / static_cast<float>(count);
+        for (int64_t c = 0; c < inner; ++c) dst[c] *= scale;
+      }
     }
-    if (mean && count > 0) {
-      float scale = 1.0f / static_cast<float>(count);
-      for (int64_t c = 0; c < inner; ++c) dst[c] *= scale;
-    }
-  }
+  });
 }
 
 void maskedMax(const float *x, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, float *out) {
-#pragma omp parallel for schedule(static) if (outer * len * inner > kParallelMin)
-  for (int64_t o = 0; o < outer; ++o) {
-    float *dst = out + o * inner;
-    for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
-    bool first = true;
-    for (int64_t j = 0; j < len; ++j) {
-      if (mask && !mask[o * len + j]) continue;
-      const float *src = x + (o * len + j) * inner;
-      // The reference's rule, element by element: the first kept value,
-      // then any larger one or a NaN (which then stays).
-      for (int64_t c = 0; c < inner; ++c) {
-        float v = src[c];
-        dst[c] = first || v > dst[c] || v != v ? v : dst[c];
+parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      float *dst = out + o * inner;
+      for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
+      bool first = true;
+      for (int64_t j = 0; j < len; ++j) {
+        if (mask && !mask[o * len + j]) continue;
+        const float *src = x + (o * len + j) * inner;
+        // The reference's rule, element by element: the first kept value,
+        // then any larger one or a NaN (which then stays).
+        for (int64_t c = 0; c < inner; ++c) {
+          float v = src[c];
+          dst[c] = first || v > dst[c] || v != v ? v : dst[c];
+        }
+        first = false;
       }
-      first = false;
     }
-  }
+  });
 }
 
 void maskedMaxGrad(const float *x, const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner,
                    float *dx) {
-#pragma omp parallel for schedule(static) if (outer * len * inner > kParallelMin)
-  for (int64_t o = 0; o < outer; ++o) {
-    std::vector<int64_t> best(static_cast<size_t>(inner), -1);
-    for (int64_t j = 0; j < len; ++j) {
-      float *dst = dx + (o * len + j) * inner;
-      for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
-      if (mask && !mask[o * len + j]) continue;
-      const float *src = x + (o * len + j) * inner;
-      for (int64_t c = 0; c < inner; ++c) {
-        int64_t b = best[static_cast<size_t>(c)];
-        float v = src[c], was = b < 0 ? 0.0f : x[(o * len + b) * inner + c];
-        if (b < 0 || v > was || (v != v && was == was)) best[static_cast<size_t>(c)] = j;
+parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      std::vector<int64_t> best(static_cast<size_t>(inner), -1);
+      for (int64_t j = 0; j < len; ++j) {
+        float *dst = dx + (o * len + j) * inner;
+        for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
+        if (mask && !mask[o * len + j]) continue;
+        const float *src = x + (o * len + j) * inner;
+        for (int64_t c = 0; c < inner; ++c) {
+          int64_t b = best[static_cast<size_t>(c)];
+          float v = src[c], was = b < 0 ? 0.0f : x[(o * len + b) * inner + c];
+          if (b < 0 || v > was || (v != v && was == was)) best[static_cast<size_t>(c)] = j;
+        }
       }
+      for (int64_t c = 0; c < inner; ++c)
+        if (int64_t b = best[static_cast<size_t>(c)]; b >= 0) dx[(o * len + b) * inner + c] = dy[o * inner + c];
     }
-    for (int64_t c = 0; c < inner; ++c)
-      if (int64_t b = best[static_cast<size_t>(c)]; b >= 0) dx[(o * len + b) * inner + c] = dy[o * inner + c];
-  }
+  });
 }
 
 namespace {
@@ -119,107 +123,115 @@ void dropout(const float *x, int64_t n, uint64_t seed, int64_t key, int64_t step
   uint64_t threshold = runtime::dropoutThreshold(p);
   float scale = static_cast<float>(1.0 / (1.0 - p));
   int64_t chunk = 1 << 14, chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t c = 0; c < chunks; ++c)
-    dropoutRange(x, c * chunk, std::min(n, (c + 1) * chunk), seed, key, step, threshold, scale, y);
+  parallelFor(chunks, n > kParallelMin, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c)
+      dropoutRange(x, c * chunk, std::min(n, (c + 1) * chunk), seed, key, step, threshold, scale, y);
+  });
 }
 
 void maskedReduceGrad(const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,
                       float *dx) {
-#pragma omp parallel for schedule(static) if (outer * len * inner > kParallelMin)
-  for (int64_t o = 0; o < outer; ++o) {
-    int64_t count = 0;
-    for (int64_t j = 0; j < len; ++j) count += !mask || mask[o * len + j];
-    float scale = mean && count > 0 ? 1.0f / static_cast<float>(count) : 1.0f;
-    const float *g = dy + o * inner;
-    for (int64_t j = 0; j < len; ++j) {
-      float *dst = dx + (o * len + j) * inner;
-      bool kept = !mask || mask[o * len + j];
-      for (int64_t c = 0; c < inner; ++c) dst[c] = kept ? g[c] * scale : 0.0f;
+parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      int64_t count = 0;
+      for (int64_t j = 0; j < len; ++j) count += !mask || mask[o * len + j];
+      float scale = mean && count > 0 ? 1.0f / static_cast<float>(count) : 1.0f;
+      const float *g = dy + o * inner;
+      for (int64_t j = 0; j < len; ++j) {
+        float *dst = dx + (o * len + j) * inner;
+        bool kept = !mask || mask[o * len + j];
+        for (int64_t c = 0; c < inner; ++c) dst[c] = kept ? g[c] * scale : 0.0f;
+      }
     }
-  }
+  });
 }
 
 void maskedSoftmax(const float *x, const uint8_t *mask, const int64_t *maskRow, int64_t maskStride, int64_t outer,
                    int64_t len, int64_t inner, bool log, float *out) {
   const float masked = log ? -INFINITY : 0.0f;
-#pragma omp parallel for schedule(static) if (outer * len * inner > kParallelMin)
-  for (int64_t o = 0; o < outer; ++o) {
-    const uint8_t *m = mask + maskRow[o];
-    for (int64_t c = 0; c < inner; ++c) {
-      const float *src = x + o * len * inner + c;
-      float *dst = out + o * len * inner + c;
-      float mx = -INFINITY;
-      bool any = false;
-      for (int64_t j = 0; j < len; ++j)
-        if (m[j * maskStride]) {
-          mx = std::max(mx, src[j * inner]);
-          any = true;
+parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      const uint8_t *m = mask + maskRow[o];
+      for (int64_t c = 0; c < inner; ++c) {
+        const float *src = x + o * len * inner + c;
+        float *dst = out + o * len * inner + c;
+        float mx = -INFINITY;
+        bool any = false;
+        for (int64_t j = 0; j < len; ++j)
+          if (m[j * maskStride]) {
+            mx = std::max(mx, src[j * inner]);
+            any = true;
+          }
+        if (!any) {
+          for (int64_t j = 0; j < len; ++j) dst[j * inner] = masked;
+          continue;
         }
-      if (!any) {
-        for (int64_t j = 0; j < len; ++j) dst[j * inner] = masked;
-        continue;
-      }
-      float sum = 0.0f;
-      for (int64_t j = 0; j < len; ++j) {
-        float e = m[j * maskStride] ? std::exp(src[j * inner] - mx) : 0.0f;
-        dst[j * inner] = e;
-        sum += e;
-      }
-      if (log) {
-        float shift = mx + std::log(sum);
-        for (int64_t j = 0; j < len; ++j) dst[j * inner] = m[j * maskStride] ? src[j * inner] - shift : masked;
-      } else {
-        float scale = 1.0f / sum;
-        for (int64_t j = 0; j < len; ++j) dst[j * inner] *= scale;
+        float sum = 0.0f;
+        for (int64_t j = 0; j < len; ++j) {
+          float e = m[j * maskStride] ? std::exp(src[j * inner] - mx) : 0.0f;
+          dst[j * inner] = e;
+          sum += e;
+        }
+        if (log) {
+          float shift = mx + std::log(sum);
+          for (int64_t j = 0; j < len; ++j) dst[j * inner] = m[j * maskStride] ? src[j * inner] - shift : masked;
+        } else {
+          float scale = 1.0f / sum;
+          for (int64_t j = 0; j < len; ++j) dst[j * inner] *= scale;
+        }
       }
     }
-  }
+  });
 }
 
 void columnSums(const float *x, int64_t rows, int64_t cols, float *out) {
   // Each thread sums a block of columns over all rows: rows stay contiguous
   // in the inner loop and no partial sums need merging.
   for (int64_t c = 0; c < cols; ++c) out[c] = 0.0f;
-#pragma omp parallel if (rows * cols > kParallelMin)
-  {
-    int threads = omp_get_num_threads(), t = omp_get_thread_num();
-    int64_t begin = cols * t / threads, end = cols * (t + 1) / threads;
+  parallelFor(cols, rows * cols > kParallelMin, [&](int64_t begin, int64_t end) {
     for (int64_t r = 0; r < rows; ++r) {
       const float *src = x + r * cols;
       for (int64_t c = begin; c < end; ++c) out[c] += src[c];
     }
-  }
+  });
 }
 
 void adamMoment(const float *m, const float *g, int64_t n, float beta, bool square, float *out) {
   float rest = 1.0f - beta;
   if (square) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) out[i] = beta * m[i] + rest * (g[i] * g[i]);
+    parallelFor(n, n > kParallelMin, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) out[i] = beta * m[i] + rest * (g[i] * g[i]);
+    });
   } else {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-    for (int64_t i = 0; i < n; ++i) out[i] = beta * m[i] + rest * g[i];
+    parallelFor(n, n > kParallelMin, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) out[i] = beta * m[i] + rest * g[i];
+    });
   }
 }
 
 void adamUpdate(const float *p, const float *m, const float *v, int64_t n, float stepSize, float bc2Sqrt, float eps,
                 float *out) {
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) out[i] = p[i] - stepSize * (m[i] / (std::sqrt(v[i]) / bc2Sqrt + eps));
+  parallelFor(n, n > kParallelMin, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) out[i] = p[i] - stepSize * (m[i] / (std::sqrt(v[i]) / bc2Sqrt + eps));
+  });
 }
 
 void adamStep(const float *p, const float *m, const float *v, const float *g, int64_t n, float beta1, float beta2,
               float stepSize, float bc2Sqrt, float eps, float *pOut, float *mOut, float *vOut) {
   float rest1 = 1.0f - beta1, rest2 = 1.0f - beta2;
-#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    float mi = beta1 * m[i] + rest1 * g[i];
-    float vi = beta2 * v[i] + rest2 * (g[i] * g[i]);
-    mOut[i] = mi;
-    vOut[i] = vi;
-    pOut[i] = p[i] - stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + eps));
-  }
+  parallelFor(n, n > kParallelMin, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      float mi = beta1 * m[i] + rest1 * g[i];
+      float vi = beta2 * v[i] + rest2 * (g[i] * g[i]);
+      mOut[i] = mi;
+      vOut[i] = vi;
+      pOut[i] = p[i] - stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + eps));
+    }
+  });
 }
 
 } // namespace kiln::backends::kernels

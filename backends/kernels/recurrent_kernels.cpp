@@ -16,6 +16,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "backends/kernels/kernels.h"
+#include "backends/kernels/parallel.h"
 #include "backends/kernels/vector.h"
 
 #include <algorithm>
@@ -104,20 +105,21 @@ void lstm(const GruShape &sh, const float *xp, const float *w, const float *bias
   for (int64_t s = 0; s < T; ++s) {
     int64_t t = sh.reverse ? T - 1 - s : s, prev = sh.reverse ? t + 1 : t - 1;
     recurrentProducts(sh, s, prev, w, bias, h, G, gh.data());
-#pragma omp parallel for schedule(static) if (B * G > (1 << 14))
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t row = b * T + t;
-      float *hr = h + row * H, *sv = saved + row * S;
-      const float *hp = s > 0 ? h + (b * T + prev) * H : nullptr;
-      const float *cp = s > 0 ? saved + (b * T + prev) * S + G : nullptr;
-      if (mask && !mask[row]) {
-        // The state carried over this step, h and c.
-        for (int64_t c = 0; c < H; ++c) hr[c] = hp ? hp[c] : 0.0f, sv[G + c] = cp ? cp[c] : 0.0f;
-        std::fill(sv, sv + G, 0.0f);
-        continue;
+parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        int64_t row = b * T + t;
+        float *hr = h + row * H, *sv = saved + row * S;
+        const float *hp = s > 0 ? h + (b * T + prev) * H : nullptr;
+        const float *cp = s > 0 ? saved + (b * T + prev) * S + G : nullptr;
+        if (mask && !mask[row]) {
+          // The state carried over this step, h and c.
+          for (int64_t c = 0; c < H; ++c) hr[c] = hp ? hp[c] : 0.0f, sv[G + c] = cp ? cp[c] : 0.0f;
+          std::fill(sv, sv + G, 0.0f);
+          continue;
+        }
+        lstmCell(xp + row * G, gh.data() + b * G, cp, H, hr, sv);
       }
-      lstmCell(xp + row * G, gh.data() + b * G, cp, H, hr, sv);
-    }
+    });
   }
 }
 
@@ -130,33 +132,34 @@ void lstmGrad(const GruShape &sh, const float *w, const float *h, const float *s
   std::fill(dw, dw + G * H, 0.0f);
   for (int64_t s = T; s-- > 0;) {
     int64_t t = sh.reverse ? T - 1 - s : s, prev = sh.reverse ? t + 1 : t - 1;
-#pragma omp parallel for schedule(static) if (B * G > (1 << 14))
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t row = b * T + t;
-      float *dx = dxp + row * G, *dp = dpre.data() + b * G, *nh = dhNext.data() + b * H, *nc = dcNext.data() + b * H;
-      const float *dhT = dh + row * H;
-      if (mask && !mask[row]) {
-        // h and c carried over this step: their gradients pass through.
-        std::fill(dx, dx + G, 0.0f);
-        std::fill(dp, dp + G, 0.0f);
-        for (int64_t c = 0; c < H; ++c) nh[c] += dhT[c];
-        continue;
+parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        int64_t row = b * T + t;
+        float *dx = dxp + row * G, *dp = dpre.data() + b * G, *nh = dhNext.data() + b * H, *nc = dcNext.data() + b * H;
+        const float *dhT = dh + row * H;
+        if (mask && !mask[row]) {
+          // h and c carried over this step: their gradients pass through.
+          std::fill(dx, dx + G, 0.0f);
+          std::fill(dp, dp + G, 0.0f);
+          for (int64_t c = 0; c < H; ++c) nh[c] += dhT[c];
+          continue;
+        }
+        const float *sv = saved + row * S;
+        const float *cp = s > 0 ? saved + (b * T + prev) * S + G : nullptr;
+        for (int64_t c = 0; c < H; ++c) {
+          float d = dhT[c] + nh[c];
+          float i = sv[c], f = sv[H + c], g = sv[2 * H + c], o = sv[3 * H + c], tc = std::tanh(sv[4 * H + c]);
+          float dc = nc[c] + d * o * (1.0f - tc * tc);
+          dp[c] = dc * g * i * (1.0f - i);
+          dp[H + c] = dc * (cp ? cp[c] : 0.0f) * f * (1.0f - f);
+          dp[2 * H + c] = dc * i * (1.0f - g * g);
+          dp[3 * H + c] = d * tc * o * (1.0f - o);
+          nc[c] = dc * f;
+          nh[c] = 0.0f; // the sgemm below adds W_hh^T dpre
+        }
+        std::copy(dp, dp + G, dx);
       }
-      const float *sv = saved + row * S;
-      const float *cp = s > 0 ? saved + (b * T + prev) * S + G : nullptr;
-      for (int64_t c = 0; c < H; ++c) {
-        float d = dhT[c] + nh[c];
-        float i = sv[c], f = sv[H + c], g = sv[2 * H + c], o = sv[3 * H + c], tc = std::tanh(sv[4 * H + c]);
-        float dc = nc[c] + d * o * (1.0f - tc * tc);
-        dp[c] = dc * g * i * (1.0f - i);
-        dp[H + c] = dc * (cp ? cp[c] : 0.0f) * f * (1.0f - f);
-        dp[2 * H + c] = dc * i * (1.0f - g * g);
-        dp[3 * H + c] = d * tc * o * (1.0f - o);
-        nc[c] = dc * f;
-        nh[c] = 0.0f; // the sgemm below adds W_hh^T dpre
-      }
-      std::copy(dp, dp + G, dx);
-    }
+    });
     for (int64_t b = 0; b < B; ++b)
       for (int64_t j = 0; j < G; ++j) dbSum[j] += dpre[b * G + j];
     if (s == 0) break;
@@ -173,18 +176,19 @@ void gru(const GruShape &sh, const float *xp, const float *w, const float *bias,
   for (int64_t s = 0; s < T; ++s) {
     int64_t t = sh.reverse ? T - 1 - s : s, prev = sh.reverse ? t + 1 : t - 1;
     recurrentProducts(sh, s, prev, w, bias, h, G, gh.data());
-#pragma omp parallel for schedule(static) if (B * G > (1 << 14))
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t row = b * T + t;
-      float *hr = h + row * H, *g = gates + row * 4 * H;
-      const float *hp = s > 0 ? h + (b * T + prev) * H : nullptr;
-      if (mask && !mask[row]) {
-        for (int64_t c = 0; c < H; ++c) hr[c] = hp ? hp[c] : 0.0f;
-        std::fill(g, g + 4 * H, 0.0f);
-        continue;
+parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        int64_t row = b * T + t;
+        float *hr = h + row * H, *g = gates + row * 4 * H;
+        const float *hp = s > 0 ? h + (b * T + prev) * H : nullptr;
+        if (mask && !mask[row]) {
+          for (int64_t c = 0; c < H; ++c) hr[c] = hp ? hp[c] : 0.0f;
+          std::fill(g, g + 4 * H, 0.0f);
+          continue;
+        }
+        gruCell(xp + row * G, gh.data() + b * G, hp, H, hr, g);
       }
-      gruCell(xp + row * G, gh.data() + b * G, hp, H, hr, g);
-    }
+    });
   }
 }
 
@@ -196,32 +200,33 @@ void gruGrad(const GruShape &sh, const float *w, const float *h, const float *ga
   std::fill(dw, dw + G * H, 0.0f);
   for (int64_t s = T; s-- > 0;) {
     int64_t t = sh.reverse ? T - 1 - s : s, prev = sh.reverse ? t + 1 : t - 1;
-#pragma omp parallel for schedule(static) if (B * G > (1 << 14))
-    for (int64_t b = 0; b < B; ++b) {
-      int64_t row = b * T + t;
-      float *dx = dxp + row * G, *dg = dgh.data() + b * G, *next = dhNext.data() + b * H;
-      const float *dhT = dh + row * H;
-      if (mask && !mask[row]) {
-        // The state carried over this step: its gradient passes through.
-        std::fill(dx, dx + G, 0.0f);
-        std::fill(dg, dg + G, 0.0f);
-        for (int64_t c = 0; c < H; ++c) next[c] += dhT[c];
-        continue;
+parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        int64_t row = b * T + t;
+        float *dx = dxp + row * G, *dg = dgh.data() + b * G, *next = dhNext.data() + b * H;
+        const float *dhT = dh + row * H;
+        if (mask && !mask[row]) {
+          // The state carried over this step: its gradient passes through.
+          std::fill(dx, dx + G, 0.0f);
+          std::fill(dg, dg + G, 0.0f);
+          for (int64_t c = 0; c < H; ++c) next[c] += dhT[c];
+          continue;
+        }
+        const float *hp = s > 0 ? h + (b * T + prev) * H : nullptr;
+        const float *g = gates + row * 4 * H;
+        for (int64_t c = 0; c < H; ++c) {
+          float d = dhT[c] + next[c];
+          float r = g[c], z = g[H + c], n = g[2 * H + c], hn = g[3 * H + c];
+          float p = hp ? hp[c] : 0.0f;
+          float dn = d * (1.0f - z) * (1.0f - n * n);
+          float dz = d * (p - n) * z * (1.0f - z);
+          float dr = dn * hn * r * (1.0f - r);
+          dx[c] = dr, dx[H + c] = dz, dx[2 * H + c] = dn;
+          dg[c] = dr, dg[H + c] = dz, dg[2 * H + c] = dn * r;
+          next[c] = d * z;
+        }
       }
-      const float *hp = s > 0 ? h + (b * T + prev) * H : nullptr;
-      const float *g = gates + row * 4 * H;
-      for (int64_t c = 0; c < H; ++c) {
-        float d = dhT[c] + next[c];
-        float r = g[c], z = g[H + c], n = g[2 * H + c], hn = g[3 * H + c];
-        float p = hp ? hp[c] : 0.0f;
-        float dn = d * (1.0f - z) * (1.0f - n * n);
-        float dz = d * (p - n) * z * (1.0f - z);
-        float dr = dn * hn * r * (1.0f - r);
-        dx[c] = dr, dx[H + c] = dz, dx[2 * H + c] = dn;
-        dg[c] = dr, dg[H + c] = dz, dg[2 * H + c] = dn * r;
-        next[c] = d * z;
-      }
-    }
+    });
     for (int64_t b = 0; b < B; ++b)
       for (int64_t j = 0; j < G; ++j) dbSum[j] += dgh[b * G + j];
     if (s == 0) break; // h_prev = 0: nothing flows into dW_hh or further back

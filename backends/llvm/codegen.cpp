@@ -9,7 +9,7 @@
 // broadcasts. A work item is a row, or a block of kColumnBlock columns of
 // a long row when there are few rows (so that a [N] result still splits
 // over the threads). Each step is
-//     kiln_step_K(values, host):  kiln_rt_parallel_for(host, body_K, values, items, minItems)
+//     kiln_step_K(values, host):  kiln_rt_parallel_for(body_K, values, items, minItems)
 //     body_K(values, begin, end): for each item: for each col: out[..] = f(operands[..])
 // with the inner loop in a function of noalias pointers (inlined at O3, its
 // noalias kept as scopes), so that the vectoriser needs no run-time
@@ -273,7 +273,7 @@ struct PlanModule::Impl {
   llvm::FunctionCallee parallelFor() {
     llvm::Type *ptr = b.getPtrTy(), *i64 = b.getInt64Ty();
     return module->getOrInsertFunction("kiln_rt_parallel_for",
-                                       llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr, ptr, i64, i64}, false));
+                                       llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr, i64, i64}, false));
   }
 
   /// for (i = lo; i < hi; ++i) body(i), at the builder's position.
@@ -387,7 +387,7 @@ struct PlanModule::Impl {
     auto *stepFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
                                           llvm::Function::ExternalLinkage, name, *module);
     b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", stepFn));
-    b.CreateCall(parallelFor(), {stepFn->getArg(1), bodyFn, stepFn->getArg(0), b.getInt64(static_cast<uint64_t>(items)),
+    b.CreateCall(parallelFor(), {bodyFn, stepFn->getArg(0), b.getInt64(static_cast<uint64_t>(items)),
                                  b.getInt64(static_cast<uint64_t>(minItems))});
     b.CreateRetVoid();
   }

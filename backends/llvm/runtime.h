@@ -2,15 +2,17 @@
 //
 // The few functions the LLVM backend's generated code calls by name, all C
 // ABI, resolved by the JIT (backends/llvm/jit.cpp) in every compiled plan:
-//  - kiln_rt_parallel_for splits [0, items) over the threads of the plan
-//    (OpenMP's team, the one oneDNN and kiln's kernels run on) and calls a
-//    generated body for each part;
+//  - kiln_rt_parallel_for (backends/kernels/parallel.h) splits [0, items)
+//    over the threads of the plan (OpenMP's team, the one oneDNN and kiln's
+//    kernels run on) and calls a generated body for each part;
 //  - kiln_rt_step runs step k of the plan that is not generated code (a
 //    oneDNN primitive or one of kiln's kernels), from the generated entry.
 // `host` is the HostContext of the plan being run.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
+
+#include "backends/kernels/parallel.h"
 
 #include <cstdint>
 
@@ -25,18 +27,9 @@ struct HostContext {
   Plan *plan = nullptr;
 };
 
-/// A generated loop body over items [begin, end) of a step; values is the
-/// plan's array of buffer addresses by ValueId.
-using BodyFn = void (*)(void *const *values, int64_t begin, int64_t end);
-
 } // namespace kiln::backends::llvm_backend
 
 extern "C" {
-/// Calls body(values, begin, end) over parts of [0, items) covering it, in
-/// parallel on the current OpenMP team size when there are at least
-/// 2 * minItems items; else one call over all of it.
-void kiln_rt_parallel_for(void *host, kiln::backends::llvm_backend::BodyFn body, void *const *values, int64_t items,
-                          int64_t minItems);
 /// Runs step k of the plan (one that is not generated code).
 void kiln_rt_step(void *host, int64_t k);
 }
