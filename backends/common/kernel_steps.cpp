@@ -10,9 +10,11 @@
 //===----------------------------------------------------------------------===//
 #include "backends/common/planned_executable.h"
 
+#include "backends/kernels/entries.h"
 #include "backends/kernels/kernels.h"
 #include "ir/elementwise.h"
 
+#include <bit>
 #include <cmath>
 #include <optional>
 
@@ -27,11 +29,6 @@ using Dims = std::vector<int64_t>;
 
 
 
-/// A step running one of kernels.h; `body` reads addresses from the plan.
-void addKernel(Plan &p, size_t node, const std::string &label, std::function<void(Plan &)> body) {
-  Plan *plan = &p;
-  addStep(p, node, label + " (kiln kernel)", [plan, body] { body(*plan); });
-}
 
 /// A reduction over `axis` of x with an optional mask, as [outer, len, inner]
 /// with the mask one byte per (outer, len): the shape kernels::maskedReduce
@@ -75,29 +72,25 @@ std::optional<kernels::ElementwiseOp> elementwiseOp(OpKind op) {
 
 } // namespace
 
-bool lowerToKernel(const ir::Graph &graph, Plan &p, size_t i) {
+std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size_t i) {
   const Node &node = graph.nodes()[i];
   auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
-  auto fptr = [](Plan &pl, ValueId v) { return static_cast<float *>(pl.ptr[v]); };
   ValueId r = node.result;
+  auto call = [&](const char *entry, kernels::KernelEntry fn, std::vector<int64_t> args) {
+    return KernelCall{entry, fn, std::move(args), ir::opName(node.op)};
+  };
+  auto bits = [](double x) { return std::bit_cast<int64_t>(x); };
+#define KILN_ENTRY(name) "kiln_k_" #name, kiln_k_##name
   switch (node.op) {
   case OpKind::Embedding: {
     ValueId table = node.operands[0], ids = node.operands[1];
-    if (graph.value(ids).kind == ir::ValueKind::Node) return false; // computed ids: the reference kernel checks them
-    int64_t n = ir::numElements(ext(ids)), width = ext(table)[1];
-    addKernel(p, i, "embedding", [=](Plan &pl) {
-      kernels::embedding(fptr(pl, table), static_cast<int32_t *>(pl.ptr[ids]), n, width, fptr(pl, r));
-    });
-    return true;
+    if (graph.value(ids).kind == ir::ValueKind::Node) return std::nullopt; // computed ids: the reference kernel checks them
+    return call(KILN_ENTRY(embedding), {table, ids, r, ir::numElements(ext(ids)), ext(table)[1]});
   }
   case OpKind::EmbeddingGrad: {
     ValueId ids = node.operands[0], dy = node.operands[1];
-    if (graph.value(ids).kind == ir::ValueKind::Node) return false;
-    int64_t n = ir::numElements(ext(ids)), rows = ext(r)[0], width = ext(r)[1];
-    addKernel(p, i, "embedding_grad", [=](Plan &pl) {
-      kernels::embeddingGrad(static_cast<int32_t *>(pl.ptr[ids]), fptr(pl, dy), n, rows, width, fptr(pl, r));
-    });
-    return true;
+    if (graph.value(ids).kind == ir::ValueKind::Node) return std::nullopt;
+    return call(KILN_ENTRY(embedding_grad), {ids, dy, r, ir::numElements(ext(ids)), ext(r)[0], ext(r)[1]});
   }
   case OpKind::Sum:
   case OpKind::Mean:
@@ -110,15 +103,8 @@ bool lowerToKernel(const ir::Graph &graph, Plan &p, size_t i) {
     bool masked = node.operands.size() == 2;
     ValueId maskValue = masked ? node.operands[1] : -1;
     int64_t outer, len, inner;
-    if (!reduceView(x, masked ? &ext(maskValue) : nullptr, axis, outer, len, inner)) return false;
-    ValueId src = node.operands[0];
-    std::string label = ir::opName(node.op);
-    addKernel(p, i, label, [=](Plan &pl) {
-      const uint8_t *mask = masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
-      if (grad) kernels::maskedReduceGrad(fptr(pl, src), mask, outer, len, inner, mean, fptr(pl, r));
-      else kernels::maskedReduce(fptr(pl, src), mask, outer, len, inner, mean, fptr(pl, r));
-    });
-    return true;
+    if (!reduceView(x, masked ? &ext(maskValue) : nullptr, axis, outer, len, inner)) return std::nullopt;
+    return call(KILN_ENTRY(reduce), {node.operands[0], maskValue, r, outer, len, inner, mean, grad});
   }
   case OpKind::Gru:
   case OpKind::GruGrad:
@@ -127,88 +113,60 @@ bool lowerToKernel(const ir::Graph &graph, Plan &p, size_t i) {
     bool grad = node.op == OpKind::GruGrad || node.op == OpKind::LstmGrad;
     bool lstm = node.op == OpKind::Lstm || node.op == OpKind::LstmGrad;
     const auto &eh = ext(grad ? node.operands[1] : r);
-    kernels::GruShape shape{eh[0], eh[1], eh[2], ir::attrBool(node.op, node.attrs, "reverse")};
-    if (shape.batch == 0 || shape.steps == 0 || shape.hidden == 0) return false; // the reference writes the zeros
+    if (eh[0] == 0 || eh[1] == 0 || eh[2] == 0) return std::nullopt; // the reference writes the zeros
     size_t maskAt = grad ? 4 : 3;
     ValueId maskValue = node.operands.size() > maskAt ? node.operands[maskAt] : -1;
     std::vector<ValueId> o = node.operands, res = node.results();
-    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
-      const uint8_t *mask = maskValue >= 0 ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
-      auto backward = lstm ? kernels::lstmGrad : kernels::gruGrad;
-      auto forward = lstm ? kernels::lstm : kernels::gru;
-      if (grad)
-        backward(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]), mask, fptr(pl, res[0]),
-                 fptr(pl, res[1]), fptr(pl, res[2]));
-      else
-        forward(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), mask, fptr(pl, res[0]), fptr(pl, res[1]));
-    });
-    return true;
+    return call(KILN_ENTRY(recurrent), {lstm, grad, eh[0], eh[1], eh[2], ir::attrBool(node.op, node.attrs, "reverse"),
+                                        maskValue, o[0], o[1], o[2], grad ? o[3] : -1, res[0], res[1],
+                                        grad ? res[2] : -1});
   }
   case OpKind::Dropout: {
     // With one operand (an inference graph) dropout is x itself; the
     // reference copies it.
-    if (node.operands.size() != 2) return false;
-    double prob = ir::attrFloat(node.op, node.attrs, "p");
-    uint64_t seed = static_cast<uint64_t>(ir::attrInt(node.op, node.attrs, "seed"));
-    int64_t key = ir::attrInt(node.op, node.attrs, "key");
-    ValueId x = node.operands[0], stepValue = node.operands[1];
-    int64_t n = ir::numElements(ext(r));
-    addKernel(p, i, "dropout", [=](Plan &pl) {
-      int64_t step = static_cast<int64_t>(std::llround(fptr(pl, stepValue)[0]));
-      kernels::dropout(fptr(pl, x), n, seed, key, step, prob, fptr(pl, r));
-    });
-    return true;
+    if (node.operands.size() != 2) return std::nullopt;
+    return call(KILN_ENTRY(dropout), {node.operands[0], node.operands[1], r, ir::numElements(ext(r)),
+                                      ir::attrInt(node.op, node.attrs, "seed"), ir::attrInt(node.op, node.attrs, "key"),
+                                      bits(ir::attrFloat(node.op, node.attrs, "p"))});
   }
   case OpKind::Max:
   case OpKind::MaxGrad: {
     // The masked max (unmasked: oneDNN's reduction) and every max gradient.
     bool grad = node.op == OpKind::MaxGrad;
     size_t maskAt = grad ? 2 : 1;
-    if (!grad && node.operands.size() < 2) return false;
+    if (!grad && node.operands.size() < 2) return std::nullopt;
     const auto &x = ext(node.operands[0]);
     size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
     bool masked = node.operands.size() > maskAt;
     ValueId maskValue = masked ? node.operands[maskAt] : -1;
     int64_t outer, len, inner;
-    if (!reduceView(x, masked ? &ext(maskValue) : nullptr, axis, outer, len, inner)) return false;
-    ValueId src = node.operands[0], dy = grad ? node.operands[1] : -1;
-    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
-      const uint8_t *mask = masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
-      if (grad) kernels::maskedMaxGrad(fptr(pl, src), fptr(pl, dy), mask, outer, len, inner, fptr(pl, r));
-      else kernels::maskedMax(fptr(pl, src), mask, outer, len, inner, fptr(pl, r));
-    });
-    return true;
+    if (!reduceView(x, masked ? &ext(maskValue) : nullptr, axis, outer, len, inner)) return std::nullopt;
+    return call(KILN_ENTRY(max), {grad, node.operands[0], grad ? node.operands[1] : -1, maskValue, r, outer, len, inner});
   }
   case OpKind::Softmax:
   case OpKind::LogSoftmax: {
-    if (node.operands.size() != 2) return false; // unmasked: the oneDNN primitive
+    if (node.operands.size() != 2) return std::nullopt; // unmasked: the oneDNN primitive
     const auto &x = ext(node.operands[0]);
     size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
     Dims m = alignRank(ext(node.operands[1]), x.size());
     int64_t outer = product(x, 0, axis), len = x[axis], inner = product(x, axis + 1, x.size());
     for (size_t d = axis + 1; d < x.size(); ++d)
-      if (m[d] != 1) return false; // the kernel broadcasts the mask over the inner dims only
+      if (m[d] != 1) return std::nullopt; // the kernel broadcasts the mask over the inner dims only
     // The mask offset of each outer slice, from the mask's broadcast strides.
     Dims ms = denseStrides(m);
     for (size_t d = 0; d < x.size(); ++d)
       if (m[d] == 1) ms[d] = 0;
-    auto rows = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(outer));
+    std::vector<int64_t> args{node.operands[0], node.operands[1], r, ms[axis], outer, len, inner,
+                              node.op == OpKind::LogSoftmax};
     for (int64_t o = 0; o < outer; ++o) {
       int64_t rest = o, off = 0;
       for (size_t d = axis; d-- > 0;) {
         off += (rest % x[d]) * ms[d];
         rest /= x[d];
       }
-      (*rows)[o] = off;
+      args.push_back(off);
     }
-    int64_t stride = ms[axis];
-    bool log = node.op == OpKind::LogSoftmax;
-    ValueId src = node.operands[0], mask = node.operands[1];
-    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
-      kernels::maskedSoftmax(fptr(pl, src), static_cast<uint8_t *>(pl.ptr[mask]), rows->data(), stride, outer, len,
-                             inner, log, fptr(pl, r));
-    });
-    return true;
+    return call(KILN_ENTRY(masked_softmax), std::move(args));
   }
   case OpKind::SumTo: {
     // Summing the leading dims away (a bias gradient): column sums.
@@ -217,58 +175,39 @@ bool lowerToKernel(const ir::Graph &graph, Plan &p, size_t i) {
     size_t lead = 0;
     while (lead < x.size() && target[lead] == 1) ++lead;
     for (size_t d = lead; d < x.size(); ++d)
-      if (target[d] != x[d]) return false;
-    int64_t rows = product(x, 0, lead), cols = product(x, lead, x.size());
-    ValueId src = node.operands[0];
-    addKernel(p, i, "sum_to", [=](Plan &pl) { kernels::columnSums(fptr(pl, src), rows, cols, fptr(pl, r)); });
-    return true;
+      if (target[d] != x[d]) return std::nullopt;
+    return call(KILN_ENTRY(column_sums), {node.operands[0], r, product(x, 0, lead), product(x, lead, x.size())});
   }
-  case OpKind::AdamMoment: {
-    float beta = static_cast<float>(ir::attrFloat(node.op, node.attrs, "beta"));
-    bool square = ir::attrBool(node.op, node.attrs, "square");
-    ValueId m = node.operands[0], g = node.operands[1];
-    int64_t n = ir::numElements(ext(r));
-    addKernel(p, i, "adam_moment", [=](Plan &pl) { kernels::adamMoment(fptr(pl, m), fptr(pl, g), n, beta, square, fptr(pl, r)); });
-    return true;
-  }
+  case OpKind::AdamMoment:
+    return call(KILN_ENTRY(adam_moment), {node.operands[0], node.operands[1], r, ir::numElements(ext(r)),
+                                          bits(ir::attrFloat(node.op, node.attrs, "beta")),
+                                          ir::attrBool(node.op, node.attrs, "square")});
   case OpKind::AdamUpdate: {
-    float eps = static_cast<float>(ir::attrFloat(node.op, node.attrs, "eps"));
     auto o = node.operands;
-    int64_t n = ir::numElements(ext(r));
-    addKernel(p, i, "adam_update", [=](Plan &pl) {
-      kernels::adamUpdate(fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), n, fptr(pl, o[3])[0], fptr(pl, o[4])[0], eps,
-                          fptr(pl, r));
-    });
-    return true;
+    return call(KILN_ENTRY(adam_update), {o[0], o[1], o[2], o[3], o[4], r, ir::numElements(ext(r)),
+                                          bits(ir::attrFloat(node.op, node.attrs, "eps"))});
   }
   case OpKind::AdamStep: {
-    float beta1 = static_cast<float>(ir::attrFloat(node.op, node.attrs, "beta1"));
-    float beta2 = static_cast<float>(ir::attrFloat(node.op, node.attrs, "beta2"));
-    float eps = static_cast<float>(ir::attrFloat(node.op, node.attrs, "eps"));
     auto o = node.operands;
     std::vector<ValueId> res = node.results();
-    int64_t n = ir::numElements(ext(r));
-    addKernel(p, i, "adam_step", [=](Plan &pl) {
-      kernels::adamStep(fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]), n, beta1, beta2,
-                        fptr(pl, o[4])[0], fptr(pl, o[5])[0], eps, fptr(pl, res[0]), fptr(pl, res[1]),
-                        fptr(pl, res[2]));
-    });
-    return true;
+    return call(KILN_ENTRY(adam_step), {o[0], o[1], o[2], o[3], o[4], o[5], res[0], res[1], res[2], ir::numElements(ext(r)),
+                                        bits(ir::attrFloat(node.op, node.attrs, "beta1")),
+                                        bits(ir::attrFloat(node.op, node.attrs, "beta2")),
+                                        bits(ir::attrFloat(node.op, node.attrs, "eps"))});
   }
   case OpKind::Attention:
   case OpKind::AttentionGrad: {
     bool grad = node.op == OpKind::AttentionGrad;
     const auto &eq = ext(node.operands[0]), &ek = ext(node.operands[1]), &ev = ext(node.operands[2]);
     size_t rank = eq.size();
-    kernels::AttentionShape shape{product(eq, 0, rank - 2), eq[rank - 2], ek[rank - 2], eq[rank - 1], ev[rank - 1],
-                                  static_cast<float>(ir::attrFloat(node.op, node.attrs, "scale"))};
+    int64_t batch = product(eq, 0, rank - 2);
     size_t maskIndex = grad ? 6 : 3;
     bool masked = node.operands.size() > maskIndex;
     ValueId maskValue = masked ? node.operands[maskIndex] : -1;
     // The mask's offset for each batch slice and its strides along the
     // query and key dims, from its broadcast extents (stride 0 where it
     // broadcasts).
-    auto offsets = std::make_shared<std::vector<int64_t>>(static_cast<size_t>(shape.batch), 0);
+    std::vector<int64_t> offsets(static_cast<size_t>(batch), 0);
     int64_t rowStride = 0, colStride = 0;
     if (masked) {
       Dims m = alignRank(ext(maskValue), rank);
@@ -277,29 +216,23 @@ bool lowerToKernel(const ir::Graph &graph, Plan &p, size_t i) {
         if (m[d] == 1) ms[d] = 0;
       rowStride = ms[rank - 2];
       colStride = ms[rank - 1];
-      for (int64_t b = 0; b < shape.batch; ++b) {
+      for (int64_t b = 0; b < batch; ++b) {
         int64_t rest = b, off = 0;
         for (size_t d = rank - 2; d-- > 0;) {
           off += (rest % eq[d]) * ms[d];
           rest /= eq[d];
         }
-        (*offsets)[b] = off;
+        offsets[static_cast<size_t>(b)] = off;
       }
     }
     auto o = node.operands;
     std::vector<ValueId> res = node.results();
-    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
-      kernels::AttentionMask mask{masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr, offsets->data(),
-                                  rowStride, colStride};
-      const kernels::AttentionMask *mp = masked ? &mask : nullptr;
-      if (!grad)
-        kernels::attention(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), mp, fptr(pl, res[0]),
-                           fptr(pl, res[1]));
-      else
-        kernels::attentionGrad(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[4]),
-                               fptr(pl, o[5]), mp, fptr(pl, res[0]), fptr(pl, res[1]), fptr(pl, res[2]));
-    });
-    return true;
+    std::vector<int64_t> args{grad, batch, eq[rank - 2], ek[rank - 2], eq[rank - 1], ev[rank - 1],
+                              bits(ir::attrFloat(node.op, node.attrs, "scale")), maskValue, rowStride, colStride};
+    if (grad) args.insert(args.end(), {o[0], o[1], o[2], o[4], o[5], res[0], res[1], res[2]});
+    else args.insert(args.end(), {o[0], o[1], o[2], res[0], res[1]});
+    args.insert(args.end(), offsets.begin(), offsets.end());
+    return call(KILN_ENTRY(attention), std::move(args));
   }
   case OpKind::AdditiveAttention:
   case OpKind::AdditiveAttentionGrad: {
@@ -308,49 +241,44 @@ bool lowerToKernel(const ir::Graph &graph, Plan &p, size_t i) {
     bool grad = node.op == OpKind::AdditiveAttentionGrad;
     const auto &eh = ext(node.operands[0]), &ev = ext(node.operands[2]);
     size_t rank = eh.size();
-    kernels::AdditiveShape shape{product(eh, 0, rank - 2), eh[rank - 2], eh[rank - 1], ev[rank - 1],
-                                 ir::attrString(node.op, node.attrs, "pooling") == "mean"};
     size_t maskIndex = grad ? 6 : 5;
-    bool masked = node.operands.size() > maskIndex;
-    ValueId maskValue = masked ? node.operands[maskIndex] : -1;
+    ValueId maskValue = node.operands.size() > maskIndex ? node.operands[maskIndex] : -1;
     auto o = node.operands;
     std::vector<ValueId> res = node.results();
-    addKernel(p, i, ir::opName(node.op), [=](Plan &pl) {
-      const uint8_t *mask = masked ? static_cast<uint8_t *>(pl.ptr[maskValue]) : nullptr;
-      if (!grad)
-        kernels::additiveAttention(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]),
-                                   fptr(pl, o[4])[0], mask, fptr(pl, res[0]), fptr(pl, res[1]));
-      else
-        kernels::additiveAttentionGrad(shape, fptr(pl, o[0]), fptr(pl, o[1]), fptr(pl, o[2]), fptr(pl, o[3]),
-                                       fptr(pl, o[4]), fptr(pl, o[5]), mask, fptr(pl, res[0]), fptr(pl, res[1]),
-                                       fptr(pl, res[2]), fptr(pl, res[3]));
-    });
-    return true;
+    std::vector<int64_t> args{grad, product(eh, 0, rank - 2), eh[rank - 2], eh[rank - 1], ev[rank - 1],
+                              ir::attrString(node.op, node.attrs, "pooling") == "mean", maskValue};
+    args.insert(args.end(), o.begin(), o.begin() + 6 - !grad);
+    args.insert(args.end(), res.begin(), res.end());
+    return call(KILN_ENTRY(additive_attention), std::move(args));
   }
   case OpKind::Elementwise: {
     ir::ElementwiseProgram program = ir::parseBody(ir::attrString(node.op, node.attrs, "body"), node.operands.size());
-    auto steps = std::make_shared<std::vector<kernels::ElementwiseStep>>();
-    int numOperands = static_cast<int>(node.operands.size());
+    int64_t numOperands = static_cast<int64_t>(node.operands.size());
+    if (program.steps.size() > 64 || numOperands > 16) return std::nullopt; // beyond the entry's fixed arrays
+    std::vector<int64_t> args{static_cast<int64_t>(program.steps.size()), numOperands, ir::numElements(ext(r)), r};
+    for (ValueId o : node.operands) args.push_back(o);
+    for (ValueId o : node.operands) args.push_back(ext(o).empty());
     auto slot = [&](ir::ElementwiseProgram::Ref ref) { return ref.operand ? ref.index : numOperands + ref.index; };
     for (const ir::ElementwiseProgram::Step &step : program.steps) {
       std::optional<kernels::ElementwiseOp> op = elementwiseOp(step.op);
-      if (!op) return false; // an op the kernel lacks: the reference runs the node
-      steps->push_back({*op, slot(step.args[0]), step.args.size() > 1 ? slot(step.args[1]) : -1});
+      if (!op) return std::nullopt; // an op the kernel lacks: the reference runs the node
+      args.insert(args.end(), {static_cast<int64_t>(*op), slot(step.args[0]), step.args.size() > 1 ? slot(step.args[1]) : -1});
     }
-    auto scalar = std::make_shared<std::vector<uint8_t>>();
-    for (ValueId o : node.operands) scalar->push_back(ext(o).empty());
-    auto o = node.operands;
-    int64_t n = ir::numElements(ext(r));
-    addKernel(p, i, "elementwise", [=](Plan &pl) {
-      std::vector<const float *> operands;
-      for (ValueId v : o) operands.push_back(fptr(pl, v));
-      kernels::elementwise(steps->data(), static_cast<int>(steps->size()), operands.data(), scalar->data(),
-                           numOperands, n, fptr(pl, r));
-    });
-    return true;
+    return call(KILN_ENTRY(elementwise), std::move(args));
   }
-  default: return false;
+  default: return std::nullopt;
   }
+#undef KILN_ENTRY
+}
+
+bool lowerToKernel(const ir::Graph &graph, Plan &p, size_t i) {
+  std::optional<KernelCall> c = kernelCall(graph, p, i);
+  if (!c) return false;
+  Plan *plan = &p;
+  kernels::KernelEntry fn = c->fn;
+  auto args = std::make_shared<const std::vector<int64_t>>(std::move(c->args));
+  addStep(p, i, c->label + " (kiln kernel)", [plan, fn, args] { fn(plan->ptr.data(), args->data()); });
+  return true;
 }
 
 } // namespace kiln::backends

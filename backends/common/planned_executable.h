@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -158,6 +159,19 @@ void addStep(Plan &p, size_t node, std::string label, std::function<void()> body
 /// The value v is an alias of (a view or in-place result), followed to the
 /// value that owns the buffer.
 ir::ValueId rootOf(const Plan &p, ir::ValueId v);
+
+/// A call of one of kiln's kernel entries (backends/kernels/entries.h):
+/// which, and its argument record for one node at a plan's extents.
+struct KernelCall {
+  const char *entry; ///< its symbol, kiln_k_NAME
+  void (*fn)(void *const *values, const int64_t *args);
+  std::vector<int64_t> args;
+  std::string label; ///< the op's name
+};
+
+/// The kernel call for node i of g at p's extents, where one of kiln's
+/// kernels implements it (see lowerToKernel); nullopt where none does.
+std::optional<KernelCall> kernelCall(const ir::Graph &g, const Plan &p, size_t i);
 
 /// Adds the step of node i of g as one of kiln's own CPU kernels
 /// (backends/kernels/kernels.h) where one implements it: embedding and its
