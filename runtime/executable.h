@@ -55,6 +55,10 @@ public:
   /// Bytes of intermediate storage the last run used (the arena, or the
   /// reference interpreter's peak of live values); 0 when unknown.
   virtual int64_t workspaceBytes() const { return 0; }
+  /// Seconds spent compiling what the last run ran (a backend that builds
+  /// a plan per shape: that plan's build, primitives and generated code
+  /// included); 0 when unknown or nothing is compiled.
+  virtual double compileSeconds() const { return 0; }
   /// The number of worker threads the last run used (at most, where small
   /// loops stay on one); 0 when unknown. `kiln bench` prints it, so that
   /// --threads can be seen to take effect.

@@ -68,7 +68,9 @@ void declare(cli::Command &cmd, BenchArgs &o) {
   cmd.section("training step");
   declareOptimizerOptions(cmd, o.optimizer);
   declarePassOptions(cmd, o.passes);
-  cmd.epilogue(R"(memory = parameters + optimizer state (training) + the backend's workspace
+  cmd.epilogue(R"(compile = the backend's time to build the plan of that shape (its primitives
+and generated code), paid once per shape; absent for a backend that builds none.
+memory = parameters + optimizer state (training) + the backend's workspace
 (its arena, or its peak of live intermediates); "workspace n/a" when the
 backend does not report one. Each result ends with the number of worker
 threads the backend ran it on (a backend may run small plans on fewer than
@@ -82,6 +84,7 @@ struct Timing {
   std::string what; ///< train | infer | infer_b1
   int64_t batch = 0;
   int threads = 0; ///< as the backend reports it
+  double compileMs = 0; ///< the backend's compile time of the plan timed
   double medianMs = 0, minMs = 0;
   int64_t flops = 0;
   int64_t paramBytes = 0, stateBytes = 0, workspaceBytes = 0;
@@ -292,6 +295,7 @@ int cmdBench(int argc, char **argv) {
       t.stateBytes = stateBytes;
       t.workspaceBytes = exe->workspaceBytes();
       t.threads = exe->threads();
+      t.compileMs = exe->compileSeconds() * 1e3;
       t.profile = exe->profile();
       t.graph = std::make_shared<const ir::Graph>(exe->graph());
       timings.push_back(std::move(t));
@@ -312,6 +316,7 @@ int cmdBench(int argc, char **argv) {
         t.paramBytes = paramBytes;
         t.workspaceBytes = exe->workspaceBytes();
         t.threads = exe->threads();
+        t.compileMs = exe->compileSeconds() * 1e3;
         if (b == batch) t.profile = exe->profile();
         t.graph = std::make_shared<const ir::Graph>(exe->graph());
         timings.push_back(std::move(t));
@@ -325,19 +330,20 @@ int cmdBench(int argc, char **argv) {
       memory += t.workspaceBytes ? fmt::format(" + workspace {}", mib(t.workspaceBytes)) : " + workspace n/a";
       std::string threadsUsed = t.threads ? fmt::format("{} thread{}", t.threads, t.threads == 1 ? "" : "s")
                                           : std::string("threads n/a");
-      fmt::print("  {:<10} {:<17} median {:9.3f} ms  min {:9.3f} ms  {:7.1f} GFLOP/s ({:.3f} GFLOP)  memory {} ({})  "
+      std::string compiled = t.compileMs > 0 ? fmt::format("compile {:.0f} ms  ", t.compileMs) : "";
+      fmt::print("  {:<10} {:<17} median {:9.3f} ms  min {:9.3f} ms  {:7.1f} GFLOP/s ({:.3f} GFLOP)  {}memory {} ({})  "
                  "{}\n",
                  backend, label, t.medianMs, t.minMs, static_cast<double>(t.flops) / (t.medianMs * 1e6),
-                 static_cast<double>(t.flops) / 1e9, mib(t.memoryBytes()), memory, threadsUsed);
+                 static_cast<double>(t.flops) / 1e9, compiled, mib(t.memoryBytes()), memory, threadsUsed);
       const ir::Graph &g = *t.graph;
       if (profiling && t.what != "infer_b1") printProfile(t.profile, g);
       results += fmt::format(
           "{}\n    {{\"backend\": {}, \"what\": \"{}\", \"batch\": {}, \"seq\": {}, \"median_ms\": {:.6f}, "
           "\"min_ms\": {:.6f}, \"flops\": {}, \"gflops_per_s\": {:.3f}, \"param_bytes\": {}, \"state_bytes\": {}, "
-          "\"workspace_bytes\": {}, \"memory_bytes\": {}, \"threads\": {}, \"profile\": {}}}",
+          "\"workspace_bytes\": {}, \"memory_bytes\": {}, \"threads\": {}, \"compile_ms\": {:.3f}, \"profile\": {}}}",
           results.empty() ? "" : ",", json::quote(backend), t.what, t.batch, seq, t.medianMs, t.minMs, t.flops,
           static_cast<double>(t.flops) / (t.medianMs * 1e6), t.paramBytes, t.stateBytes, t.workspaceBytes,
-          t.memoryBytes(), t.threads, profiling && t.what != "infer_b1" ? profileJson(t.profile, g) : "null");
+          t.memoryBytes(), t.threads, t.compileMs, profiling && t.what != "infer_b1" ? profileJson(t.profile, g) : "null");
     }
   }
   int64_t peak = procStatusBytes("VmHWM");

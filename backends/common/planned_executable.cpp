@@ -110,6 +110,7 @@ PlannedExecutable::PlannedExecutable(const ir::Graph &g, const runtime::CompileO
 
 int64_t PlannedExecutable::workspaceBytes() const { return lastPlan_ ? lastPlan_->memory.arenaBytes : 0; }
 int PlannedExecutable::threads() const { return lastPlan_ ? lastPlan_->threads : 0; }
+double PlannedExecutable::compileSeconds() const { return lastPlan_ ? lastPlan_->buildSeconds : 0; }
 
 runtime::TensorMap PlannedExecutable::run(const runtime::TensorMap &inputs, const runtime::TensorMap &params) {
   runtime::TensorMap out;
@@ -242,7 +243,9 @@ Plan &PlannedExecutable::planFor(const ir::SymbolBindings &b) {
       plans_.erase(oldest);
     }
     auto plan = std::make_unique<Plan>();
+    auto t0 = std::chrono::steady_clock::now();
     build(*plan, b);
+    plan->buildSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     it = plans_.emplace(b, std::move(plan)).first;
   }
   it->second->lastUse = ++useClock_;

@@ -73,6 +73,7 @@ struct Plan {
   /// one thread: the cost of waking a second one exceeds the work it would
   /// take over.
   int threads = 1;
+  double buildSeconds = 0; ///< wall time of building this plan
   /// A backend's own state for the plan (the LLVM backend's compiled code).
   std::shared_ptr<void> backendState;
 
@@ -102,6 +103,7 @@ public:
   std::vector<runtime::NodeTiming> profile() const override;
   int64_t workspaceBytes() const override;
   int threads() const override;
+  double compileSeconds() const override;
   runtime::TensorMap run(const runtime::TensorMap &inputs, const runtime::TensorMap &params) override;
   void runInto(const runtime::TensorMap &inputs, const runtime::TensorMap &params,
                runtime::TensorMap &outputs) override;

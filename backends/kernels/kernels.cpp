@@ -46,7 +46,7 @@ void embeddingGrad(const int32_t *ids, const float *dy, int64_t n, int64_t rows,
 
 void maskedReduce(const float *x, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,
                   float *out) {
-parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+  parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       float *dst = out + o * inner;
       for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
@@ -66,7 +66,7 @@ parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_
 }
 
 void maskedMax(const float *x, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, float *out) {
-parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+  parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       float *dst = out + o * inner;
       for (int64_t c = 0; c < inner; ++c) dst[c] = 0.0f;
@@ -88,7 +88,7 @@ parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_
 
 void maskedMaxGrad(const float *x, const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner,
                    float *dx) {
-parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+  parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       std::vector<int64_t> best(static_cast<size_t>(inner), -1);
       for (int64_t j = 0; j < len; ++j) {
@@ -131,7 +131,7 @@ void dropout(const float *x, int64_t n, uint64_t seed, int64_t key, int64_t step
 
 void maskedReduceGrad(const float *dy, const uint8_t *mask, int64_t outer, int64_t len, int64_t inner, bool mean,
                       float *dx) {
-parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+  parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       int64_t count = 0;
       for (int64_t j = 0; j < len; ++j) count += !mask || mask[o * len + j];
@@ -149,7 +149,7 @@ parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_
 void maskedSoftmax(const float *x, const uint8_t *mask, const int64_t *maskRow, int64_t maskStride, int64_t outer,
                    int64_t len, int64_t inner, bool log, float *out) {
   const float masked = log ? -INFINITY : 0.0f;
-parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+  parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       const uint8_t *m = mask + maskRow[o];
       for (int64_t c = 0; c < inner; ++c) {

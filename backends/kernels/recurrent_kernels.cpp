@@ -105,7 +105,7 @@ void lstm(const GruShape &sh, const float *xp, const float *w, const float *bias
   for (int64_t s = 0; s < T; ++s) {
     int64_t t = sh.reverse ? T - 1 - s : s, prev = sh.reverse ? t + 1 : t - 1;
     recurrentProducts(sh, s, prev, w, bias, h, G, gh.data());
-parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
+    parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         int64_t row = b * T + t;
         float *hr = h + row * H, *sv = saved + row * S;
@@ -132,7 +132,7 @@ void lstmGrad(const GruShape &sh, const float *w, const float *h, const float *s
   std::fill(dw, dw + G * H, 0.0f);
   for (int64_t s = T; s-- > 0;) {
     int64_t t = sh.reverse ? T - 1 - s : s, prev = sh.reverse ? t + 1 : t - 1;
-parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
+    parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         int64_t row = b * T + t;
         float *dx = dxp + row * G, *dp = dpre.data() + b * G, *nh = dhNext.data() + b * H, *nc = dcNext.data() + b * H;
@@ -176,7 +176,7 @@ void gru(const GruShape &sh, const float *xp, const float *w, const float *bias,
   for (int64_t s = 0; s < T; ++s) {
     int64_t t = sh.reverse ? T - 1 - s : s, prev = sh.reverse ? t + 1 : t - 1;
     recurrentProducts(sh, s, prev, w, bias, h, G, gh.data());
-parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
+    parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         int64_t row = b * T + t;
         float *hr = h + row * H, *g = gates + row * 4 * H;
@@ -200,7 +200,7 @@ void gruGrad(const GruShape &sh, const float *w, const float *h, const float *ga
   std::fill(dw, dw + G * H, 0.0f);
   for (int64_t s = T; s-- > 0;) {
     int64_t t = sh.reverse ? T - 1 - s : s, prev = sh.reverse ? t + 1 : t - 1;
-parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
+    parallelFor(B, B * G > (1 << 14), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         int64_t row = b * T + t;
         float *dx = dxp + row * G, *dg = dgh.data() + b * G, *next = dhNext.data() + b * H;

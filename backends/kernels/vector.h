@@ -19,7 +19,13 @@ namespace kiln::backends::kernels {
 /// faster in the wider vectors. (By feature, not arch=: an arch= clone runs
 /// only on exactly that CPU model.) Put on functions called from inside an
 /// OpenMP region (the region's own outlined body is not cloned).
+/// Not in the LLVM bitcode of the kernels (KILN_KERNEL_BITCODE): there
+/// each plan compiles them for the host CPU itself.
+#ifdef KILN_KERNEL_BITCODE
+#define KILN_VECTOR_CLONES
+#else
 #define KILN_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 
 /// e^x in f32 without a call, so that loops over it vectorise (glibc's expf
 /// does not without -ffast-math): x = n ln2 + r, |r| <= ln2/2, e^r by the

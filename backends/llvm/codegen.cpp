@@ -18,6 +18,7 @@
 //===----------------------------------------------------------------------===//
 #include "backends/llvm/codegen.h"
 
+#include "backends/llvm/jit.h"
 #include "ir/elementwise.h"
 
 #include <fmt/format.h>
@@ -25,8 +26,17 @@
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
 #include <llvm/IR/LLVMContext.h>
+#include <llvm/Bitcode/BitcodeReader.h>
 #include <llvm/IR/Module.h>
+#include <llvm/Linker/Linker.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Transforms/IPO/Internalize.h>
 #include <optional>
+#include <set>
+
+// The kernels' bitcode (CMakeLists.txt, cmake/embed.cmake).
+extern const unsigned char kiln_kernels_bitcode[];
+extern const size_t kiln_kernels_bitcode_size;
 
 namespace kiln::backends::llvm_backend {
 
@@ -264,10 +274,10 @@ struct PlanModule::Impl {
   Builder b{*context};
 
   Impl(const ir::Graph &g, const Plan &p, const std::string &name) : graph(g), plan(p) {
+    // No fast-math flags, not even contraction into FMAs: the reference
+    // and the kernels (GCC in ISO C++ mode, -ffp-contract=off; the
+    // bitcode likewise) round every operation, and so does this.
     module = std::make_unique<llvm::Module>(name, *context);
-    llvm::FastMathFlags fmf;
-    fmf.setAllowContract(true); // a * b + c may become one FMA
-    b.setFastMathFlags(fmf);
   }
 
   llvm::FunctionCallee parallelFor() {
@@ -455,6 +465,55 @@ struct PlanModule::Impl {
     return false;
   }
 
+  bool kernelsCalled = false;
+
+  void emitKernelCall(const KernelCall &call, size_t step) {
+    llvm::Type *ptr = b.getPtrTy(), *i64 = b.getInt64Ty();
+    auto *record = llvm::ConstantDataArray::get(*context, llvm::ArrayRef<uint64_t>(
+                                                              reinterpret_cast<const uint64_t *>(call.args.data()), call.args.size()));
+    auto *global = new llvm::GlobalVariable(*module, record->getType(), /*isConstant=*/true,
+                                            llvm::GlobalValue::PrivateLinkage, record, stepName(step) + ".record");
+    global->setUnnamedAddr(llvm::GlobalValue::UnnamedAddr::Global);
+    (void)i64;
+    llvm::FunctionCallee entry =
+        module->getOrInsertFunction(call.entry, llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false));
+    auto *stepFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
+                                          llvm::Function::ExternalLinkage, stepName(step), *module);
+    b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", stepFn));
+    b.CreateCall(entry, {stepFn->getArg(0), global});
+    b.CreateRetVoid();
+    kernelsCalled = true;
+  }
+
+  void linkKernels() {
+    llvm::MemoryBufferRef buffer(
+        llvm::StringRef(reinterpret_cast<const char *>(kiln_kernels_bitcode), kiln_kernels_bitcode_size), "kiln_kernels");
+    llvm::Expected<std::unique_ptr<llvm::Module>> kernels = llvm::parseBitcodeFile(buffer, *context);
+    if (!kernels) {
+      std::string text = llvm::toString(kernels.takeError());
+      throw Error("LLVM: reading the kernels' bitcode built into kiln: " + text);
+    }
+    // The bitcode was built for baseline x86-64 (+avx512f); the plan's own
+    // triple and layout win.
+    (*kernels)->setTargetTriple(module->getTargetTriple());
+    (*kernels)->setDataLayout(module->getDataLayout());
+    if (llvm::Linker::linkModules(*module, std::move(*kernels), llvm::Linker::Flags::LinkOnlyNeeded))
+      throw Error("LLVM: linking the kernels' bitcode into a plan failed (a kiln bug)");
+  }
+
+  void finish(const std::vector<bool> &generated) {
+    emitEntry(generated);
+    targetHost(*module); // the triple and data layout the kernels are linked to
+    if (kernelsCalled) linkKernels();
+    // Only the entry and the steps are looked up; everything else may be
+    // inlined, specialised and dropped.
+    std::set<std::string> keep{kEntry};
+    for (size_t k = 0; k < generated.size(); ++k) keep.insert(stepName(k));
+    llvm::internalizeModule(*module, [&](const llvm::GlobalValue &g) {
+      return g.isDeclaration() || keep.count(g.getName().str()) > 0;
+    });
+  }
+
   void emitEntry(const std::vector<bool> &generated) {
     llvm::Type *ptr = b.getPtrTy();
     auto *entry = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
@@ -475,7 +534,8 @@ PlanModule::PlanModule(const ir::Graph &g, const Plan &p, const std::string &nam
 PlanModule::~PlanModule() = default;
 
 bool PlanModule::emitNode(size_t i, size_t step) { return impl_->emitNode(i, step); }
-void PlanModule::emitEntry(const std::vector<bool> &generated) { impl_->emitEntry(generated); }
+void PlanModule::emitKernelCall(const KernelCall &call, size_t step) { impl_->emitKernelCall(call, step); }
+void PlanModule::finish(const std::vector<bool> &generated) { impl_->finish(generated); }
 std::string PlanModule::stepName(size_t step) { return fmt::format("kiln_step_{}", step); }
 std::unique_ptr<llvm::LLVMContext> PlanModule::takeContext() { return std::move(impl_->context); }
 std::unique_ptr<llvm::Module> PlanModule::takeModule() { return std::move(impl_->module); }

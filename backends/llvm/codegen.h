@@ -10,6 +10,11 @@
 // for per-step profiling), or kiln_rt_step(host, K) for a step that is a
 // oneDNN primitive or one of kiln's kernels.
 //
+// A node that one of kiln's kernels implements becomes a call of the
+// kernel's entry with its argument record as a constant array: the entries
+// are linked in from the LLVM bitcode of backends/kernels/ built into kiln,
+// so O3 sees the kernel with the record's extents as constants.
+//
 // Generated so far: every op of the elementwise family (arithmetic with
 // numpy broadcasting, unary, unary gradients, comparisons, select,
 // broadcast_to, fused `elementwise` bodies), each as one loop nest over the
@@ -44,8 +49,14 @@ public:
   /// (kiln_step_<step>); false, with nothing emitted, when the node is not
   /// one that is generated yet.
   bool emitNode(size_t i, size_t step);
-  /// Emits kiln_entry over the plan's steps, each generated or not.
-  void emitEntry(const std::vector<bool> &generated);
+  /// Emits the step function of a node that one of kiln's kernels runs: a
+  /// call of its entry (backends/kernels/entries.h) with its record as a
+  /// constant of the module.
+  void emitKernelCall(const KernelCall &call, size_t step);
+  /// Emits kiln_entry over the plan's steps, each generated or not; links
+  /// in the kernel entries the steps call (from the bitcode built into
+  /// kiln) and makes every function but the entry and the steps internal.
+  void finish(const std::vector<bool> &generated);
 
   static std::string stepName(size_t step);
   static constexpr const char *kEntry = "kiln_entry";

@@ -51,15 +51,23 @@ protected:
       addStep(p, i, fmt::format("{} (llvm)", ir::opName(graph_.nodes()[i].op)), nullptr);
       return true;
     }
-    return lowerToKernel(graph_, p, i) || onednn_.lower(p, i);
+    if (std::optional<KernelCall> call = kernelCall(graph_, p, i)) {
+      c.pending->emitKernelCall(*call, step);
+      addStep(p, i, fmt::format("{} (llvm, kiln kernel)", call->label), nullptr);
+      return true;
+    }
+    return onednn_.lower(p, i);
   }
 
   void finishPlan(Plan &p) override {
     CompiledPlan &c = state(p);
     c.generated.assign(p.steps.size(), false);
     for (size_t k = 0; k < p.steps.size(); ++k) c.generated[k] = !p.steps[k].run;
-    c.pending->emitEntry(c.generated);
-    std::unique_ptr<llvm::Module> m = c.pending->takeModule();
+    std::unique_ptr<llvm::Module> m;
+    {
+      c.pending->finish(c.generated);
+      m = c.pending->takeModule();
+    }
     targetHost(*m);
     optimize(*m);
     c.code = compileModule(c.pending->takeContext(), std::move(m));
