@@ -62,7 +62,7 @@ void declare(cli::Command &cmd, BenchArgs &o) {
   cmd.flag("--pad", o.pad, "pad texts to random lengths in [T/4, T] (default: none)");
   cmd.option("--repeat", o.repeat, "N", "timed runs (5x that for inference at B=1)");
   cmd.option("--warmup", o.warmup, "N", "untimed runs first");
-  cmd.flag("--profile", o.profile, "time per node, top 15 (backends that can profile)");
+  cmd.flag("--profile", o.profile, "time per node, top 15 (every node in --json) (backends that can profile)");
   cmd.option("--json", o.json, "FILE", "write the results as JSON");
   declareParamOption(cmd, o.params);
   cmd.section("training step");
@@ -155,12 +155,12 @@ void resetPeakRss() {
 
 std::string mib(int64_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / 1048576.0); }
 
-/// The top 15 nodes of a profile, largest total time first.
-std::vector<runtime::NodeTiming> topNodes(std::vector<runtime::NodeTiming> p, double &total) {
+/// The nodes of a profile, largest total time first: the top `limit` of them.
+std::vector<runtime::NodeTiming> topNodes(std::vector<runtime::NodeTiming> p, double &total, size_t limit = 15) {
   total = 0;
   for (const auto &t : p) total += t.seconds;
-  std::sort(p.begin(), p.end(), [](const auto &a, const auto &b) { return a.seconds > b.seconds; });
-  if (p.size() > 15) p.resize(15);
+  std::stable_sort(p.begin(), p.end(), [](const auto &a, const auto &b) { return a.seconds > b.seconds; });
+  if (p.size() > limit) p.resize(limit);
   return p;
 }
 
@@ -185,10 +185,11 @@ void printProfile(const std::vector<runtime::NodeTiming> &profile, const ir::Gra
   }
 }
 
+/// Every step of the profile (the text shows the top 15).
 std::string profileJson(const std::vector<runtime::NodeTiming> &profile, const ir::Graph &g) {
   double total = 0;
   std::string out;
-  for (const auto &t : topNodes(profile, total)) {
+  for (const auto &t : topNodes(profile, total, profile.size())) {
     const ir::Node &n = g.nodes()[static_cast<size_t>(t.node)];
     out += fmt::format("{}{{\"label\": {}, \"type\": {}, \"loc\": {}, \"ms_per_call\": {:.6f}, \"percent\": {:.2f}}}",
                        out.empty() ? "" : ", ", json::quote(t.label), json::quote(g.type(n.result).str()),

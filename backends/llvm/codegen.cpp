@@ -198,59 +198,73 @@ llvm::Value *emitComparison(Builder &b, OpKind op, DType t, llvm::Value *x, llvm
   return b.CreateZExt(c, b.getInt8Ty());
 }
 
+/// x converted from one dtype to another as the reference's convert<>:
+/// to bool x != 0; f32 to i32 truncating, NaN to 0 and out of range
+/// saturated; the rest as C++ converts.
+llvm::Value *emitCast(Builder &b, llvm::Value *x, DType from, DType to) {
+  if (from == to) return x;
+  if (to == DType::Bool) {
+    llvm::Value *nonzero = from == DType::F32 ? b.CreateFCmpUNE(x, f32(b, 0.0)) : b.CreateICmpNE(x, llvm::ConstantInt::get(x->getType(), 0));
+    return b.CreateZExt(nonzero, b.getInt8Ty());
+  }
+  if (to == DType::F32) return from == DType::I32 ? b.CreateSIToFP(x, b.getFloatTy()) : b.CreateUIToFP(x, b.getFloatTy());
+  // to i32
+  if (from == DType::Bool) return b.CreateZExt(x, b.getInt32Ty());
+  llvm::Value *low = f32(b, -2147483648.0), *high = f32(b, 2147483648.0);
+  llvm::Value *t = b.CreateFPToSI(x, b.getInt32Ty()); // poison out of range: selected away below
+  t = b.CreateSelect(b.CreateFCmpOLE(x, low), b.getInt32(static_cast<uint32_t>(INT32_MIN)), t);
+  t = b.CreateSelect(b.CreateFCmpOGE(x, high), b.getInt32(INT32_MAX), t);
+  return b.CreateSelect(b.CreateFCmpUNO(x, x), b.getInt32(0), t);
+}
+
 // --- the map of a node over its result ---------------------------------------
 
-struct MapOperand {
+/// A strided view of a buffer over the map's iteration space: element
+/// (i0, i1, ...) is at offset + sum of i_d strides[d] (in elements; a
+/// stride of 0 along a dim the view broadcasts).
+struct View {
   ValueId value;
   DType dtype;
-  std::vector<int64_t> extents;
+  int64_t offset = 0;
+  std::vector<int64_t> strides; ///< one per dim of the iteration space
 };
 
-/// The merged iteration space of a map: dims[d] extents, and per operand
-/// the element stride along each dim (0 where it broadcasts).
+/// The view of a value of `extents` read at the positions of a result of
+/// `out` extents under numpy broadcasting.
+View broadcastView(ValueId v, DType t, const std::vector<int64_t> &extents, const std::vector<int64_t> &out) {
+  std::vector<int64_t> aligned = alignRank(extents, out.size()), dense = denseStrides(aligned);
+  for (size_t d = 0; d < out.size(); ++d)
+    if (aligned[d] != out[d]) dense[d] = 0;
+  return {v, t, 0, dense};
+}
+
+/// The iteration space with adjacent dims merged where every view steps
+/// through both as through one (stride[d] = stride[d+1] * extent[d+1]), and
+/// dims of extent 1 dropped: the last merged dim is the contiguous row.
 struct MergedSpace {
   std::vector<int64_t> dims;
-  std::vector<std::vector<int64_t>> strides; ///< [operand][dim]
+  std::vector<std::vector<int64_t>> strides; ///< [view][dim]
 };
 
-MergedSpace mergeDims(const std::vector<int64_t> &out, const std::vector<MapOperand> &operands) {
-  size_t rank = out.size();
-  // broadcast[j][d]: operand j is broadcast along result dim d.
-  std::vector<std::vector<bool>> broadcast(operands.size(), std::vector<bool>(rank));
-  for (size_t j = 0; j < operands.size(); ++j) {
-    const auto &e = operands[j].extents;
-    for (size_t d = 0; d < rank; ++d) {
-      size_t shift = rank - e.size();
-      int64_t extent = d < shift ? 1 : e[d - shift];
-      broadcast[j][d] = extent != out[d];
-    }
-  }
-  // Merged dims as lists of result dims; extent-1 dims drop out.
-  std::vector<std::vector<size_t>> groups;
-  for (size_t d = 0; d < rank; ++d) {
-    if (out[d] == 1) continue;
-    bool same = !groups.empty();
-    if (same)
-      for (size_t j = 0; j < operands.size(); ++j)
-        if (broadcast[j][d] != broadcast[j][groups.back().back()]) same = false;
-    if (same) groups.back().push_back(d);
-    else groups.push_back({d});
-  }
+MergedSpace mergeDims(const std::vector<int64_t> &shape, const std::vector<View> &views) {
   MergedSpace s;
-  for (const auto &g : groups) {
-    int64_t extent = 1;
-    for (size_t d : g) extent *= out[d];
-    s.dims.push_back(extent);
-  }
-  if (s.dims.empty()) s.dims.push_back(1);
-  s.strides.assign(operands.size(), std::vector<int64_t>(s.dims.size(), 0));
-  for (size_t j = 0; j < operands.size(); ++j) {
-    int64_t stride = 1;
-    for (size_t g = groups.size(); g-- > 0;) {
-      if (broadcast[j][groups[g].front()]) continue;
-      s.strides[j][g] = stride;
-      stride *= s.dims[g];
+  s.strides.assign(views.size(), {});
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    bool merge = !s.dims.empty();
+    for (size_t j = 0; j < views.size() && merge; ++j)
+      merge = s.strides[j].back() == views[j].strides[d] * shape[d];
+    if (merge) {
+      s.dims.back() *= shape[d];
+      for (size_t j = 0; j < views.size(); ++j) s.strides[j].back() = views[j].strides[d];
+      continue;
     }
+    s.dims.push_back(shape[d]);
+    for (size_t j = 0; j < views.size(); ++j) s.strides[j].push_back(views[j].strides[d]);
+  }
+  if (s.dims.empty()) {
+    s.dims.push_back(1);
+    for (auto &st : s.strides) st.push_back(0);
   }
   return s;
 }
@@ -312,10 +326,21 @@ struct PlanModule::Impl {
   }
 
   /// Emits kiln_step_<step> computing result[e] = fn(operands at e) over
-  /// the result's extents.
-  void emitMap(size_t step, ValueId result, const std::vector<MapOperand> &operands, const ElementFn &fn) {
+  /// the result's extents, each operand broadcast to them.
+  void emitMap(size_t step, ValueId result, const std::vector<View> &operands, const ElementFn &fn) {
     const std::vector<int64_t> &out = plan.extents[result];
-    MergedSpace space = mergeDims(out, operands);
+    View target{result, graph.type(result).dtype, 0, denseStrides(out)};
+    emitStridedMap(step, out, target, operands, fn, /*zeroFirst=*/false);
+  }
+
+  /// The general form: over the iteration space `shape`, target[e] =
+  /// fn(operands[e]), every one a strided view; with zeroFirst the target's
+  /// whole buffer is zeroed first (slice_grad writes only a part of it).
+  void emitStridedMap(size_t step, const std::vector<int64_t> &shape, const View &target,
+                      const std::vector<View> &operands, const ElementFn &fn, bool zeroFirst) {
+    std::vector<View> views{target};
+    views.insert(views.end(), operands.begin(), operands.end());
+    MergedSpace space = mergeDims(shape, views);
     size_t merged = space.dims.size();
     int64_t cols = space.dims.back(), rows = 1;
     for (size_t d = 0; d + 1 < merged; ++d) rows *= space.dims[d];
@@ -328,30 +353,30 @@ struct PlanModule::Impl {
     int64_t minItems = std::max<int64_t>(1, kMinElementsPerThread / elementsPerItem);
     std::string name = stepName(step);
     llvm::Type *ptr = b.getPtrTy(), *i64 = b.getInt64Ty();
+    auto constant = [&](int64_t v) { return b.getInt64(static_cast<uint64_t>(v)); };
 
-    // The row function: out[c] = fn(operands[c * stride]) for c in [c0, c1),
-    // every pointer noalias.
-    std::vector<llvm::Type *> rowParams(operands.size() + 1, ptr);
+    // The row function: view j's element c is at its row pointer +
+    // c * its row stride, for c in [c0, c1); every pointer noalias.
+    std::vector<llvm::Type *> rowParams(views.size(), ptr);
     rowParams.push_back(i64);
     rowParams.push_back(i64);
     auto *rowFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), rowParams, false),
                                          llvm::Function::InternalLinkage, name + ".row", *module);
     rowFn->addFnAttr(llvm::Attribute::AlwaysInline);
-    for (size_t j = 0; j <= operands.size(); ++j) rowFn->addParamAttr(static_cast<unsigned>(j), llvm::Attribute::NoAlias);
+    for (size_t j = 0; j < views.size(); ++j) rowFn->addParamAttr(static_cast<unsigned>(j), llvm::Attribute::NoAlias);
     {
       b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", rowFn));
-      llvm::Value *outRow = rowFn->getArg(0);
-      llvm::Type *outType = elementType(b, graph.type(result).dtype);
-      loop(rowFn->getArg(static_cast<unsigned>(operands.size() + 1)), rowFn->getArg(static_cast<unsigned>(operands.size() + 2)),
-           [&](llvm::Value *c) {
-             std::vector<llvm::Value *> loaded;
-             for (size_t j = 0; j < operands.size(); ++j) {
-               llvm::Type *t = elementType(b, operands[j].dtype);
-               llvm::Value *at = space.strides[j][merged - 1] ? c : b.getInt64(0);
-               loaded.push_back(b.CreateLoad(t, b.CreateInBoundsGEP(t, rowFn->getArg(static_cast<unsigned>(j + 1)), at)));
-             }
-             b.CreateStore(fn(b, loaded), b.CreateInBoundsGEP(outType, outRow, c));
-           });
+      auto arg = [&](size_t k) { return rowFn->getArg(static_cast<unsigned>(k)); };
+      auto at = [&](size_t j, llvm::Value *c) {
+        int64_t stride = space.strides[j][merged - 1];
+        llvm::Value *index = stride == 0 ? constant(0) : stride == 1 ? c : b.CreateMul(c, constant(stride));
+        return b.CreateInBoundsGEP(elementType(b, views[j].dtype), arg(j), index);
+      };
+      loop(arg(views.size()), arg(views.size() + 1), [&](llvm::Value *c) {
+        std::vector<llvm::Value *> loaded;
+        for (size_t j = 1; j < views.size(); ++j) loaded.push_back(b.CreateLoad(elementType(b, views[j].dtype), at(j, c)));
+        b.CreateStore(fn(b, loaded), at(0, c));
+      });
       b.CreateRetVoid();
     }
 
@@ -361,31 +386,26 @@ struct PlanModule::Impl {
     {
       b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", bodyFn));
       llvm::Value *values = bodyFn->getArg(0);
-      llvm::Value *outBase = loadValuePointer(values, result);
       std::vector<llvm::Value *> bases;
-      for (const MapOperand &o : operands) bases.push_back(loadValuePointer(values, o.value));
-      llvm::Type *outType = elementType(b, graph.type(result).dtype);
+      for (const View &v : views) bases.push_back(loadValuePointer(values, v.value));
       loop(bodyFn->getArg(1), bodyFn->getArg(2), [&](llvm::Value *item) {
-        llvm::Value *row = b.CreateUDiv(item, b.getInt64(static_cast<uint64_t>(colBlocks)));
-        llvm::Value *c0 = b.CreateMul(b.CreateURem(item, b.getInt64(static_cast<uint64_t>(colBlocks))),
-                                      b.getInt64(static_cast<uint64_t>(block)));
-        llvm::Value *c1 = b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, b.CreateAdd(c0, b.getInt64(static_cast<uint64_t>(block))),
-                                                  b.getInt64(static_cast<uint64_t>(cols)));
-        // Each operand's offset of this row: row's index along each outer
-        // merged dim times the operand's stride there.
-        std::vector<llvm::Value *> offsets(operands.size(), b.getInt64(0));
+        llvm::Value *row = b.CreateUDiv(item, constant(colBlocks));
+        llvm::Value *c0 = b.CreateMul(b.CreateURem(item, constant(colBlocks)), constant(block));
+        llvm::Value *c1 = b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, b.CreateAdd(c0, constant(block)), constant(cols));
+        // Each view's offset of this row: the row's index along each outer
+        // merged dim times the view's stride there.
+        std::vector<llvm::Value *> offsets;
+        for (const View &v : views) offsets.push_back(constant(v.offset));
         llvm::Value *rest = row;
         for (size_t d = merged - 1; d-- > 0;) {
-          llvm::Value *index = b.CreateURem(rest, b.getInt64(static_cast<uint64_t>(space.dims[d])));
-          rest = b.CreateUDiv(rest, b.getInt64(static_cast<uint64_t>(space.dims[d])));
-          for (size_t j = 0; j < operands.size(); ++j)
-            if (space.strides[j][d])
-              offsets[j] = b.CreateAdd(offsets[j], b.CreateMul(index, b.getInt64(static_cast<uint64_t>(space.strides[j][d]))));
+          llvm::Value *index = b.CreateURem(rest, constant(space.dims[d]));
+          rest = b.CreateUDiv(rest, constant(space.dims[d]));
+          for (size_t j = 0; j < views.size(); ++j)
+            if (space.strides[j][d]) offsets[j] = b.CreateAdd(offsets[j], b.CreateMul(index, constant(space.strides[j][d])));
         }
         std::vector<llvm::Value *> args;
-        args.push_back(b.CreateInBoundsGEP(outType, outBase, b.CreateMul(row, b.getInt64(static_cast<uint64_t>(cols)))));
-        for (size_t j = 0; j < operands.size(); ++j)
-          args.push_back(b.CreateInBoundsGEP(elementType(b, operands[j].dtype), bases[j], offsets[j]));
+        for (size_t j = 0; j < views.size(); ++j)
+          args.push_back(b.CreateInBoundsGEP(elementType(b, views[j].dtype), bases[j], offsets[j]));
         args.push_back(c0);
         args.push_back(c1);
         b.CreateCall(rowFn, args);
@@ -397,14 +417,113 @@ struct PlanModule::Impl {
     auto *stepFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
                                           llvm::Function::ExternalLinkage, name, *module);
     b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", stepFn));
-    b.CreateCall(parallelFor(), {bodyFn, stepFn->getArg(0), b.getInt64(static_cast<uint64_t>(items)),
-                                 b.getInt64(static_cast<uint64_t>(minItems))});
+    if (zeroFirst) {
+      int64_t bytes = ir::numElements(plan.extents[target.value]) * static_cast<int64_t>(ir::dtypeSize(target.dtype));
+      b.CreateMemSet(loadValuePointer(stepFn->getArg(0), target.value), b.getInt8(0), constant(bytes), llvm::MaybeAlign(4));
+    }
+    if (items > 0)
+      b.CreateCall(parallelFor(), {bodyFn, stepFn->getArg(0), constant(items), constant(minItems)});
     b.CreateRetVoid();
   }
 
-  std::vector<MapOperand> operandsOf(const Node &node) {
-    std::vector<MapOperand> ops;
-    for (ValueId v : node.operands) ops.push_back({v, graph.type(v).dtype, plan.extents[v]});
+  /// A step function kiln_step_<step>(values, host) whose body `body`
+  /// emits, single-threaded.
+  void emitSerialStep(size_t step, const std::function<void(llvm::Value *values)> &body) {
+    llvm::Type *ptr = b.getPtrTy();
+    auto *stepFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
+                                          llvm::Function::ExternalLinkage, stepName(step), *module);
+    b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", stepFn));
+    body(stepFn->getArg(0));
+    b.CreateRetVoid();
+  }
+
+  /// positions: out[o, j, c] = j over x seen as [outer, len, inner].
+  void emitPositions(size_t step, const Node &node) {
+    const std::vector<int64_t> &e = plan.extents[node.result];
+    size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), e.size()));
+    int64_t outer = product(e, 0, axis), len = e[axis], inner = product(e, axis + 1, e.size());
+    ValueId r = node.result;
+    emitSerialStep(step, [&](llvm::Value *values) {
+      llvm::Value *out = loadValuePointer(values, r);
+      loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(outer * len)), [&](llvm::Value *row) {
+        llvm::Value *j = b.CreateTrunc(b.CreateURem(row, b.getInt64(static_cast<uint64_t>(len))), b.getInt32Ty());
+        llvm::Value *base = b.CreateMul(row, b.getInt64(static_cast<uint64_t>(inner)));
+        loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(inner)), [&](llvm::Value *c) {
+          b.CreateStore(j, b.CreateInBoundsGEP(b.getInt32Ty(), out, b.CreateAdd(base, c)));
+        });
+      });
+    });
+  }
+
+  /// cross_entropy and its gradient as the reference computes them, in
+  /// double with libm's exp and log: per row the first maximum (as
+  /// std::max_element), the sum of exp(x - max), then the row's loss
+  /// max + log(sum) - x[label] (the mean over rows) or the gradient
+  /// (softmax - onehot) dloss / rows. Labels given as inputs are checked
+  /// before the run; rows x classes is small (a batch of logits).
+  void emitCrossEntropy(size_t step, const Node &node) {
+    bool grad = node.op == OpKind::CrossEntropyGrad;
+    const std::vector<int64_t> &e = plan.extents[node.operands[0]];
+    int64_t rows = e[0], classes = e[1];
+    ValueId logits = node.operands[0], labels = node.operands[1], r = node.result;
+    ValueId dloss = grad ? node.operands[2] : -1;
+    emitSerialStep(step, [&](llvm::Value *values) {
+      llvm::Type *f64 = b.getDoubleTy(), *f32t = b.getFloatTy();
+      llvm::Value *x = loadValuePointer(values, logits), *label = loadValuePointer(values, labels);
+      llvm::Value *out = loadValuePointer(values, r);
+      llvm::Value *total = b.CreateAlloca(f64);
+      b.CreateStore(llvm::ConstantFP::get(f64, 0.0), total);
+      llvm::Value *scale = nullptr;
+      if (grad) {
+        llvm::Value *g = b.CreateFPExt(b.CreateLoad(f32t, loadValuePointer(values, dloss)), f64);
+        scale = b.CreateFDiv(g, llvm::ConstantFP::get(f64, static_cast<double>(rows)));
+      }
+      llvm::Value *mxSlot = b.CreateAlloca(f32t), *sumSlot = b.CreateAlloca(f64);
+      loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(rows)), [&](llvm::Value *row) {
+        llvm::Value *rowBase = b.CreateMul(row, b.getInt64(static_cast<uint64_t>(classes)));
+        auto element = [&](llvm::Value *c) { return b.CreateInBoundsGEP(f32t, x, b.CreateAdd(rowBase, c)); };
+        b.CreateStore(b.CreateLoad(f32t, element(b.getInt64(0))), mxSlot);
+        loop(b.getInt64(1), b.getInt64(static_cast<uint64_t>(classes)), [&](llvm::Value *c) {
+          llvm::Value *mx = b.CreateLoad(f32t, mxSlot), *v = b.CreateLoad(f32t, element(c));
+          b.CreateStore(b.CreateSelect(b.CreateFCmpOLT(mx, v), v, mx), mxSlot);
+        });
+        llvm::Value *mx = b.CreateFPExt(b.CreateLoad(f32t, mxSlot), f64);
+        b.CreateStore(llvm::ConstantFP::get(f64, 0.0), sumSlot);
+        auto shiftedExp = [&](llvm::Value *c) {
+          llvm::Value *v = b.CreateFPExt(b.CreateLoad(f32t, element(c)), f64);
+          // The reference's std::exp(row[c] - mx): a float minus a double.
+          return b.CreateUnaryIntrinsic(llvm::Intrinsic::exp, b.CreateFSub(v, mx));
+        };
+        loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(classes)), [&](llvm::Value *c) {
+          b.CreateStore(b.CreateFAdd(b.CreateLoad(f64, sumSlot), shiftedExp(c)), sumSlot);
+        });
+        llvm::Value *sum = b.CreateLoad(f64, sumSlot);
+        llvm::Value *target = b.CreateSExt(b.CreateLoad(b.getInt32Ty(), b.CreateInBoundsGEP(b.getInt32Ty(), label, row)), b.getInt64Ty());
+        if (!grad) {
+          llvm::Value *picked = b.CreateFPExt(b.CreateLoad(f32t, element(target)), f64);
+          llvm::Value *loss = b.CreateFSub(b.CreateFAdd(mx, b.CreateUnaryIntrinsic(llvm::Intrinsic::log, sum)), picked);
+          b.CreateStore(b.CreateFAdd(b.CreateLoad(f64, total), loss), total);
+          return;
+        }
+        loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(classes)), [&](llvm::Value *c) {
+          llvm::Value *p = b.CreateFDiv(shiftedExp(c), sum);
+          llvm::Value *hot = b.CreateSelect(b.CreateICmpEQ(c, target), llvm::ConstantFP::get(f64, 1.0), llvm::ConstantFP::get(f64, 0.0));
+          llvm::Value *d = b.CreateFPTrunc(b.CreateFMul(b.CreateFSub(p, hot), scale), f32t);
+          b.CreateStore(d, b.CreateInBoundsGEP(f32t, out, b.CreateAdd(rowBase, c)));
+        });
+      });
+      if (!grad) {
+        llvm::Value *mean = rows > 0 ? b.CreateFDiv(b.CreateLoad(f64, total), llvm::ConstantFP::get(f64, static_cast<double>(rows)))
+                                     : llvm::ConstantFP::get(f64, 0.0);
+        b.CreateStore(b.CreateFPTrunc(mean, f32t), out);
+      }
+    });
+  }
+
+  /// The node's operands, each broadcast to its result.
+  std::vector<View> operandsOf(const Node &node) {
+    std::vector<View> ops;
+    for (ValueId v : node.operands) ops.push_back(broadcastView(v, graph.type(v).dtype, plan.extents[v], plan.extents[node.result]));
     return ops;
   }
 
@@ -440,6 +559,60 @@ struct PlanModule::Impl {
       emitMap(step, r, operandsOf(node), [](Builder &bb, const std::vector<llvm::Value *> &a) {
         return bb.CreateSelect(bb.CreateICmpNE(a[0], bb.getInt8(0)), a[1], a[2]);
       });
+      return true;
+    }
+    if (op == OpKind::Constant) {
+      double value = ir::attrFloat(op, node.attrs, "value");
+      emitMap(step, r, {}, [value, rt](Builder &bb, const std::vector<llvm::Value *> &) -> llvm::Value * {
+        if (rt == DType::F32) return f32(bb, value);
+        if (rt == DType::I32) return bb.getInt32(static_cast<uint32_t>(static_cast<int32_t>(value)));
+        return bb.getInt8(value != 0);
+      });
+      return true;
+    }
+    if (op == OpKind::Cast) {
+      DType from = graph.type(node.operands[0]).dtype;
+      emitMap(step, r, operandsOf(node), [from, rt](Builder &bb, const std::vector<llvm::Value *> &a) {
+        return emitCast(bb, a[0], from, rt);
+      });
+      return true;
+    }
+    if (op == OpKind::Reshape) { // a copy: the planner made the others views
+      int64_t n = ir::numElements(plan.extents[r]);
+      View from{node.operands[0], rt, 0, {1}}, to{r, rt, 0, {1}};
+      emitStridedMap(step, {n}, to, {from}, [](Builder &, const std::vector<llvm::Value *> &a) { return a[0]; }, false);
+      return true;
+    }
+    if (op == OpKind::Transpose) {
+      ir::Shape perm = ir::attrDims(node.attrs, "perm");
+      std::vector<int64_t> inStrides = denseStrides(plan.extents[node.operands[0]]);
+      View from{node.operands[0], rt, 0, {}};
+      for (const ir::Dim &d : perm) from.strides.push_back(inStrides[static_cast<size_t>(d.value)]);
+      emitMap(step, r, {from}, [](Builder &, const std::vector<llvm::Value *> &a) { return a[0]; });
+      return true;
+    }
+    if (op == OpKind::Slice || op == OpKind::SliceGrad) {
+      // slice reads a window of x; slice_grad writes dy into the same
+      // window of a zeroed result: both a copy over the small tensor.
+      bool grad = op == OpKind::SliceGrad;
+      ValueId small = grad ? node.operands[0] : r, big = grad ? r : node.operands[0];
+      const std::vector<int64_t> &smallExtents = plan.extents[small];
+      size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), smallExtents.size()));
+      int64_t start = ir::attrInt(op, node.attrs, "start");
+      std::vector<int64_t> bigStrides = denseStrides(plan.extents[big]);
+      View window{big, rt, start * bigStrides[axis], bigStrides}, whole{small, rt, 0, denseStrides(smallExtents)};
+      auto copy = [](Builder &, const std::vector<llvm::Value *> &a) { return a[0]; };
+      if (grad) emitStridedMap(step, smallExtents, window, {whole}, copy, /*zeroFirst=*/true);
+      else emitStridedMap(step, smallExtents, whole, {window}, copy, false);
+      return true;
+    }
+    if (op == OpKind::Positions) {
+      emitPositions(step, node);
+      return true;
+    }
+    if (op == OpKind::CrossEntropy || op == OpKind::CrossEntropyGrad) {
+      if (graph.value(node.operands[1]).kind == ir::ValueKind::Node) return false; // computed labels: the reference checks them
+      emitCrossEntropy(step, node);
       return true;
     }
     if (op == OpKind::BroadcastTo) {
