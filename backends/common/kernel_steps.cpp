@@ -251,6 +251,22 @@ std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size
     args.insert(args.end(), res.begin(), res.end());
     return call(KILN_ENTRY(additive_attention), std::move(args));
   }
+  case OpKind::Exp:
+  case OpKind::Log:
+  case OpKind::Erf:
+  case OpKind::ReluGrad: {
+    // One-step programs of the elementwise kernel: oneDNN's eltwise
+    // primitives part from the reference at the edges (exp of NaN and of
+    // +inf, log of a subnormal, relu_grad where x is NaN), and it has no erf.
+    for (ValueId o : node.operands)
+      if (ext(o) != ext(r) || graph.type(o).dtype != ir::DType::F32) return std::nullopt;
+    int64_t numOperands = static_cast<int64_t>(node.operands.size());
+    std::vector<int64_t> args{1, numOperands, ir::numElements(ext(r)), r};
+    for (ValueId o : node.operands) args.push_back(o);
+    for (size_t k = 0; k < node.operands.size(); ++k) args.push_back(0);
+    args.insert(args.end(), {static_cast<int64_t>(*elementwiseOp(node.op)), 0, numOperands > 1 ? 1 : -1});
+    return call(KILN_ENTRY(elementwise), std::move(args));
+  }
   case OpKind::Elementwise: {
     ir::ElementwiseProgram program = ir::parseBody(ir::attrString(node.op, node.attrs, "body"), node.operands.size());
     int64_t numOperands = static_cast<int64_t>(node.operands.size());

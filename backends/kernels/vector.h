@@ -69,13 +69,11 @@ constexpr int kLanes = 16;
 [[gnu::always_inline]] inline void store16(float *p, F32x16 v) { __builtin_memcpy(p, &v, sizeof v); }
 [[gnu::always_inline]] inline F32x16 splat16(float x) { return F32x16{} + x; }
 
-/// fastExp on 16 lanes: the same steps, as vector operations.
-[[gnu::always_inline]] inline F32x16 fastExp16(F32x16 x) {
-  F32x16 hi = splat16(88.3762626647949f), lo = splat16(-88.0f);
-  F32x16 c = x > hi ? hi : x;
-  c = c < lo ? lo : c;
+/// The steps of fastExp on 16 lanes of a clamped argument c: n =
+/// floor(c / ln2 + 1/2) into ni, and e^r for r = c - n ln2.
+[[gnu::always_inline]] inline F32x16 expReduced16(F32x16 c, I32x16 &ni) {
   F32x16 t = c * 1.44269504088896341f + 0.5f;
-  I32x16 ni = __builtin_convertvector(t, I32x16);
+  ni = __builtin_convertvector(t, I32x16);
   ni += (__builtin_convertvector(ni, F32x16) > t); // a true comparison is -1: floor
   F32x16 n = __builtin_convertvector(ni, F32x16);
   F32x16 r = c - n * 0.693359375f + n * 2.12194440e-4f;
@@ -86,9 +84,36 @@ constexpr int kLanes = 16;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   F32x16 e = p * r * r + r + 1.0f;
+  return e;
+}
+
+/// fastExp on 16 lanes: the same steps, as vector operations.
+[[gnu::always_inline]] inline F32x16 fastExp16(F32x16 x) {
+  F32x16 hi = splat16(88.3762626647949f), lo = splat16(-88.0f);
+  F32x16 c = x > hi ? hi : x;
+  c = c < lo ? lo : c;
+  I32x16 ni;
+  F32x16 e = expReduced16(c, ni);
   I32x16 bits = (ni + 127) << 23; // ni >= -127: the clamp keeps the exponent in range
   F32x16 scaled = e * __builtin_bit_cast(F32x16, bits);
   return x < splat16(-87.3365447505531f) ? splat16(0.0f) : scaled;
+}
+
+/// e^x over the whole f32 range, for the exp op itself (fastExp16 serves
+/// softmax's e^(x - max) <= 1 and the clamped arguments of tanh and
+/// sigmoid): +inf above ln(FLT_MAX), and 2^n applied as two factors so
+/// that n up to 128 (x up to 88.72) stays finite; 0 below -87.3 as
+/// fastExp16; NaN stays NaN.
+[[gnu::always_inline]] inline F32x16 fastExpFull16(F32x16 x) {
+  F32x16 hi = splat16(88.72283935546875f), lo = splat16(-88.0f);
+  F32x16 c = x > hi ? hi : x;
+  c = c < lo ? lo : c;
+  I32x16 ni;
+  F32x16 e = expReduced16(c, ni);
+  I32x16 half = ni >> 1, rest = ni - half; // each in [-64, 64]
+  F32x16 scaled = e * __builtin_bit_cast(F32x16, (half + 127) << 23) * __builtin_bit_cast(F32x16, (rest + 127) << 23);
+  scaled = x < splat16(-87.3365447505531f) ? splat16(0.0f) : scaled;
+  return x > hi ? splat16(__builtin_inff()) : scaled;
 }
 
 /// tanh(x) = 1 - 2 / (e^(2x) + 1) from fastExp16: within 2e-7 of

@@ -31,6 +31,7 @@
 #include <llvm/Linker/Linker.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Transforms/IPO/Internalize.h>
+#include <limits>
 #include <optional>
 #include <set>
 
@@ -67,12 +68,15 @@ llvm::Value *selectGreater(Builder &b, llvm::Value *x, double bound) {
   return b.CreateSelect(b.CreateFCmpOGT(x, f32(b, bound)), f32(b, bound), x);
 }
 
-/// e^x as backends/kernels/vector.h's fastExp: x = n ln2 + r, e^r by the
-/// Cephes polynomial, 2^n in the exponent bits; 0 below -87.3.
+/// e^x as backends/kernels/vector.h's fastExpFull16: x = n ln2 + r, e^r by
+/// the Cephes polynomial, 2^n put into the exponent bits as two factors (n
+/// up to 128 stays finite); +inf above ln(FLT_MAX), 0 below -87.3, NaN
+/// stays NaN (the saturating conversion keeps n defined for it).
 llvm::Value *emitExp(Builder &b, llvm::Value *x) {
-  llvm::Value *c = selectLess(b, selectGreater(b, x, 88.3762626647949), -88.0);
+  const double hi = 88.72283935546875;
+  llvm::Value *c = selectLess(b, selectGreater(b, x, hi), -88.0);
   llvm::Value *t = b.CreateFAdd(b.CreateFMul(c, f32(b, 1.44269504088896341)), f32(b, 0.5));
-  llvm::Value *ni = b.CreateFPToSI(t, b.getInt32Ty());
+  llvm::Value *ni = b.CreateIntrinsic(llvm::Intrinsic::fptosi_sat, {b.getInt32Ty(), b.getFloatTy()}, {t});
   llvm::Value *above = b.CreateFCmpOGT(b.CreateSIToFP(ni, b.getFloatTy()), t);
   ni = b.CreateSub(ni, b.CreateZExt(above, b.getInt32Ty()));
   llvm::Value *n = b.CreateSIToFP(ni, b.getFloatTy());
@@ -81,10 +85,13 @@ llvm::Value *emitExp(Builder &b, llvm::Value *x) {
   for (double k : {1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1})
     p = b.CreateFAdd(b.CreateFMul(p, r), f32(b, k));
   llvm::Value *e = b.CreateFAdd(b.CreateFAdd(b.CreateFMul(b.CreateFMul(p, r), r), r), f32(b, 1.0));
-  llvm::Value *bits = b.CreateShl(b.CreateAdd(ni, b.getInt32(127)), 23);
-  bits = b.CreateSelect(b.CreateICmpSLT(bits, b.getInt32(0)), b.getInt32(0), bits);
-  llvm::Value *scaled = b.CreateFMul(e, b.CreateBitCast(bits, b.getFloatTy()));
-  return b.CreateSelect(b.CreateFCmpOLT(x, f32(b, -87.3365447505531)), f32(b, 0.0), scaled);
+  // n in [-127, 128] (NaN: 0): two factors of 2^(n/2), each a normal float.
+  ni = b.CreateBinaryIntrinsic(llvm::Intrinsic::smax, b.CreateBinaryIntrinsic(llvm::Intrinsic::smin, ni, b.getInt32(128)), b.getInt32(-127));
+  llvm::Value *half = b.CreateAShr(ni, 1), *rest = b.CreateSub(ni, half);
+  auto power = [&](llvm::Value *k) { return b.CreateBitCast(b.CreateShl(b.CreateAdd(k, b.getInt32(127)), 23), b.getFloatTy()); };
+  llvm::Value *scaled = b.CreateFMul(b.CreateFMul(e, power(half)), power(rest));
+  scaled = b.CreateSelect(b.CreateFCmpOLT(x, f32(b, -87.3365447505531)), f32(b, 0.0), scaled);
+  return b.CreateSelect(b.CreateFCmpOGT(x, f32(b, hi)), f32(b, std::numeric_limits<double>::infinity()), scaled);
 }
 
 /// tanh(x) = 1 - 2 / (e^(2x) + 1), x clamped to [-10, 10] (vector.h).

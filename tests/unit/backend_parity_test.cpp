@@ -31,6 +31,7 @@
 #include <cmath>
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <limits>
 #include <optional>
 #include <random>
 
@@ -180,6 +181,33 @@ TEST_CASE("every op matches the reference on every backend") {
     const Sample &s = samples().at(op.kind);
     for (int64_t batch : {1, 3}) checkOp(op.kind, s.operands, s.attrs, {{"B", batch}, {"T", 2 + 3 * batch}}, rng, name);
   }
+}
+
+TEST_CASE("special values go through the elementwise ops as on the reference") {
+  // NaN, infinities, signed zeros, a subnormal, exp's overflow and
+  // underflow edges, beyond i32's range, and ordinary values: unary ops,
+  // casts (saturating, NaN to 0) and comparisons (NaN unordered).
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> values{std::nanf(""), inf, -inf, 0.0f, -0.0f, 1e-40f, 88.5f, 89.0f, -87.0f, -87.5f, -100.0f,
+                            3e9f, -3e9f, 2147483520.0f, -2147483648.0f, 2.7f, -2.7f, 1e30f, 0.5f, -0.5f};
+  int64_t n = static_cast<int64_t>(values.size());
+  Graph g("special");
+  Builder b(g);
+  ValueId x = b.input("x", {DType::F32, {Dim::constant(n)}});
+  for (OpKind op : {OpKind::Neg, OpKind::Exp, OpKind::Tanh, OpKind::Relu, OpKind::Sigmoid, OpKind::Erf, OpKind::Sqrt,
+                    OpKind::Log})
+    b.output(opName(op), b.create(op, {x}));
+  b.output("tanh_grad", b.create(OpKind::TanhGrad, {x, x}));
+  b.output("relu_grad", b.create(OpKind::ReluGrad, {x, x}));
+  b.output("to_i32", b.create(OpKind::Cast, {x}, {{"dtype", std::string("i32")}}));
+  b.output("to_bool", b.create(OpKind::Cast, {x}, {{"dtype", std::string("bool")}}));
+  ValueId zero = b.constant(0.0);
+  for (OpKind op : {OpKind::Equal, OpKind::NotEqual, OpKind::Less, OpKind::LessEqual, OpKind::Greater,
+                    OpKind::GreaterEqual})
+    b.output(opName(op), b.create(op, {x, zero}));
+  b.output("x_equal_x", b.create(OpKind::Equal, {x, x}));
+  b.output("select", b.create(OpKind::Select, {b.create(OpKind::Less, {x, zero}), x, zero}));
+  checkGraph(g, {{"x", runtime::Tensor::fromF32({n}, values)}}, {}, "special values");
 }
 
 TEST_CASE("lowering variants match the reference") {
