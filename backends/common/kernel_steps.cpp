@@ -83,14 +83,16 @@ std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size
 #define KILN_ENTRY(name) "kiln_k_" #name, kiln_k_##name
   switch (node.op) {
   case OpKind::Embedding: {
+    // Ids that are inputs were checked before the run; computed ones (such
+    // as positions) are checked by the kernel, which then reports the node.
     ValueId table = node.operands[0], ids = node.operands[1];
-    if (graph.value(ids).kind == ir::ValueKind::Node) return std::nullopt; // computed ids: the reference kernel checks them
-    return call(KILN_ENTRY(embedding), {table, ids, r, ir::numElements(ext(ids)), ext(table)[1]});
+    int64_t check = graph.value(ids).kind == ir::ValueKind::Node ? static_cast<int64_t>(i) : -1;
+    return call(KILN_ENTRY(embedding), {table, ids, r, ir::numElements(ext(ids)), ext(table)[1], ext(table)[0], check});
   }
   case OpKind::EmbeddingGrad: {
     ValueId ids = node.operands[0], dy = node.operands[1];
-    if (graph.value(ids).kind == ir::ValueKind::Node) return std::nullopt;
-    return call(KILN_ENTRY(embedding_grad), {ids, dy, r, ir::numElements(ext(ids)), ext(r)[0], ext(r)[1]});
+    int64_t check = graph.value(ids).kind == ir::ValueKind::Node ? static_cast<int64_t>(i) : -1;
+    return call(KILN_ENTRY(embedding_grad), {ids, dy, r, ir::numElements(ext(ids)), ext(r)[0], ext(r)[1], check});
   }
   case OpKind::Sum:
   case OpKind::Mean:

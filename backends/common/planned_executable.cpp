@@ -14,6 +14,7 @@
 //===----------------------------------------------------------------------===//
 #include "backends/common/planned_executable.h"
 
+#include "backends/kernels/parallel.h"
 #include "backends/reference/interpreter.h"
 #include "passes/flops.h"
 
@@ -179,10 +180,15 @@ void PlannedExecutable::execute(const runtime::TensorMap &inputs, const runtime:
     if (root != static_cast<ValueId>(v)) plan.ptr[v] = plan.ptr[root];
   }
 
-  {
+  try {
     OmpThreads threads(plan.threads);
     runPlan(plan);
     synchronize();
+  } catch (const kernels::IndexError &e) {
+    const Node &n = graph_.nodes()[static_cast<size_t>(e.node)];
+    throw Error(fmt::format("{}: id {} at position {} is outside [0, {})", ir::opName(n.op), e.value, e.position,
+                            e.bound),
+                n.locs.empty() ? SourceLoc{} : n.locs.front());
   }
 
   for (size_t k = 0; k < graph_.outputs().size(); ++k) {

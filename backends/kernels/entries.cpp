@@ -7,6 +7,7 @@
 #include "backends/kernels/entries.h"
 
 #include "backends/kernels/kernels.h"
+#include "backends/kernels/parallel.h"
 
 #include <bit>
 #include <cmath>
@@ -30,15 +31,25 @@ struct Record {
 
 extern "C" {
 
-// [v:table, v:ids, v:out, n, width]
+/// With `node` >= 0, the ids (computed in the graph, not checked before
+/// the run) are checked against [0, bound) first.
+static void checkIds(const int32_t *ids, int64_t n, int64_t bound, int64_t node) {
+  if (node < 0) return;
+  for (int64_t i = 0; i < n; ++i)
+    if (ids[i] < 0 || ids[i] >= bound) kiln_rt_index_error(node, ids[i], i, bound);
+}
+
+// [v:table, v:ids, v:out, n, width, rows, check node (-1: the ids were checked before the run)]
 void kiln_k_embedding(void *const *values, const int64_t *args) {
   Record r{values, args};
+  checkIds(r.i32(1), r[3], r[5], r[6]);
   embedding(r.f32(0), r.i32(1), r[3], r[4], r.f32(2));
 }
 
-// [v:ids, v:dy, v:out, n, rows, width]
+// [v:ids, v:dy, v:out, n, rows, width, check node (-1: checked before the run)]
 void kiln_k_embedding_grad(void *const *values, const int64_t *args) {
   Record r{values, args};
+  checkIds(r.i32(0), r[3], r[4], r[6]);
   embeddingGrad(r.i32(0), r.f32(1), r[3], r[4], r[5], r.f32(2));
 }
 

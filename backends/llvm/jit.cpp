@@ -73,6 +73,7 @@ Jit &jit() {
     };
     define("kiln_rt_parallel_for", reinterpret_cast<void *>(&kiln_rt_parallel_for));
     define("kiln_rt_step", reinterpret_cast<void *>(&kiln_rt_step));
+    define("kiln_rt_index_error", reinterpret_cast<void *>(&kiln_rt_index_error));
     check(j->lljit->getMainJITDylib().define(llvm::orc::absoluteSymbols(std::move(runtime))),
           "defining the runtime functions");
     j->lljit->getMainJITDylib().addGenerator(
@@ -95,6 +96,9 @@ void targetHost(llvm::Module &m) {
     if (f.isDeclaration()) continue;
     f.addFnAttr("target-cpu", j.target.cpu);
     f.addFnAttr("target-features", j.target.features);
+    // Unwind tables: a host step or kiln_rt_index_error may throw through
+    // the generated frames to the caller of the plan.
+    f.setUWTableKind(llvm::UWTableKind::Async);
   }
 }
 

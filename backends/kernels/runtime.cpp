@@ -1,4 +1,10 @@
-//===- backends/kernels/parallel.cpp - kiln_rt_parallel_for on OpenMP -----===//
+//===- backends/kernels/runtime.cpp - what the kernels call back into -----===//
+//
+// kiln_rt_parallel_for on OpenMP, and kiln_rt_index_error. Built into kiln
+// only (not into the kernels' bitcode): generated code and the bitcode
+// kernels call these by name (backends/llvm/jit.cpp resolves them).
+//
+//===----------------------------------------------------------------------===//
 #include "backends/kernels/parallel.h"
 
 #include <algorithm>
@@ -19,4 +25,8 @@ extern "C" void kiln_rt_parallel_for(void (*body)(void *, int64_t, int64_t), voi
     int64_t begin = items * t / team, end = items * (t + 1) / team;
     if (end > begin) body(context, begin, end);
   }
+}
+
+extern "C" void kiln_rt_index_error(int64_t node, int64_t value, int64_t position, int64_t bound) {
+  throw kiln::backends::kernels::IndexError{node, value, position, bound};
 }
