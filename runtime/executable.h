@@ -11,6 +11,7 @@
 #include "ir/graph.h"
 #include "runtime/tensor.h"
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -67,6 +68,12 @@ public:
 
 struct CompileOptions {
   int threads = 0; ///< worker threads; 0 = all cores (OpenMP's default for the oneDNN backend)
+  /// Reuse compiled code from the compile cache and add to it (`--no-cache`
+  /// turns it off; backends that compile code: llvm).
+  bool cache = true;
+  /// When set, a backend that compiles code reports each plan it compiles
+  /// here, one line with its times (`--time-passes`).
+  std::function<void(const std::string &)> report;
 };
 
 } // namespace kiln::runtime

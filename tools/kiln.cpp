@@ -16,6 +16,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "backends/backend.h"
+#include "backends/llvm/compile_cache.h"
 #include "backends/reference/interpreter.h"
 #include "frontend/ast.h"
 #include "frontend/lower.h"
@@ -536,6 +537,32 @@ int cmdOps(int argc, char **argv) {
   return 0;
 }
 
+// --- kiln cache ------------------------------------------------------------------
+
+int cmdCache(int argc, char **argv) {
+  std::string action;
+  cli::Command cmd("cache", "info | clear",
+                   "The compile cache of the backends that compile code (llvm): compiled plans kept in\n"
+                   "$XDG_CACHE_HOME/kiln (default ~/.cache/kiln), keyed by the optimised graph, the shapes, the\n"
+                   "CPU and the kiln and LLVM builds. `info` prints where it is and what it holds; `clear`\n"
+                   "removes every entry. --no-cache on any command that runs a graph bypasses it.");
+  cmd.positional("ACTION", action, "info: the directory, entries and bytes; clear: remove every entry");
+  if (!cmd.parse(argc, argv, 2)) return 0;
+  if (action == "info") {
+    backends::llvm_backend::CacheInfo info = backends::llvm_backend::cacheInfo();
+    fmt::print("compile cache: {}\nentries: {}\nsize: {:.1f} KiB\n", info.directory, info.entries,
+               static_cast<double>(info.bytes) / 1024.0);
+    return 0;
+  }
+  if (action == "clear") {
+    int64_t removed = backends::llvm_backend::clearCache();
+    fmt::print("removed {} entr{} from {}\n", removed, removed == 1 ? "y" : "ies",
+               backends::llvm_backend::cacheDirectory());
+    return 0;
+  }
+  throw cli::UsageError(fmt::format("kiln cache takes info or clear, got '{}'", action));
+}
+
 // --- the driver ----------------------------------------------------------------
 
 struct CommandEntry {
@@ -553,6 +580,7 @@ const CommandEntry commands[] = {
     {"bench", "time training steps and inference on each backend", tools::cmdBench},
     {"opt", "run compiler passes over textual IR and print the result", cmdOpt},
     {"ops", "list the op table", cmdOps},
+    {"cache", "show or clear the compile cache of the llvm backend", cmdCache},
 };
 
 #ifndef KILN_VERSION

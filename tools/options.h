@@ -68,10 +68,12 @@ inline passes::OptimizerConfig optimizerConfig(const OptimizerOptions &o) {
 struct BackendOptions {
   std::string backend = backends::kDefaultBackend;
   int64_t threads = 0;
+  bool noCache = false;
 
   runtime::CompileOptions compileOptions() const {
     runtime::CompileOptions o;
     o.threads = static_cast<int>(std::min<int64_t>(threads, 1 << 16));
+    o.cache = !noCache;
     return o;
   }
 };
@@ -90,6 +92,9 @@ inline void declareBackendOptions(cli::Command &cmd, BackendOptions &o, bool orA
   }
   cmd.option("--backend", o.backend, "NAME", "the backend that runs the graph").choices(std::move(names));
   cmd.option("--threads", o.threads, "N", "worker threads").defaultText("all cores");
+  cmd.flag("--no-cache", o.noCache,
+           "compile afresh, neither reading nor writing the compile cache (`kiln cache info`; backends that "
+           "compile code: llvm)");
 }
 
 /// The pass pipeline between the frontend (or autodiff) and the backend,
@@ -206,7 +211,9 @@ inline std::unique_ptr<runtime::Executable> compileGraph(const ir::Graph &g, con
   passes::PipelineOptions pipeline = passOptions.pipeline();
   std::vector<passes::PassRecord> records = passes::runPipeline(optimized, pipeline);
   auto t0 = std::chrono::steady_clock::now();
-  auto exe = backends::compile(optimized, backend.backend, backend.compileOptions());
+  runtime::CompileOptions options = backend.compileOptions();
+  if (passOptions.timePasses) options.report = [print = pipeline.print](const std::string &line) { print(line + "\n"); };
+  auto exe = backends::compile(optimized, backend.backend, options);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (passOptions.timePasses)
     pipeline.print(passes::formatPassTimes(

@@ -15,9 +15,11 @@
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Module.h>
 #include <llvm/IR/Verifier.h>
 #include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
@@ -118,18 +120,45 @@ void optimize(llvm::Module &m) {
   mpm.run(m, mam);
 }
 
-std::unique_ptr<CompiledModule> compileModule(std::unique_ptr<llvm::LLVMContext> context,
-                                              std::unique_ptr<llvm::Module> m) {
-  Jit &j = jit();
+namespace {
+
+void verify(llvm::Module &m) {
   std::string problems;
   llvm::raw_string_ostream os(problems);
-  if (llvm::verifyModule(*m, &os)) throw Error("LLVM: the generated module is malformed (a kiln bug): " + problems);
-  std::lock_guard<std::mutex> lock(j.mutex);
+  if (llvm::verifyModule(m, &os)) throw Error("LLVM: the generated module is malformed (a kiln bug): " + problems);
+}
+
+std::string emit(llvm::Module &m, llvm::CodeGenFileType type) {
+  Jit &j = jit();
+  verify(m);
+  llvm::SmallVector<char, 0> bytes;
+  llvm::raw_svector_ostream os(bytes);
+  llvm::legacy::PassManager pm;
+  std::lock_guard<std::mutex> lock(j.mutex); // one TargetMachine for all
+  if (j.machine->addPassesToEmitFile(pm, os, nullptr, type))
+    throw Error("LLVM: the target cannot emit this kind of file");
+  pm.run(m);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+} // namespace
+
+std::string emitObject(llvm::Module &m) { return emit(m, llvm::CodeGenFileType::ObjectFile); }
+std::string emitAssembly(llvm::Module &m) { return emit(m, llvm::CodeGenFileType::AssemblyFile); }
+
+std::unique_ptr<CompiledModule> loadObject(const std::string &object) {
+  Jit &j = jit();
   auto result = std::unique_ptr<CompiledModule>(new CompiledModule);
-  llvm::orc::JITDylib &dylib = unwrap(j.lljit->createJITDylib(fmt::format("kiln.plan.{}", j.dylibs++)), "creating a dylib");
-  dylib.addToLinkOrder(j.lljit->getMainJITDylib());
-  check(j.lljit->addIRModule(dylib, llvm::orc::ThreadSafeModule(std::move(m), std::move(context))), "adding a module");
-  result->dylib_ = &dylib;
+  llvm::Error added = llvm::Error::success();
+  {
+    std::lock_guard<std::mutex> lock(j.mutex);
+    llvm::orc::JITDylib &dylib =
+        unwrap(j.lljit->createJITDylib(fmt::format("kiln.plan.{}", j.dylibs++)), "creating a dylib");
+    dylib.addToLinkOrder(j.lljit->getMainJITDylib());
+    result->dylib_ = &dylib; // removed by the destructor, also when adding fails
+    added = j.lljit->addObjectFile(dylib, llvm::MemoryBuffer::getMemBufferCopy(object, "kiln plan"));
+  }
+  check(std::move(added), "adding an object"); // outside the lock: the destructor takes it
   return result;
 }
 

@@ -51,14 +51,18 @@ public:
   void *lookup(const std::string &name) const;
 
 private:
-  friend std::unique_ptr<CompiledModule> compileModule(std::unique_ptr<llvm::LLVMContext>,
-                                                       std::unique_ptr<llvm::Module>);
+  friend std::unique_ptr<CompiledModule> loadObject(const std::string &object);
   CompiledModule() = default;
   void *dylib_ = nullptr; ///< the llvm::orc::JITDylib
 };
 
-/// Optimises (O3) and JIT-compiles m; kiln::Error when LLVM refuses it.
-std::unique_ptr<CompiledModule> compileModule(std::unique_ptr<llvm::LLVMContext> context,
-                                              std::unique_ptr<llvm::Module> m);
+/// The machine code of m (verified, already optimised) as an object file
+/// for the host, or as assembly text.
+std::string emitObject(llvm::Module &m);
+std::string emitAssembly(llvm::Module &m);
+
+/// JIT-links an object file made by emitObject (possibly by an earlier
+/// process: the compile cache); kiln::Error when it cannot be linked.
+std::unique_ptr<CompiledModule> loadObject(const std::string &object);
 
 } // namespace kiln::backends::llvm_backend

@@ -13,10 +13,14 @@
 
 #include "backends/common/planned_executable.h"
 #include "backends/llvm/codegen.h"
+#include "backends/llvm/compile_cache.h"
 #include "backends/llvm/jit.h"
 #include "backends/llvm/runtime.h"
 #include "backends/onednn/onednn_backend.h"
 
+#include "ir/printer.h"
+
+#include <chrono>
 #include <fmt/format.h>
 #include <llvm/IR/LLVMContext.h>
 #include <llvm/IR/Module.h>
@@ -33,6 +37,7 @@ using StepFn = void (*)(void *const *values, void *host);
 /// the code's host calls see.
 struct CompiledPlan {
   std::unique_ptr<PlanModule> pending; ///< while the plan is being built
+  std::chrono::steady_clock::time_point started; ///< when its first node was lowered
   std::vector<bool> generated;         ///< by step
   std::unique_ptr<CompiledModule> code;
   EntryFn entry = nullptr;
@@ -41,7 +46,8 @@ struct CompiledPlan {
 
 class LlvmExecutable : public PlannedExecutable {
 public:
-  LlvmExecutable(const ir::Graph &g, const runtime::CompileOptions &o) : PlannedExecutable(g, o), onednn_(graph_) {}
+  LlvmExecutable(const ir::Graph &g, const runtime::CompileOptions &o)
+      : PlannedExecutable(g, o), onednn_(graph_), options_(o), graphText_(ir::printGraph(graph_)) {}
 
 protected:
   bool lowerNode(Plan &p, size_t i) override {
@@ -60,18 +66,32 @@ protected:
   }
 
   void finishPlan(Plan &p) override {
+    using Clock = std::chrono::steady_clock;
+    auto ms = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
     CompiledPlan &c = state(p);
+    Clock::time_point t0 = c.started; // the IR of the nodes was made as they were lowered
     c.generated.assign(p.steps.size(), false);
     for (size_t k = 0; k < p.steps.size(); ++k) c.generated[k] = !p.steps[k].run;
-    std::unique_ptr<llvm::Module> m;
-    {
+    std::string key = cacheKey(identity(p));
+    std::optional<std::string> object = options_.cache ? loadCached(key) : std::nullopt;
+    bool hit = object.has_value();
+    double irMs = 0, optMs = 0, codeMs = 0;
+    if (!hit) {
       c.pending->finish(c.generated);
-      m = c.pending->takeModule();
+      std::unique_ptr<llvm::Module> m = c.pending->takeModule();
+      targetHost(*m);
+      auto t1 = Clock::now();
+      irMs = ms(t0, t1);
+      optimize(*m);
+      auto t2 = Clock::now();
+      optMs = ms(t1, t2);
+      object = emitObject(*m);
+      codeMs = ms(t2, Clock::now());
+      if (options_.cache) storeCached(key, *object);
     }
-    targetHost(*m);
-    optimize(*m);
-    c.code = compileModule(c.pending->takeContext(), std::move(m));
     c.pending.reset();
+    auto t3 = Clock::now();
+    c.code = loadObject(*object);
     c.entry = reinterpret_cast<EntryFn>(c.code->lookup(PlanModule::kEntry));
     c.host.plan = &p;
     for (size_t k = 0; k < p.steps.size(); ++k) {
@@ -80,6 +100,18 @@ protected:
       Plan *plan = &p;
       HostContext *host = &c.host;
       p.steps[k].run = [fn, plan, host] { fn(plan->ptr.data(), host); };
+    }
+    if (options_.report) {
+      std::string shape;
+      for (const auto &[symbol, value] : p.bindings) shape += fmt::format("{}{}={}", shape.empty() ? "" : ",", symbol, value);
+      double linkMs = ms(t3, Clock::now()), total = ms(t0, Clock::now());
+      options_.report(hit ? fmt::format("llvm: @{} at {}: {:.1f} ms from the compile cache (lowering {:.1f} ms, JIT "
+                                        "link {:.1f} ms)",
+                                        graph_.name(), shape, total, ms(t0, t3), linkMs)
+                          : fmt::format("llvm: @{} at {}: {:.1f} ms compiled{} (IR {:.1f} ms, O3 {:.1f} ms, machine "
+                                        "code {:.1f} ms, JIT link {:.1f} ms)",
+                                        graph_.name(), shape, total, options_.cache ? " and cached" : "", irMs, optMs,
+                                        codeMs, linkMs));
     }
   }
 
@@ -103,12 +135,26 @@ private:
     if (!p.backendState) {
       auto c = std::make_shared<CompiledPlan>();
       c->pending = std::make_unique<PlanModule>(graph_, p, "kiln");
+      c->started = std::chrono::steady_clock::now();
       p.backendState = c;
     }
     return *static_cast<CompiledPlan *>(p.backendState.get());
   }
 
+  /// What the plan's code depends on besides the build and the host (the
+  /// compile cache's key, compile_cache.h): the graph, the bindings, and
+  /// the steps, which of them generated.
+  std::string identity(const Plan &p) const {
+    std::string id = graphText_;
+    for (const auto &[symbol, value] : p.bindings) id += fmt::format("bind {}={}\n", symbol, value);
+    for (size_t k = 0; k < p.steps.size(); ++k)
+      id += fmt::format("step {} node {} {}{}\n", k, p.steps[k].node, p.steps[k].run ? "host " : "", p.steps[k].label);
+    return id;
+  }
+
   onednn::OnednnLowering onednn_;
+  runtime::CompileOptions options_;
+  std::string graphText_;
 };
 
 } // namespace

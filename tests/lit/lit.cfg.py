@@ -17,6 +17,16 @@ config.substitutions.append(("%examples", os.path.join(config.kiln_src_root, "ex
 config.substitutions.append(("%python", config.python))
 config.substitutions.append(("%srcroot", config.kiln_src_root))
 
+# The compile cache (backends/llvm/compile_cache.h) of this run only, so that
+# every run compiles afresh and nothing is left in the user's ~/.cache;
+# compile_cache.test uses a cache of its own.
+import atexit
+import shutil
+import tempfile
+_cache = tempfile.mkdtemp(prefix="kiln-lit-cache-")
+atexit.register(shutil.rmtree, _cache, True)
+config.environment["XDG_CACHE_HOME"] = _cache
+
 # The sanitized build: kiln (the only instrumented binary; python and PyTorch
 # run as usual) halts and aborts on the first ASan, UBSan or LeakSanitizer
 # report, and lit's built-in `not`, which would count that crash as the

@@ -107,7 +107,10 @@ void checkGraph(const Graph &g, const runtime::TensorMap &inputs, const runtime:
   for (const std::string &name : backends::backendNames()) {
     if (name == "auto" || (name == "reference" && !oracle)) continue;
     CAPTURE(name);
-    auto exe = backends::compile(g, name);
+    // Compiled afresh every run: the compile cache is tested on its own.
+    runtime::CompileOptions fresh;
+    fresh.cache = false;
+    auto exe = backends::compile(g, name, fresh);
     // Twice: the second run reuses the cached plan and must give the same;
     // then runInto, into the first run's tensors overwritten with NaN (the
     // backend may compute straight into them) and, in a second map, into
@@ -527,7 +530,9 @@ TEST_CASE("an executable run at more shapes than it keeps plans for stays correc
   for (const std::string &name : backends::backendNames()) {
     if (name == "auto" || name == "reference") continue;
     CAPTURE(name);
-    auto exe = backends::compile(train, name);
+    runtime::CompileOptions fresh;
+    fresh.cache = false;
+    auto exe = backends::compile(train, name, fresh);
     for (int64_t seq : {1, 9, 2, 17, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 24, 1, 9, 2}) {
       CAPTURE(seq);
       runtime::TensorMap inputs{{"tokens", randomTensor({2, seq}, DType::I32, rng, 23)},

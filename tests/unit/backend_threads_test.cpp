@@ -38,6 +38,7 @@ struct Model {
   int threadsOfRun(const std::string &backend, int threads, int64_t batch, int64_t seq) const {
     runtime::CompileOptions options;
     options.threads = threads;
+    options.cache = false;
     auto exe = backends::compile(*forward, backend, options);
     runtime::Tensor tokens(ir::DType::I32, {batch, seq});
     for (int64_t i = 0; i < tokens.numel(); ++i) tokens.i32()[i] = static_cast<int32_t>(2 + i % 48);
