@@ -91,9 +91,10 @@ bool isLossLog(const std::string &text) {
 }
 
 bool isCompilerDump(const std::string &text) {
-  for (const char *start : {"graph @", "digraph ", "Program "})
+  for (const char *start : {"graph @", "digraph ", "Program ", "; the llvm backend's code", "# the llvm backend's code"})
     if (text.starts_with(start)) return true;
-  return false;
+  // An ELF relocatable object (e_type 1, little-endian), as --emit=obj writes.
+  return text.size() >= 18 && text.starts_with("\x7f" "ELF") && text[16] == 1 && text[17] == 0;
 }
 
 } // namespace

@@ -17,6 +17,7 @@
 //===----------------------------------------------------------------------===//
 #include "backends/backend.h"
 #include "backends/llvm/compile_cache.h"
+#include "backends/llvm/llvm_backend.h"
 #include "backends/reference/interpreter.h"
 #include "frontend/ast.h"
 #include "frontend/lower.h"
@@ -139,9 +140,9 @@ std::string moduleStats(const ir::Module &m) {
   return out;
 }
 
-/// Symbol values for --emit=memory: --bind B=64,T=128; B and T default to
-/// the benchmark shape 64 and 128.
-ir::SymbolBindings parseBindings(const std::optional<std::string> &text, const ir::Graph &g) {
+/// Symbol values for --emit=memory, llvm, asm and obj: --bind B=64,T=128;
+/// B and T default to the benchmark shape 64 and 128.
+ir::SymbolBindings parseBindings(const std::optional<std::string> &text, const ir::Graph &g, const std::string &emit) {
   ir::SymbolBindings b;
   if (text) {
     size_t pos = 0;
@@ -162,7 +163,7 @@ ir::SymbolBindings parseBindings(const std::optional<std::string> &text, const i
     if (b.count(sym)) continue;
     if (sym == "B") b[sym] = 64;
     else if (sym == "T") b[sym] = 128;
-    else throw UsageError(fmt::format("--emit=memory needs a value for the symbol {}: --bind {}=N", sym, sym));
+    else throw UsageError(fmt::format("--emit={} needs a value for the symbol {}: --bind {}=N", emit, sym, sym));
   }
   return b;
 }
@@ -172,6 +173,8 @@ ir::SymbolBindings parseBindings(const std::optional<std::string> &text, const i
 struct CompileArgs {
   ModelInput input;
   std::string emit = "ir";
+  std::optional<std::string> backend;
+  bool annotate = false;
   std::optional<std::string> bind;
   std::optional<std::string> output;
   bool force = false;
@@ -185,8 +188,19 @@ void declare(cli::Command &cmd, CompileArgs &o) {
                 {"dot", "Graphviz; render with: dot -Tsvg"},
                 {"stats", "per graph: inputs, parameter count and size, ops"},
                 {"memory", "the arena plan: size versus the sum of buffers, peak, largest buffers, activations "
-                           "kept for the backward pass (with --graph=train)"}});
-  cmd.option("--bind", o.bind, "S=N,...", "symbol values for --emit=memory").defaultText("B=64,T=128");
+                           "kept for the backward pass (with --graph=train)"},
+                {"llvm", "the LLVM IR the llvm backend runs for the shape --bind gives, after O3"},
+                {"asm", "its machine code for this CPU, as assembly (--annotate: beside the DSL lines)"},
+                {"obj", "its machine code as an ELF object file (needs -o and one graph)"}});
+  std::vector<cli::Choice> backendNames;
+  for (const backends::BackendInfo &b : backends::registry()) backendNames.push_back({b.name, b.summary});
+  cmd.option("--backend", o.backend, "NAME", "the backend whose code --emit=llvm, asm and obj show (only llvm "
+                                             "generates code)")
+      .choices(std::move(backendNames))
+      .defaultText("llvm");
+  cmd.flag("--annotate", o.annotate,
+           "with --emit=asm: each DSL source line, then the instructions generated for it (from the DWARF lines)");
+  cmd.option("--bind", o.bind, "S=N,...", "symbol values for --emit=memory, llvm, asm and obj").defaultText("B=64,T=128");
   cmd.option("--graph", o.input.graph, "NAME",
              "print only this graph: forward, or train (the whole training step: loss, backward, optimizer update)")
       .defaultText("every graph of the module");
@@ -205,8 +219,15 @@ int cmdCompile(int argc, char **argv) {
   declare(cmd, o);
   if (tools::listPassesRequested(argc, argv)) return fmt::print("{}", tools::listPasses()), 0;
   if (!cmd.parse(argc, argv, 2)) return 0;
-  // Bindings only size buffers; silently ignoring them elsewhere would hide a typo'd --emit.
-  if (o.emit != "memory" && o.bind) throw UsageError("--bind applies only to --emit=memory");
+  // Options only some stages take; silently ignoring them would hide a typo'd --emit.
+  bool code = o.emit == "llvm" || o.emit == "asm" || o.emit == "obj";
+  if (o.emit != "memory" && !code && o.bind) throw UsageError("--bind applies only to --emit=memory, llvm, asm and obj");
+  if (!code && o.backend) throw UsageError("--backend applies only to --emit=llvm, asm and obj");
+  if (o.annotate && o.emit != "asm") throw UsageError("--annotate applies only to --emit=asm");
+  if (code && o.backend && *o.backend != "llvm")
+    throw UsageError(fmt::format("--emit={} shows generated code, and only --backend llvm generates code (got '{}')",
+                                 o.emit, *o.backend));
+  if (o.emit == "obj" && !o.output) throw UsageError("--emit=obj writes an object file: give -o FILE");
   if (o.output)
     runtime::checkOutput("-o", *o.output, runtime::OutputKind::CompilerDump, {{"the model", o.input.file}}, o.force);
   if (o.emit == "ast") {
@@ -233,10 +254,28 @@ int cmdCompile(int argc, char **argv) {
     records.insert(records.end(), r.begin(), r.end());
   }
   if (o.passes.timePasses) o.passes.pipeline().print(passes::formatPassTimes(records));
+  if (code) {
+    if (o.emit == "obj" && m.graphs().size() != 1)
+      throw UsageError("--emit=obj writes the code of one graph: pick it with --graph");
+    auto kind = o.emit == "llvm"  ? backends::llvm_backend::EmitKind::LlvmIr
+                : o.emit == "asm" ? backends::llvm_backend::EmitKind::Assembly
+                                  : backends::llvm_backend::EmitKind::Object;
+    std::string out;
+    for (const ir::Graph &g : m.graphs()) {
+      ir::SymbolBindings b = parseBindings(o.bind, g, o.emit);
+      std::string shape;
+      for (const auto &[symbol, value] : b) shape += fmt::format("{}{}={}", shape.empty() ? "" : ",", symbol, value);
+      if (kind != backends::llvm_backend::EmitKind::Object)
+        out += fmt::format("{} the llvm backend's code of @{} at {}\n", o.emit == "llvm" ? ";" : "#", g.name(), shape);
+      out += backends::llvm_backend::emitCode(g, b, kind, o.annotate);
+    }
+    writeText(o.output, out);
+    return 0;
+  }
   if (o.emit == "memory") {
     std::string report;
     for (const ir::Graph &g : m.graphs()) {
-      ir::SymbolBindings b = parseBindings(o.bind, g);
+      ir::SymbolBindings b = parseBindings(o.bind, g, o.emit);
       report += passes::printMemoryPlan(g, b, passes::planMemory(g, b));
     }
     writeText(o.output, report);

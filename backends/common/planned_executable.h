@@ -133,6 +133,8 @@ protected:
   void runStep(Plan &p, size_t k);
   bool profiling() const { return profiling_; }
   bool isExternal(ir::ValueId v) const { return graph_.value(v).kind != ir::ValueKind::Node; }
+  /// The plan for these bindings, built (lowered, finished) on first use.
+  Plan &planFor(const ir::SymbolBindings &b);
 
   ir::Graph graph_;
   int requestedThreads_;
@@ -141,7 +143,6 @@ private:
   void execute(const runtime::TensorMap &inputs, const runtime::TensorMap &params, runtime::TensorMap &out,
                bool bindGiven);
   void checkIndices(const Plan &plan, const std::vector<const runtime::Tensor *> &given) const;
-  Plan &planFor(const ir::SymbolBindings &b);
   void bindArena(Plan &p);
   void build(Plan &p, const ir::SymbolBindings &b);
   void addReferenceStep(Plan &p, size_t i);

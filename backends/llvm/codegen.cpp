@@ -23,6 +23,9 @@
 
 #include <fmt/format.h>
 #include <functional>
+#include <filesystem>
+#include <llvm/BinaryFormat/Dwarf.h>
+#include <llvm/IR/DIBuilder.h>
 #include <llvm/IR/IRBuilder.h>
 #include <llvm/IR/Intrinsics.h>
 #include <llvm/IR/LLVMContext.h>
@@ -31,8 +34,10 @@
 #include <llvm/Linker/Linker.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Transforms/IPO/Internalize.h>
+#include <llvm/Transforms/Utils/Cloning.h>
 #include <limits>
 #include <optional>
+#include <map>
 #include <set>
 
 // The kernels' bitcode (CMakeLists.txt, cmake/embed.cmake).
@@ -48,6 +53,7 @@ using ir::Node;
 using ir::OpKind;
 using ir::ValueId;
 using Builder = llvm::IRBuilder<>;
+using kiln::SourceLoc;
 
 /// Columns per work item when a row is split: 16 KiB of f32.
 constexpr int64_t kColumnBlock = 4096;
@@ -299,6 +305,101 @@ struct PlanModule::Impl {
     // and the kernels (GCC in ISO C++ mode, -ffp-contract=off; the
     // bitcode likewise) round every operation, and so does this.
     module = std::make_unique<llvm::Module>(name, *context);
+    // DWARF: every instruction carries the DSL location of the node it was
+    // generated for (the compile unit is named after the first file).
+    module->addModuleFlag(llvm::Module::Warning, "Debug Info Version", llvm::DEBUG_METADATA_VERSION);
+    module->addModuleFlag(llvm::Module::Warning, "Dwarf Version", 5);
+    debug = std::make_unique<llvm::DIBuilder>(*module);
+    std::string first = "kiln";
+    for (const Node &n : g.nodes())
+      if (!n.locs.empty() && n.locs.front().known()) {
+        first = n.locs.front().file;
+        break;
+      }
+    unit = debug->createCompileUnit(llvm::dwarf::DW_LANG_C, fileOf(first), "kiln", /*isOptimized=*/true, "", 0);
+    voidType = debug->createSubroutineType(debug->getOrCreateTypeArray({}));
+  }
+
+  // --- debug info ------------------------------------------------------------
+  std::unique_ptr<llvm::DIBuilder> debug;
+  llvm::DICompileUnit *unit = nullptr;
+  llvm::DISubroutineType *voidType = nullptr;
+  std::map<std::string, llvm::DIFile *> files;
+  SourceLoc currentLoc; ///< of the node being emitted: what its instructions carry
+
+  llvm::DIFile *fileOf(const std::string &path) {
+    auto it = files.find(path);
+    if (it != files.end()) return it->second;
+    std::error_code ec;
+    std::string directory = std::filesystem::current_path(ec).string();
+    return files[path] = debug->createFile(path, directory);
+  }
+
+  static SourceLoc locOf(const Node &n) {
+    return n.locs.empty() || !n.locs.front().known() ? SourceLoc{} : n.locs.front();
+  }
+
+  /// A function of the module whose subprogram is at currentLoc.
+  llvm::Function *function(llvm::FunctionType *type, llvm::GlobalValue::LinkageTypes linkage, const std::string &name) {
+    auto *f = llvm::Function::Create(type, linkage, name, *module);
+    attachSubprogram(*f, currentLoc);
+    return f;
+  }
+
+  void attachSubprogram(llvm::Function &f, const SourceLoc &loc) {
+    llvm::DIFile *file = fileOf(loc.known() ? loc.file : unit->getFilename().str());
+    unsigned line = loc.known() ? static_cast<unsigned>(loc.line) : 0;
+    llvm::DISubprogram *sp = debug->createFunction(
+        file, f.getName(), f.getName(), file, line, voidType, line, llvm::DINode::FlagZero,
+        llvm::DISubprogram::SPFlagDefinition | llvm::DISubprogram::SPFlagOptimized);
+    f.setSubprogram(sp);
+  }
+
+  llvm::DILocation *locationIn(llvm::Function *f, const SourceLoc &loc) {
+    return llvm::DILocation::get(*context, loc.known() ? static_cast<unsigned>(loc.line) : 0,
+                                 loc.known() ? static_cast<unsigned>(loc.col) : 0, f->getSubprogram());
+  }
+
+  /// Starts emitting f's body: its entry block, at currentLoc.
+  void enter(llvm::Function *f) {
+    b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", f));
+    b.SetCurrentDebugLocation(locationIn(f, currentLoc));
+  }
+
+  /// The kernels linked in from bitcode have no line info: each function
+  /// reached from the calls of one step only gets that step's node
+  /// location (so the kernel's instructions show as the DSL line of its
+  /// node, inlined or not); one shared by several steps gets line 0.
+  void attributeKernels(const std::vector<ir::NodeId> &stepNodes) {
+    std::map<llvm::Function *, std::set<size_t>> reachedFrom;
+    for (size_t k = 0; k < stepNodes.size(); ++k) {
+      llvm::Function *step = module->getFunction(stepName(k));
+      if (!step) continue;
+      std::vector<llvm::Function *> work{step};
+      while (!work.empty()) {
+        llvm::Function *f = work.back();
+        work.pop_back();
+        for (llvm::BasicBlock &bb : *f)
+          for (llvm::Instruction &inst : bb)
+            if (auto *call = llvm::dyn_cast<llvm::CallBase>(&inst))
+              if (llvm::Function *callee = call->getCalledFunction())
+                if (!callee->isDeclaration() && !callee->getSubprogram() && reachedFrom[callee].insert(k).second)
+                  work.push_back(callee);
+      }
+    }
+    for (llvm::Function &f : *module) {
+      if (f.isDeclaration() || f.getSubprogram()) continue;
+      auto it = reachedFrom.find(&f);
+      SourceLoc loc;
+      if (it != reachedFrom.end() && it->second.size() == 1) {
+        ir::NodeId node = stepNodes[*it->second.begin()];
+        if (node >= 0) loc = locOf(graph.nodes()[static_cast<size_t>(node)]);
+      }
+      attachSubprogram(f, loc);
+      llvm::DILocation *at = locationIn(&f, loc);
+      for (llvm::BasicBlock &bb : f)
+        for (llvm::Instruction &inst : bb) inst.setDebugLoc(at);
+    }
   }
 
   llvm::FunctionCallee parallelFor() {
@@ -367,12 +468,12 @@ struct PlanModule::Impl {
     std::vector<llvm::Type *> rowParams(views.size(), ptr);
     rowParams.push_back(i64);
     rowParams.push_back(i64);
-    auto *rowFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), rowParams, false),
-                                         llvm::Function::InternalLinkage, name + ".row", *module);
+    auto *rowFn = function(llvm::FunctionType::get(b.getVoidTy(), rowParams, false),
+                                         llvm::Function::InternalLinkage, name + ".row");
     rowFn->addFnAttr(llvm::Attribute::AlwaysInline);
     for (size_t j = 0; j < views.size(); ++j) rowFn->addParamAttr(static_cast<unsigned>(j), llvm::Attribute::NoAlias);
     {
-      b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", rowFn));
+      enter(rowFn);
       auto arg = [&](size_t k) { return rowFn->getArg(static_cast<unsigned>(k)); };
       auto at = [&](size_t j, llvm::Value *c) {
         int64_t stride = space.strides[j][merged - 1];
@@ -388,10 +489,10 @@ struct PlanModule::Impl {
     }
 
     // The body over items [begin, end).
-    auto *bodyFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, i64, i64}, false),
-                                          llvm::Function::InternalLinkage, name + ".body", *module);
+    auto *bodyFn = function(llvm::FunctionType::get(b.getVoidTy(), {ptr, i64, i64}, false),
+                                          llvm::Function::InternalLinkage, name + ".body");
     {
-      b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", bodyFn));
+      enter(bodyFn);
       llvm::Value *values = bodyFn->getArg(0);
       std::vector<llvm::Value *> bases;
       for (const View &v : views) bases.push_back(loadValuePointer(values, v.value));
@@ -421,9 +522,9 @@ struct PlanModule::Impl {
     }
 
     // The step: the body over all items, on the plan's threads.
-    auto *stepFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
-                                          llvm::Function::ExternalLinkage, name, *module);
-    b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", stepFn));
+    auto *stepFn = function(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
+                                          llvm::Function::ExternalLinkage, name);
+    enter(stepFn);
     if (zeroFirst) {
       int64_t bytes = ir::numElements(plan.extents[target.value]) * static_cast<int64_t>(ir::dtypeSize(target.dtype));
       b.CreateMemSet(loadValuePointer(stepFn->getArg(0), target.value), b.getInt8(0), constant(bytes), llvm::MaybeAlign(4));
@@ -437,9 +538,9 @@ struct PlanModule::Impl {
   /// emits, single-threaded.
   void emitSerialStep(size_t step, const std::function<void(llvm::Value *values)> &body) {
     llvm::Type *ptr = b.getPtrTy();
-    auto *stepFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
-                                          llvm::Function::ExternalLinkage, stepName(step), *module);
-    b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", stepFn));
+    auto *stepFn = function(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
+                                          llvm::Function::ExternalLinkage, stepName(step));
+    enter(stepFn);
     body(stepFn->getArg(0));
     b.CreateRetVoid();
   }
@@ -536,6 +637,7 @@ struct PlanModule::Impl {
 
   bool emitNode(size_t i, size_t step) {
     const Node &node = graph.nodes()[i];
+    currentLoc = locOf(node);
     if (node.numResults() != 1) return false;
     ValueId r = node.result;
     DType rt = graph.type(r).dtype;
@@ -647,7 +749,8 @@ struct PlanModule::Impl {
 
   bool kernelsCalled = false;
 
-  void emitKernelCall(const KernelCall &call, size_t step) {
+  void emitKernelCall(const KernelCall &call, size_t i, size_t step) {
+    currentLoc = locOf(graph.nodes()[i]);
     llvm::Type *ptr = b.getPtrTy(), *i64 = b.getInt64Ty();
     auto *record = llvm::ConstantDataArray::get(*context, llvm::ArrayRef<uint64_t>(
                                                               reinterpret_cast<const uint64_t *>(call.args.data()), call.args.size()));
@@ -657,9 +760,9 @@ struct PlanModule::Impl {
     (void)i64;
     llvm::FunctionCallee entry =
         module->getOrInsertFunction(call.entry, llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false));
-    auto *stepFn = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
-                                          llvm::Function::ExternalLinkage, stepName(step), *module);
-    b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", stepFn));
+    auto *stepFn = function(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
+                                          llvm::Function::ExternalLinkage, stepName(step));
+    enter(stepFn);
     b.CreateCall(entry, {stepFn->getArg(0), global});
     b.CreateRetVoid();
     kernelsCalled = true;
@@ -681,10 +784,47 @@ struct PlanModule::Impl {
       throw Error("LLVM: linking the kernels' bitcode into a plan failed (a kiln bug)");
   }
 
-  void finish(const std::vector<bool> &generated) {
-    emitEntry(generated);
+  /// Gives each step that calls a kernel its own copy of the kernel's
+  /// functions (everything it calls or passes as a function pointer, such
+  /// as the bodies of its parallel loops): each copy has one caller, so O3
+  /// folds that step's record into it, and its code carries that step's
+  /// DSL line.
+  void cloneKernelsPerStep(size_t steps) {
+    for (size_t k = 0; k < steps; ++k) {
+      llvm::Function *step = module->getFunction(stepName(k));
+      if (!step) continue;
+      std::map<llvm::Function *, llvm::Function *> copies;
+      std::function<llvm::Function *(llvm::Function *)> copyOf = [&](llvm::Function *f) -> llvm::Function * {
+        if (auto it = copies.find(f); it != copies.end()) return it->second;
+        llvm::ValueToValueMapTy map;
+        llvm::Function *c = llvm::CloneFunction(f, map);
+        c->setName(f->getName() + "." + stepName(k));
+        c->setLinkage(llvm::GlobalValue::InternalLinkage);
+        copies[f] = c;
+        redirect(*c, copyOf);
+        return c;
+      };
+      redirect(*step, copyOf);
+    }
+  }
+
+  /// Points every use in f of a kernel function (defined, not a step or
+  /// the entry) at copyOf(it).
+  void redirect(llvm::Function &f, const std::function<llvm::Function *(llvm::Function *)> &copyOf) {
+    for (llvm::BasicBlock &bb : f)
+      for (llvm::Instruction &inst : bb)
+        for (llvm::Use &use : inst.operands())
+          if (auto *callee = llvm::dyn_cast<llvm::Function>(use.get()))
+            if (!callee->isDeclaration() && !callee->getSubprogram() && callee != &f) use.set(copyOf(callee));
+  }
+
+  void finish(const std::vector<bool> &generated, const std::vector<ir::NodeId> &stepNodes) {
+    emitEntry(generated, stepNodes);
     targetHost(*module); // the triple and data layout the kernels are linked to
-    if (kernelsCalled) linkKernels();
+    if (kernelsCalled) {
+      linkKernels();
+      cloneKernelsPerStep(generated.size());
+    }
     // Only the entry and the steps are looked up; everything else may be
     // inlined, specialised and dropped.
     std::set<std::string> keep{kEntry};
@@ -692,16 +832,22 @@ struct PlanModule::Impl {
     llvm::internalizeModule(*module, [&](const llvm::GlobalValue &g) {
       return g.isDeclaration() || keep.count(g.getName().str()) > 0;
     });
+    attributeKernels(stepNodes);
+    debug->finalize();
   }
 
-  void emitEntry(const std::vector<bool> &generated) {
+  void emitEntry(const std::vector<bool> &generated, const std::vector<ir::NodeId> &stepNodes) {
     llvm::Type *ptr = b.getPtrTy();
-    auto *entry = llvm::Function::Create(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
-                                         llvm::Function::ExternalLinkage, kEntry, *module);
-    b.SetInsertPoint(llvm::BasicBlock::Create(*context, "entry", entry));
+    currentLoc = {};
+    auto *entry = function(llvm::FunctionType::get(b.getVoidTy(), {ptr, ptr}, false),
+                                         llvm::Function::ExternalLinkage, kEntry);
+    enter(entry);
     llvm::FunctionCallee hostStep = module->getOrInsertFunction(
         "kiln_rt_step", llvm::FunctionType::get(b.getVoidTy(), {ptr, b.getInt64Ty()}, false));
     for (size_t k = 0; k < generated.size(); ++k) {
+      // Each call at its node's line: inlined steps keep it as inlinedAt.
+      ir::NodeId node = stepNodes[k];
+      b.SetCurrentDebugLocation(locationIn(entry, node >= 0 ? locOf(graph.nodes()[static_cast<size_t>(node)]) : SourceLoc{}));
       if (generated[k]) b.CreateCall(module->getFunction(stepName(k)), {entry->getArg(0), entry->getArg(1)});
       else b.CreateCall(hostStep, {entry->getArg(1), b.getInt64(k)});
     }
@@ -714,8 +860,10 @@ PlanModule::PlanModule(const ir::Graph &g, const Plan &p, const std::string &nam
 PlanModule::~PlanModule() = default;
 
 bool PlanModule::emitNode(size_t i, size_t step) { return impl_->emitNode(i, step); }
-void PlanModule::emitKernelCall(const KernelCall &call, size_t step) { impl_->emitKernelCall(call, step); }
-void PlanModule::finish(const std::vector<bool> &generated) { impl_->finish(generated); }
+void PlanModule::emitKernelCall(const KernelCall &call, size_t i, size_t step) { impl_->emitKernelCall(call, i, step); }
+void PlanModule::finish(const std::vector<bool> &generated, const std::vector<ir::NodeId> &stepNodes) {
+  impl_->finish(generated, stepNodes);
+}
 std::string PlanModule::stepName(size_t step) { return fmt::format("kiln_step_{}", step); }
 std::unique_ptr<llvm::LLVMContext> PlanModule::takeContext() { return std::move(impl_->context); }
 std::unique_ptr<llvm::Module> PlanModule::takeModule() { return std::move(impl_->module); }

@@ -52,11 +52,13 @@ public:
   /// Emits the step function of a node that one of kiln's kernels runs: a
   /// call of its entry (backends/kernels/entries.h) with its record as a
   /// constant of the module.
-  void emitKernelCall(const KernelCall &call, size_t step);
+  void emitKernelCall(const KernelCall &call, size_t i, size_t step);
   /// Emits kiln_entry over the plan's steps, each generated or not; links
   /// in the kernel entries the steps call (from the bitcode built into
   /// kiln) and makes every function but the entry and the steps internal.
-  void finish(const std::vector<bool> &generated);
+  /// stepNodes: the node of each step (its DSL location goes into the
+  /// DWARF line info of the step's code).
+  void finish(const std::vector<bool> &generated, const std::vector<ir::NodeId> &stepNodes);
 
   static std::string stepName(size_t step);
   static constexpr const char *kEntry = "kiln_entry";

@@ -13,6 +13,7 @@
 
 #include "backends/common/planned_executable.h"
 #include "backends/llvm/codegen.h"
+#include "backends/llvm/annotate.h"
 #include "backends/llvm/compile_cache.h"
 #include "backends/llvm/jit.h"
 #include "backends/llvm/runtime.h"
@@ -29,6 +30,8 @@
 namespace kiln::backends::llvm_backend {
 
 namespace {
+
+std::string moduleText(const llvm::Module &m);
 
 using EntryFn = void (*)(void *const *values, void *host);
 using StepFn = void (*)(void *const *values, void *host);
@@ -58,7 +61,7 @@ protected:
       return true;
     }
     if (std::optional<KernelCall> call = kernelCall(graph_, p, i)) {
-      c.pending->emitKernelCall(*call, step);
+      c.pending->emitKernelCall(*call, i, step);
       addStep(p, i, fmt::format("{} (llvm, kiln kernel)", call->label), nullptr);
       return true;
     }
@@ -73,11 +76,13 @@ protected:
     c.generated.assign(p.steps.size(), false);
     for (size_t k = 0; k < p.steps.size(); ++k) c.generated[k] = !p.steps[k].run;
     std::string key = cacheKey(identity(p));
-    std::optional<std::string> object = options_.cache ? loadCached(key) : std::nullopt;
+    std::optional<std::string> object = options_.cache && !emit_ ? loadCached(key) : std::nullopt;
     bool hit = object.has_value();
     double irMs = 0, optMs = 0, codeMs = 0;
     if (!hit) {
-      c.pending->finish(c.generated);
+      std::vector<ir::NodeId> stepNodes;
+      for (const Plan::Step &st : p.steps) stepNodes.push_back(st.node);
+      c.pending->finish(c.generated, stepNodes);
       std::unique_ptr<llvm::Module> m = c.pending->takeModule();
       targetHost(*m);
       auto t1 = Clock::now();
@@ -85,6 +90,13 @@ protected:
       optimize(*m);
       auto t2 = Clock::now();
       optMs = ms(t1, t2);
+      if (emit_) {
+        emitted_ = *emit_ == EmitKind::LlvmIr ? moduleText(*m) : *emit_ == EmitKind::Assembly ? emitAssembly(*m)
+                                                                                              : emitObject(*m);
+        m.reset(); // before its context, which the pending module owns
+        c.pending.reset();
+        return; // shown, not run
+      }
       object = emitObject(*m);
       codeMs = ms(t2, Clock::now());
       if (options_.cache) storeCached(key, *object);
@@ -155,12 +167,39 @@ private:
   onednn::OnednnLowering onednn_;
   runtime::CompileOptions options_;
   std::string graphText_;
+
+public:
+  /// Builds the plan at b only to show its code (emitCode).
+  std::string emitFor(const ir::SymbolBindings &b, EmitKind kind) {
+    emit_ = kind;
+    planFor(b);
+    return emitted_;
+  }
+
+private:
+  std::optional<EmitKind> emit_;
+  std::string emitted_;
 };
+
+std::string moduleText(const llvm::Module &m) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  m.print(os, nullptr);
+  return text;
+}
 
 } // namespace
 
 std::unique_ptr<runtime::Executable> compile(const ir::Graph &g, const runtime::CompileOptions &options) {
   return std::make_unique<LlvmExecutable>(g, options);
+}
+
+std::string emitCode(const ir::Graph &g, const ir::SymbolBindings &bindings, EmitKind kind, bool annotate) {
+  runtime::CompileOptions options;
+  options.cache = false;
+  LlvmExecutable exe(g, options);
+  std::string code = exe.emitFor(bindings, kind);
+  return kind == EmitKind::Assembly && annotate ? annotateAssembly(code) : code;
 }
 
 } // namespace kiln::backends::llvm_backend

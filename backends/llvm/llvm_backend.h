@@ -20,4 +20,12 @@ namespace kiln::backends::llvm_backend {
 
 std::unique_ptr<runtime::Executable> compile(const ir::Graph &g, const runtime::CompileOptions &options);
 
+/// What `kiln compile --emit=llvm|asm|obj` shows of a plan.
+enum class EmitKind { LlvmIr, Assembly, Object };
+
+/// The code of g's plan at these bindings, after O3: LLVM IR text, the
+/// host's assembly (with `annotate`, each DSL source line followed by the
+/// instructions generated for it), or an ELF object file's bytes.
+std::string emitCode(const ir::Graph &g, const ir::SymbolBindings &bindings, EmitKind kind, bool annotate = false);
+
 } // namespace kiln::backends::llvm_backend
