@@ -11,6 +11,7 @@
 #include "ir/diagnostic.h"
 
 #include <fmt/format.h>
+#include <llvm/ExecutionEngine/Orc/Debugging/DebuggerSupport.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
@@ -67,6 +68,10 @@ Jit &jit() {
     j->target.features = builder.getFeatures().getString();
     j->machine = unwrap(builder.createTargetMachine(), "creating the target machine");
     j->lljit = unwrap(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(builder).create(), "creating the JIT");
+    // gdb's JIT interface: the plans' code with its DWARF lines (the DSL's)
+    // is registered with a debugger attached or attaching. Optional: a
+    // process without the registration hook runs as well.
+    llvm::consumeError(llvm::orc::enableDebuggerSupport(*j->lljit));
     // The runtime functions, by address; the C library's from the process.
     llvm::orc::SymbolMap runtime;
     auto define = [&](const char *name, void *address) {
