@@ -72,7 +72,7 @@ std::optional<kernels::ElementwiseOp> elementwiseOp(OpKind op) {
 
 } // namespace
 
-std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size_t i) {
+std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size_t i, bool preferKernels) {
   const Node &node = graph.nodes()[i];
   auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
   ValueId r = node.result;
@@ -133,10 +133,11 @@ std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size
   }
   case OpKind::Max:
   case OpKind::MaxGrad: {
-    // The masked max (unmasked: oneDNN's reduction) and every max gradient.
+    // The masked max (unmasked: oneDNN's reduction, unless asked) and every
+    // max gradient.
     bool grad = node.op == OpKind::MaxGrad;
     size_t maskAt = grad ? 2 : 1;
-    if (!grad && node.operands.size() < 2) return std::nullopt;
+    if (!grad && node.operands.size() < 2 && !preferKernels) return std::nullopt;
     const auto &x = ext(node.operands[0]);
     size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
     bool masked = node.operands.size() > maskAt;
@@ -146,28 +147,45 @@ std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size
     return call(KILN_ENTRY(max), {grad, node.operands[0], grad ? node.operands[1] : -1, maskValue, r, outer, len, inner});
   }
   case OpKind::Softmax:
-  case OpKind::LogSoftmax: {
-    if (node.operands.size() != 2) return std::nullopt; // unmasked: the oneDNN primitive
+  case OpKind::LogSoftmax:
+  case OpKind::SoftmaxGrad:
+  case OpKind::LogSoftmaxGrad: {
+    // Masked: kiln's kernels (the mask broadcast over the dims after the
+    // axis); unmasked, where a oneDNN primitive exists, only when asked.
+    bool grad = node.op == OpKind::SoftmaxGrad || node.op == OpKind::LogSoftmaxGrad;
+    bool log = node.op == OpKind::LogSoftmax || node.op == OpKind::LogSoftmaxGrad;
+    size_t maskAt = grad ? 2 : 1;
+    bool masked = node.operands.size() > maskAt;
+    if (!masked && node.op != OpKind::LogSoftmaxGrad && !preferKernels) return std::nullopt;
     const auto &x = ext(node.operands[0]);
     size_t axis = static_cast<size_t>(ir::normalizeAxis(ir::axisAttr(node.attrs), x.size()));
-    Dims m = alignRank(ext(node.operands[1]), x.size());
     int64_t outer = product(x, 0, axis), len = x[axis], inner = product(x, axis + 1, x.size());
-    for (size_t d = axis + 1; d < x.size(); ++d)
-      if (m[d] != 1) return std::nullopt; // the kernel broadcasts the mask over the inner dims only
-    // The mask offset of each outer slice, from the mask's broadcast strides.
-    Dims ms = denseStrides(m);
-    for (size_t d = 0; d < x.size(); ++d)
-      if (m[d] == 1) ms[d] = 0;
-    std::vector<int64_t> args{node.operands[0], node.operands[1], r, ms[axis], outer, len, inner,
-                              node.op == OpKind::LogSoftmax};
-    for (int64_t o = 0; o < outer; ++o) {
-      int64_t rest = o, off = 0;
-      for (size_t d = axis; d-- > 0;) {
-        off += (rest % x[d]) * ms[d];
-        rest /= x[d];
+    ValueId maskValue = masked ? node.operands[maskAt] : -1;
+    std::vector<int64_t> rows;
+    int64_t stride = 0;
+    if (masked) {
+      Dims m = alignRank(ext(maskValue), x.size());
+      for (size_t d = axis + 1; d < x.size(); ++d)
+        if (m[d] != 1) return std::nullopt; // the kernel broadcasts the mask over the inner dims only
+      // The mask offset of each outer slice, from the mask's broadcast strides.
+      Dims ms = denseStrides(m);
+      for (size_t d = 0; d < x.size(); ++d)
+        if (m[d] == 1) ms[d] = 0;
+      for (int64_t o = 0; o < outer; ++o) {
+        int64_t rest = o, off = 0;
+        for (size_t d = axis; d-- > 0;) {
+          off += (rest % x[d]) * ms[d];
+          rest /= x[d];
+        }
+        rows.push_back(off);
       }
-      args.push_back(off);
+      stride = ms[axis];
     }
+    std::vector<int64_t> args;
+    if (grad) args = {node.operands[0], node.operands[1], maskValue, r, stride, outer, len, inner, log};
+    else args = {node.operands[0], maskValue, r, stride, outer, len, inner, log};
+    args.insert(args.end(), rows.begin(), rows.end());
+    if (grad) return call(KILN_ENTRY(normalize_grad), std::move(args));
     return call(KILN_ENTRY(masked_softmax), std::move(args));
   }
   case OpKind::SumTo: {
@@ -176,9 +194,19 @@ std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size
     Dims target = alignRank(out, x.size());
     size_t lead = 0;
     while (lead < x.size() && target[lead] == 1) ++lead;
-    for (size_t d = lead; d < x.size(); ++d)
+    bool leading = true;
+    for (size_t d = lead; d < x.size(); ++d) leading = leading && target[d] == x[d];
+    if (leading) return call(KILN_ENTRY(column_sums), {node.operands[0], r, product(x, 0, lead), product(x, lead, x.size())});
+    if (!preferKernels) return std::nullopt; // oneDNN's reduction
+    // Summed dims that form one block [begin, end): a reduction over it.
+    size_t begin = 0;
+    while (begin < x.size() && target[begin] == x[begin]) ++begin;
+    size_t end = begin;
+    while (end < x.size() && target[end] != x[end]) ++end;
+    for (size_t d = end; d < x.size(); ++d)
       if (target[d] != x[d]) return std::nullopt;
-    return call(KILN_ENTRY(column_sums), {node.operands[0], r, product(x, 0, lead), product(x, lead, x.size())});
+    return call(KILN_ENTRY(reduce), {node.operands[0], -1, r, product(x, 0, begin), product(x, begin, end),
+                                     product(x, end, x.size()), /*mean=*/0, /*grad=*/0});
   }
   case OpKind::AdamMoment:
     return call(KILN_ENTRY(adam_moment), {node.operands[0], node.operands[1], r, ir::numElements(ext(r)),

@@ -174,7 +174,9 @@ struct KernelCall {
 
 /// The kernel call for node i of g at p's extents, where one of kiln's
 /// kernels implements it (see lowerToKernel); nullopt where none does.
-std::optional<KernelCall> kernelCall(const ir::Graph &g, const Plan &p, size_t i);
+/// Unmasked softmax, log_softmax, softmax_grad and max, which oneDNN has
+/// primitives for, only with preferKernels.
+std::optional<KernelCall> kernelCall(const ir::Graph &g, const Plan &p, size_t i, bool preferKernels = false);
 
 /// Adds the step of node i of g as one of kiln's own CPU kernels
 /// (backends/kernels/kernels.h) where one implements it: embedding and its

@@ -67,7 +67,13 @@ void kiln_k_max(void *const *values, const int64_t *args) {
   else maskedMax(r.f32(1), r.mask(3), r[5], r[6], r[7], r.f32(4));
 }
 
-// [v:src, v:mask, v:out, maskStride, outer, len, inner, log, maskRow[outer]...]
+// [v:y, v:dy, v:mask?, v:out, maskStride, outer, len, inner, log, maskRow[outer]... (with a mask)]
+void kiln_k_normalize_grad(void *const *values, const int64_t *args) {
+  Record r{values, args};
+  normalizeGrad(r.f32(0), r.f32(1), r.mask(2), args + 9, r[4], r[5], r[6], r[7], r[8] != 0, r.f32(3));
+}
+
+// [v:src, v:mask?, v:out, maskStride, outer, len, inner, log, maskRow[outer]... (with a mask)]
 void kiln_k_masked_softmax(void *const *values, const int64_t *args) {
   Record r{values, args};
   maskedSoftmax(r.f32(0), r.mask(1), args + 8, r[3], r[4], r[5], r[6], r[7] != 0, r.f32(2));

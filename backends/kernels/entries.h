@@ -29,6 +29,7 @@ using KernelEntry = void (*)(void *const *values, const int64_t *args);
   X(reduce)                                                                                                           \
   X(max)                                                                                                              \
   X(masked_softmax)                                                                                                   \
+  X(normalize_grad)                                                                                                   \
   X(column_sums)                                                                                                      \
   X(dropout)                                                                                                          \
   X(recurrent)                                                                                                        \

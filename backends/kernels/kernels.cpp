@@ -151,14 +151,15 @@ void maskedSoftmax(const float *x, const uint8_t *mask, const int64_t *maskRow, 
   const float masked = log ? -INFINITY : 0.0f;
   parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
-      const uint8_t *m = mask + maskRow[o];
+      const uint8_t *m = mask ? mask + maskRow[o] : nullptr;
+      auto kept = [&](int64_t j) { return !m || m[j * maskStride]; };
       for (int64_t c = 0; c < inner; ++c) {
         const float *src = x + o * len * inner + c;
         float *dst = out + o * len * inner + c;
         float mx = -INFINITY;
         bool any = false;
         for (int64_t j = 0; j < len; ++j)
-          if (m[j * maskStride]) {
+          if (kept(j)) {
             mx = std::max(mx, src[j * inner]);
             any = true;
           }
@@ -168,16 +169,38 @@ void maskedSoftmax(const float *x, const uint8_t *mask, const int64_t *maskRow, 
         }
         float sum = 0.0f;
         for (int64_t j = 0; j < len; ++j) {
-          float e = m[j * maskStride] ? std::exp(src[j * inner] - mx) : 0.0f;
+          float e = kept(j) ? std::exp(src[j * inner] - mx) : 0.0f;
           dst[j * inner] = e;
           sum += e;
         }
         if (log) {
           float shift = mx + std::log(sum);
-          for (int64_t j = 0; j < len; ++j) dst[j * inner] = m[j * maskStride] ? src[j * inner] - shift : masked;
+          for (int64_t j = 0; j < len; ++j) dst[j * inner] = kept(j) ? src[j * inner] - shift : masked;
         } else {
           float scale = 1.0f / sum;
           for (int64_t j = 0; j < len; ++j) dst[j * inner] *= scale;
+        }
+      }
+    }
+  });
+}
+
+void normalizeGrad(const float *y, const float *dy, const uint8_t *mask, const int64_t *maskRow, int64_t maskStride,
+                   int64_t outer, int64_t len, int64_t inner, bool log, float *dx) {
+  parallelFor(outer, outer * len * inner > kParallelMin, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      const uint8_t *m = mask ? mask + maskRow[o] : nullptr;
+      auto kept = [&](int64_t j) { return !m || m[j * maskStride]; };
+      for (int64_t c = 0; c < inner; ++c) {
+        int64_t base = o * len * inner + c;
+        double dot = 0; // as the reference sums: in double
+        for (int64_t j = 0; j < len; ++j)
+          if (kept(j)) dot += log ? double(dy[base + j * inner]) : double(y[base + j * inner]) * dy[base + j * inner];
+        for (int64_t j = 0; j < len; ++j) {
+          int64_t i = base + j * inner;
+          if (!kept(j)) dx[i] = 0.0f;
+          else if (log) dx[i] = static_cast<float>(dy[i] - std::exp(double(y[i])) * dot);
+          else dx[i] = static_cast<float>(y[i] * (dy[i] - dot));
         }
       }
     }

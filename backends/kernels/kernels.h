@@ -44,10 +44,18 @@ void maskedMaxGrad(const float *x, const float *dy, const uint8_t *mask, int64_t
 
 /// softmax (or log-softmax when `log`) of x seen as [outer, len, inner] over
 /// len, where position (o, j, c) is kept when mask[maskRow[o] + j * maskStride]
-/// is non-zero (the mask is broadcast over inner). Masked positions get 0
-/// (-inf for log); a slice with nothing kept is all 0 (all -inf).
+/// is non-zero (the mask is broadcast over inner; null: every position).
+/// Masked positions get 0 (-inf for log); a slice with nothing kept is all 0
+/// (all -inf).
 void maskedSoftmax(const float *x, const uint8_t *mask, const int64_t *maskRow, int64_t maskStride, int64_t outer,
                    int64_t len, int64_t inner, bool log, float *out);
+
+/// softmax_grad (y * (dy - sum y dy)) or, with `log`, log_softmax_grad
+/// (dy - exp(y) sum dy) over len of [outer, len, inner], the sums in double
+/// as the reference's; 0 where the mask (as for maskedSoftmax; null = all
+/// kept) drops a position.
+void normalizeGrad(const float *y, const float *dy, const uint8_t *mask, const int64_t *maskRow, int64_t maskStride,
+                   int64_t outer, int64_t len, int64_t inner, bool log, float *dx);
 
 /// dropout in the training step: y[i] = x[i] / (1 - p) where
 /// runtime::dropoutKeeps(seed, key, step, i, p), else 0 (the same draws as

@@ -686,6 +686,10 @@ struct PlanModule::Impl {
       });
       return true;
     }
+    if (op == OpKind::Dropout && node.operands.size() == 1) { // inference: x itself
+      emitMap(step, r, operandsOf(node), [](Builder &, const std::vector<llvm::Value *> &a) { return a[0]; });
+      return true;
+    }
     if (op == OpKind::Reshape) { // a copy: the planner made the others views
       int64_t n = ir::numElements(plan.extents[r]);
       View from{node.operands[0], rt, 0, {1}}, to{r, rt, 0, {1}};

@@ -60,7 +60,7 @@ protected:
       addStep(p, i, fmt::format("{} (llvm)", ir::opName(graph_.nodes()[i].op)), nullptr);
       return true;
     }
-    if (std::optional<KernelCall> call = kernelCall(graph_, p, i)) {
+    if (std::optional<KernelCall> call = kernelCall(graph_, p, i, /*preferKernels=*/true)) {
       c.pending->emitKernelCall(*call, i, step);
       addStep(p, i, fmt::format("{} (llvm, kiln kernel)", call->label), nullptr);
       return true;
