@@ -70,6 +70,65 @@ std::optional<kernels::ElementwiseOp> elementwiseOp(OpKind op) {
 }
 
 
+/// matmul, matmul_bias and weight_grad as one oneDNN matmul each
+/// (kiln_k_matmul, backends/kernels/gemm.cpp); nullopt for the shapes the
+/// reference takes (an empty contraction or result, a batch that neither
+/// matches nor broadcasts).
+std::optional<KernelCall> gemmCall(const ir::Graph &graph, const Plan &p, size_t i) {
+  const Node &node = graph.nodes()[i];
+  auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
+  const auto &out = ext(node.result);
+  if (ir::numElements(out) == 0) return std::nullopt;
+  // rank, dims and strides of a and w, dims of out: each a triple, rank-2
+  // calls in its last two.
+  int64_t rank = 3;
+  Dims da, sa, dw, sw, dout;
+  std::string label;
+  const char *library = "onednn";
+  int64_t bias = -1, activation = 0;
+  if (node.op == OpKind::WeightGrad) {
+    // Sum over the batch of a^T dy: one 2-D product contracting the batch
+    // and row dims together, a read as [K, rows] through its strides.
+    const auto &ea = ext(node.operands[0]), &ed = ext(node.operands[1]);
+    int64_t rows = product(ea, 0, ea.size() - 1), k = ea.back(), n = ed.back();
+    if (rows == 0) return std::nullopt; // the reference writes the zeros
+    rank = 2;
+    da = {1, k, rows}, sa = {0, 1, k}, dw = {1, rows, n}, sw = {0, n, 1}, dout = {1, k, n};
+    label = "weight_grad", library = "onednn matmul";
+  } else {
+    ValueId a = node.operands[0], w = node.operands[1];
+    bool ta = ir::attrBool(node.op, node.attrs, "transpose_a"), tb = ir::attrBool(node.op, node.attrs, "transpose_b");
+    const auto &ea = ext(a), &ew = ext(w);
+    size_t ra = ea.size(), rw = ew.size(), ro = out.size();
+    int64_t m = out[ro - 2], nn = out[ro - 1], k = ta ? ea[ra - 2] : ea[ra - 1];
+    // Each operand's batch dims fold into one: the full batch, or 1 (broadcast).
+    int64_t batch = product(out, 0, ro - 2), ba = product(ea, 0, ra - 2), bw = product(ew, 0, rw - 2);
+    if ((ba != batch && ba != 1) || (bw != batch && bw != 1)) return std::nullopt;
+    if (k == 0) return std::nullopt; // an empty contraction: the reference writes the zeros
+    // A rank-2 weight under a batched lhs without transpose: the batch
+    // folds into M, one 2-D product.
+    if (bw == 1 && !ta && ba == batch) {
+      rank = 2;
+      int64_t rows = batch * m;
+      da = {1, rows, k}, sa = {0, k, 1}, dw = {1, k, nn}, sw = tb ? Dims{0, 1, k} : Dims{0, nn, 1}, dout = {1, rows, nn};
+    } else {
+      da = {ba, m, k}, sa = ta ? Dims{m * k, 1, m} : Dims{m * k, k, 1};
+      dw = {bw, k, nn}, sw = tb ? Dims{k * nn, 1, k} : Dims{k * nn, nn, 1}, dout = {batch, m, nn};
+    }
+    label = ir::opName(node.op);
+    if (node.op == OpKind::MatMulBias) {
+      bias = node.operands[2];
+      std::string act = ir::attrString(node.op, node.attrs, "activation");
+      activation = act == "none" ? 0 : act == "relu" ? 1 : act == "tanh" ? 2 : 3;
+      if (act != "none") label += "+" + act;
+    }
+  }
+  int64_t kind = node.op == OpKind::MatMul ? 0 : node.op == OpKind::MatMulBias ? 1 : 2;
+  std::vector<int64_t> args{kind, activation, node.operands[0], node.operands[1], bias, node.result, rank};
+  for (const Dims *d : {&da, &sa, &dw, &sw, &dout}) args.insert(args.end(), d->begin(), d->end());
+  return KernelCall{"kiln_k_matmul", kiln_k_matmul, std::move(args), label, library};
+}
+
 } // namespace
 
 std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size_t i, bool preferKernels) {
@@ -82,6 +141,9 @@ std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size
   auto bits = [](double x) { return std::bit_cast<int64_t>(x); };
 #define KILN_ENTRY(name) "kiln_k_" #name, kiln_k_##name
   switch (node.op) {
+  case OpKind::MatMul:
+  case OpKind::MatMulBias:
+  case OpKind::WeightGrad: return gemmCall(graph, p, i);
   case OpKind::Embedding: {
     // Ids that are inputs were checked before the run; computed ones (such
     // as positions) are checked by the kernel, which then reports the node.
@@ -323,7 +385,7 @@ bool lowerToKernel(const ir::Graph &graph, Plan &p, size_t i) {
   Plan *plan = &p;
   kernels::KernelEntry fn = c->fn;
   auto args = std::make_shared<const std::vector<int64_t>>(std::move(c->args));
-  addStep(p, i, c->label + " (kiln kernel)", [plan, fn, args] { fn(plan->ptr.data(), args->data()); });
+  addStep(p, i, c->label + " (" + c->library + ")", [plan, fn, args] { fn(plan->ptr.data(), args->data()); });
   return true;
 }
 

@@ -170,6 +170,8 @@ struct KernelCall {
   void (*fn)(void *const *values, const int64_t *args);
   std::vector<int64_t> args;
   std::string label; ///< the op's name
+  /// What runs it, for the step's label: kiln's kernel or oneDNN's matmul.
+  const char *library = "kiln kernel";
 };
 
 /// The kernel call for node i of g at p's extents, where one of kiln's

@@ -44,4 +44,8 @@ extern "C" {
 #define KILN_DECLARE_ENTRY(name) void kiln_k_##name(void *const *values, const int64_t *args);
 KILN_KERNEL_ENTRIES(KILN_DECLARE_ENTRY)
 #undef KILN_DECLARE_ENTRY
+/// matmul, matmul_bias and weight_grad as oneDNN matmul primitives
+/// (backends/kernels/gemm.cpp): an entry of the same ABI that is not in the
+/// bitcode, called by name from generated code.
+void kiln_k_matmul(void *const *values, const int64_t *args);
 }

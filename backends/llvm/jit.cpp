@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 #include "backends/llvm/jit.h"
 
+#include "backends/kernels/entries.h"
 #include "backends/llvm/runtime.h"
 #include "ir/diagnostic.h"
 
@@ -81,6 +82,7 @@ Jit &jit() {
     define("kiln_rt_parallel_for", reinterpret_cast<void *>(&kiln_rt_parallel_for));
     define("kiln_rt_step", reinterpret_cast<void *>(&kiln_rt_step));
     define("kiln_rt_index_error", reinterpret_cast<void *>(&kiln_rt_index_error));
+    define("kiln_k_matmul", reinterpret_cast<void *>(&kiln_k_matmul));
     check(j->lljit->getMainJITDylib().define(llvm::orc::absoluteSymbols(std::move(runtime))),
           "defining the runtime functions");
     j->lljit->getMainJITDylib().addGenerator(

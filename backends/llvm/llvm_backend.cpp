@@ -62,7 +62,7 @@ protected:
     }
     if (std::optional<KernelCall> call = kernelCall(graph_, p, i, /*preferKernels=*/true)) {
       c.pending->emitKernelCall(*call, i, step);
-      addStep(p, i, fmt::format("{} (llvm, kiln kernel)", call->label), nullptr);
+      addStep(p, i, fmt::format("{} (llvm, {})", call->label, call->library), nullptr);
       return true;
     }
     return onednn_.lower(p, i);

@@ -4,11 +4,14 @@
 // (backends/common/planned_executable.h) with two lowerings tried in turn
 // for each node: kiln's own kernels (backends/common/kernel_steps.cpp), then
 // OnednnLowering here, a oneDNN primitive with its memory objects created
-// once per plan (matmul with a fused bias and activation, eltwise
+// once per plan (eltwise
 // forward/backward, binary with broadcasting, softmax forward/backward,
 // reductions, reorders for transposes, convolutions). Inputs and parameters
 // stay in the caller's tensors; their addresses are set on the memory
-// objects at every run. In-place results for the eltwise and binary
+// objects at every run. The GEMMs (matmul, matmul_bias, weight_grad) are
+// oneDNN matmuls too, behind kiln's kernel ABI (backends/kernels/gemm.cpp),
+// so that the LLVM backend's code and exported models call the same ones.
+// In-place results for the eltwise and binary
 // primitives that support it (dst may equal src / src0).
 //
 // oneDNN 2.6 API: `X::desc d(...); X::primitive_desc pd(d, engine);`.
@@ -182,67 +185,6 @@ bool OnednnLowering::lowerPrimitive(Plan &p, size_t i) {
     return true;
   }
 
-  if (node.op == OpKind::MatMul || node.op == OpKind::MatMulBias) {
-    ValueId a = node.operands[0], w = node.operands[1];
-    bool ta = ir::attrBool(node.op, node.attrs, "transpose_a"), tb = ir::attrBool(node.op, node.attrs, "transpose_b");
-    const auto &ea = ext(a), &ew = ext(w);
-    size_t ra = ea.size(), rw = ew.size(), ro = out.size();
-    int64_t m = out[ro - 2], nn = out[ro - 1], k = ta ? ea[ra - 2] : ea[ra - 1];
-    // Each operand's batch dims fold into one: the full batch, or 1 (broadcast).
-    int64_t batch = product(out, 0, ro - 2);
-    int64_t ba = product(ea, 0, ra - 2), bw = product(ew, 0, rw - 2);
-    if ((ba != batch && ba != 1) || (bw != batch && bw != 1)) return false;
-    if (k == 0) return false; // an empty contraction: the reference writes the zeros
-    // A rank-2 weight under a batched lhs without transpose: fold the batch into M.
-    bool foldRows = bw == 1 && !ta && ba == batch;
-    Dims da, dw, dout, sa, sw;
-    if (foldRows) {
-      int64_t rows = batch * m;
-      da = {rows, k};
-      sa = {k, 1};
-      dw = {k, nn};
-      sw = tb ? Dims{1, k} : Dims{nn, 1};
-      dout = {rows, nn};
-    } else {
-      da = {ba, m, k};
-      sa = ta ? Dims{m * k, 1, m} : Dims{m * k, k, 1};
-      dw = {bw, k, nn};
-      sw = tb ? Dims{k * nn, 1, k} : Dims{k * nn, nn, 1};
-      dout = {batch, m, nn};
-    }
-    memory::desc mdA(da, memory::data_type::f32, sa), mdW(dw, memory::data_type::f32, sw);
-    memory::desc mdOut(dout, memory::data_type::f32, denseStrides(dout));
-    std::vector<std::pair<int, Bound>> args{{DNNL_ARG_SRC, bind(mdA, a)}, {DNNL_ARG_WEIGHTS, bind(mdW, w)}};
-    if (node.op == OpKind::MatMul) {
-      dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdW, mdOut), engine_);
-      args.push_back({DNNL_ARG_DST, bind(mdOut, node.result)});
-      addPrimitive(p, i, "matmul (onednn)", dnnl::matmul(pd), std::move(args));
-      return true;
-    }
-    // matmul_bias: the bias is added, and the activation applied, as the
-    // primitive writes each output block (a bias argument and an eltwise
-    // post-op), so neither costs a pass over memory.
-    Dims db(dout.size(), 1);
-    db.back() = nn;
-    memory::desc mdB(db, memory::data_type::f32, denseStrides(db));
-    std::string activation = ir::attrString(node.op, node.attrs, "activation");
-    dnnl::primitive_attr attr;
-    if (activation != "none") {
-      dnnl::post_ops ops;
-      dnnl::algorithm alg = activation == "relu"   ? dnnl::algorithm::eltwise_relu
-                            : activation == "tanh" ? dnnl::algorithm::eltwise_tanh
-                                                   : dnnl::algorithm::eltwise_logistic;
-      ops.append_eltwise(1.0f, alg, 0.0f, 0.0f);
-      attr.set_post_ops(ops);
-    }
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdW, mdB, mdOut), attr, engine_);
-    args.push_back({DNNL_ARG_BIAS, bind(mdB, node.operands[2])});
-    args.push_back({DNNL_ARG_DST, bind(mdOut, node.result)});
-    addPrimitive(p, i, activation == "none" ? "matmul_bias (onednn)" : "matmul_bias+" + activation + " (onednn)",
-                 dnnl::matmul(pd), std::move(args));
-    return true;
-  }
-
   bool masked = node.operands.size() > 1; // masked variants have kiln kernels or the reference
   if ((node.op == OpKind::Softmax || node.op == OpKind::LogSoftmax) && !masked) {
     memory::desc md = dense(out);
@@ -317,30 +259,10 @@ bool OnednnLowering::lowerPrimitive(Plan &p, size_t i) {
 }
 
 bool OnednnLowering::lowerCustom(Plan &p, size_t i) {
-  const Node &node = graph_.nodes()[i];
-  auto ext = [&](ValueId v) -> const std::vector<int64_t> & { return p.extents[v]; };
-  ValueId r = node.result;
-  switch (node.op) {
+  switch (graph_.nodes()[i].op) {
   case OpKind::Conv1d:
   case OpKind::Conv1dInputGrad:
   case OpKind::Conv1dWeightGrad: return lowerConv(p, i);
-  case OpKind::WeightGrad: {
-    // Sum over the batch of a^T dy: one 2-D product contracting the batch
-    // and row dims together, a read as [K, rows] through its strides.
-    const auto &ea = ext(node.operands[0]), &ed = ext(node.operands[1]);
-    int64_t rowsTotal = product(ea, 0, ea.size() - 1), k = ea.back(), n = ed.back();
-    if (rowsTotal == 0) return false; // the reference writes the zeros
-    memory::desc mdA({k, rowsTotal}, memory::data_type::f32, {1, k});
-    memory::desc mdD({rowsTotal, n}, memory::data_type::f32, {n, 1});
-    memory::desc mdOut({k, n}, memory::data_type::f32, {n, 1});
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(mdA, mdD, mdOut), engine_);
-    addPrimitive(p, i, "weight_grad (onednn matmul)", dnnl::matmul(pd),
-                 {{DNNL_ARG_SRC, bind(mdA, node.operands[0])},
-                  {DNNL_ARG_WEIGHTS, bind(mdD, node.operands[1])},
-                  {DNNL_ARG_DST, bind(mdOut, r)}});
-    return true;
-  }
-
   default: return false;
   }
 }
