@@ -228,8 +228,10 @@ void PlannedExecutable::checkIndices(const Plan &plan, const std::vector<const T
     if (!given[idx]) continue; // computed ids are checked by the reference kernel path
     int64_t bound = n.op == OpKind::Embedding ? plan.extents[n.operands[0]][0] : plan.extents[n.operands[0]][1];
     auto ids = given[idx]->i32();
+    // cross_entropy's label -1 marks a row that does not count.
+    int32_t lowest = n.op == OpKind::CrossEntropy ? -1 : 0;
     for (size_t i = 0; i < ids.size(); ++i)
-      if (ids[i] < 0 || ids[i] >= bound)
+      if (ids[i] < lowest || ids[i] >= bound)
         throw Error(fmt::format("{}: {} {} at position {} is outside [0, {})", ir::opName(n.op),
                                 n.op == OpKind::Embedding ? "id" : "label", ids[i], i, bound),
                     n.locs.empty() ? SourceLoc{} : n.locs.front());

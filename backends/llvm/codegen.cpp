@@ -428,6 +428,22 @@ struct PlanModule::Impl {
     b.SetInsertPoint(exit);
   }
 
+  /// if (cond) then() else otherwise(), at the builder's position.
+  void ifElse(llvm::Value *cond, const std::function<void()> &then, const std::function<void()> &otherwise) {
+    llvm::Function *f = b.GetInsertBlock()->getParent();
+    llvm::BasicBlock *yes = llvm::BasicBlock::Create(*context, "then", f);
+    llvm::BasicBlock *no = llvm::BasicBlock::Create(*context, "else", f);
+    llvm::BasicBlock *join = llvm::BasicBlock::Create(*context, "join", f);
+    b.CreateCondBr(cond, yes, no);
+    b.SetInsertPoint(yes);
+    then();
+    b.CreateBr(join);
+    b.SetInsertPoint(no);
+    otherwise();
+    b.CreateBr(join);
+    b.SetInsertPoint(join);
+  }
+
   llvm::Value *loadValuePointer(llvm::Value *values, ValueId v) {
     llvm::Value *slot = b.CreateConstInBoundsGEP1_64(b.getPtrTy(), values, static_cast<uint64_t>(v));
     return b.CreateLoad(b.getPtrTy(), slot, fmt::format("v{}", v));
@@ -566,9 +582,10 @@ struct PlanModule::Impl {
   /// cross_entropy and its gradient as the reference computes them, in
   /// double with libm's exp and log: per row the first maximum (as
   /// std::max_element), the sum of exp(x - max), then the row's loss
-  /// max + log(sum) - x[label] (the mean over rows) or the gradient
-  /// (softmax - onehot) dloss / rows. Labels given as inputs are checked
-  /// before the run; rows x classes is small (a batch of logits).
+  /// max + log(sum) - x[label] (the mean over counted rows) or the gradient
+  /// (softmax - onehot) dloss / counted rows. A row of label -1 does not
+  /// count (its gradient is 0). Labels given as inputs are checked before
+  /// the run; rows x classes is small (a batch of logits).
   void emitCrossEntropy(size_t step, const Node &node) {
     bool grad = node.op == OpKind::CrossEntropyGrad;
     const std::vector<int64_t> &e = plan.extents[node.operands[0]];
@@ -576,53 +593,70 @@ struct PlanModule::Impl {
     ValueId logits = node.operands[0], labels = node.operands[1], r = node.result;
     ValueId dloss = grad ? node.operands[2] : -1;
     emitSerialStep(step, [&](llvm::Value *values) {
-      llvm::Type *f64 = b.getDoubleTy(), *f32t = b.getFloatTy();
+      llvm::Type *f64 = b.getDoubleTy(), *f32t = b.getFloatTy(), *i32 = b.getInt32Ty();
       llvm::Value *x = loadValuePointer(values, logits), *label = loadValuePointer(values, labels);
       llvm::Value *out = loadValuePointer(values, r);
-      llvm::Value *total = b.CreateAlloca(f64);
+      auto labelOf = [&](llvm::Value *row) { return b.CreateLoad(i32, b.CreateInBoundsGEP(i32, label, row)); };
+      llvm::Value *total = b.CreateAlloca(f64), *counted = b.CreateAlloca(f64);
       b.CreateStore(llvm::ConstantFP::get(f64, 0.0), total);
+      b.CreateStore(llvm::ConstantFP::get(f64, 0.0), counted);
+      loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(rows)), [&](llvm::Value *row) {
+        llvm::Value *counts = b.CreateUIToFP(b.CreateICmpSGE(labelOf(row), b.getInt32(0)), f64);
+        b.CreateStore(b.CreateFAdd(b.CreateLoad(f64, counted), counts), counted);
+      });
+      llvm::Value *count = b.CreateLoad(f64, counted);
+      llvm::Value *none = b.CreateFCmpOEQ(count, llvm::ConstantFP::get(f64, 0.0));
       llvm::Value *scale = nullptr;
       if (grad) {
         llvm::Value *g = b.CreateFPExt(b.CreateLoad(f32t, loadValuePointer(values, dloss)), f64);
-        scale = b.CreateFDiv(g, llvm::ConstantFP::get(f64, static_cast<double>(rows)));
+        scale = b.CreateSelect(none, llvm::ConstantFP::get(f64, 0.0), b.CreateFDiv(g, count));
       }
       llvm::Value *mxSlot = b.CreateAlloca(f32t), *sumSlot = b.CreateAlloca(f64);
       loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(rows)), [&](llvm::Value *row) {
         llvm::Value *rowBase = b.CreateMul(row, b.getInt64(static_cast<uint64_t>(classes)));
         auto element = [&](llvm::Value *c) { return b.CreateInBoundsGEP(f32t, x, b.CreateAdd(rowBase, c)); };
-        b.CreateStore(b.CreateLoad(f32t, element(b.getInt64(0))), mxSlot);
-        loop(b.getInt64(1), b.getInt64(static_cast<uint64_t>(classes)), [&](llvm::Value *c) {
-          llvm::Value *mx = b.CreateLoad(f32t, mxSlot), *v = b.CreateLoad(f32t, element(c));
-          b.CreateStore(b.CreateSelect(b.CreateFCmpOLT(mx, v), v, mx), mxSlot);
-        });
-        llvm::Value *mx = b.CreateFPExt(b.CreateLoad(f32t, mxSlot), f64);
-        b.CreateStore(llvm::ConstantFP::get(f64, 0.0), sumSlot);
-        auto shiftedExp = [&](llvm::Value *c) {
-          llvm::Value *v = b.CreateFPExt(b.CreateLoad(f32t, element(c)), f64);
-          // The reference's std::exp(row[c] - mx): a float minus a double.
-          return b.CreateUnaryIntrinsic(llvm::Intrinsic::exp, b.CreateFSub(v, mx));
+        llvm::Value *target32 = labelOf(row);
+        auto counts = [&] {
+          b.CreateStore(b.CreateLoad(f32t, element(b.getInt64(0))), mxSlot);
+          loop(b.getInt64(1), b.getInt64(static_cast<uint64_t>(classes)), [&](llvm::Value *c) {
+            llvm::Value *mx = b.CreateLoad(f32t, mxSlot), *v = b.CreateLoad(f32t, element(c));
+            b.CreateStore(b.CreateSelect(b.CreateFCmpOLT(mx, v), v, mx), mxSlot);
+          });
+          llvm::Value *mx = b.CreateFPExt(b.CreateLoad(f32t, mxSlot), f64);
+          b.CreateStore(llvm::ConstantFP::get(f64, 0.0), sumSlot);
+          auto shiftedExp = [&](llvm::Value *c) {
+            llvm::Value *v = b.CreateFPExt(b.CreateLoad(f32t, element(c)), f64);
+            // The reference's std::exp(row[c] - mx): a float minus a double.
+            return b.CreateUnaryIntrinsic(llvm::Intrinsic::exp, b.CreateFSub(v, mx));
+          };
+          loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(classes)), [&](llvm::Value *c) {
+            b.CreateStore(b.CreateFAdd(b.CreateLoad(f64, sumSlot), shiftedExp(c)), sumSlot);
+          });
+          llvm::Value *sum = b.CreateLoad(f64, sumSlot);
+          llvm::Value *target = b.CreateSExt(target32, b.getInt64Ty());
+          if (!grad) {
+            llvm::Value *picked = b.CreateFPExt(b.CreateLoad(f32t, element(target)), f64);
+            llvm::Value *loss = b.CreateFSub(b.CreateFAdd(mx, b.CreateUnaryIntrinsic(llvm::Intrinsic::log, sum)), picked);
+            b.CreateStore(b.CreateFAdd(b.CreateLoad(f64, total), loss), total);
+            return;
+          }
+          loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(classes)), [&](llvm::Value *c) {
+            llvm::Value *p = b.CreateFDiv(shiftedExp(c), sum);
+            llvm::Value *hot = b.CreateSelect(b.CreateICmpEQ(c, target), llvm::ConstantFP::get(f64, 1.0), llvm::ConstantFP::get(f64, 0.0));
+            llvm::Value *d = b.CreateFPTrunc(b.CreateFMul(b.CreateFSub(p, hot), scale), f32t);
+            b.CreateStore(d, b.CreateInBoundsGEP(f32t, out, b.CreateAdd(rowBase, c)));
+          });
         };
-        loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(classes)), [&](llvm::Value *c) {
-          b.CreateStore(b.CreateFAdd(b.CreateLoad(f64, sumSlot), shiftedExp(c)), sumSlot);
-        });
-        llvm::Value *sum = b.CreateLoad(f64, sumSlot);
-        llvm::Value *target = b.CreateSExt(b.CreateLoad(b.getInt32Ty(), b.CreateInBoundsGEP(b.getInt32Ty(), label, row)), b.getInt64Ty());
-        if (!grad) {
-          llvm::Value *picked = b.CreateFPExt(b.CreateLoad(f32t, element(target)), f64);
-          llvm::Value *loss = b.CreateFSub(b.CreateFAdd(mx, b.CreateUnaryIntrinsic(llvm::Intrinsic::log, sum)), picked);
-          b.CreateStore(b.CreateFAdd(b.CreateLoad(f64, total), loss), total);
-          return;
-        }
-        loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(classes)), [&](llvm::Value *c) {
-          llvm::Value *p = b.CreateFDiv(shiftedExp(c), sum);
-          llvm::Value *hot = b.CreateSelect(b.CreateICmpEQ(c, target), llvm::ConstantFP::get(f64, 1.0), llvm::ConstantFP::get(f64, 0.0));
-          llvm::Value *d = b.CreateFPTrunc(b.CreateFMul(b.CreateFSub(p, hot), scale), f32t);
-          b.CreateStore(d, b.CreateInBoundsGEP(f32t, out, b.CreateAdd(rowBase, c)));
-        });
+        auto skipped = [&] {
+          if (!grad) return;
+          loop(b.getInt64(0), b.getInt64(static_cast<uint64_t>(classes)), [&](llvm::Value *c) {
+            b.CreateStore(llvm::ConstantFP::get(f32t, 0.0), b.CreateInBoundsGEP(f32t, out, b.CreateAdd(rowBase, c)));
+          });
+        };
+        ifElse(b.CreateICmpSGE(target32, b.getInt32(0)), counts, skipped);
       });
       if (!grad) {
-        llvm::Value *mean = rows > 0 ? b.CreateFDiv(b.CreateLoad(f64, total), llvm::ConstantFP::get(f64, static_cast<double>(rows)))
-                                     : llvm::ConstantFP::get(f64, 0.0);
+        llvm::Value *mean = b.CreateSelect(none, llvm::ConstantFP::get(f64, 0.0), b.CreateFDiv(b.CreateLoad(f64, total), count));
         b.CreateStore(b.CreateFPTrunc(mean, f32t), out);
       }
     });

@@ -826,21 +826,34 @@ void castKernel(const KernelArgs &k) {
   });
 }
 
+/// Rows of label -1 do not count (a batch padded to a compiled size); any
+/// other label outside [0, classes) is an error. The count of rows that do.
+int64_t countedRows(const char *op, const int32_t *label, int64_t rows, int64_t classes) {
+  int64_t counted = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (label[r] == -1) continue;
+    if (label[r] < 0 || label[r] >= classes)
+      throw Error(fmt::format("{}: label {} of row {} is outside [0, {})", op, label[r], r, classes));
+    ++counted;
+  }
+  return counted;
+}
+
 void crossEntropyKernel(const KernelArgs &k) {
   const Tensor &logits = *k.in[0], &labels = *k.in[1];
   int64_t rows = logits.shape()[0], classes = logits.shape()[1];
   const float *x = data<float>(logits);
   const int32_t *label = data<int32_t>(labels);
+  int64_t counted = countedRows("cross_entropy", label, rows, classes);
   double total = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    if (label[r] < 0 || label[r] >= classes)
-      throw Error(fmt::format("cross_entropy: label {} of row {} is outside [0, {})", label[r], r, classes));
+    if (label[r] < 0) continue;
     const float *row = x + r * classes;
     double mx = *std::max_element(row, row + classes), sum = 0;
     for (int64_t c = 0; c < classes; ++c) sum += std::exp(row[c] - mx);
     total += mx + std::log(sum) - row[label[r]]; // -log_softmax(row)[label]
   }
-  data<float>(k.out)[0] = rows > 0 ? static_cast<float>(total / static_cast<double>(rows)) : 0.0f;
+  data<float>(k.out)[0] = counted > 0 ? static_cast<float>(total / static_cast<double>(counted)) : 0.0f;
 }
 
 // --- broadcasting and backward kernels ------------------------------------------
@@ -970,13 +983,15 @@ void crossEntropyGradKernel(const KernelArgs &k) {
   int64_t rows = logits.shape()[0], classes = logits.shape()[1];
   const float *x = data<float>(logits);
   const int32_t *label = data<int32_t>(labels);
-  for (int64_t r = 0; r < rows; ++r)
-    if (label[r] < 0 || label[r] >= classes)
-      throw Error(fmt::format("cross_entropy_grad: label {} of row {} is outside [0, {})", label[r], r, classes));
-  double scale = rows > 0 ? data<float>(*k.in[2])[0] / static_cast<double>(rows) : 0.0;
+  int64_t counted = countedRows("cross_entropy_grad", label, rows, classes);
+  double scale = counted > 0 ? data<float>(*k.in[2])[0] / static_cast<double>(counted) : 0.0;
   float *dx = data<float>(k.out);
   for (int64_t r = 0; r < rows; ++r) {
     const float *row = x + r * classes;
+    if (label[r] < 0) {
+      std::fill(dx + r * classes, dx + (r + 1) * classes, 0.0f);
+      continue;
+    }
     double mx = *std::max_element(row, row + classes), sum = 0;
     for (int64_t c = 0; c < classes; ++c) sum += std::exp(row[c] - mx);
     for (int64_t c = 0; c < classes; ++c) {

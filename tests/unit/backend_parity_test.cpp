@@ -223,6 +223,22 @@ TEST_CASE("special values go through the elementwise ops as on the reference") {
   checkGraph(g, {{"x", runtime::Tensor::fromF32({n}, values)}}, {}, "special values");
 }
 
+TEST_CASE("cross_entropy's rows of label -1 do not count, on every backend") {
+  // A batch padded to a compiled size: rows 1 and 3 are padding. Also a
+  // batch of padding only (loss and gradient 0).
+  for (std::vector<int32_t> labels : {std::vector<int32_t>{2, -1, 0, -1}, std::vector<int32_t>{-1, -1, -1, -1}}) {
+    Graph g("padded_rows");
+    Builder b(g);
+    ValueId logits = b.input("logits", {DType::F32, {Dim::constant(4), Dim::constant(3)}});
+    ValueId y = b.input("labels", {DType::I32, {Dim::constant(4)}});
+    b.output("loss", b.crossEntropy(logits, y));
+    b.output("grad", b.create(OpKind::CrossEntropyGrad, {logits, y, b.constant(1.0)}));
+    runtime::TensorMap inputs{{"logits", runtime::Tensor::fromF32({4, 3}, {1, 2, 3, 7, -1, 0.5f, 0, 0, 0, 9, 9, -9})},
+                              {"labels", runtime::Tensor::fromI32({4}, labels)}};
+    checkGraph(g, inputs, {}, "cross_entropy with padded rows");
+  }
+}
+
 TEST_CASE("lowering variants match the reference") {
   std::mt19937 rng(6);
   auto f = [](std::vector<int64_t> d) {

@@ -564,8 +564,22 @@ TEST_CASE("cross_entropy") {
   checkF32(c.run(c.b.crossEntropy(logits, labels)), {}, {0.753109126f});
 }
 
+TEST_CASE("cross_entropy: a row of label -1 does not count") {
+  Case c;
+  ValueId logits = c.input("logits", f32({3, 3}, {1, 2, 3, 4, -5, 6, 0, 0, 0}));
+  ValueId labels = c.input("labels", i32({3}, {2, -1, 0}));
+  c.b.output("loss", c.b.crossEntropy(logits, labels));
+  c.b.output("grad", c.b.create(OpKind::CrossEntropyGrad, {logits, labels, c.b.constant(1.0)}));
+  auto r = c.runAll();
+  // the mean of rows 0 and 2 as in the test above; row 1's gradient is 0,
+  // the others' (softmax - onehot) / 2.
+  checkF32(r.outputs.at("loss"), {}, {0.753109126f});
+  checkF32(r.outputs.at("grad"), {3, 3},
+           {0.045015287f, 0.122364236f, -0.167379522f, 0, 0, 0, -0.333333333f, 0.166666667f, 0.166666667f});
+}
+
 TEST_CASE("cross_entropy rejects a label outside the classes") {
-  for (int32_t bad : {3, -1}) {
+  for (int32_t bad : {3, -2}) {
     Case c;
     ValueId logits = c.input("logits", f32({2, 3}, {1, 2, 3, 0, 0, 0}));
     ValueId labels = c.input("labels", i32({2}, {0, bad}));
