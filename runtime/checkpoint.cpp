@@ -194,21 +194,6 @@ Checkpoint loadCheckpoint(const std::string &path) {
   return ckpt;
 }
 
-void checkClassCount(const ir::Graph &forward, const std::vector<std::string> &labels) {
-  if (forward.outputs().empty()) return; // the training-step builder reports this
-  const ir::TensorType &t = forward.type(forward.outputs().front().value);
-  if (t.rank() != 2 || t.shape[1].isSymbolic()) return;
-  int64_t classes = t.shape[1].value;
-  if (classes == static_cast<int64_t>(labels.size())) return;
-  std::string names;
-  for (size_t i = 0; i < labels.size() && i < 10; ++i) names += (i ? ", " : "") + labels[i];
-  if (labels.size() > 10) names += fmt::format(", ... ({} more)", labels.size() - 10);
-  throw Error(fmt::format("the model has {} output classes (logits {} '{}') but there {} {} label{}: {}{}", classes,
-                          t.str(), forward.outputs().front().name, labels.size() == 1 ? "is" : "are", labels.size(),
-                          labels.size() == 1 ? "" : "s", names,
-                          classes > static_cast<int64_t>(labels.size()) ? "; drop --param classes or set it to the number of labels"
-                                                                         : ""));
-}
 
 const std::string &configString(const Config &config, const std::string &key, const std::string &file) {
   auto it = config.find(key);

@@ -442,7 +442,7 @@ EncodedData encodeExamples(const std::vector<RawExample> &examples, const Vocabu
 }
 
 void splitExamples(const std::vector<RawExample> &all, double validFraction, uint64_t seed,
-                   std::vector<RawExample> &train, std::vector<RawExample> &valid) {
+                   std::vector<RawExample> &train, std::vector<RawExample> &valid, bool shuffle) {
   if (!(validFraction >= 0.0 && validFraction < 1.0))
     throw Error(fmt::format("validation fraction must be in [0, 1), got {}", validFraction));
   size_t n = all.size();
@@ -454,7 +454,7 @@ void splitExamples(const std::vector<RawExample> &all, double validFraction, uin
   // A constant of its own, so that the split is not the same permutation as
   // the first epoch's order for the same seed.
   SplitMix64 rng(seed ^ 0xD1B54A32D192ED03ull);
-  fisherYates(order, rng);
+  if (shuffle) fisherYates(order, rng);
   // Built aside and moved in: `train` or `valid` may be `all` itself.
   std::vector<RawExample> t, v;
   t.reserve(n - nValid);
@@ -470,15 +470,6 @@ std::vector<size_t> epochOrder(size_t n, uint64_t seed, uint64_t epoch, bool shu
   SplitMix64 rng(seed ^ (epoch * 0x9E3779B97F4A7C15ull));
   fisherYates(order, rng);
   return order;
-}
-
-size_t minimumLength(const ir::Graph &g) {
-  if (g.inputs().empty()) return 1;
-  const ir::Shape &tokens = g.type(g.inputs().front()).shape;
-  if (tokens.size() < 2 || !tokens[1].isSymbolic()) return 1;
-  ir::SymbolBindings least = g.minimumExtents();
-  auto it = least.find(tokens[1].symbol);
-  return it == least.end() ? 1 : std::max<size_t>(1, static_cast<size_t>(it->second));
 }
 
 Batch makeBatch(const EncodedData &data, const std::vector<size_t> &order, size_t begin, size_t end,

@@ -91,10 +91,11 @@ struct EncodedData {
 EncodedData encodeExamples(const std::vector<RawExample> &examples, const Vocabulary &vocab, const LabelSet &labels,
                            size_t maxLen);
 
-/// Splits off a validation part: a seeded shuffle, then the last
-/// round(fraction * n) examples go to `valid`.
+/// Splits off a validation part: a seeded shuffle (none without
+/// `shuffle`: the file's order), then the last round(fraction * n)
+/// examples go to `valid`.
 void splitExamples(const std::vector<RawExample> &all, double validFraction, uint64_t seed,
-                   std::vector<RawExample> &train, std::vector<RawExample> &valid);
+                   std::vector<RawExample> &train, std::vector<RawExample> &valid, bool shuffle = true);
 
 struct Batch {
   Tensor tokens; ///< i32[B,T], padded with 0 to the longest example of the batch

@@ -65,6 +65,34 @@ Tensor scalar(float v) { return Tensor::fromF32({}, {v}); }
 
 } // namespace
 
+// checkpoint.h and data.h declare these two; they are here, with the
+// other code that needs a graph, so that checkpoints and data (which an
+// exported model links, runtime/exported_model.h) do not need the IR.
+void checkClassCount(const ir::Graph &forward, const std::vector<std::string> &labels) {
+  if (forward.outputs().empty()) return; // the training-step builder reports this
+  const ir::TensorType &t = forward.type(forward.outputs().front().value);
+  if (t.rank() != 2 || t.shape[1].isSymbolic()) return;
+  int64_t classes = t.shape[1].value;
+  if (classes == static_cast<int64_t>(labels.size())) return;
+  std::string names;
+  for (size_t i = 0; i < labels.size() && i < 10; ++i) names += (i ? ", " : "") + labels[i];
+  if (labels.size() > 10) names += fmt::format(", ... ({} more)", labels.size() - 10);
+  throw Error(fmt::format("the model has {} output classes (logits {} '{}') but there {} {} label{}: {}{}", classes,
+                          t.str(), forward.outputs().front().name, labels.size() == 1 ? "is" : "are", labels.size(),
+                          labels.size() == 1 ? "" : "s", names,
+                          classes > static_cast<int64_t>(labels.size()) ? "; drop --param classes or set it to the number of labels"
+                                                                         : ""));
+}
+
+size_t minimumLength(const ir::Graph &g) {
+  if (g.inputs().empty()) return 1;
+  const ir::Shape &tokens = g.type(g.inputs().front()).shape;
+  if (tokens.size() < 2 || !tokens[1].isSymbolic()) return 1;
+  ir::SymbolBindings least = g.minimumExtents();
+  auto it = least.find(tokens[1].symbol);
+  return it == least.end() ? 1 : std::max<size_t>(1, static_cast<size_t>(it->second));
+}
+
 double scheduledLr(const TrainConfig &config, int64_t step, int64_t totalSteps) {
   if (config.schedule == "constant") return config.lr;
   if (config.schedule != "linear") throw Error(fmt::format("unknown schedule '{}' (expected constant or linear)", config.schedule));

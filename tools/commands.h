@@ -13,5 +13,6 @@ int cmdTrain(int argc, char **argv);
 int cmdEval(int argc, char **argv);
 int cmdPredict(int argc, char **argv);
 int cmdBench(int argc, char **argv);
+int cmdExport(int argc, char **argv);
 
 } // namespace kiln::tools

@@ -29,6 +29,7 @@
 #include "runtime/utf8.h"
 #include "tools/cli.h"
 #include "tools/options.h"
+#include "tools/trained_model.h"
 
 #include <chrono>
 #include <cmath>
@@ -62,6 +63,7 @@ struct TrainArgs {
   OptimizerOptions optimizer;
   std::string schedule = "constant";
   int64_t warmup = 0, seed = 0;
+  bool noShuffle = false;
   std::vector<std::string> params;
   // output
   std::optional<std::string> out, resume, lossLog;
@@ -88,8 +90,8 @@ void declare(cli::Command &cmd, TrainArgs &o) {
   cmd.option("--min-freq", o.minFreq, "N", "minimum count of a token to enter the vocabulary").tag(kRecipe);
   cmd.flag("--skip-bad", o.skipBad, "skip malformed records (counted) instead of failing");
   cmd.section("training");
-  cmd.option("--epochs", o.epochs, "N", "passes over the training data")
-      .atLeast(1)
+  cmd.option("--epochs", o.epochs, "N", "passes over the training data (0: only the initial checkpoint)")
+      .atLeast(0)
       .defaultText("5, or the checkpoint's with --resume");
   cmd.option("--batch", o.batch, "B", "examples per step").atLeast(1).tag(kRecipe);
   cmd.option("--lr", o.lr, "X", "learning rate").tag(kRecipe);
@@ -102,6 +104,9 @@ void declare(cli::Command &cmd, TrainArgs &o) {
       .tag(kRecipe);
   cmd.option("--warmup", o.warmup, "N", "warm-up steps for --schedule linear").tag(kRecipe);
   cmd.option("--seed", o.seed, "S", "seed for initialisation, split and shuffling").tag(kRecipe);
+  cmd.flag("--no-shuffle", o.noShuffle,
+           "batches in the file's order, every epoch, and --valid-split holds out the file's last examples")
+      .tag(kRecipe);
   declareParamOption(cmd, o.params);
   cmd.find("--param").tag(kRecipe);
   cmd.section("output");
@@ -127,13 +132,7 @@ void declare(cli::Command &cmd, TrainArgs &o) {
   cmd.epilogue(epilogue);
 }
 
-/// --ckpt, --model, --max-len and --param: a trained model for eval and predict.
-struct TrainedModelArgs {
-  std::string ckpt;
-  std::optional<std::string> model;
-  std::optional<int64_t> maxLen;
-  std::vector<std::string> params;
-};
+} // namespace
 
 void declare(cli::Command &cmd, TrainedModelArgs &o) {
   cmd.option("--ckpt", o.ckpt, "CKPT", "the checkpoint (kiln train --out)").required();
@@ -144,6 +143,8 @@ void declare(cli::Command &cmd, TrainedModelArgs &o) {
       .defaultText("the value used in training");
   declareParamOption(cmd, o.params);
 }
+
+namespace {
 
 struct EvalArgs {
   TrainedModelArgs trained;
@@ -206,13 +207,7 @@ std::vector<runtime::RawExample> readData(const std::string &path, bool skipBad)
   return examples;
 }
 
-/// Compiles the model with a checkpoint's hyper-parameters and checks that
-/// the checkpoint holds every parameter of its forward graph.
-struct LoadedModel {
-  runtime::Checkpoint ckpt;
-  frontend::LoweredModel model;
-  const ir::Graph *forward = nullptr;
-};
+} // namespace
 
 LoadedModel loadTrained(const TrainedModelArgs &args) {
   LoadedModel m;
@@ -252,6 +247,20 @@ LoadedModel loadTrained(const TrainedModelArgs &args) {
   }
   return m;
 }
+
+passes::OptimizerConfig optimizerFromConfig(const runtime::Config &config, const std::string &file, uint64_t seed) {
+  passes::OptimizerConfig opt;
+  opt.kind = passes::OptimizerConfig::parseKind(runtime::configString(config, "optimizer", file));
+  opt.momentum = runtime::configNumber(config, "momentum", file);
+  opt.nesterov = runtime::configString(config, "nesterov", file) == "1";
+  opt.weightDecay = runtime::configNumber(config, "weight_decay", file);
+  opt.clipNorm = runtime::configNumber(config, "clip_norm", file);
+  opt.outputGradients = false;
+  opt.dropoutSeed = seed;
+  return opt;
+}
+
+namespace {
 
 size_t maxLenOf(const TrainedModelArgs &args, const runtime::Checkpoint &ckpt) {
   if (args.maxLen) return static_cast<size_t>(*args.maxLen);
@@ -341,6 +350,7 @@ int cmdTrain(int argc, char **argv) {
     config["schedule"] = o.schedule;
     config["warmup"] = std::to_string(o.warmup);
     config["seed"] = std::to_string(o.seed);
+    config["shuffle"] = o.noShuffle ? "0" : "1";
     optimizerConfig(o.optimizer); // validates the combination
   }
   // On --resume the values come from the checkpoint, which may have been edited.
@@ -349,6 +359,8 @@ int cmdTrain(int argc, char **argv) {
   auto cfgNum = [&](const char *k) { return runtime::configNumber(config, k, configFile); };
   config["epochs"] = std::to_string(o.epochs.value_or(resume && config.count("epochs") ? cfgInt("epochs") : 5));
   uint64_t seed = static_cast<uint64_t>(cfgInt("seed"));
+  // Checkpoints from before --no-shuffle shuffled.
+  bool shuffle = !config.count("shuffle") || runtime::configString(config, "shuffle", configFile) != "0";
 
   // Data, vocabulary, labels.
   auto start = std::chrono::steady_clock::now();
@@ -357,7 +369,7 @@ int cmdTrain(int argc, char **argv) {
     trainEx = std::move(all);
     validEx = readData(*o.valid, o.skipBad);
   } else {
-    runtime::splitExamples(all, cfgNum("valid_split"), seed, trainEx, validEx);
+    runtime::splitExamples(all, cfgNum("valid_split"), seed, trainEx, validEx, shuffle);
   }
   std::vector<std::string> hyperNames = hyperParamNames(source, o.model);
   auto has = [&](const char *n) { return std::find(hyperNames.begin(), hyperNames.end(), n) != hyperNames.end(); };
@@ -394,14 +406,7 @@ int cmdTrain(int argc, char **argv) {
   frontend::LoweredModel model = frontend::compileSource(source, o.model, lowerOpts);
   const ir::Graph *forward = model.module.find("forward");
   if (!forward) throw Error(fmt::format("{}: the model has no fn forward", o.model));
-  passes::OptimizerConfig opt;
-  opt.kind = passes::OptimizerConfig::parseKind(runtime::configString(config, "optimizer", configFile));
-  opt.momentum = cfgNum("momentum");
-  opt.nesterov = runtime::configString(config, "nesterov", configFile) == "1";
-  opt.weightDecay = cfgNum("weight_decay");
-  opt.clipNorm = cfgNum("clip_norm");
-  opt.outputGradients = false;
-  opt.dropoutSeed = seed;
+  passes::OptimizerConfig opt = optimizerFromConfig(config, configFile, seed);
   ir::Graph trainGraph = passes::buildTrainGraph(*forward, opt);
   ir::verify(trainGraph);
   auto stepExe = compileGraph(trainGraph, o.backend, o.passes);
@@ -428,6 +433,7 @@ int cmdTrain(int argc, char **argv) {
   tc.schedule = runtime::configString(config, "schedule", configFile);
   tc.warmupSteps = cfgInt("warmup");
   tc.seed = seed;
+  tc.shuffle = shuffle;
   tc.saveEvery = o.saveEvery;
   tc.maxSteps = o.maxSteps;
   tc.checkpointPath = outPath;

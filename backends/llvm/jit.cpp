@@ -12,6 +12,7 @@
 #include "ir/diagnostic.h"
 
 #include <fmt/format.h>
+#include <optional>
 #include <llvm/ExecutionEngine/Orc/Debugging/DebuggerSupport.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
@@ -52,6 +53,8 @@ void check(llvm::Error e, const char *what) {
 struct Jit {
   std::unique_ptr<llvm::orc::LLJIT> lljit;
   std::unique_ptr<llvm::TargetMachine> machine;
+  std::unique_ptr<llvm::TargetMachine> pic; ///< for exported libraries, made on first use
+  std::optional<llvm::orc::JITTargetMachineBuilder> builder;
   HostTarget target;
   uint64_t dylibs = 0;
   std::mutex mutex;
@@ -68,6 +71,7 @@ Jit &jit() {
     j->target.cpu = builder.getCPU();
     j->target.features = builder.getFeatures().getString();
     j->machine = unwrap(builder.createTargetMachine(), "creating the target machine");
+    j->builder = builder;
     j->lljit = unwrap(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(builder).create(), "creating the JIT");
     // gdb's JIT interface: the plans' code with its DWARF lines (the DSL's)
     // is registered with a debugger attached or attaching. Optional: a
@@ -135,14 +139,20 @@ void verify(llvm::Module &m) {
   if (llvm::verifyModule(m, &os)) throw Error("LLVM: the generated module is malformed (a kiln bug): " + problems);
 }
 
-std::string emit(llvm::Module &m, llvm::CodeGenFileType type) {
+std::string emit(llvm::Module &m, llvm::CodeGenFileType type, bool pic = false) {
   Jit &j = jit();
   verify(m);
   llvm::SmallVector<char, 0> bytes;
   llvm::raw_svector_ostream os(bytes);
   llvm::legacy::PassManager pm;
   std::lock_guard<std::mutex> lock(j.mutex); // one TargetMachine for all
-  if (j.machine->addPassesToEmitFile(pm, os, nullptr, type))
+  if (pic && !j.pic) {
+    llvm::orc::JITTargetMachineBuilder builder = *j.builder;
+    builder.setRelocationModel(llvm::Reloc::PIC_);
+    j.pic = unwrap(builder.createTargetMachine(), "creating the target machine for position-independent code");
+  }
+  llvm::TargetMachine *machine = pic ? j.pic.get() : j.machine.get();
+  if (machine->addPassesToEmitFile(pm, os, nullptr, type))
     throw Error("LLVM: the target cannot emit this kind of file");
   pm.run(m);
   return std::string(bytes.begin(), bytes.end());
@@ -151,6 +161,7 @@ std::string emit(llvm::Module &m, llvm::CodeGenFileType type) {
 } // namespace
 
 std::string emitObject(llvm::Module &m) { return emit(m, llvm::CodeGenFileType::ObjectFile); }
+std::string emitPicObject(llvm::Module &m) { return emit(m, llvm::CodeGenFileType::ObjectFile, /*pic=*/true); }
 std::string emitAssembly(llvm::Module &m) { return emit(m, llvm::CodeGenFileType::AssemblyFile); }
 
 std::unique_ptr<CompiledModule> loadObject(const std::string &object) {

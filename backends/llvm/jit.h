@@ -59,6 +59,8 @@ private:
 /// The machine code of m (verified, already optimised) as an object file
 /// for the host, or as assembly text.
 std::string emitObject(llvm::Module &m);
+/// The same as position-independent code, to link into a shared library.
+std::string emitPicObject(llvm::Module &m);
 std::string emitAssembly(llvm::Module &m);
 
 /// JIT-links an object file made by emitObject (possibly by an earlier

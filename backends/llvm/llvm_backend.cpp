@@ -87,6 +87,12 @@ protected:
       targetHost(*m);
       auto t1 = Clock::now();
       irMs = ms(t0, t1);
+      if (export_) {
+        exportModule(p, c, *m);
+        m.reset(); // before its context, which the pending module owns
+        c.pending.reset();
+        return;
+      }
       optimize(*m);
       auto t2 = Clock::now();
       optMs = ms(t1, t2);
@@ -176,9 +182,52 @@ public:
     return emitted_;
   }
 
+  /// Builds the plan at b for an exported library (exportPlan).
+  ExportedPlan exportFor(const ir::SymbolBindings &b, const std::string &entry) {
+    export_ = true;
+    exportEntry_ = entry;
+    Plan &p = planFor(b);
+    exported_.extents = p.extents;
+    size_t n = p.extents.size();
+    exported_.offsets.resize(n);
+    exported_.roots.resize(n);
+    exported_.bindable.assign(p.bindable.begin(), p.bindable.end());
+    for (size_t v = 0; v < n; ++v) {
+      exported_.offsets[v] = p.memory.values[v].offset;
+      exported_.roots[v] = rootOf(p, static_cast<ir::ValueId>(v));
+    }
+    exported_.arenaBytes = p.memory.arenaBytes;
+    exported_.threads = p.threads;
+    exported_.cpu = hostTarget().cpu;
+    exported_.features = hostTarget().features;
+    return std::move(exported_);
+  }
+
 private:
+  /// The plan's module as an exported library's: every step must be code
+  /// of the module (generated, or a call of kiln's kernels or oneDNN's
+  /// matmul), the entry gets its library's name, the steps become internal.
+  void exportModule(Plan &p, CompiledPlan &c, llvm::Module &m) {
+    for (size_t k = 0; k < p.steps.size(); ++k) {
+      if (c.generated[k]) continue;
+      const ir::Node &node = graph_.nodes()[static_cast<size_t>(p.steps[k].node)];
+      throw Error(fmt::format("kiln export: {} runs as '{}', which an exported library does not carry yet (it "
+                              "carries the llvm backend's code, kiln's kernels and oneDNN's matmuls)",
+                              ir::opName(node.op), p.steps[k].label),
+                  node.locs.empty() ? SourceLoc{} : node.locs.front());
+    }
+    for (llvm::Function &f : m)
+      if (!f.isDeclaration() && f.getName() != PlanModule::kEntry) f.setLinkage(llvm::GlobalValue::InternalLinkage);
+    m.getFunction(PlanModule::kEntry)->setName(exportEntry_);
+    optimize(m); // the steps are internal: O3 may inline them into the entry
+    exported_.object = emitPicObject(m);
+  }
+
   std::optional<EmitKind> emit_;
   std::string emitted_;
+  bool export_ = false;
+  std::string exportEntry_;
+  ExportedPlan exported_;
 };
 
 std::string moduleText(const llvm::Module &m) {
@@ -189,6 +238,13 @@ std::string moduleText(const llvm::Module &m) {
 }
 
 } // namespace
+
+ExportedPlan exportPlan(const ir::Graph &g, const ir::SymbolBindings &bindings, const std::string &entry) {
+  runtime::CompileOptions options;
+  options.cache = false;
+  LlvmExecutable exe(g, options);
+  return exe.exportFor(bindings, entry);
+}
 
 std::unique_ptr<runtime::Executable> compile(const ir::Graph &g, const runtime::CompileOptions &options) {
   return std::make_unique<LlvmExecutable>(g, options);
