@@ -3,10 +3,9 @@
 // The backend registry: compile(graph, backend name) returns an Executable.
 // Every command that runs a graph takes `--backend NAME`, with the names and
 // their help read from registry(), so a backend added here is offered (and
-// benchmarked) everywhere without changes to the commands. "auto" picks the
-// fastest backend that supports the graph: "onednn" (which falls back to
-// reference kernels op by op). "reference" is the plain interpreter, the
-// oracle.
+// benchmarked) everywhere without changes to the commands. "auto" runs the
+// graph on the faster of "onednn" and "llvm", measured on its first run
+// (backend.cpp). "reference" is the plain interpreter, the oracle.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -19,7 +18,7 @@
 
 namespace kiln::backends {
 
-/// The default of --backend: an alias of the fastest backend.
+/// The default of --backend: the faster of the compiling backends.
 inline constexpr const char *kDefaultBackend = "auto";
 /// The interpreter that defines what each op means; `kiln run` defaults to
 /// it, and only it can keep every intermediate value (--dump-all).

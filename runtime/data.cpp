@@ -472,6 +472,11 @@ std::vector<size_t> epochOrder(size_t n, uint64_t seed, uint64_t epoch, bool shu
   return order;
 }
 
+size_t bucketLength(size_t n) {
+  size_t step = n <= 64 ? 8 : n <= 128 ? 16 : n <= 256 ? 32 : 64;
+  return std::max<size_t>(step, (n + step - 1) / step * step);
+}
+
 Batch makeBatch(const EncodedData &data, const std::vector<size_t> &order, size_t begin, size_t end,
                 size_t minLength) {
   assert(begin < end && end <= order.size());
@@ -481,6 +486,7 @@ Batch makeBatch(const EncodedData &data, const std::vector<size_t> &order, size_
     assert(order[i] < data.ids.size());
     longest = std::max(longest, data.ids[order[i]].size());
   }
+  longest = bucketLength(longest);
   Batch b;
   b.tokens = Tensor(ir::DType::I32, {static_cast<int64_t>(rows), static_cast<int64_t>(longest)});
   b.labels = Tensor(ir::DType::I32, {static_cast<int64_t>(rows)});

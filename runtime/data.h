@@ -107,8 +107,18 @@ struct Batch {
 /// earlier epoch, so a resumed run visits the same examples.
 std::vector<size_t> epochOrder(size_t n, uint64_t seed, uint64_t epoch, bool shuffle);
 
-/// Builds the batch of examples order[begin, end), padded to the longest
-/// and to at least minLength tokens (see minimumLength).
+/// The length a batch whose longest text has n tokens is padded to: n
+/// rounded up to a multiple of 8 up to 64, of 16 up to 128, of 32 up to 256,
+/// of 64 beyond. Every distinct length is a plan of its own (extents, a
+/// memory plan, and for the llvm backend a compiled module), so a run over
+/// texts of every length up to 256 makes 16 plans, which the bounded plan
+/// cache keeps, instead of 256; the padding (at most 25% beyond 64 tokens,
+/// 7% on average over SpamAssassin's batches) is masked out by the models.
+size_t bucketLength(size_t n);
+
+/// Builds the batch of examples order[begin, end), padded to the
+/// bucketLength of the longest and to at least minLength tokens (see
+/// minimumLength).
 Batch makeBatch(const EncodedData &data, const std::vector<size_t> &order, size_t begin, size_t end,
                 size_t minLength = 1);
 

@@ -520,7 +520,11 @@ int cmdPredict(int argc, char **argv) {
       ++bad;
       return;
     }
-    runtime::Tensor tokens = runtime::padBatch({vocab.encode(text, maxLen)}, 0, static_cast<int64_t>(minLength));
+    // Padded as training pads its batches (runtime::bucketLength): a few
+    // plans serve texts of every length.
+    std::vector<int32_t> ids = vocab.encode(text, maxLen);
+    size_t padded = runtime::bucketLength(std::max(ids.size(), minLength));
+    runtime::Tensor tokens = runtime::padBatch({ids}, 0, static_cast<int64_t>(padded));
     runtime::Tensor logits = exe->run({{tokensName, tokens}}, params).at(logitsName);
     auto x = logits.f32();
     if (auto at = runtime::firstNonFinite(logits)) {

@@ -495,24 +495,49 @@ TEST_CASE("data: epoch orders") {
   CHECK(where.size() == 6);
 }
 
-TEST_CASE("data: batches are padded to their longest example") {
+TEST_CASE("data: batches are padded to the bucket of their longest example") {
   EncodedData data;
-  data.ids = {{5}, {2, 3, 4}, {7, 8}, {9, 9, 9, 9}};
-  data.labels = {0, 1, 2, 1};
-  std::vector<size_t> order = {2, 0, 1, 3};
+  data.ids = {{5}, {2, 3, 4}, {7, 8}, {9, 9, 9, 9}, std::vector<int32_t>(70, 6)};
+  data.labels = {0, 1, 2, 1, 0};
+  std::vector<size_t> order = {2, 0, 1, 3, 4};
 
   Batch b = makeBatch(data, order, 0, 3);
-  CHECK(b.tokens.typeStr() == "i32[3,3]");
-  CHECK(std::vector<int32_t>(b.tokens.i32().begin(), b.tokens.i32().end()) ==
-        std::vector<int32_t>{7, 8, 0, 5, 0, 0, 2, 3, 4});
+  CHECK(b.tokens.typeStr() == "i32[3,8]");
+  std::vector<int32_t> want(24, 0);
+  for (auto [at, id] : std::vector<std::pair<int, int32_t>>{{0, 7}, {1, 8}, {8, 5}, {16, 2}, {17, 3}, {18, 4}})
+    want[static_cast<size_t>(at)] = id;
+  CHECK(std::vector<int32_t>(b.tokens.i32().begin(), b.tokens.i32().end()) == want);
   CHECK(b.labels.typeStr() == "i32[3]");
   CHECK(std::vector<int32_t>(b.labels.i32().begin(), b.labels.i32().end()) == std::vector<int32_t>{2, 0, 1});
 
   b = makeBatch(data, order, 3, 4);
-  CHECK(b.tokens.typeStr() == "i32[1,4]");
+  CHECK(b.tokens.typeStr() == "i32[1,8]");
   CHECK(b.labels.i32()[0] == 1);
 
-  b = makeBatch(data, order, 1, 2);
-  CHECK(b.tokens.typeStr() == "i32[1,1]");
-  CHECK(b.tokens.i32()[0] == 5);
+  b = makeBatch(data, order, 4, 5); // 70 tokens: the next multiple of 16
+  CHECK(b.tokens.typeStr() == "i32[1,80]");
+  CHECK(b.tokens.i32()[69] == 6);
+  CHECK(b.tokens.i32()[70] == 0);
+}
+
+TEST_CASE("data: bucket lengths") {
+  // Multiples of 8 up to 64, of 16 up to 128, of 32 up to 256, of 64 beyond:
+  // 16 lengths cover 1..256.
+  CHECK(bucketLength(0) == 8);
+  CHECK(bucketLength(1) == 8);
+  CHECK(bucketLength(8) == 8);
+  CHECK(bucketLength(9) == 16);
+  CHECK(bucketLength(64) == 64);
+  CHECK(bucketLength(65) == 80);
+  CHECK(bucketLength(128) == 128);
+  CHECK(bucketLength(129) == 160);
+  CHECK(bucketLength(256) == 256);
+  CHECK(bucketLength(257) == 320);
+  std::set<size_t> lengths;
+  for (size_t n = 1; n <= 256; ++n) {
+    size_t b = bucketLength(n);
+    CHECK(b >= n);
+    lengths.insert(b);
+  }
+  CHECK(lengths.size() == 16);
 }
