@@ -20,7 +20,7 @@ What it mirrors, step by step (kiln's defaults; the file that does it):
               (Vocabulary::encode)
   batches     epochOrder(n, seed, epoch) for each epoch (epochs counted from
               0), the last batch of an epoch partial, each batch padded with
-              0 to its longest text, at least 5 tokens for textcnn (its
+              0 to the bucket of its longest text (bucketLength), at least 5 tokens for textcnn (its
               widest kernel; kiln's minimumLength) (makeBatch)
   optimizer   torch.optim.Adam(lr), betas (0.9, 0.999), eps 1e-8, no weight
               decay, no clipping, constant learning rate: `kiln train`'s
@@ -209,10 +209,17 @@ def encode_records(records, token_lists, vocab, label_ids, max_len):
     return ids, labels
 
 
+def bucket_length(n):
+    """runtime::bucketLength: n rounded up to a multiple of 8 up to 64, of 16
+    up to 128, of 32 up to 256, of 64 beyond."""
+    step = 8 if n <= 64 else 16 if n <= 128 else 32 if n <= 256 else 64
+    return max(step, (n + step - 1) // step * step)
+
+
 def make_batch(ids, labels, order, min_length):
-    """makeBatch: the texts of `order`, padded with 0 to the longest (and to
-    at least min_length)."""
-    longest = max(min_length, max(len(ids[i]) for i in order))
+    """makeBatch: the texts of `order`, padded with 0 to the bucket of the
+    longest (and to at least min_length)."""
+    longest = bucket_length(max(min_length, max(len(ids[i]) for i in order)))
     tokens = torch.zeros(len(order), longest, dtype=torch.long)
     for row, i in enumerate(order):
         tokens[row, :len(ids[i])] = torch.tensor(ids[i])
