@@ -7,9 +7,11 @@
 //===----------------------------------------------------------------------===//
 #include "backends/backend.h"
 
+#include "backends/llvm/compile_cache.h"
 #include "backends/llvm/llvm_backend.h"
 #include "backends/onednn/onednn_backend.h"
 #include "backends/reference/interpreter.h"
+#include "ir/printer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -50,7 +52,9 @@ std::unique_ptr<runtime::Executable> compileReference(const ir::Graph &g, const 
 /// executable, with its plans and arena, is dropped. The runs before
 /// the choice compute the same outputs, so the caller sees one run. An
 /// LLVM compile that fails leaves the oneDNN backend (the reason is
-/// reported with --time-passes).
+/// reported with --time-passes). The choice is measured once per graph and
+/// host and kept in the compile cache, so that runs of one recipe agree
+/// (without the cache, --no-cache, each run measures afresh).
 class AutoExecutable : public runtime::Executable {
 public:
   AutoExecutable(const ir::Graph &g, const runtime::CompileOptions &o)
@@ -88,6 +92,23 @@ private:
   const runtime::Executable &current() const { return chosen_ ? *chosen_ : *onednn_; }
 
   void choose(const runtime::TensorMap &inputs, const runtime::TensorMap &params, runtime::TensorMap &outputs) {
+    // The choice is kept in the compile cache, keyed like its code by the
+    // graph, the host and kiln's sources (and the threads asked for): the
+    // backends round differently, so a choice that followed the timing of
+    // the moment would make two runs of one recipe differ.
+    std::string key = llvm_backend::cacheKey(fmt::format("auto: the backend of\n{}threads {}\n",
+                                                          ir::printGraph(graph_), options_.threads));
+    if (options_.cache) {
+      std::optional<std::string> kept = llvm_backend::loadCached(key);
+      if (kept && (*kept == "llvm" || *kept == "onednn")) {
+        if (options_.report) options_.report(fmt::format("auto: {} for @{} (measured before; kept in the compile cache)", *kept, graph().name()));
+        pick(*kept == "llvm" ? llvm_ : onednn_);
+        return;
+      }
+    }
+    auto keep = [&](const char *name) {
+      if (options_.cache) llvm_backend::storeCached(key, name);
+    };
     using Clock = std::chrono::steady_clock;
     // A user error (an id out of range) is reported by the first backend,
     // as without auto; an LLVM failure only takes llvm out of the choice.
@@ -97,7 +118,7 @@ private:
     } catch (const std::exception &e) {
       if (options_.report) options_.report(fmt::format("auto: onednn for @{} (llvm failed: {})", graph().name(), e.what()));
       pick(onednn_);
-      return;
+      return; // not kept: a later kiln may compile it
     }
     std::vector<double> times[2];
     runtime::Executable *backends[2] = {onednn_.get(), llvm_.get()};
@@ -119,6 +140,7 @@ private:
                                   "onednn {:.3f} ms)",
                                   llvmWins ? "llvm" : "onednn", graph().name(), kTrials, llvmMs, compileMs,
                                   kRunsPerPlan, onednnMs));
+    keep(llvmWins ? "llvm" : "onednn");
     pick(llvmWins ? llvm_ : onednn_);
   }
 
