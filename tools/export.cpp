@@ -149,23 +149,7 @@ std::string runtimeArchive() {
 }
 
 ir::SymbolBindings bindingsOf(const ExportArgs &o, const ir::Graph &g, const runtime::Checkpoint &ckpt) {
-  ir::SymbolBindings b;
-  if (o.bind) {
-    size_t pos = 0;
-    const std::string &text = *o.bind;
-    while (pos <= text.size()) {
-      size_t comma = text.find(',', pos);
-      std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-      auto eq = item.find('=');
-      char *end = nullptr;
-      long long v = eq == std::string::npos ? -1 : std::strtoll(item.c_str() + eq + 1, &end, 10);
-      if (eq == std::string::npos || eq == 0 || v < 1 || *end != '\0' || end == item.c_str() + eq + 1)
-        throw UsageError(fmt::format("--bind needs SYMBOL=N[,SYMBOL=N...] with N >= 1, got '{}'", text));
-      b[item.substr(0, eq)] = v;
-      if (comma == std::string::npos) break;
-      pos = comma + 1;
-    }
-  }
+  ir::SymbolBindings b = o.bind ? parseBindList(*o.bind, 1, " with N >= 1") : ir::SymbolBindings{};
   for (const std::string &sym : g.inputSymbols()) {
     if (b.count(sym)) continue;
     if (sym == "B") b[sym] = runtime::configInteger(ckpt.config, "batch", "the checkpoint");

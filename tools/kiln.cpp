@@ -143,22 +143,7 @@ std::string moduleStats(const ir::Module &m) {
 /// Symbol values for --emit=memory, llvm, asm and obj: --bind B=64,T=128;
 /// B and T default to the benchmark shape 64 and 128.
 ir::SymbolBindings parseBindings(const std::optional<std::string> &text, const ir::Graph &g, const std::string &emit) {
-  ir::SymbolBindings b;
-  if (text) {
-    size_t pos = 0;
-    while (pos <= text->size()) {
-      size_t comma = text->find(',', pos);
-      std::string item = text->substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-      auto eq = item.find('=');
-      char *end = nullptr;
-      long long v = eq == std::string::npos ? -1 : std::strtoll(item.c_str() + eq + 1, &end, 10);
-      if (eq == std::string::npos || eq == 0 || v < 0 || *end != '\0' || end == item.c_str() + eq + 1)
-        throw UsageError(fmt::format("--bind needs SYMBOL=N[,SYMBOL=N...], got '{}'", *text));
-      b[item.substr(0, eq)] = v;
-      if (comma == std::string::npos) break;
-      pos = comma + 1;
-    }
-  }
+  ir::SymbolBindings b = text ? tools::parseBindList(*text, 0) : ir::SymbolBindings{};
   for (const std::string &sym : g.inputSymbols()) {
     if (b.count(sym)) continue;
     if (sym == "B") b[sym] = 64;

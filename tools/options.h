@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -221,6 +222,27 @@ inline std::unique_ptr<runtime::Executable> compileGraph(const ir::Graph &g, con
                                g.name()),
                    seconds}}));
   return exe;
+}
+
+/// The symbol sizes of a --bind SYMBOL=N[,SYMBOL=N...]; UsageError (with
+/// `what` saying what N must be, if anything) for a malformed list or an N
+/// below `least`.
+inline ir::SymbolBindings parseBindList(const std::string &text, int64_t least, const char *what = "") {
+  ir::SymbolBindings b;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    auto eq = item.find('=');
+    char *end = nullptr;
+    long long v = eq == std::string::npos ? -1 : std::strtoll(item.c_str() + eq + 1, &end, 10);
+    if (eq == std::string::npos || eq == 0 || v < least || *end != '\0' || end == item.c_str() + eq + 1)
+      throw cli::UsageError(fmt::format("--bind needs SYMBOL=N[,SYMBOL=N...]{}, got '{}'", what, text));
+    b[item.substr(0, eq)] = v;
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return b;
 }
 
 /// --param NAME=VAL, repeatable.
