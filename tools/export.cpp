@@ -71,6 +71,7 @@ struct ExportArgs {
   std::optional<std::string> bind;
   std::string prefix = "model";
   std::string out;
+  bool force = false;
   PassOptions passes;
 };
 
@@ -84,6 +85,7 @@ void declare(cli::Command &cmd, ExportArgs &o) {
       .defaultText("the checkpoint's batch and max_len");
   cmd.option("--prefix", o.prefix, "NAME", "the C API's prefix, the header's and the libraries' name");
   cmd.option("-o,--out", o.out, "DIR", "the directory to write NAME.h, libNAME.a and libNAME.so into").required();
+  cmd.flag("--force", o.force, "replace NAME.h, libNAME.a and libNAME.so in DIR even when they are not kiln's export");
   declarePassOptions(cmd, o.passes);
 }
 
@@ -306,6 +308,25 @@ void writeBytes(const fs::path &path, const std::string &bytes) {
   if (!out.flush()) throw Error(fmt::format("cannot write {}", path.string()));
 }
 
+/// Existing files of the names export writes are replaced only when they
+/// are an earlier export's (NAME.h starts with the header's first line), or
+/// with --force: DIR may be a directory of the user's own files.
+void checkOutputs(const fs::path &dir, const std::string &name, bool force) {
+  std::error_code ec;
+  std::vector<fs::path> present;
+  for (const std::string &file : {name + ".h", "lib" + name + ".a", "lib" + name + ".so"})
+    if (fs::exists(dir / file, ec)) present.push_back(dir / file);
+  if (present.empty() || force) return;
+  std::ifstream in(dir / (name + ".h"));
+  std::string first;
+  std::getline(in, first);
+  if (first.rfind(fmt::format("/* {}.h - the model ", name), 0) == 0 && first.find("exported by kiln export") != std::string::npos)
+    return;
+  throw Error(fmt::format("{} exists and is not a library that kiln export wrote; pass --force to replace it, or "
+                          "choose another -o or --prefix",
+                          present.front().string()));
+}
+
 /// A directory that is removed with everything in it when this goes out of scope.
 struct TempDir {
   fs::path path;
@@ -338,6 +359,7 @@ int cmdExport(int argc, char **argv) {
   std::string cc = tool({"cc", "gcc", "clang"}, "gcc"), cxx = tool({"c++", "g++", "clang++"}, "g++");
   std::string ld = tool({"ld"}, "binutils"), ar = tool({"ar"}, "binutils");
   std::string archive = runtimeArchive();
+  checkOutputs(o.out, o.prefix, o.force);
 
   LoadedModel m = loadTrained(o.trained);
   bool train = o.graph == "train";
