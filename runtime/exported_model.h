@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The glue that tools/export.cpp generates repeats these declarations in C
+// (it is compiled where kiln's headers are not); change both together.
 extern "C" {
 typedef void (*kiln_x_entry)(void *const *values, void *unused);
 

@@ -1,5 +1,5 @@
 """The backends a parity test runs on: every backend `kiln run --backend`
-offers, except `auto` (an alias of one of them), read from kiln's own help so
+offers, except `auto` (which runs one of them), read from kiln's own help so
 that a backend added to the registry is tested without editing the tests."""
 import re
 import subprocess
