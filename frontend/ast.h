@@ -53,6 +53,9 @@ struct TypeExpr {
 struct Binding {
   std::string name;
   std::optional<TypeExpr> type;
+  /// A model input the data pipeline computes from another input:
+  /// `pairs: i32[B, T] = ngrams(tokens, n=2, buckets=100000)`.
+  ExprPtr derivedFrom;
   SourceLoc loc;
 };
 

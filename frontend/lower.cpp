@@ -443,6 +443,39 @@ private:
     return type;
   }
 
+  /// The attributes of an input the data pipeline computes (runtime/data.h
+  /// InputRecipe): `pairs: i32[B, T] = ngrams(tokens, n=2, buckets=N)` is
+  /// {derived = "ngrams", from = "tokens", n = 2, buckets = N}: at position
+  /// t, the hashed id of the n tokens ending at t (0 where fewer than n
+  /// tokens end there, and in padding), so it has the tokens' type.
+  ir::Attrs derivedInput(const ir::Graph &g, const Binding &p, const std::map<std::string, Val> &vars, Instance *root) {
+    const Expr &e = *p.derivedFrom;
+    if (e.kind != Expr::Kind::Call || e.name != "ngrams")
+      throw Error(fmt::format("input '{}' can only be derived as ngrams(tokens, n=N, buckets=M)", p.name), e.loc);
+    auto a = bindArgs(e, {{"tokens", true}, {"n", true}, {"buckets", true}}, "ngrams");
+    const Expr &source = *a[0]->value;
+    if (source.kind != Expr::Kind::Name || !vars.count(source.name))
+      throw Error("the first argument of ngrams must name an earlier input of the fn", source.loc);
+    ir::ValueId from = vars.at(source.name).id;
+    if (from != g.inputs().front())
+      throw Error(fmt::format("ngrams must be taken of the token ids, the fn's first input '{}'",
+                              g.value(g.inputs().front()).name),
+                  source.loc);
+    int64_t n = evalSize(*a[1]->value, root, "n");
+    if (n < 2 || n > 8) throw Error(fmt::format("n must be between 2 and 8 (n-grams of n tokens), got {}", n), a[1]->value->loc);
+    int64_t buckets = evalSize(*a[2]->value, root, "buckets");
+    if (buckets < 2 || buckets > (int64_t(1) << 31) - 1)
+      throw Error(fmt::format("buckets must be between 2 and 2^31-1 (ids 1..buckets-1 and 0 for padding), got {}",
+                              buckets),
+                  a[2]->value->loc);
+    const ir::TensorType &want = g.type(from), &got = g.type(g.inputs().back());
+    if (!(want == got))
+      throw Error(fmt::format("input '{}' is {}; n-grams of '{}' are {}, the type of the token ids", p.name,
+                              got.str(), source.name, want.str()),
+                  p.loc);
+    return {{"derived", std::string("ngrams")}, {"from", source.name}, {"n", n}, {"buckets", buckets}};
+  }
+
   void lowerGraph(ir::Module &module, Instance &root, const Function &f) {
     ir::Graph &g = module.addGraph(f.name);
     Builder b(g);
@@ -460,6 +493,7 @@ private:
       if (scope.vars.count(p.name)) throw Error(fmt::format("input '{}' is declared twice", p.name), p.loc);
       b.setLoc(p.loc);
       ValueId v = b.input(p.name, evalType(*p.type, &root, true));
+      if (p.derivedFrom) g.value(v).attrs = derivedInput(g, p, scope.vars, &root);
       usedNames_.insert(p.name);
       scope.vars[p.name] = Val::tensor(v);
     }

@@ -93,7 +93,7 @@ private:
 
   Binding parseBinding(const char *what) {
     Token name = expectIdent(what);
-    Binding b{name.text, std::nullopt, name.loc};
+    Binding b{name.text, std::nullopt, nullptr, name.loc};
     if (isPunct(":")) {
       take();
       b.type = parseType();
@@ -119,7 +119,7 @@ private:
     while (!isPunct("}")) {
       if (peek().kind == TokKind::End) fail(fmt::format("expected '}}' to close {} '{}'", kw.text, m.name));
       if (isKeyword("fn")) {
-        m.functions.push_back(parseFunction());
+        m.functions.push_back(parseFunction(m.isModel));
         continue;
       }
       Token name = expectIdent("a layer declaration such as 'fc1 = Linear(128, 256)' or 'fn'");
@@ -134,7 +134,9 @@ private:
     return m;
   }
 
-  Function parseFunction() {
+  /// `modelFn`: a function of the model, whose inputs the data pipeline
+  /// fills, so that an input may be derived from another (`= ngrams(...)`).
+  Function parseFunction(bool modelFn = false) {
     Function f;
     f.loc = take().loc;
     f.name = expectIdent("a function name").text;
@@ -142,6 +144,13 @@ private:
     while (!isPunct(")")) {
       if (!f.params.empty()) expectPunct(",", "between parameters");
       f.params.push_back(parseBinding("a parameter name"));
+      if (isPunct("=")) { // an input the data pipeline derives (checked in lowering)
+        if (!modelFn)
+          fail("only the inputs of a model's fn can be derived from data ('= ngrams(...)'); the arguments of "
+               "this function are passed by its caller");
+        take();
+        f.params.back().derivedFrom = parseExpr();
+      }
     }
     take();
     if (isPunct("->")) {

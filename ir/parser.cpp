@@ -353,7 +353,9 @@ private:
       std::string in = expect(Tok::Local, "an input such as %tokens");
       if (isNumeric(in)) throw Error("inputs must have names, not numbers", loc);
       expectPunct(':');
-      define(names, in, g.addInput(in, parseType()), loc);
+      ValueId v = g.addInput(in, parseType());
+      g.value(v).attrs = parseAttrDict(); // a derived input's recipe (frontend/lower.cpp derivedInput)
+      define(names, in, v, loc);
     }
     bump();
     expectPunct('{');

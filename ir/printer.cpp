@@ -89,7 +89,7 @@ std::string printGraph(const Graph &g) {
   std::string out = "graph @" + g.name() + "(";
   for (size_t i = 0; i < g.inputs().size(); ++i) {
     ValueId v = g.inputs()[i];
-    out += (i ? ", " : "") + names[v] + ": " + g.type(v).str();
+    out += (i ? ", " : "") + names[v] + ": " + g.type(v).str() + printAttrs(g.value(v).attrs);
   }
   out += ") {\n";
   for (ValueId v : g.params()) out += "  param " + names[v] + ": " + g.type(v).str() + printAttrs(g.value(v).attrs) + "\n";

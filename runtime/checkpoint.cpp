@@ -28,6 +28,8 @@ namespace {
 
 constexpr std::string_view kFormat = "kiln-checkpoint-1";
 constexpr std::string_view kOptimizerPrefix = "optimizer.";
+/// A parameter's last-step value when the file's NAME holds the selected epoch's.
+constexpr std::string_view kLastPrefix = "last.";
 
 std::string writeStrings(const std::vector<std::string> &v) {
   json::Array a;
@@ -134,8 +136,9 @@ namespace {
 /// file is the end of a diverged run, and predicting with it prints NaN
 /// probabilities.
 void checkFinite(const std::string &path, const Checkpoint &ckpt, const char *doing) {
-  for (const auto &[name, t] : ckpt.tensors)
-    if (auto at = firstNonFinite(t))
+  for (const auto *tensors : {&ckpt.tensors, &ckpt.selected})
+    for (const auto &[name, t] : *tensors)
+      if (auto at = firstNonFinite(t))
       throw Error(fmt::format("{}: {} a checkpoint whose tensor '{}' holds {} (element {}); a diverged run?", path, doing,
                               name, t.f32()[*at], *at));
 }
@@ -156,6 +159,20 @@ void saveCheckpoint(const std::string &path, const Checkpoint &ckpt) {
   md["epoch"] = std::to_string(ckpt.epoch);
   md["batch"] = std::to_string(ckpt.batch);
   md["step"] = std::to_string(ckpt.step);
+  if (ckpt.selection.bestEpoch > 0) {
+    const Checkpoint::Selection &sel = ckpt.selection;
+    md["selection"] = writeStringMap({{"best_epoch", std::to_string(sel.bestEpoch)},
+                                      {"best_score", fmt::format("{:.17g}", sel.bestScore)},
+                                      {"epochs_since_best", std::to_string(sel.epochsSinceBest)},
+                                      {"lr_scale", fmt::format("{:.17g}", sel.lrScale)},
+                                      {"stopped", sel.stopped ? "1" : "0"}});
+  }
+  for (const auto &[name, t] : ckpt.selected) {
+    auto current = st.tensors.find(name);
+    if (current == st.tensors.end()) throw Error(fmt::format("{}: the selected parameter '{}' is not a parameter", path, name));
+    st.tensors[std::string(kLastPrefix) + name] = std::move(current->second);
+    st.tensors[name] = t;
+  }
   writeSafeTensors(path, st);
 }
 
@@ -190,6 +207,41 @@ Checkpoint loadCheckpoint(const std::string &path) {
   ckpt.batch = md.count("batch");
   ckpt.step = md.count("step");
   ckpt.tensors = std::move(st.tensors);
+  if (st.metadata.count("selection")) {
+    std::map<std::string, std::string> sel = md.stringMap("selection");
+    auto number = [&](const char *key) {
+      auto it = sel.find(key);
+      char *end = nullptr;
+      double v = it == sel.end() ? NAN : std::strtod(it->second.c_str(), &end);
+      if (it == sel.end() || it->second.empty() || *end || !std::isfinite(v) || v < 0)
+        md.fail("selection", fmt::format("needs a non-negative number \"{}\"", key));
+      return v;
+    };
+    ckpt.selection.bestEpoch = static_cast<int64_t>(number("best_epoch"));
+    ckpt.selection.bestScore = number("best_score");
+    ckpt.selection.epochsSinceBest = static_cast<int64_t>(number("epochs_since_best"));
+    ckpt.selection.lrScale = number("lr_scale");
+    ckpt.selection.stopped = number("stopped") != 0;
+  }
+  // `last.NAME` is the last step's NAME, which the run resumes from; NAME
+  // in the file is the selected epoch's.
+  for (auto it = ckpt.tensors.begin(); it != ckpt.tensors.end();) {
+    std::string_view name = it->first;
+    if (!name.starts_with(kLastPrefix)) {
+      ++it;
+      continue;
+    }
+    std::string param(name.substr(kLastPrefix.size()));
+    auto model = ckpt.tensors.find(param);
+    if (model == ckpt.tensors.end() || param.starts_with(kOptimizerPrefix))
+      throw Error(fmt::format("{}: tensor '{}' is the last step's value of '{}', which the checkpoint does not have",
+                              path, it->first, param));
+    if (model->second.shape() != it->second.shape() || model->second.dtype() != it->second.dtype())
+      throw Error(fmt::format("{}: tensor '{}' and '{}' differ in shape or dtype", path, it->first, param));
+    ckpt.selected[param] = std::move(model->second);
+    model->second = std::move(it->second);
+    it = ckpt.tensors.erase(it);
+  }
   checkFinite(path, ckpt, "refusing to load");
   return ckpt;
 }
@@ -200,6 +252,16 @@ const std::string &configString(const Config &config, const std::string &key, co
   if (it == config.end())
     throw Error(fmt::format("{}: the checkpoint's training config has no '{}'", file, key));
   return it->second;
+}
+
+void checkInputRecipe(const InputRecipe &model, const Config &config, const std::string &file) {
+  auto it = config.find("inputs");
+  std::string trained = it == config.end() ? "" : it->second, wanted = model.str();
+  if (trained == wanted) return;
+  auto describe = [](const std::string &r) { return r.empty() ? std::string("only token ids") : r; };
+  throw Error(fmt::format("{}: the model's inputs are {} but the checkpoint was trained with {}: its n-gram ids "
+                          "would not mean what they meant in training",
+                          file, describe(wanted), describe(trained)));
 }
 
 int64_t configInteger(const Config &config, const std::string &key, const std::string &file) {
@@ -226,6 +288,7 @@ std::map<std::string, Tensor> modelTensors(const Checkpoint &ckpt) {
   std::map<std::string, Tensor> out;
   for (const auto &[name, t] : ckpt.tensors)
     if (!std::string_view(name).starts_with(kOptimizerPrefix)) out.emplace(name, t);
+  for (const auto &[name, t] : ckpt.selected) out[name] = t;
   return out;
 }
 

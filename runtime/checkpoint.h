@@ -15,6 +15,7 @@
 #pragma once
 
 #include "ir/graph.h"
+#include "runtime/data.h"
 #include "runtime/tensor.h"
 
 #include <cstdint>
@@ -42,6 +43,21 @@ struct Checkpoint {
   int64_t epoch = 0; ///< epochs completed
   int64_t batch = 0; ///< batches completed within the current epoch
   int64_t step = 0;  ///< optimizer steps completed in total
+
+  /// Model selection on validation data (kiln train --select-by): where it
+  /// stands, so that --resume continues it exactly.
+  struct Selection {
+    int64_t bestEpoch = 0;       ///< 1-based epoch of the best score; 0: none yet
+    double bestScore = 0;        ///< its validation score (kiln train's --select-by metric)
+    int64_t epochsSinceBest = 0; ///< completed epochs after bestEpoch
+    double lrScale = 1;          ///< product of the plateau decays so far
+    bool stopped = false;        ///< early stopping ended the run
+  } selection;
+  /// The parameters of the selected (best) epoch when they are not the
+  /// last step's in `tensors` (from which a run resumes). The file stores
+  /// them under the parameters' own names, so that eval, predict and
+  /// export read the selected model, and the last step's as `last.NAME`.
+  std::map<std::string, Tensor> selected;
 };
 
 /// Writes atomically (temp file, fsync, rename).
@@ -65,8 +81,13 @@ using Config = std::map<std::string, std::string>;
 int64_t configInteger(const Config &config, const std::string &key, const std::string &file);
 double configNumber(const Config &config, const std::string &key, const std::string &file);
 const std::string &configString(const Config &config, const std::string &key, const std::string &file);
+/// kiln::Error unless the model's derived inputs (runtime/data.h) are
+/// those the checkpoint's run encoded its data with (config "inputs";
+/// absent, in checkpoints from before derived inputs, means none).
+void checkInputRecipe(const InputRecipe &model, const Config &config, const std::string &file);
 
-/// Splits tensors into model parameters and optimizer state (`optimizer.` prefix).
+/// The model's parameters: the selected epoch's (Checkpoint::selected)
+/// where there are, else the last step's; no optimizer state (`optimizer.`).
 std::map<std::string, Tensor> modelTensors(const Checkpoint &ckpt);
 
 } // namespace kiln::runtime

@@ -418,25 +418,68 @@ int32_t Vocabulary::id(const std::string &token) const {
 
 std::vector<int32_t> Vocabulary::encode(const std::string &text, size_t maxLen) const {
   std::vector<std::string> tokens = tokenizeText(text);
-  size_t n = maxLen > 0 ? std::min(maxLen, tokens.size()) : tokens.size();
-  if (n == 0) return {1};
-  std::vector<int32_t> ids(n);
-  for (size_t i = 0; i < n; ++i) ids[i] = id(tokens[i]);
+  if (maxLen > 0 && tokens.size() > maxLen) tokens.resize(maxLen);
+  return encodeTokens(tokens);
+}
+
+std::vector<int32_t> Vocabulary::encodeTokens(const std::vector<std::string> &tokens) const {
+  if (tokens.empty()) return {1};
+  std::vector<int32_t> ids(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) ids[i] = id(tokens[i]);
   return ids;
 }
 
+std::string InputRecipe::str() const {
+  std::string out;
+  for (const DerivedInput &d : derived)
+    out += fmt::format("{}{}=ngrams(n={},buckets={},hash=fnv1a64)", out.empty() ? "" : ";", d.name, d.n, d.buckets);
+  return out;
+}
+
+std::vector<int32_t> ngramIds(const std::vector<std::string> &tokens, int64_t n, int64_t buckets) {
+  assert(n >= 1 && buckets >= 2);
+  auto fnv1a = [](const std::string &s) {
+    uint64_t h = 14695981039346656037ull;
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    return h;
+  };
+  std::vector<uint64_t> hashes(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) hashes[i] = fnv1a(tokens[i]);
+  std::vector<int32_t> ids(std::max<size_t>(1, tokens.size()), 0); // an empty text encodes as one <unk>
+  size_t width = static_cast<size_t>(n);
+  for (size_t end = width; end <= tokens.size(); ++end) {
+    uint64_t h = hashes[end - width];
+    for (size_t j = end - width + 1; j < end; ++j) h = h * 116049371ull + hashes[j];
+    ids[end - 1] = static_cast<int32_t>(1 + h % static_cast<uint64_t>(buckets - 1));
+  }
+  return ids;
+}
+
+void appendEncoded(EncodedData &data, const std::string &text, int32_t label, const Vocabulary &vocab, size_t maxLen,
+                   const InputRecipe &recipe) {
+  std::vector<std::string> tokens = tokenizeText(text);
+  if (maxLen > 0 && tokens.size() > maxLen) tokens.resize(maxLen);
+  data.ids.push_back(vocab.encodeTokens(tokens));
+  data.labels.push_back(label);
+  data.derived.resize(recipe.derived.size());
+  for (size_t i = 0; i < recipe.derived.size(); ++i)
+    data.derived[i].push_back(ngramIds(tokens, recipe.derived[i].n, recipe.derived[i].buckets));
+}
+
 EncodedData encodeExamples(const std::vector<RawExample> &examples, const Vocabulary &vocab, const LabelSet &labels,
-                           size_t maxLen) {
+                           size_t maxLen, const InputRecipe &recipe) {
   // LabelSet::index is a linear search; a map keeps large label sets fast.
   std::unordered_map<std::string, int32_t> labelIds;
   for (size_t i = 0; i < labels.size(); ++i) labelIds.emplace(labels.names()[i], static_cast<int32_t>(i));
   EncodedData out;
   out.ids.reserve(examples.size());
   out.labels.reserve(examples.size());
+  out.derived.resize(recipe.derived.size());
+  for (auto &d : out.derived) d.reserve(examples.size());
   for (const RawExample &e : examples) {
     auto it = labelIds.find(e.label);
-    out.labels.push_back(it != labelIds.end() ? it->second : labels.index(e.label)); // index() throws
-    out.ids.push_back(vocab.encode(e.text, maxLen));
+    appendEncoded(out, e.text, it != labelIds.end() ? it->second : labels.index(e.label), vocab, maxLen,
+                  recipe); // index() throws
   }
   return out;
 }
@@ -497,7 +540,23 @@ Batch makeBatch(const EncodedData &data, const std::vector<size_t> &order, size_
     std::copy(ids.begin(), ids.end(), tokens.begin() + static_cast<ptrdiff_t>(r * longest)); // rest stays 0
     labels[r] = data.labels[order[begin + r]];
   }
+  for (const auto &perExample : data.derived) {
+    Tensor t(ir::DType::I32, {static_cast<int64_t>(rows), static_cast<int64_t>(longest)});
+    auto out = t.i32();
+    for (size_t r = 0; r < rows; ++r) {
+      const std::vector<int32_t> &ids = perExample[order[begin + r]];
+      std::copy(ids.begin(), ids.end(), out.begin() + static_cast<ptrdiff_t>(r * longest));
+    }
+    b.derived.push_back(std::move(t));
+  }
   return b;
+}
+
+std::map<std::string, Tensor> batchInputs(const Batch &batch, const InputRecipe &recipe) {
+  assert(batch.derived.size() == recipe.derived.size());
+  std::map<std::string, Tensor> inputs = {{recipe.tokens, batch.tokens}};
+  for (size_t i = 0; i < recipe.derived.size(); ++i) inputs.emplace(recipe.derived[i].name, batch.derived[i]);
+  return inputs;
 }
 
 } // namespace kiln::runtime

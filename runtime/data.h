@@ -76,20 +76,65 @@ public:
   /// tokens when maxLen > 0. A text without tokens becomes {<unk>} so that
   /// every example has at least one unmasked position.
   std::vector<int32_t> encode(const std::string &text, size_t maxLen = 0) const;
+  /// The ids of already tokenized (and cut) text, {<unk>} for none.
+  std::vector<int32_t> encodeTokens(const std::vector<std::string> &tokens) const;
 
 private:
   std::vector<std::string> tokens_;
   std::map<std::string, int32_t> ids_;
 };
 
+/// An input of the model that the data pipeline computes from a text's
+/// tokens, as the model declares it (docs/DSL.md, "Derived inputs"):
+/// `pairs: i32[B, T] = ngrams(tokens, n=2, buckets=N)`. Position t holds
+/// the hashed id (1..buckets-1) of the n tokens ending at t, and 0 where
+/// fewer than n tokens end there and in padding.
+struct DerivedInput {
+  std::string name;
+  int64_t n = 2;
+  int64_t buckets = 2;
+};
+
+/// Which inputs of a model the pipeline fills and how: the first input
+/// takes the token ids, each derived input its n-grams.
+struct InputRecipe {
+  std::string tokens = "tokens";
+  std::vector<DerivedInput> derived;
+  /// `pairs=ngrams(n=2,buckets=100000,hash=fnv1a64)` per derived input,
+  /// separated by ';': what a checkpoint records (config "inputs"), so that
+  /// a model compiled later against it must hash the same way.
+  std::string str() const;
+};
+
+/// The recipe of graph g's inputs (from the attributes the frontend puts
+/// on derived inputs); kiln::Error for an input that is neither the
+/// token ids nor derived. Defined with the other code that needs a graph
+/// (runtime/trainer.cpp).
+InputRecipe inputRecipe(const ir::Graph &g);
+
+/// The n-gram ids of a text's tokens for one derived input (see
+/// DerivedInput): each token's 64-bit FNV-1a hash of its UTF-8 bytes,
+/// combined as fastText combines word hashes (h = h * 116049371 + next),
+/// then 1 + h mod (buckets - 1). The token strings are hashed, not their
+/// vocabulary ids, so n-grams of rare words that the vocabulary maps to
+/// <unk> are still told apart.
+std::vector<int32_t> ngramIds(const std::vector<std::string> &tokens, int64_t n, int64_t buckets);
+
 /// Encoded examples ready for batching.
 struct EncodedData {
   std::vector<std::vector<int32_t>> ids;
   std::vector<int32_t> labels;
+  /// Per InputRecipe::derived entry, per example: its ids (as long as the
+  /// example's token ids).
+  std::vector<std::vector<std::vector<int32_t>>> derived;
 };
 
 EncodedData encodeExamples(const std::vector<RawExample> &examples, const Vocabulary &vocab, const LabelSet &labels,
-                           size_t maxLen);
+                           size_t maxLen, const InputRecipe &recipe = {});
+
+/// Appends one text (label `label`) to data, encoded as encodeExamples does.
+void appendEncoded(EncodedData &data, const std::string &text, int32_t label, const Vocabulary &vocab, size_t maxLen,
+                   const InputRecipe &recipe);
 
 /// Splits off a validation part: a seeded shuffle (none without
 /// `shuffle`: the file's order), then the last round(fraction * n)
@@ -100,7 +145,11 @@ void splitExamples(const std::vector<RawExample> &all, double validFraction, uin
 struct Batch {
   Tensor tokens; ///< i32[B,T], padded with 0 to the longest example of the batch
   Tensor labels; ///< i32[B]
+  std::vector<Tensor> derived; ///< per EncodedData::derived entry, i32[B,T] padded with 0
 };
+
+/// The model's inputs for a batch: the token ids and each derived input, by name.
+std::map<std::string, Tensor> batchInputs(const Batch &batch, const InputRecipe &recipe);
 
 /// The order in which examples are visited in `epoch`: a permutation seeded
 /// by (seed, epoch), or 0..n-1 when shuffle is false. Independent of any

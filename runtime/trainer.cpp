@@ -93,6 +93,36 @@ size_t minimumLength(const ir::Graph &g) {
   return it == least.end() ? 1 : std::max<size_t>(1, static_cast<size_t>(it->second));
 }
 
+InputRecipe inputRecipe(const ir::Graph &g) {
+  if (g.inputs().empty())
+    throw Error(fmt::format("fn {} has no inputs; the data pipeline gives it the token ids (tokens: i32[B, T])", g.name()));
+  InputRecipe recipe;
+  recipe.tokens = g.value(g.inputs().front()).name;
+  for (size_t i = 1; i < g.inputs().size(); ++i) {
+    const ir::ValueInfo &in = g.value(g.inputs()[i]);
+    auto attr = [&](const char *key) -> const ir::Attr * {
+      auto it = in.attrs.find(key);
+      return it == in.attrs.end() ? nullptr : &it->second;
+    };
+    const ir::Attr *kind = attr("derived"), *n = attr("n"), *buckets = attr("buckets");
+    if (!kind)
+      throw Error(fmt::format("input '{}' of fn {} is neither the token ids (its first input, '{}') nor derived from "
+                              "them (`{}: i32[B, T] = ngrams({}, n=2, buckets=100000)`): the data pipeline has "
+                              "nothing to give it",
+                              in.name, g.name(), recipe.tokens, in.name, recipe.tokens));
+    auto *kindName = std::get_if<std::string>(kind);
+    auto *nValue = n ? std::get_if<int64_t>(n) : nullptr;
+    auto *bucketCount = buckets ? std::get_if<int64_t>(buckets) : nullptr;
+    if (!kindName || *kindName != "ngrams" || !nValue || !bucketCount || *nValue < 1 || *bucketCount < 2 ||
+        *bucketCount > INT32_MAX)
+      throw Error(fmt::format("input '{}' of fn {} has a derived-input recipe kiln does not know ({}); expected "
+                              "{{derived = \"ngrams\", from = \"{}\", n = N, buckets = M}}",
+                              in.name, g.name(), ir::printAttrs(in.attrs), recipe.tokens));
+    recipe.derived.push_back({in.name, *nValue, *bucketCount});
+  }
+  return recipe;
+}
+
 double scheduledLr(const TrainConfig &config, int64_t step, int64_t totalSteps) {
   if (config.schedule == "constant") return config.lr;
   if (config.schedule != "linear") throw Error(fmt::format("unknown schedule '{}' (expected constant or linear)", config.schedule));
@@ -103,9 +133,20 @@ double scheduledLr(const TrainConfig &config, int64_t step, int64_t totalSteps) 
   return config.lr * std::max(0.0, remaining);
 }
 
+double selectionScore(const std::string &selectBy, const EvalResult &valid) {
+  if (selectBy == "loss") return valid.meanLoss;
+  if (selectBy == "accuracy") return valid.confusion.accuracy();
+  if (selectBy == "macro-f1") return valid.confusion.macroF1();
+  throw Error(fmt::format("unknown model selection '{}' (expected loss, accuracy or macro-f1)", selectBy));
+}
+
+bool scoreImproves(const std::string &selectBy, double score, double best) {
+  return selectBy == "loss" ? score < best : score > best; // ties keep the earlier epoch
+}
+
 EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedData &data, int64_t batchSize) {
   const std::string &logitsName = forward.graph().outputs().front().name;
-  const std::string &tokensName = forward.graph().value(forward.graph().inputs().front()).name;
+  const InputRecipe recipe = inputRecipe(forward.graph());
   EvalResult r;
   if (batchSize <= 0) throw Error(fmt::format("the evaluation batch size must be positive, got {}", batchSize));
   std::vector<size_t> order = epochOrder(data.ids.size(), 0, 0, false);
@@ -116,7 +157,7 @@ EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedD
   for (size_t begin = 0; begin < order.size(); begin += step) {
     size_t end = std::min(order.size(), begin + step);
     Batch batch = makeBatch(data, order, begin, end, minimumLength(forward.graph()));
-    TensorMap out = forward.run({{tokensName, batch.tokens}}, params);
+    TensorMap out = forward.run(batchInputs(batch, recipe), params);
     const Tensor &logits = out.at(logitsName);
     if (!sized) {
       r.confusion = ConfusionMatrix(static_cast<size_t>(logits.shape()[1]));
@@ -138,7 +179,9 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   if (config.batchSize <= 0) throw Error(fmt::format("the batch size must be positive, got {}", config.batchSize));
   if (config.epochs < 0) throw Error(fmt::format("the number of epochs must not be negative, got {}", config.epochs));
   const ir::Graph &g = trainStep.graph();
-  const std::string tokensName = g.value(g.inputs().front()).name;
+  const InputRecipe recipe = inputRecipe(forward.graph());
+  if (trainData.derived.size() != recipe.derived.size())
+    throw Error("the training data was encoded for other model inputs than the model's"); // a caller's bug
   int64_t n = static_cast<int64_t>(trainData.ids.size());
   // A batch larger than the data is the whole data: one step per epoch, as
   // a PyTorch DataLoader does (and the arithmetic below cannot overflow).
@@ -148,6 +191,24 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   if (__builtin_mul_overflow(batchesPerEpoch, config.epochs, &totalSteps))
     throw Error(fmt::format("{} epochs of {} batches are more steps than kiln can count", config.epochs, batchesPerEpoch));
   bool tty = isatty(fileno(out));
+  const bool selecting = !config.selectBy.empty();
+  Checkpoint::Selection &selection = ckpt.selection;
+  if (selecting) {
+    selectionScore(config.selectBy, EvalResult{}); // checks the name
+    if (!validData || validData->ids.empty())
+      throw Error(fmt::format("selecting the best epoch by validation {} needs validation data (--valid-split above 0, "
+                              "or --valid)",
+                              config.selectBy));
+    if (config.plateauDecay <= 0 || config.plateauDecay > 1)
+      throw Error(fmt::format("the plateau decay must be in (0, 1], got {}", config.plateauDecay));
+    if (config.plateauPatience < 1)
+      throw Error(fmt::format("the plateau patience must be at least 1, got {}", config.plateauPatience));
+  }
+  if (selection.stopped)
+    throw Error(fmt::format("the run stopped early after epoch {} (no better validation {} in {} epochs); its model "
+                            "is epoch {}'s, and it cannot be continued",
+                            ckpt.epoch, config.selectBy.empty() ? "score" : config.selectBy, selection.epochsSinceBest,
+                            selection.bestEpoch));
 
   std::FILE *lossLog = nullptr;
   if (!config.lossLog.empty()) {
@@ -192,11 +253,15 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         size_t end = std::min(order.size(), begin + static_cast<size_t>(batchSize));
         Batch batch = makeBatch(trainData, order, begin, end, minimumLength(trainStep.graph()));
         int64_t step = ckpt.step + 1;
-        double lr = scheduledLr(config, step, totalSteps);
-        TensorMap stepInputs = {{tokensName, batch.tokens},
-                                {"labels", batch.labels},
-                                {"lr", scalar(static_cast<float>(lr))},
-                                {"step", scalar(static_cast<float>(step))}};
+        double lr = scheduledLr(config, step, totalSteps) * selection.lrScale;
+        // The best epoch's parameters are copied once, before the first
+        // step that moves away from them.
+        if (selecting && selection.bestEpoch > 0 && ckpt.selected.empty())
+          for (const auto &[name, t] : modelTensors(ckpt)) ckpt.selected.emplace(name, t);
+        TensorMap stepInputs = batchInputs(batch, recipe);
+        stepInputs.emplace("labels", batch.labels);
+        stepInputs.emplace("lr", scalar(static_cast<float>(lr)));
+        stepInputs.emplace("step", scalar(static_cast<float>(step)));
         // The outputs that update the store come back in last step's
         // tensors (see the swap below): the backend writes the new values
         // there, with no copy and no allocation.
@@ -295,9 +360,33 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
                                                     : "the last good checkpoint " + lastSaved + " is kept"));
         summary += fmt::format(" | valid loss {:.4f} acc {:.4f} macro-F1 {:.4f}", v.meanLoss, v.confusion.accuracy(),
                                v.confusion.macroF1());
+        if (selecting) {
+          double score = selectionScore(config.selectBy, v);
+          if (selection.bestEpoch == 0 || scoreImproves(config.selectBy, score, selection.bestScore)) {
+            selection.bestEpoch = ckpt.epoch + 1;
+            selection.bestScore = score;
+            selection.epochsSinceBest = 0;
+            ckpt.selected.clear(); // the last step's parameters are the best
+            summary += " | best";
+          } else {
+            ++selection.epochsSinceBest;
+            if (config.plateauDecay != 1 && selection.epochsSinceBest % config.plateauPatience == 0) {
+              selection.lrScale *= config.plateauDecay;
+              summary += fmt::format(" | lr x{:.4g}", selection.lrScale);
+            }
+          }
+        }
       }
       fmt::print(out, "{} | {:.1f} s\n", summary, seconds);
       std::fflush(out);
+      if (selecting && config.patience > 0 && selection.epochsSinceBest >= config.patience &&
+          ckpt.epoch + 1 < config.epochs) {
+        selection.stopped = true;
+        fmt::print(out, "stopping early: no better validation {} in {} epoch{}\n", config.selectBy, config.patience,
+                   config.patience == 1 ? "" : "s");
+        ++ckpt.epoch; // the checkpoint records the epoch as done
+        break;
+      }
       bool stopHere = config.maxSteps > 0 && ckpt.step >= config.maxSteps;
       if (ckpt.epoch + 1 < config.epochs) {
         ++ckpt.epoch; // the checkpoint records the epoch as done
@@ -312,6 +401,9 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
       }
     }
     ckpt.batch = 0;
+    if (selecting && selection.bestEpoch > 0)
+      fmt::print(out, "model: epoch {} of {} (validation {} {:.4f})\n", selection.bestEpoch, ckpt.epoch,
+                 config.selectBy, selection.bestScore);
     save("final");
   } catch (...) {
     restore();

@@ -40,6 +40,15 @@ struct TrainConfig {
   std::string checkpointPath; ///< empty: no checkpoints
   std::string lossLog;        ///< if set, `step loss` per line is appended here
   int64_t evalBatchSize = 256;
+  /// Model selection on the validation data, after every epoch: "" (none:
+  /// the model is the last step's), "loss" (lowest validation loss),
+  /// "accuracy" or "macro-f1" (highest; ties keep the earlier epoch). The
+  /// checkpoint's model is then the best epoch's (Checkpoint::selected),
+  /// and these apply:
+  std::string selectBy;
+  int64_t patience = 0;       ///< stop after this many epochs without a better score (0: never)
+  double plateauDecay = 1;    ///< multiply the learning rate by this after each
+  int64_t plateauPatience = 1; ///< ... this many epochs without a better score (decay 1: off)
   /// Runs the training step on these inputs and store keeping every value
   /// (the driver uses the reference interpreter) and returns the first node
   /// whose result holds NaN or infinity, or -1. Called only once a step
@@ -54,8 +63,13 @@ struct EvalResult {
   int64_t examples = 0;
 };
 
-/// Learning rate of 1-based `step` out of `totalSteps`.
+/// Learning rate of 1-based `step` out of `totalSteps` (before any plateau decay).
 double scheduledLr(const TrainConfig &config, int64_t step, int64_t totalSteps);
+
+/// The --select-by score of a validation result (lower is better for
+/// "loss", higher for the others); kiln::Error for an unknown name.
+double selectionScore(const std::string &selectBy, const EvalResult &valid);
+bool scoreImproves(const std::string &selectBy, double score, double best);
 
 /// Runs the forward graph (first output = logits f32[B,C]) over data.
 EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedData &data, int64_t batchSize);

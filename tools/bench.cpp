@@ -21,6 +21,7 @@
 #include "ir/verifier.h"
 #include "passes/flops.h"
 #include "passes/training.h"
+#include "runtime/data.h"
 #include "runtime/init.h"
 #include "runtime/json.h"
 #include "tools/cli.h"
@@ -126,6 +127,25 @@ runtime::Tensor randomTokens(int64_t batch, int64_t seq, int64_t vocab, bool pad
     for (int64_t c = 0; c < seq; ++c) ids[r * seq + c] = c < n ? static_cast<int32_t>(id(rng)) : 0;
   }
   return t;
+}
+
+/// The token ids and, for each input the model derives from them, random
+/// n-gram ids where a full n-gram ends (0 elsewhere, as the pipeline makes them).
+runtime::TensorMap withDerivedInputs(const runtime::InputRecipe &recipe, const runtime::Tensor &tokens,
+                                     std::mt19937 &rng) {
+  runtime::TensorMap inputs = {{recipe.tokens, tokens}};
+  int64_t rows = tokens.shape()[0], seq = tokens.shape()[1];
+  for (const runtime::DerivedInput &d : recipe.derived) {
+    std::uniform_int_distribution<int64_t> id(1, d.buckets - 1);
+    runtime::Tensor t(ir::DType::I32, {rows, seq});
+    auto ids = t.i32();
+    auto toks = tokens.i32();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < seq; ++c)
+        ids[r * seq + c] = c + 1 >= d.n && toks[r * seq + c] != 0 ? static_cast<int32_t>(id(rng)) : 0;
+    inputs.emplace(d.name, std::move(t));
+  }
+  return inputs;
 }
 
 /// Bytes of g's parameters (their dims are always constants).
@@ -244,12 +264,14 @@ int cmdBench(int argc, char **argv) {
     if (name == "classes") classes = static_cast<int64_t>(v);
   }
   if (vocab < 3) throw Error(fmt::format("{}: bench needs a param vocab of at least 3 (ids 0 and 1 are <pad> and <unk>)", modelFile));
-  const std::string &tokensName = forward->value(forward->inputs().front()).name;
+  runtime::InputRecipe recipe = runtime::inputRecipe(*forward);
   runtime::CompileOptions copts = o.backend.compileOptions();
 
   // One batch for every backend and step, so all of them do the same work.
   std::mt19937 rng(1);
   runtime::Tensor tokens = randomTokens(batch, seq, vocab, pad, rng), single = randomTokens(1, seq, vocab, pad, rng);
+  runtime::TensorMap batchInputs = withDerivedInputs(recipe, tokens, rng),
+                     singleInputs = withDerivedInputs(recipe, single, rng);
   runtime::Tensor labels(ir::DType::I32, {batch});
   for (int32_t &l : labels.i32()) l = static_cast<int32_t>(rng() % static_cast<uint32_t>(classes));
   int64_t paramBytes = paramsBytes(*forward), stateBytes = paramsBytes(train) - paramBytes;
@@ -279,11 +301,11 @@ int cmdBench(int argc, char **argv) {
       runtime::TensorMap out;
       timeRuns(t, warmup, repeat, [&] {
         ++step;
-        exe->runInto({{tokensName, tokens},
-                      {"labels", labels},
-                      {"lr", runtime::Tensor::fromF32({}, {1e-3f})},
-                      {"step", runtime::Tensor::fromF32({}, {static_cast<float>(step)})}},
-                     store, out);
+        runtime::TensorMap stepInputs = batchInputs;
+        stepInputs.emplace("labels", labels);
+        stepInputs.emplace("lr", runtime::Tensor::fromF32({}, {1e-3f}));
+        stepInputs.emplace("step", runtime::Tensor::fromF32({}, {static_cast<float>(step)}));
+        exe->runInto(stepInputs, store, out);
         // The update protocol of the trainer (runtime/trainer.cpp): each
         // output replaces the store entry of the same name (new parameters
         // and optimizer state), and the old tensor takes the output's place,
@@ -310,9 +332,9 @@ int cmdBench(int argc, char **argv) {
         Timing t;
         t.what = b == batch ? "infer" : "infer_b1";
         t.batch = b;
-        const runtime::Tensor &input = b == batch ? tokens : single;
+        const runtime::TensorMap &input = b == batch ? batchInputs : singleInputs;
         // Batch-1 runs are short; more of them steady the median.
-        timeRuns(t, warmup, repeat * (b == batch ? 1 : 5), [&] { exe->run({{tokensName, input}}, modelParams); });
+        timeRuns(t, warmup, repeat * (b == batch ? 1 : 5), [&] { exe->run(input, modelParams); });
         t.flops = passes::graphFlops(*forward, {{"B", b}, {"T", seq}});
         t.paramBytes = paramBytes;
         t.workspaceBytes = exe->workspaceBytes();

@@ -423,20 +423,34 @@ int cmdRun(int argc, char **argv) {
   if (o.inputs) {
     inputs = runtime::readSafeTensors(*o.inputs).tensors;
   } else {
-    if (g->inputs().size() != 1 || g->type(g->inputs()[0]).dtype != ir::DType::I32 || g->type(g->inputs()[0]).rank() != 2)
-      throw Error(fmt::format("--text needs a graph with one input i32[B,T]; @{} has {} inputs", graphName,
-                              g->inputs().size()));
+    if (g->inputs().empty() || g->type(g->inputs()[0]).dtype != ir::DType::I32 || g->type(g->inputs()[0]).rank() != 2)
+      throw Error(fmt::format("--text needs a graph whose first input is token ids i32[B,T]; @{} has {}", graphName,
+                              g->inputs().empty() ? std::string("no inputs") : g->type(g->inputs()[0]).str()));
+    for (ir::ValueId in : g->inputs())
+      if (in != g->inputs()[0] && !g->value(in).attrs.count("derived"))
+        throw Error(fmt::format("--text fills the token ids (@{}'s first input) and the inputs derived from them; "
+                                "its input '{}' is neither (give --inputs FILE)",
+                                graphName, g->value(in).name));
+    runtime::InputRecipe recipe = runtime::inputRecipe(*g);
+    // The vocabulary is the rows of the table that the token ids index.
     int64_t vocab = 2;
-    for (ir::ValueId p : g->params())
-      for (const ir::Node &n : g->nodes())
-        if (n.op == ir::OpKind::Embedding && n.operands[0] == p) vocab = g->type(p).shape[0].value;
+    for (const ir::Node &n : g->nodes())
+      if (n.op == ir::OpKind::Embedding && n.operands[1] == g->inputs()[0] && !g->type(n.operands[0]).shape[0].isSymbolic())
+        vocab = g->type(n.operands[0]).shape[0].value;
     std::vector<std::vector<int32_t>> seqs;
+    std::vector<std::vector<std::vector<int32_t>>> derived(recipe.derived.size());
     for (const std::string &t : o.texts) {
-      auto ids = runtime::hashedIds(runtime::tokenizeText(t), vocab);
+      std::vector<std::string> tokens = runtime::tokenizeText(t);
+      auto ids = runtime::hashedIds(tokens, vocab);
       if (ids.empty()) throw Error(fmt::format("--text '{}' has no words", t));
       seqs.push_back(ids);
+      for (size_t i = 0; i < recipe.derived.size(); ++i)
+        derived[i].push_back(runtime::ngramIds(tokens, recipe.derived[i].n, recipe.derived[i].buckets));
     }
-    inputs[g->value(g->inputs()[0]).name] = runtime::padBatch(seqs, 0, static_cast<int64_t>(runtime::minimumLength(*g)));
+    int64_t minLength = static_cast<int64_t>(runtime::minimumLength(*g));
+    inputs[recipe.tokens] = runtime::padBatch(seqs, 0, minLength);
+    for (size_t i = 0; i < recipe.derived.size(); ++i)
+      inputs[recipe.derived[i].name] = runtime::padBatch(derived[i], 0, minLength); // as long as the tokens
   }
 
   std::map<std::string, runtime::Tensor> given;

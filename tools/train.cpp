@@ -63,6 +63,9 @@ struct TrainArgs {
   OptimizerOptions optimizer;
   std::string schedule = "constant";
   int64_t warmup = 0, seed = 0;
+  std::string selectBy = "none";
+  int64_t patience = 0, plateauPatience = 1;
+  double plateauDecay = 1;
   bool noShuffle = false;
   std::vector<std::string> params;
   // output
@@ -104,6 +107,24 @@ void declare(cli::Command &cmd, TrainArgs &o) {
       .tag(kRecipe);
   cmd.option("--warmup", o.warmup, "N", "warm-up steps for --schedule linear").tag(kRecipe);
   cmd.option("--seed", o.seed, "S", "seed for initialisation, split and shuffling").tag(kRecipe);
+  cmd.section("model selection (on the validation data, after every epoch)");
+  cmd.option("--select-by", o.selectBy, "M", "the checkpoint's model is the epoch with the best validation M")
+      .choices({{"none", "the last step's model"},
+                {"loss", "lowest mean cross-entropy"},
+                {"accuracy", "highest accuracy (ties: the earlier epoch)"},
+                {"macro-f1", "highest macro-F1 (ties: the earlier epoch)"}})
+      .tag(kRecipe);
+  cmd.option("--patience", o.patience, "N", "with --select-by: stop after N epochs without a better score")
+      .defaultText("0: never stop early")
+      .tag(kRecipe);
+  cmd.option("--plateau-decay", o.plateauDecay, "F",
+             "with --select-by: multiply the learning rate by F after every --plateau-patience epochs without a "
+             "better score")
+      .defaultText("1: off")
+      .tag(kRecipe);
+  cmd.option("--plateau-patience", o.plateauPatience, "N", "epochs without a better score per --plateau-decay")
+      .atLeast(1)
+      .tag(kRecipe);
   cmd.flag("--no-shuffle", o.noShuffle,
            "batches in the file's order, every epoch, and --valid-split holds out the file's last examples")
       .tag(kRecipe);
@@ -227,6 +248,8 @@ LoadedModel loadTrained(const TrainedModelArgs &args) {
   ir::verify(m.model.module);
   m.forward = m.model.module.find("forward");
   if (!m.forward) throw Error("the model has no fn forward");
+  m.inputs = runtime::inputRecipe(*m.forward);
+  runtime::checkInputRecipe(m.inputs, m.ckpt.config, args.ckpt);
   runtime::checkClassCount(*m.forward, m.ckpt.labels);
   // Check names, shapes and dtypes of every parameter, reporting all problems.
   runtime::materializeParams(*m.forward, runtime::modelTensors(m.ckpt), 0, /*strict=*/false);
@@ -333,6 +356,10 @@ int cmdTrain(int argc, char **argv) {
         throw UsageError(fmt::format("{} cannot change when resuming; it comes from the checkpoint", r->name()));
     ckpt = runtime::loadCheckpoint(*resume);
     config = ckpt.config;
+    if (ckpt.selection.stopped)
+      throw Error(fmt::format("{} stopped early after epoch {} (no better validation score in {} epochs); its model "
+                              "is epoch {}'s and there is nothing to continue",
+                              *resume, ckpt.epoch, ckpt.selection.epochsSinceBest, ckpt.selection.bestEpoch));
     if (ckpt.modelSource != source)
       throw Error(fmt::format("{} is not the model that {} was trained with", o.model, *resume));
   } else {
@@ -351,6 +378,14 @@ int cmdTrain(int argc, char **argv) {
     config["warmup"] = std::to_string(o.warmup);
     config["seed"] = std::to_string(o.seed);
     config["shuffle"] = o.noShuffle ? "0" : "1";
+    config["select_by"] = o.selectBy;
+    config["patience"] = std::to_string(o.patience);
+    config["plateau_decay"] = fmt::format("{}", o.plateauDecay);
+    config["plateau_patience"] = std::to_string(o.plateauPatience);
+    if (o.selectBy == "none" && (o.patience > 0 || o.plateauDecay != 1))
+      throw UsageError("--patience and --plateau-decay need --select-by (the score they wait on)");
+    if (!(o.plateauDecay > 0 && o.plateauDecay <= 1))
+      throw UsageError(fmt::format("--plateau-decay must be in (0, 1], got {}", o.plateauDecay));
     optimizerConfig(o.optimizer); // validates the combination
   }
   // On --resume the values come from the checkpoint, which may have been edited.
@@ -398,14 +433,18 @@ int cmdTrain(int argc, char **argv) {
     if (has("classes") && !lowerOpts.overrides.count("classes"))
       lowerOpts.overrides["classes"] = std::to_string(labels.size());
   }
-  size_t maxLen = static_cast<size_t>(cfgInt("max_len"));
-  runtime::EncodedData trainData = runtime::encodeExamples(trainEx, vocab, labels, maxLen);
-  runtime::EncodedData validData = runtime::encodeExamples(validEx, vocab, labels, maxLen);
-
-  // Model and training step.
+  // Model, its inputs, the encoded data.
   frontend::LoweredModel model = frontend::compileSource(source, o.model, lowerOpts);
   const ir::Graph *forward = model.module.find("forward");
   if (!forward) throw Error(fmt::format("{}: the model has no fn forward", o.model));
+  runtime::InputRecipe recipe = runtime::inputRecipe(*forward);
+  if (resume) runtime::checkInputRecipe(recipe, ckpt.config, *resume);
+  config["inputs"] = recipe.str();
+  size_t maxLen = static_cast<size_t>(cfgInt("max_len"));
+  runtime::EncodedData trainData = runtime::encodeExamples(trainEx, vocab, labels, maxLen, recipe);
+  runtime::EncodedData validData = runtime::encodeExamples(validEx, vocab, labels, maxLen, recipe);
+
+  // The training step.
   passes::OptimizerConfig opt = optimizerFromConfig(config, configFile, seed);
   ir::Graph trainGraph = passes::buildTrainGraph(*forward, opt);
   ir::verify(trainGraph);
@@ -434,6 +473,13 @@ int cmdTrain(int argc, char **argv) {
   tc.warmupSteps = cfgInt("warmup");
   tc.seed = seed;
   tc.shuffle = shuffle;
+  // Checkpoints from before model selection have none of its keys.
+  if (config.count("select_by") && runtime::configString(config, "select_by", configFile) != "none") {
+    tc.selectBy = runtime::configString(config, "select_by", configFile);
+    tc.patience = cfgInt("patience");
+    tc.plateauDecay = cfgNum("plateau_decay");
+    tc.plateauPatience = cfgInt("plateau_patience");
+  }
   tc.saveEvery = o.saveEvery;
   tc.maxSteps = o.maxSteps;
   tc.checkpointPath = outPath;
@@ -478,7 +524,7 @@ int cmdEval(int argc, char **argv) {
   runtime::Vocabulary vocab(m.ckpt.vocab);
   runtime::LabelSet labels(m.ckpt.labels);
   auto examples = readData(o.data, o.skipBad);
-  auto data = runtime::encodeExamples(examples, vocab, labels, maxLenOf(o.trained, m.ckpt));
+  auto data = runtime::encodeExamples(examples, vocab, labels, maxLenOf(o.trained, m.ckpt), m.inputs);
   auto exe = compileGraph(*m.forward, o.backend, o.passes);
   auto start = std::chrono::steady_clock::now();
   runtime::EvalResult r = runtime::evaluate(*exe, runtime::modelTensors(m.ckpt), data, o.batch);
@@ -486,6 +532,10 @@ int cmdEval(int argc, char **argv) {
   if (!std::isfinite(r.meanLoss))
     throw Error(fmt::format("{}: the model's loss on {} is {}: its logits are not finite (weights that overflow)",
                             o.trained.ckpt, o.data, r.meanLoss));
+  if (m.ckpt.selection.bestEpoch > 0 && !o.trained.model)
+    fmt::print("model: epoch {} of {} (selected by validation {} {:.4f})\n", m.ckpt.selection.bestEpoch,
+               m.ckpt.epoch, runtime::configString(m.ckpt.config, "select_by", o.trained.ckpt),
+               m.ckpt.selection.bestScore);
   fmt::print("{} examples, mean loss {:.4f}, {:.1f} s\n", r.examples, r.meanLoss, seconds);
   fmt::print("{}", r.confusion.report(labels.names()));
   return 0;
@@ -507,7 +557,6 @@ int cmdPredict(int argc, char **argv) {
   size_t maxLen = maxLenOf(o.trained, m.ckpt);
   auto exe = compileGraph(*m.forward, o.backend, o.passes);
   runtime::TensorMap params = runtime::modelTensors(m.ckpt);
-  const std::string &tokensName = m.forward->value(m.forward->inputs().front()).name;
   const std::string &logitsName = m.forward->outputs().front().name;
 
   // Each text is answered (and flushed) before the next is read, so that
@@ -520,12 +569,12 @@ int cmdPredict(int argc, char **argv) {
       ++bad;
       return;
     }
+    runtime::EncodedData one;
+    runtime::appendEncoded(one, text, 0, vocab, maxLen, m.inputs);
     // Padded as training pads its batches (runtime::bucketLength): a few
     // plans serve texts of every length.
-    std::vector<int32_t> ids = vocab.encode(text, maxLen);
-    size_t padded = runtime::bucketLength(std::max(ids.size(), minLength));
-    runtime::Tensor tokens = runtime::padBatch({ids}, 0, static_cast<int64_t>(padded));
-    runtime::Tensor logits = exe->run({{tokensName, tokens}}, params).at(logitsName);
+    runtime::Batch batch = runtime::makeBatch(one, {0}, 0, 1, minLength);
+    runtime::Tensor logits = exe->run(runtime::batchInputs(batch, m.inputs), params).at(logitsName);
     auto x = logits.f32();
     if (auto at = runtime::firstNonFinite(logits)) {
       // NaN probabilities are not an answer; say so instead of printing them.

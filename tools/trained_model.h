@@ -34,6 +34,7 @@ struct LoadedModel {
   runtime::Checkpoint ckpt;
   frontend::LoweredModel model;
   const ir::Graph *forward = nullptr;
+  runtime::InputRecipe inputs; ///< what the data pipeline gives forward's inputs
 };
 
 LoadedModel loadTrained(const TrainedModelArgs &args);
