@@ -371,6 +371,10 @@ int cmdExport(int argc, char **argv) {
                               "the run; an exported training step takes the constant schedule only",
                               o.trained.ckpt, schedule));
   }
+  if (!m.inputs.derived.empty())
+    throw Error(fmt::format("{}: the model has inputs derived from the tokens ('{}'), which an exported library does "
+                            "not compute yet; nothing was written",
+                            o.trained.ckpt, m.inputs.derived.front().name));
   ir::SymbolBindings bindings = bindingsOf(o, *m.forward, m.ckpt);
   passes::PipelineOptions pipeline = o.passes.pipeline();
 

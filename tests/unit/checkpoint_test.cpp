@@ -144,6 +144,41 @@ TEST_CASE("checkpoint: round trip of every field and of f32 and i32 tensors") {
   CHECK(loadCheckpoint(p).step == (int64_t(1) << 40) + 1);
 }
 
+TEST_CASE("checkpoint: a selected epoch's parameters are the file's model, the last step's resume") {
+  CkptDir dir;
+  Checkpoint c = sampleCheckpoint();
+  c.selection = {2, 0.125, 1, 0.5, false};
+  c.selected["fc.bias"] = Tensor::fromF32({2}, {9.0f, -9.0f});
+  std::string p = dir.file("selected.ckpt.safetensors");
+  saveCheckpoint(p, c);
+  // In the file, fc.bias is the selected epoch's, last.fc.bias the last step's.
+  SafeTensors st = readSafeTensors(p);
+  CHECK(sameTensor(st.tensors.at("fc.bias"), c.selected.at("fc.bias")));
+  CHECK(sameTensor(st.tensors.at("last.fc.bias"), c.tensors.at("fc.bias")));
+  Checkpoint r = loadCheckpoint(p);
+  CHECK(r.tensors.size() == c.tensors.size());
+  CHECK(sameTensor(r.tensors.at("fc.bias"), c.tensors.at("fc.bias")));
+  REQUIRE(r.selected.size() == 1);
+  CHECK(sameTensor(r.selected.at("fc.bias"), c.selected.at("fc.bias")));
+  CHECK(r.selection.bestEpoch == 2);
+  CHECK(r.selection.bestScore == 0.125);
+  CHECK(r.selection.epochsSinceBest == 1);
+  CHECK(r.selection.lrScale == 0.5);
+  CHECK(!r.selection.stopped);
+  // modelTensors: the selected parameters, the rest as they are, no optimizer state.
+  auto model = modelTensors(r);
+  CHECK(sameTensor(model.at("fc.bias"), c.selected.at("fc.bias")));
+  CHECK(sameTensor(model.at("embedding.weight"), c.tensors.at("embedding.weight")));
+  CHECK(!model.count("optimizer.step"));
+  CHECK(!model.count("last.fc.bias"));
+
+  // A last.NAME without NAME is refused, naming both.
+  st.tensors.erase("fc.bias");
+  writeSafeTensors(p, st);
+  CHECK_THROWS_WITH_AS(loadCheckpoint(p), doctest::Contains("'last.fc.bias' is the last step's value of 'fc.bias'"),
+                       Error);
+}
+
 TEST_CASE("checkpoint: empty maps and model file, and zero position, round trip") {
   CkptDir dir;
   Checkpoint c;

@@ -541,3 +541,57 @@ TEST_CASE("data: bucket lengths") {
   }
   CHECK(lengths.size() == 16);
 }
+
+TEST_CASE("data: hashed n-gram ids of the token strings") {
+  // The ids are part of what a checkpoint means, so they are pinned: the
+  // values were computed by an independent Python implementation of the
+  // documented hash (FNV-1a 64 per token, h = h * 116049371 + next,
+  // 1 + h mod (buckets - 1)).
+  CHECK(ngramIds({"free", "cruise", "now"}, 2, 1000) == std::vector<int32_t>{0, 357, 465});
+  CHECK(ngramIds({"free", "cruise", "now"}, 3, 1000) == std::vector<int32_t>{0, 0, 112});
+  CHECK(ngramIds({"cruise", "free"}, 2, 1000) == std::vector<int32_t>{0, 925}); // order matters
+  CHECK(ngramIds({"\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82", "\xd0\xbc\xd0\xb8\xd1\x80"}, 2, 1000) ==
+        std::vector<int32_t>{0, 698}); // UTF-8 bytes
+  CHECK(ngramIds({}, 2, 1000) == std::vector<int32_t>{0}); // an empty text is one <unk> token
+  CHECK(ngramIds({"one"}, 2, 1000) == std::vector<int32_t>{0});
+  // Ids stay in 1..buckets-1 where a full n-gram ends.
+  std::vector<std::string> many;
+  for (int i = 0; i < 500; ++i) many.push_back(fmt::format("w{}", i % 37));
+  for (int64_t buckets : {2, 3, 97}) {
+    std::vector<int32_t> ids = ngramIds(many, 2, buckets);
+    CHECK(ids[0] == 0);
+    for (size_t i = 1; i < ids.size(); ++i) {
+      CHECK(ids[i] >= 1);
+      CHECK(ids[i] < buckets);
+    }
+  }
+}
+
+TEST_CASE("data: derived inputs are encoded from the cut text and padded with their tokens") {
+  Vocabulary vocab({"<pad>", "<unk>", "free", "cruise"});
+  InputRecipe recipe;
+  recipe.tokens = "tokens";
+  recipe.derived = {{"pairs", 2, 1000}, {"triples", 3, 50}};
+  CHECK(recipe.str() == "pairs=ngrams(n=2,buckets=1000,hash=fnv1a64);triples=ngrams(n=3,buckets=50,hash=fnv1a64)");
+  EncodedData data;
+  // "now" is not in the vocabulary, but its pairs are still told apart.
+  appendEncoded(data, "Free cruise NOW!", 1, vocab, 0, recipe);
+  appendEncoded(data, "free cruise now and more", 0, vocab, 2, recipe); // cut to 2 tokens first
+  REQUIRE(data.derived.size() == 2);
+  CHECK(data.ids[0] == std::vector<int32_t>{2, 3, 1});
+  CHECK(data.derived[0][0] == std::vector<int32_t>{0, 357, 465});
+  CHECK(data.derived[1][0] == ngramIds({"free", "cruise", "now"}, 3, 50));
+  CHECK(data.ids[1] == std::vector<int32_t>{2, 3});
+  CHECK(data.derived[0][1] == std::vector<int32_t>{0, 357});
+  Batch b = makeBatch(data, {1, 0}, 0, 2);
+  REQUIRE(b.derived.size() == 2);
+  CHECK(b.tokens.shape() == std::vector<int64_t>{2, 8}); // bucketLength(3)
+  CHECK(b.derived[0].shape() == b.tokens.shape());
+  std::vector<int32_t> pairs(b.derived[0].i32().begin(), b.derived[0].i32().end());
+  CHECK(pairs == std::vector<int32_t>{0, 357, 0, 0, 0, 0, 0, 0, 0, 357, 465, 0, 0, 0, 0, 0});
+  std::map<std::string, Tensor> inputs = batchInputs(b, recipe);
+  CHECK(inputs.size() == 3);
+  CHECK(inputs.count("tokens"));
+  CHECK(inputs.count("pairs"));
+  CHECK(inputs.count("triples"));
+}
