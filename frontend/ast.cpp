@@ -42,9 +42,14 @@ void printExpr(const Expr &e, int depth, std::string &out, const std::string &la
 
 void printBinding(const Binding &b, int depth, std::string &out, const char *what) {
   out += std::string(depth * 2, ' ') + fmt::format("{} {} {}\n", what, b.name, at(b.loc));
-  if (!b.type) return;
-  out += std::string(depth * 2 + 2, ' ') + fmt::format("Type {} {}\n", b.type->dtype, at(b.type->loc));
-  for (const ExprPtr &d : b.type->dims) printExpr(*d, depth + 2, out);
+  if (b.type) {
+    out += std::string(depth * 2 + 2, ' ') + fmt::format("Type {} {}\n", b.type->dtype, at(b.type->loc));
+    for (const ExprPtr &d : b.type->dims) printExpr(*d, depth + 2, out);
+  }
+  if (b.derivedFrom) {
+    out += std::string(depth * 2 + 2, ' ') + "DerivedFrom\n";
+    printExpr(*b.derivedFrom, depth + 2, out);
+  }
 }
 
 void printFunction(const Function &f, int depth, std::string &out) {
@@ -76,6 +81,7 @@ std::string printAst(const Program &p) {
     for (const Function &f : m.functions) printFunction(f, 2, out);
   }
   for (const Function &f : p.functions) printFunction(f, 1, out);
+  for (const RecipeEntry &e : p.recipe) out += fmt::format("  Recipe {} {} {}\n", e.option, e.value, at(e.loc));
   return out;
 }
 

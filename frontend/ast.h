@@ -97,9 +97,20 @@ struct HyperParam {
   SourceLoc loc;
 };
 
+/// One line of the model's recommended training recipe, `train { lr = 0.01 }`:
+/// an option of `kiln train` (without `--`, `_` for `-`) and its value as
+/// the command line would take it (a number, or a name with `_` for `-`).
+struct RecipeEntry {
+  std::string option; ///< `--select-by` for select_by
+  std::string value;  ///< `macro-f1` for macro_f1, `0.01` for 0.01
+  SourceLoc loc;
+};
+
 struct Program {
   std::string file;
   std::vector<HyperParam> hyperParams;
+  /// The `train { ... }` block: kiln train's defaults for this model.
+  std::vector<RecipeEntry> recipe;
   std::vector<ModuleDecl> modules;
   std::vector<Function> functions;
 };

@@ -8,6 +8,7 @@
 
 #include "frontend/lexer.h"
 
+#include <algorithm>
 #include <fmt/format.h>
 
 namespace kiln::frontend {
@@ -27,7 +28,8 @@ public:
       if (isKeyword("param")) parseHyperParam();
       else if (isKeyword("module") || isKeyword("model")) prog_.modules.push_back(parseModule());
       else if (isKeyword("fn")) prog_.functions.push_back(parseFunction());
-      else fail("expected 'param', 'module', 'model' or 'fn' at top level");
+      else if (peek().kind == TokKind::Ident && peek().text == "train" && isPunct("{", 1)) parseRecipe();
+      else fail("expected 'param', 'module', 'model', 'fn' or 'train {' at top level");
     }
     return std::move(prog_);
   }
@@ -132,6 +134,38 @@ private:
     }
     take();
     return m;
+  }
+
+  /// `train { lr = 0.01  epochs = 30  select_by = loss }`: kiln train's
+  /// defaults for this model, one `name = value` per entry; the values are
+  /// checked by kiln train as its command line would be.
+  void parseRecipe() {
+    SourceLoc blockLoc = take().loc;
+    if (!prog_.recipe.empty()) throw Error("a model file has one 'train { ... }' block", blockLoc);
+    take(); // {
+    auto dashed = [](std::string s) {
+      std::replace(s.begin(), s.end(), '_', '-');
+      return s;
+    };
+    bool any = false;
+    while (!isPunct("}")) {
+      if (peek().kind == TokKind::End) fail("expected '}' to close the 'train' block");
+      Token key = expectIdent("a kiln train option such as 'lr' or 'select_by'");
+      expectPunct("=", "after the option name");
+      Token value = take();
+      std::string text;
+      if (value.kind == TokKind::Int || value.kind == TokKind::Float) text = value.text;
+      else if (value.kind == TokKind::Ident || value.kind == TokKind::Keyword) text = dashed(value.text);
+      else throw Error(fmt::format("the value of '{}' must be a number or a name, found {}", key.text, describe(value)),
+                       value.loc);
+      for (const RecipeEntry &e : prog_.recipe)
+        if (e.option == "--" + dashed(key.text))
+          throw Error(fmt::format("'{}' is set twice in the 'train' block", key.text), key.loc);
+      prog_.recipe.push_back({"--" + dashed(key.text), text, key.loc});
+      any = true;
+    }
+    take();
+    if (!any) throw Error("the 'train' block is empty", blockLoc);
   }
 
   /// `modelFn`: a function of the model, whose inputs the data pipeline

@@ -292,6 +292,35 @@ public:
     return true;
   }
 
+  /// Whether the command declares an option of this name.
+  bool declares(const std::string &name) const {
+    return std::any_of(options_.begin(), options_.end(), [&](const auto &o) { return o->name_ == name; });
+  }
+  /// Sets an option that was not given from `value` as if the command line
+  /// had given it, with the same checks (kiln train's defaults from the
+  /// model's `train` block); the option still counts as not given. A
+  /// flag takes `true` or `false`.
+  void applyDefault(const std::string &name, const std::string &value) {
+    Option &o = find(name);
+    if (o.given()) return;
+    if (o.flag_) {
+      if (value != "true" && value != "false")
+        throw UsageError(fmt::format("{} is a flag: true or false, got '{}'", o.name_, value));
+      o.flagCount_ = value == "true";
+      o.store_(o);
+      o.flagCount_ = 0;
+      return;
+    }
+    o.raw_ = {value};
+    struct Clear {
+      Option &o;
+      ~Clear() { o.raw_.clear(); }
+    } clear{o};
+    if (!o.choices_.empty()) checkChoices(o);
+    if (o.validate_) o.validate_(value);
+    o.store_(o);
+  }
+
   /// Whether the option of this name was given (declared names only).
   bool given(const std::string &name) const { return find(name).given(); }
   /// The options carrying tag(label), in declaration order.

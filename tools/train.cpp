@@ -148,7 +148,10 @@ void declare(cli::Command &cmd, TrainArgs &o) {
   for (const cli::Option *r : cmd.tagged(kRecipe)) recipe += (recipe.empty() ? "" : ", ") + r->name();
   std::string epilogue;
   for (const std::string &line : cli::detail::wrap(
-           "With --resume the recipe comes from the checkpoint and cannot change: " + recipe + ".", 79))
+           "With --resume the recipe comes from the checkpoint and cannot change: " + recipe +
+               ". A model file's `train { name = value ... }` block (docs/DSL.md) gives the defaults of the recipe "
+               "and of --epochs for that model; the command line overrides them.",
+           79))
     epilogue += line + "\n";
   cmd.epilogue(epilogue);
 }
@@ -202,12 +205,31 @@ void declare(cli::Command &cmd, PredictArgs &o) {
   declarePassOptions(cmd, o.passes);
 }
 
-/// The names of a model file's hyper-parameters.
-std::vector<std::string> hyperParamNames(const std::string &source, const std::string &file) {
-  registerSource(file, source);
-  std::vector<std::string> names;
-  for (const frontend::HyperParam &h : frontend::parseProgram(source, file).hyperParams) names.push_back(h.name);
-  return names;
+/// Applies the model file's `train { ... }` block: each entry is the
+/// default of a recipe option (or --epochs) not given on the command line,
+/// checked as the command line would check it; errors point at the entry.
+void applyModelRecipe(cli::Command &cmd, const frontend::Program &program) {
+  std::vector<std::string> allowed = {"--epochs"};
+  for (const cli::Option *r : cmd.tagged(kRecipe))
+    if (r->name() != "--param") allowed.push_back(r->name()); // the file's `param` lines are its own
+  for (const frontend::RecipeEntry &e : program.recipe) {
+    if (std::find(allowed.begin(), allowed.end(), e.option) == allowed.end()) {
+      std::string names;
+      for (const std::string &a : allowed) {
+        std::string n = a.substr(2);
+        std::replace(n.begin(), n.end(), '-', '_');
+        names += (names.empty() ? "" : ", ") + n;
+      }
+      throw Error(fmt::format("'{}' is not part of a training recipe; a 'train' block sets {}", e.option.substr(2),
+                              names),
+                  e.loc);
+    }
+    try {
+      cmd.applyDefault(e.option, e.value);
+    } catch (const UsageError &u) {
+      throw Error(fmt::format("in the 'train' block: {}", u.what()), e.loc);
+    }
+  }
 }
 
 std::string formatHyper(double v) {
@@ -334,6 +356,11 @@ int cmdTrain(int argc, char **argv) {
   if (listPassesRequested(argc, argv)) return fmt::print("{}", listPasses()), 0;
   if (!cmd.parse(argc, argv, 2)) return 0;
   std::string source = frontend::readFile(o.model);
+  registerSource(o.model, source);
+  frontend::Program program = frontend::parseProgram(source, o.model);
+  // The model's recommended recipe fills in what the command line leaves
+  // out; a resumed run's recipe is the checkpoint's.
+  if (!o.resume) applyModelRecipe(cmd, program);
 
   // Outputs are checked before any work (runtime/output_guard.h). --resume
   // continues into its own checkpoint by default, so it is an input only
@@ -382,8 +409,13 @@ int cmdTrain(int argc, char **argv) {
     config["patience"] = std::to_string(o.patience);
     config["plateau_decay"] = fmt::format("{}", o.plateauDecay);
     config["plateau_patience"] = std::to_string(o.plateauPatience);
-    if (o.selectBy == "none" && (o.patience > 0 || o.plateauDecay != 1))
+    if (o.selectBy == "none" && ((o.patience > 0 && cmd.given("--patience")) ||
+                                 (o.plateauDecay != 1 && cmd.given("--plateau-decay"))))
       throw UsageError("--patience and --plateau-decay need --select-by (the score they wait on)");
+    if (o.selectBy == "none") { // what a model's train block says about them does not apply
+      config["patience"] = "0";
+      config["plateau_decay"] = "1";
+    }
     if (!(o.plateauDecay > 0 && o.plateauDecay <= 1))
       throw UsageError(fmt::format("--plateau-decay must be in (0, 1], got {}", o.plateauDecay));
     optimizerConfig(o.optimizer); // validates the combination
@@ -406,7 +438,18 @@ int cmdTrain(int argc, char **argv) {
   } else {
     runtime::splitExamples(all, cfgNum("valid_split"), seed, trainEx, validEx, shuffle);
   }
-  std::vector<std::string> hyperNames = hyperParamNames(source, o.model);
+  // Selection that comes from the model's train block steps aside when
+  // there is nothing to select on (--valid-split 0: all data for training).
+  if (!resume && validEx.empty() && o.selectBy != "none" && !cmd.given("--select-by")) {
+    fmt::print(stderr, "note: no validation data, so the model's 'train' block's select_by {} (and patience, plateau "
+                       "decay) is off: the model is the last epoch's\n",
+               o.selectBy);
+    config["select_by"] = "none";
+    config["patience"] = "0";
+    config["plateau_decay"] = "1";
+  }
+  std::vector<std::string> hyperNames;
+  for (const frontend::HyperParam &h : program.hyperParams) hyperNames.push_back(h.name);
   auto has = [&](const char *n) { return std::find(hyperNames.begin(), hyperNames.end(), n) != hyperNames.end(); };
   frontend::LowerOptions lowerOpts;
   runtime::Vocabulary vocab;

@@ -1,4 +1,4 @@
-"""The three example models written in PyTorch, with the same masking as the
+"""The example models written in PyTorch, with the same masking as the
 .kiln files: padded positions (token id 0) get no attention weight and are
 left out of the pooling. Parameter names match kiln's."""
 import math
@@ -145,3 +145,24 @@ class BiGRU(nn.Module):
         scores = self.score(torch.tanh(h)).masked_fill(~real.unsqueeze(2), float("-inf"))
         weights = torch.softmax(scores, dim=1)
         return self.fc((weights * h).sum(dim=1))
+
+
+class TextCat(nn.Module):
+    """examples/textcat.kiln (fastText): the mean of the embeddings of a
+    text's words (token id != 0) and of its hashed word pairs (bigram id !=
+    0; none at the first token nor in the padding), taken as kiln does it:
+    (sum of the kept word vectors + sum of the kept pair vectors) / (number of
+    kept words + number of kept pairs), then a linear classifier."""
+
+    def __init__(self, vocab, buckets, embed, classes):
+        super().__init__()
+        self.words = nn.Embedding(vocab, embed)
+        self.pairs = nn.Embedding(buckets, embed)
+        self.out = nn.Linear(embed, classes)
+
+    def forward(self, tokens, bigrams):
+        word = (tokens != 0).unsqueeze(2)
+        pair = (bigrams != 0).unsqueeze(2)
+        total = (self.words(tokens) * word).sum(dim=1) + (self.pairs(bigrams) * pair).sum(dim=1)
+        count = word.float().sum(dim=1) + pair.float().sum(dim=1)
+        return self.out(total / count)

@@ -5,16 +5,23 @@ import numpy as np
 import torch
 
 
-def compare_step(out, model, tokens, labels):
-    """Runs model forward and backward on (tokens, labels) and compares with
-    kiln's outputs `out`. Returns (loss error, (worst gradient error, its
-    parameter), the names of the parameters with a gradient above 1% of the
-    largest). A gradient's error is max|kiln - torch| / max(max|torch|, G/100),
-    G the largest gradient element of the model: the floor matters only for
-    gradients that are zero in exact arithmetic and rounding noise on both
-    sides."""
+def forward(model, inputs):
+    """model's logits on `inputs`: one tensor (the tokens), or a dict of the
+    model's inputs by name (the names of the .kiln's forward arguments, which
+    are the twin's forward arguments)."""
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
+def compare_step(out, model, inputs, labels):
+    """Runs model forward and backward on (inputs, labels) (inputs as in
+    forward()) and compares with kiln's outputs `out`. Returns (loss error,
+    (worst gradient error, its parameter), the names of the parameters with a
+    gradient above 1% of the largest). A gradient's error is
+    max|kiln - torch| / max(max|torch|, G/100), G the largest gradient element
+    of the model: the floor matters only for gradients that are zero in exact
+    arithmetic and rounding noise on both sides."""
     model.zero_grad()
-    loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+    loss = torch.nn.functional.cross_entropy(forward(model, inputs), labels)
     loss.backward()
     scale = max(float(np.max(np.abs(p.grad.numpy()))) for p in model.parameters())
     live = {name for name, p in model.named_parameters() if np.max(np.abs(p.grad.numpy())) >= scale / 100}
@@ -36,17 +43,18 @@ def report_step(label, loss_err, worst, count, tol):
 
 
 def chained_steps(model, opt, batches, run_kiln, save_state):
-    """Trains model with opt on `batches` (step k on batch k, from 1) while
-    kiln runs the same steps: run_kiln(tokens, labels, step) returns the
-    outputs of one `kiln run --graph=train`, and save_state(outputs) makes
-    its updated parameters and optimizer state the next run's weights.
-    Returns ((worst loss error, its step), the last PyTorch loss)."""
+    """Trains model with opt on `batches` of (inputs, labels) (inputs as in
+    forward(); step k on batch k, from 1) while kiln runs the same steps:
+    run_kiln(inputs, labels, step) returns the outputs of one `kiln run
+    --graph=train`, and save_state(outputs) makes its updated parameters and
+    optimizer state the next run's weights. Returns ((worst loss error, its
+    step), the last PyTorch loss)."""
     worst = (0.0, 0)
     loss = None
-    for step, (tokens, labels) in enumerate(batches, start=1):
-        out = run_kiln(tokens, labels, step)
+    for step, (inputs, labels) in enumerate(batches, start=1):
+        out = run_kiln(inputs, labels, step)
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
+        loss = torch.nn.functional.cross_entropy(forward(model, inputs), labels)
         loss.backward()
         opt.step()
         worst = max(worst, (abs(float(out["loss"]) - loss.item()) / max(1.0, abs(loss.item())), step))
