@@ -85,7 +85,7 @@ if any(e <= best for e in decays):
 print(f"ok: accuracies {accs}: selected epoch {best}, stopped after epoch {stop_at}, lr decayed after {decays}")
 
 a = st.load(os.path.join(work, "a.ckpt"))
-train("b", *common, "--epochs", str(best))
+train("b", *common, "--select-by", "none", "--epochs", str(best))
 b = st.load(os.path.join(work, "b.ckpt"))
 params = [n for n in b if not n.startswith("optimizer.")]
 for n in params:
