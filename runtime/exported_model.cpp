@@ -25,6 +25,7 @@
 #include "runtime/json.h"
 #include "runtime/tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -55,6 +56,10 @@ struct Plan {
   int threads = 1;
   int64_t tokens = -1, labels = -1, lr = -1, step = -1; ///< input values
   int64_t idBound = 0;             ///< ids must be in [0, idBound)
+  /// Per derived input (Model::recipe order): its value; its ids are in
+  /// [0, buckets) and live in derivedBuffers.
+  std::vector<int64_t> derived;
+  std::vector<std::vector<int32_t>> derivedBuffers;
   std::vector<int64_t> roots;
   std::vector<std::pair<std::string, int64_t>> params;
   struct Output {
@@ -81,6 +86,7 @@ struct Model {
   std::vector<std::string> labels;
   size_t maxLen = 0;
   std::string logits; ///< the inference plan's output of logits
+  kiln::runtime::InputRecipe recipe; ///< the inputs computed from a text
   double lr = 0;
   std::optional<Plan> infer, train;
   std::map<std::string, Tensor> spare; ///< where a training step writes the new parameters
@@ -92,7 +98,7 @@ int64_t integer(const json::Value &o, const char *key) {
   return v->asInt();
 }
 
-Plan makePlan(const json::Value &d, kiln_x_entry entry) {
+Plan makePlan(const json::Value &d, kiln_x_entry entry, const kiln::runtime::InputRecipe &recipe) {
   Plan p;
   p.entry = entry;
   p.batch = integer(d, "B");
@@ -114,19 +120,26 @@ Plan makePlan(const json::Value &d, kiln_x_entry entry) {
     p.roots[v] = entry.at(1).asInt();
     if (offset >= 0) p.ptr[v] = static_cast<std::byte *>(p.arena.get()) + offset;
   }
+  p.derived.assign(recipe.derived.size(), -1);
   for (const auto &[name, v] : d.find("inputs")->asObject()) {
     int64_t id = v.asInt();
     if (name == "labels") p.labels = id;
     else if (name == "lr") p.lr = id;
     else if (name == "step") p.step = id;
-    else p.tokens = id;
+    else if (name == recipe.tokens) p.tokens = id;
+    else
+      for (size_t i = 0; i < recipe.derived.size(); ++i)
+        if (recipe.derived[i].name == name) p.derived[i] = id;
   }
+  if (p.tokens < 0 || std::count(p.derived.begin(), p.derived.end(), -1))
+    throw Error("the exported model's descriptor does not name every input (a kiln bug)");
   for (const auto &[name, v] : d.find("params")->asObject()) p.params.push_back({name, v.asInt()});
   for (const json::Value &o : d.find("outputs")->asArray()) {
     const json::Array &a = o.asArray(); // [name, value, bindable]
     p.outputs.push_back({a.at(0).asString(), a.at(1).asInt(), a.at(2).asBool()});
   }
   p.tokenBuffer.assign(static_cast<size_t>(p.batch * p.length), 0);
+  p.derivedBuffers.assign(recipe.derived.size(), p.tokenBuffer);
   p.labelBuffer.assign(static_cast<size_t>(p.batch), -1);
   return p;
 }
@@ -136,6 +149,7 @@ Plan makePlan(const json::Value &d, kiln_x_entry entry) {
 /// at its buffer.
 void bindParams(Model &m, Plan &p) {
   p.ptr[p.tokens] = p.tokenBuffer.data();
+  for (size_t i = 0; i < p.derived.size(); ++i) p.ptr[p.derived[i]] = p.derivedBuffers[i].data();
   if (p.labels >= 0) p.ptr[p.labels] = p.labelBuffer.data();
   if (p.lr >= 0) p.ptr[p.lr] = &p.lrValue;
   if (p.step >= 0) p.ptr[p.step] = &p.stepValue;
@@ -144,21 +158,28 @@ void bindParams(Model &m, Plan &p) {
     if (p.roots[v] != static_cast<int64_t>(v)) p.ptr[v] = p.ptr[p.roots[v]];
 }
 
-/// Copies the batch into the plan's token buffer (checking it), spare rows
-/// as copies of row 0, short rows padded with 0.
-void fillTokens(Plan &p, const int32_t *ids, int64_t batch, int64_t len) {
+/// Copies the batch (rows of planes*len ids: the token ids, then each
+/// derived input's) into the plan's input buffers, checking every id;
+/// spare rows are copies of row 0, short rows padded with 0.
+void fillTokens(const Model &m, Plan &p, const int32_t *ids, int64_t batch, int64_t len) {
   if (!ids) throw Error("ids is NULL");
   if (batch < 1 || batch > p.batch)
     throw Error(fmt::format("a batch of {} rows; this library takes 1 to {} (the B it was exported with)", batch, p.batch));
   if (len < 1 || len > p.length)
     throw Error(fmt::format("rows of {} ids; this library takes 1 to {} (the T it was exported with)", len, p.length));
-  for (int64_t i = 0; i < batch * len; ++i)
-    if (ids[i] < 0 || ids[i] >= p.idBound)
-      throw Error(fmt::format("id {} at position {} is outside [0, {})", ids[i], i, p.idBound));
-  std::fill(p.tokenBuffer.begin(), p.tokenBuffer.end(), 0);
-  for (int64_t r = 0; r < p.batch; ++r)
-    std::memcpy(&p.tokenBuffer[static_cast<size_t>(r * p.length)], ids + (r < batch ? r : 0) * len,
-                static_cast<size_t>(len) * sizeof(int32_t));
+  const int64_t planes = 1 + static_cast<int64_t>(p.derived.size());
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    int64_t bound = plane == 0 ? p.idBound : m.recipe.derived[static_cast<size_t>(plane - 1)].buckets;
+    std::vector<int32_t> &buffer = plane == 0 ? p.tokenBuffer : p.derivedBuffers[static_cast<size_t>(plane - 1)];
+    for (int64_t r = 0; r < batch; ++r)
+      for (int64_t i = 0; i < len; ++i)
+        if (int32_t id = ids[(r * planes + plane) * len + i]; id < 0 || id >= bound)
+          throw Error(fmt::format("id {} of row {}, plane {}, position {} is outside [0, {})", id, r, plane, i, bound));
+    std::fill(buffer.begin(), buffer.end(), 0);
+    for (int64_t r = 0; r < p.batch; ++r)
+      std::memcpy(&buffer[static_cast<size_t>(r * p.length)], ids + ((r < batch ? r : 0) * planes + plane) * len,
+                  static_cast<size_t>(len) * sizeof(int32_t));
+  }
 }
 
 /// Runs the plan's entry on the threads it was made for.
@@ -216,6 +237,12 @@ void *kiln_x_load(const char *descriptor, size_t size, kiln_x_entry infer, kiln_
         json::Value d = json::parse(std::string_view(descriptor, size));
         auto m = std::make_unique<Model>();
         m->ckpt = kiln::runtime::loadCheckpoint(checkpoint);
+        // The library is the checkpoint's model: with model selection, the
+        // selected epoch's parameters (training continues from them, with
+        // the optimizer state of the run's last step).
+        for (auto &[name, t] : m->ckpt.selected) m->ckpt.tensors[name] = std::move(t);
+        m->ckpt.selected.clear();
+        m->ckpt.selection = {};
         std::vector<std::string> vocab, labels;
         for (const json::Value &t : d.find("vocab")->asArray()) vocab.push_back(t.asString());
         for (const json::Value &t : d.find("labels")->asArray()) labels.push_back(t.asString());
@@ -227,13 +254,19 @@ void *kiln_x_load(const char *descriptor, size_t size, kiln_x_entry infer, kiln_
         m->labels = labels;
         m->maxLen = static_cast<size_t>(integer(d, "max_len"));
         m->lr = d.find("lr")->asDouble();
+        m->recipe.tokens = d.find("tokens")->asString();
+        for (const json::Value &e : d.find("derived")->asArray()) {
+          const json::Array &a = e.asArray(); // [name, n, buckets]
+          m->recipe.derived.push_back({a.at(0).asString(), a.at(1).asInt(), a.at(2).asInt()});
+        }
+        kiln::runtime::checkInputRecipe(m->recipe, m->ckpt.config, checkpoint);
         const json::Value &graphs = *d.find("graphs");
         checkParams(*m, *graphs.find("infer"), checkpoint, "inference");
-        m->infer = makePlan(*graphs.find("infer"), infer);
+        m->infer = makePlan(*graphs.find("infer"), infer, m->recipe);
         m->logits = d.find("logits")->asString();
         if (const json::Value *t = graphs.find("train")) {
           checkParams(*m, *t, checkpoint, "training step");
-          m->train = makePlan(*t, train);
+          m->train = makePlan(*t, train, m->recipe);
           for (const Plan::Output &o : m->train->outputs) {
             auto it = m->ckpt.tensors.find(o.name);
             if (o.bindable && it != m->ckpt.tensors.end())
@@ -257,15 +290,27 @@ const char *kiln_x_label(const void *model, int64_t k) {
   return m->labels[static_cast<size_t>(k)].c_str();
 }
 
+int64_t kiln_x_planes(const void *model) {
+  return model ? 1 + static_cast<int64_t>(static_cast<const Model *>(model)->recipe.derived.size()) : -1;
+}
+
 int64_t kiln_x_tokenize(const void *model, const char *utf8, int32_t *ids, int64_t maxLen) {
   return guarded(
       [&]() -> int64_t {
         const auto *m = static_cast<const Model *>(model);
         if (!m || !utf8 || (!ids && maxLen > 0)) throw Error("a NULL argument");
         if (maxLen < 0) throw Error(fmt::format("max_len is {}", maxLen));
-        std::vector<int32_t> got = m->vocab.encode(utf8, m->maxLen);
-        int64_t n = std::min<int64_t>(maxLen, static_cast<int64_t>(got.size()));
-        std::copy(got.begin(), got.begin() + n, ids);
+        // Cut as kiln cuts (the checkpoint's max_len) before the n-grams
+        // are made, then to the caller's room.
+        kiln::runtime::EncodedData one;
+        kiln::runtime::appendEncoded(one, utf8, 0, m->vocab, m->maxLen, m->recipe);
+        int64_t n = std::min<int64_t>(maxLen, static_cast<int64_t>(one.ids[0].size()));
+        for (size_t plane = 0; plane <= m->recipe.derived.size(); ++plane) {
+          const std::vector<int32_t> &got = plane == 0 ? one.ids[0] : one.derived[plane - 1][0];
+          int32_t *out = ids + static_cast<int64_t>(plane) * maxLen;
+          std::copy(got.begin(), got.begin() + n, out);
+          std::fill(out + n, out + maxLen, 0);
+        }
         return n;
       },
       -1);
@@ -277,7 +322,7 @@ int kiln_x_predict(void *model, const int32_t *ids, int64_t batch, int64_t len, 
         auto *m = static_cast<Model *>(model);
         if (!m || !probs) throw Error("a NULL argument");
         Plan &p = *m->infer;
-        fillTokens(p, ids, batch, len);
+        fillTokens(*m, p, ids, batch, len);
         bindParams(*m, p);
         run(p);
         const float *x = static_cast<const float *>(p.ptr[p.output(m->logits)->value]);
@@ -303,7 +348,7 @@ int kiln_x_train_step(void *model, const int32_t *ids, const int32_t *labels, in
         if (!m || !labels) throw Error("a NULL argument");
         if (!m->train) throw Error("this library was exported without a training step (kiln export --graph=train)");
         Plan &p = *m->train;
-        fillTokens(p, ids, batch, len);
+        fillTokens(*m, p, ids, batch, len);
         int64_t classes = static_cast<int64_t>(m->labels.size());
         for (int64_t r = 0; r < p.batch; ++r) {
           int32_t label = r < batch ? labels[r] : -1;

@@ -29,6 +29,9 @@ void *kiln_x_load(const char *descriptor, size_t size, kiln_x_entry infer, kiln_
 const char *kiln_x_last_error(void);
 int64_t kiln_x_classes(const void *model);
 const char *kiln_x_label(const void *model, int64_t k);
+/// 1 + the number of inputs the model derives from the tokens: the
+/// planes of ids per text that tokenize writes and predict/train_step read.
+int64_t kiln_x_planes(const void *model);
 int64_t kiln_x_tokenize(const void *model, const char *utf8, int32_t *ids, int64_t maxLen);
 int kiln_x_predict(void *model, const int32_t *ids, int64_t batch, int64_t len, float *probs);
 int kiln_x_train_step(void *model, const int32_t *ids, const int32_t *labels, int64_t batch, int64_t len, float *loss);

@@ -201,7 +201,11 @@ json::Value planDescriptor(const ir::Graph &g, const ir::SymbolBindings &b,
   return d;
 }
 
-std::string header(const std::string &name, const std::string &model, bool train, const ir::SymbolBindings &b) {
+std::string header(const std::string &name, const std::string &model, bool train, const ir::SymbolBindings &b,
+                   const runtime::InputRecipe &inputs) {
+  std::string derived = inputs.derived.empty() ? "this model derives none: 1 plane" : "";
+  for (const runtime::DerivedInput &d : inputs.derived)
+    derived += fmt::format("{}{}: {}-grams hashed to {} ids", derived.empty() ? "" : "; ", d.name, d.n, d.buckets);
   std::string shape;
   for (const auto &[symbol, value] : b) shape += fmt::format("{}{}={}", shape.empty() ? "" : ", ", symbol, value);
   std::string text = fmt::format(R"(/* {0}.h - the model {1}, exported by kiln export ({2}, {3}).
@@ -227,12 +231,19 @@ typedef struct {0} {0};                       /* opaque */
 const char *{0}_last_error(void);              /* why the last call failed, or "" */
 int64_t {0}_classes(const {0} *m);
 const char *{0}_label(const {0} *m, int64_t k);   /* class k's label string */
-/* ids as kiln's data pipeline makes them (at most the checkpoint's max_len,
- * then at most max_len); returns the count written, <0 on error */
+/* Planes of ids per text: 1 (the token ids) plus one per input the model
+ * derives from them ({6}). A text of len positions is planes*len
+ * ids: plane p at ids + p*len. */
+int64_t {0}_planes(const {0} *m);
+/* A text's ids as kiln's data pipeline makes them, at most the checkpoint's
+ * max_len and at most max_len positions: ids holds planes*max_len ids,
+ * plane p at ids + p*max_len, each zero-filled past the count; returns the
+ * count of positions, <0 on error */
 int64_t {0}_tokenize(const {0} *m, const char *utf8, int32_t *ids, int64_t max_len);
-/* probs: batch*classes, softmax; 0 = ok */
+/* ids: batch rows of planes*len ids (row r, plane p at ids + (r*planes + p)*len),
+ * 0 = padding; probs: batch*classes, softmax; 0 = ok */
 int {0}_predict({0} *m, const int32_t *ids, int64_t batch, int64_t len, float *probs);
-/* {5}one optimizer step with the checkpoint's recipe; 0 = ok */
+/* {5}one optimizer step with the checkpoint's recipe, ids as for predict; 0 = ok */
 int {0}_train_step({0} *m, const int32_t *ids, const int32_t *labels, int64_t batch, int64_t len, float *loss);
 int {0}_save({0} *m, const char *checkpoint);  /* atomic; the same safetensors checkpoint kiln writes and loads */
 void {0}_free({0} *m);
@@ -249,7 +260,7 @@ void {0}_free({0} *m);
                                    for (char c : name) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
                                    return upper;
                                  }(),
-                                 train ? "" : "exported without --graph=train: always fails; ");
+                                 train ? "" : "exported without --graph=train: always fails; ", derived);
   return text;
 }
 
@@ -268,6 +279,7 @@ void *kiln_x_load(const char *descriptor, size_t size, kiln_x_entry infer, kiln_
 const char *kiln_x_last_error(void);
 int64_t kiln_x_classes(const void *model);
 const char *kiln_x_label(const void *model, int64_t k);
+int64_t kiln_x_planes(const void *model);
 int64_t kiln_x_tokenize(const void *model, const char *utf8, int32_t *ids, int64_t max_len);
 int kiln_x_predict(void *model, const int32_t *ids, int64_t batch, int64_t len, float *probs);
 int kiln_x_train_step(void *model, const int32_t *ids, const int32_t *labels, int64_t batch, int64_t len, float *loss);
@@ -286,6 +298,7 @@ static const unsigned char descriptor[] = {{
 const char *{0}_last_error(void) {{ return kiln_x_last_error(); }}
 int64_t {0}_classes(const {0} *m) {{ return kiln_x_classes(m); }}
 const char *{0}_label(const {0} *m, int64_t k) {{ return kiln_x_label(m, k); }}
+int64_t {0}_planes(const {0} *m) {{ return kiln_x_planes(m); }}
 int64_t {0}_tokenize(const {0} *m, const char *utf8, int32_t *ids, int64_t max_len) {{
   return kiln_x_tokenize(m, utf8, ids, max_len);
 }}
@@ -371,10 +384,6 @@ int cmdExport(int argc, char **argv) {
                               "the run; an exported training step takes the constant schedule only",
                               o.trained.ckpt, schedule));
   }
-  if (!m.inputs.derived.empty())
-    throw Error(fmt::format("{}: the model has inputs derived from the tokens ('{}'), which an exported library does "
-                            "not compute yet; nothing was written",
-                            o.trained.ckpt, m.inputs.derived.front().name));
   ir::SymbolBindings bindings = bindingsOf(o, *m.forward, m.ckpt);
   passes::PipelineOptions pipeline = o.passes.pipeline();
 
@@ -387,6 +396,12 @@ int cmdExport(int argc, char **argv) {
   descriptor["max_len"] = runtime::configInteger(m.ckpt.config, "max_len", o.trained.ckpt);
   descriptor["lr"] = lr;
   descriptor["logits"] = m.forward->outputs().front().name;
+  // The inputs the library computes from a text: the token ids, then each
+  // derived input (runtime/data.h InputRecipe), one "plane" of ids each.
+  descriptor["tokens"] = m.inputs.tokens;
+  json::Array derived;
+  for (const runtime::DerivedInput &d : m.inputs.derived) derived.push_back(json::Array{d.name, d.n, d.buckets});
+  descriptor["derived"] = std::move(derived);
   json::Object graphs;
   std::vector<std::pair<std::string, std::string>> objects; // file name, bytes
   auto compilePlan = [&](ir::Graph g, const char *kind) {
@@ -400,10 +415,10 @@ int cmdExport(int argc, char **argv) {
     uint64_t seed = static_cast<uint64_t>(runtime::configInteger(m.ckpt.config, "seed", o.trained.ckpt));
     ir::Graph step = passes::buildTrainGraph(*m.forward, optimizerFromConfig(m.ckpt.config, o.trained.ckpt, seed));
     ir::verify(step);
-    // The step's inputs besides the tokens are labels, lr and step, as kiln train feeds them.
+    // The step's inputs besides the model's are labels, lr and step, as kiln train feeds them.
     for (ir::ValueId v : step.inputs()) {
       const std::string &n = step.value(v).name;
-      if (v != step.inputs().front() && n != "labels" && n != "lr" && n != "step")
+      if (m.forward->findInput(n) < 0 && n != "labels" && n != "lr" && n != "step")
         throw Error(fmt::format("the training step has an input '{}' that an exported library cannot feed", n));
     }
     compilePlan(std::move(step), "train");
@@ -418,7 +433,7 @@ int cmdExport(int argc, char **argv) {
   for (const auto &[file, bytes] : objects) writeBytes(tmp.path / file, bytes);
   std::string name = o.prefix;
   std::string model = o.trained.model ? *o.trained.model : m.ckpt.modelFile;
-  writeBytes(tmp.path / (name + ".h"), header(name, model, train, bindings));
+  writeBytes(tmp.path / (name + ".h"), header(name, model, train, bindings, m.inputs));
   writeBytes(tmp.path / "glue.c", glue(name, json::write(descriptor), train));
   fs::path log = tmp.path / "tool.log";
   runTool({cc, "-c", "-O1", "-fPIC", "-I", tmp.path.string(), (tmp.path / "glue.c").string(), "-o",
@@ -431,7 +446,8 @@ int cmdExport(int argc, char **argv) {
   runTool(partial, log);
   runTool({ar, "rcs", (tmp.path / ("lib" + name + ".a")).string(), (tmp.path / (name + ".o")).string()}, log);
   std::string symbols = "{ global: ";
-  for (const char *f : {"load", "last_error", "classes", "label", "tokenize", "predict", "train_step", "save", "free"})
+  for (const char *f :
+       {"load", "last_error", "classes", "label", "planes", "tokenize", "predict", "train_step", "save", "free"})
     symbols += fmt::format("{}_{}; ", name, f);
   writeBytes(tmp.path / "exports.map", symbols + "local: *; };\n");
   runTool({cxx, "-shared", "-o", (tmp.path / ("lib" + name + ".so")).string(), (tmp.path / (name + ".o")).string(),

@@ -20,10 +20,12 @@
 
 enum { MAX_IDS = 4096 };
 
+/* A text's ids: `planes` rows of len ids (the token ids, then each input
+ * the model derives from them, such as hashed word pairs). */
 struct example {
   int32_t label;
   int64_t len;
-  int32_t *ids;
+  int32_t *ids; /* planes * len */
 };
 
 static void fail(const char *what) {
@@ -50,7 +52,8 @@ static struct example *read_data(model *m, const char *path, size_t *count) {
   char *line = NULL;
   size_t size = 0;
   ssize_t got;
-  int32_t ids[MAX_IDS];
+  int64_t planes = model_planes(m);
+  int32_t *ids = malloc((size_t)planes * MAX_IDS * sizeof(int32_t));
   while ((got = getline(&line, &size, f)) > 0) {
     while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = '\0';
     char *tab = strchr(line, '\t');
@@ -64,10 +67,12 @@ static struct example *read_data(model *m, const char *path, size_t *count) {
     }
     examples[n].label = label_index(m, line);
     examples[n].len = len;
-    examples[n].ids = malloc((size_t)(len ? len : 1) * sizeof(int32_t));
-    memcpy(examples[n].ids, ids, (size_t)len * sizeof(int32_t));
+    examples[n].ids = malloc((size_t)planes * (size_t)(len ? len : 1) * sizeof(int32_t));
+    for (int64_t p = 0; p < planes; ++p)
+      memcpy(examples[n].ids + p * len, ids + p * MAX_IDS, (size_t)len * sizeof(int32_t));
     ++n;
   }
+  free(ids);
   free(line);
   fclose(f);
   *count = n;
@@ -75,9 +80,12 @@ static struct example *read_data(model *m, const char *path, size_t *count) {
 }
 
 static void predict(model *m, const char *text) {
-  int32_t ids[MAX_IDS];
+  int64_t planes = model_planes(m);
+  int32_t *ids = malloc((size_t)planes * MAX_IDS * sizeof(int32_t));
   int64_t len = model_tokenize(m, text, ids, MAX_IDS);
   if (len < 0) fail("tokenize");
+  for (int64_t p = 1; p < planes; ++p) /* one row of planes * len */
+    memmove(ids + p * len, ids + p * MAX_IDS, (size_t)len * sizeof(int32_t));
   int64_t classes = model_classes(m);
   float *probs = malloc((size_t)classes * sizeof(float));
   if (model_predict(m, ids, 1, len, probs) != 0) fail("predict");
@@ -88,6 +96,7 @@ static void predict(model *m, const char *text) {
   for (int64_t k = 0; k < classes; ++k) printf("%s%s %.4f", k ? "  " : "", model_label(m, k), probs[k]);
   printf("\n");
   free(probs);
+  free(ids);
 }
 
 int main(int argc, char **argv) {
@@ -100,7 +109,8 @@ int main(int argc, char **argv) {
   if (!m) fail(argv[1]);
   size_t n;
   struct example *data = read_data(m, argv[2], &n);
-  int32_t *ids = malloc((size_t)batch * MAX_IDS * sizeof(int32_t));
+  int64_t planes = model_planes(m);
+  int32_t *ids = malloc((size_t)batch * (size_t)planes * MAX_IDS * sizeof(int32_t));
   int32_t *labels = malloc((size_t)batch * sizeof(int32_t));
   int64_t step = 0;
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
@@ -109,10 +119,12 @@ int main(int argc, char **argv) {
       int64_t longest = 1; /* rows padded with 0 to the longest, as kiln batches them */
       for (size_t r = 0; r < rows; ++r)
         if (data[begin + r].len > longest) longest = data[begin + r].len;
-      memset(ids, 0, rows * (size_t)longest * sizeof(int32_t));
+      memset(ids, 0, rows * (size_t)planes * (size_t)longest * sizeof(int32_t));
       for (size_t r = 0; r < rows; ++r) {
-        memcpy(ids + r * (size_t)longest, data[begin + r].ids, (size_t)data[begin + r].len * sizeof(int32_t));
-        labels[r] = data[begin + r].label;
+        const struct example *e = &data[begin + r];
+        for (int64_t p = 0; p < planes; ++p)
+          memcpy(ids + ((int64_t)r * planes + p) * longest, e->ids + p * e->len, (size_t)e->len * sizeof(int32_t));
+        labels[r] = e->label;
       }
       float loss;
       if (model_train_step(m, ids, labels, (int64_t)rows, longest, &loss) != 0) fail("train_step");
