@@ -71,6 +71,7 @@ struct Layer {
   int64_t in = 0, out = 0; ///< Linear, Conv1d: in/out features; Embedding: num/dim; LayerNorm: dim (in); MultiheadAttention: embed/heads
   bool bias = true;        ///< Linear, Conv1d: a bias; LayerNorm: elementwise affine
   double eps = 1e-5;       ///< LayerNorm
+  double initStd = 1;      ///< Embedding: its table starts as N(0, initStd)
   int64_t width = 0, padding = 0; ///< Conv1d: kernel_size, padding
   int64_t layers = 1;             ///< GRU, LSTM: num_layers
   bool bidirectional = false;     ///< GRU, LSTM
@@ -286,10 +287,16 @@ private:
         layer.out = evalSize(*a[1]->value, &inst, "out_features");
         if (a[2]) layer.bias = evalFlag(*a[2], &inst, "bias");
       } else if (call.name == "Embedding") {
-        auto a = bindArgs(call, {{"num_embeddings", true}, {"embedding_dim", true}}, "Embedding");
+        auto a = bindArgs(call, {{"num_embeddings", true}, {"embedding_dim", true}, {"std", false}}, "Embedding");
         layer.kind = Layer::Kind::Embedding;
         layer.in = evalSize(*a[0]->value, &inst, "num_embeddings");
         layer.out = evalSize(*a[1]->value, &inst, "embedding_dim");
+        if (a[2]) { // the initial table's N(0, std); PyTorch: nn.init.normal_(weight, std=std)
+          Val std = evalConst(*a[2]->value, &inst, "std");
+          if (!std.isNumber() || !(std.num >= 0) || !std::isfinite(std.num))
+            throw Error("std must be a non-negative number", a[2]->value->loc);
+          layer.initStd = std.num;
+        }
       } else if (call.name == "LayerNorm") {
         auto a = bindArgs(call, {{"normalized_shape", true}, {"eps", false}, {"elementwise_affine", false}},
                           "LayerNorm");
@@ -407,7 +414,7 @@ private:
       b_->setLoc(layer.loc);
       switch (layer.kind) {
       case Layer::Kind::Linear: b_->linearParams(layer.path, layer.in, layer.out, layer.bias); break;
-      case Layer::Kind::Embedding: b_->embeddingParams(layer.path, layer.in, layer.out); break;
+      case Layer::Kind::Embedding: b_->embeddingParams(layer.path, layer.in, layer.out, layer.initStd); break;
       case Layer::Kind::LayerNorm: b_->layerNormParams(layer.path, layer.in, layer.bias); break;
       case Layer::Kind::MultiheadAttention: b_->multiheadAttentionParams(layer.path, layer.in); break;
       case Layer::Kind::Conv1d: b_->conv1dParams(layer.path, convSpec(layer)); break;

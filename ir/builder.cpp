@@ -154,10 +154,10 @@ ValueId Builder::cast(ValueId x, DType to) {
   return create(OpKind::Cast, {x}, {{"dtype", std::string(dtypeName(to))}});
 }
 
-ValueId Builder::embeddingParams(const std::string &prefix, int64_t num, int64_t dim) {
+ValueId Builder::embeddingParams(const std::string &prefix, int64_t num, int64_t dim, double std) {
   // nn.Embedding initialises its table from N(0, 1).
   return param(prefix + ".weight", {DType::F32, {Dim::constant(num), Dim::constant(dim)}},
-               {{"init", std::string("normal")}, {"std", 1.0}});
+               {{"init", std::string("normal")}, {"std", std}});
 }
 
 std::pair<ValueId, ValueId> Builder::linearParams(const std::string &prefix, int64_t in, int64_t out, bool bias) {

@@ -81,7 +81,7 @@ public:
 
   // Layers, with PyTorch state_dict names and layouts.
   /// Declares nn.Embedding(num, dim)'s parameter `prefix.weight` f32[num,dim].
-  ValueId embeddingParams(const std::string &prefix, int64_t num, int64_t dim);
+  ValueId embeddingParams(const std::string &prefix, int64_t num, int64_t dim, double std = 1.0);
   /// Declares nn.Linear(in, out)'s `prefix.weight` f32[out,in] and, with
   /// bias, `prefix.bias` f32[out]; returns {weight, bias or -1}.
   std::pair<ValueId, ValueId> linearParams(const std::string &prefix, int64_t in, int64_t out, bool bias);

@@ -35,7 +35,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 data = os.path.join(work, "data.tsv")
 subprocess.run([sys.executable, os.path.join(here, "make_data.py"), data, "300", "7"], check=True)
 model = os.path.join(examples, "textcat.kiln")
-common = ["--data", data, "--param", "buckets=500", "--param", "embed=8", "--batch", "16", "--lr", "0.01",
+common = ["--data", data, "--param", "buckets=500", "--param", "embed=8", "--batch", "16", "--lr", "0.001",
           "--seed", "3", "--backend", backend]
 selection = ["--select-by", "accuracy", "--patience", "2", "--plateau-decay", "0.5"]
 EPOCHS = 12
@@ -79,6 +79,8 @@ if f"model: epoch {best} of {stop_at} (validation accuracy" not in out_a:
 lr_lines = re.findall(r"^epoch (\d+)/\d+: .*\| lr x(\S+)", out_a, re.M)
 if [int(e) for e, _ in lr_lines] != decays or [float(s) for _, s in lr_lines] != [0.5 ** (i + 1) for i in range(len(decays))]:
     fail(f"plateau decays {lr_lines}, expected after epochs {decays}")
+if best < 2:
+    fail(f"the best epoch is the first ({accs}), so the selection is not exercised; lower --lr or change the data seed")
 if any(e <= best for e in decays):
     fail(f"the learning rate decayed before the best epoch {best} (after {decays}), so run B below cannot match; "
          "change the data seed")
