@@ -65,6 +65,7 @@ import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "parity"))
 import tokenizer  # noqa: E402
+import kiln_tsv  # noqa: E402  (bench/, the script's own directory)
 
 SYSTEMS = ["fasttext-default", "fasttext-tutorial", "tfidf-svm"]
 FASTTEXT_ARGS = {"fasttext-default": [], "fasttext-tutorial": ["-epoch", "25", "-lr", "1.0", "-wordNgrams", "2"]}
@@ -75,28 +76,11 @@ def note(msg):
 
 
 def read_tsv(path):
-    """(label, text) records as runtime/data.cpp reads a .tsv file (bench/torch_train.py's reader)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    records = []
-    for number, line in enumerate(data.decode("utf-8").split("\n"), start=1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line.strip(" \t\r\n"):
-            continue
-        tab = line.find("\t")
-        if tab < 0:
-            sys.exit(f"{path}:{number}:1: error: expected 'label<TAB>text' but the line has no tab")
-        label = line[:tab].strip(" \t\r\n")
-        if not label:
-            sys.exit(f"{path}:{number}:1: error: empty label")
+    """kiln_tsv.read_tsv, and labels without white space, which fastText's cannot have."""
+    records = kiln_tsv.read_tsv(path)
+    for label, _ in records:
         if any(c.isspace() for c in label):
-            sys.exit(f"{path}:{number}:1: error: label {label!r} has white space, which fastText's labels cannot")
-        records.append((label, line[tab + 1:]))
-    if not records:
-        sys.exit(f"{path}: error: no examples")
+            sys.exit(f"{path}: error: label {label!r} has white space, which fastText's labels cannot")
     return records
 
 

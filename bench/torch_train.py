@@ -70,6 +70,7 @@ ROOT = os.path.join(HERE, "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "parity"))
 import models  # noqa: E402
 import tokenizer  # noqa: E402
+import kiln_tsv  # noqa: E402  (bench/, the script's own directory)
 
 MASK64 = (1 << 64) - 1
 
@@ -149,28 +150,7 @@ def epoch_order(n, seed, epoch):
 # --- data ----------------------------------------------------------------------
 
 
-def read_tsv(path):
-    """(label, text) records as runtime/data.cpp reads a .tsv file."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    records = []
-    for number, line in enumerate(data.decode("utf-8").split("\n"), start=1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line.strip(" \t\r\n"):
-            continue
-        tab = line.find("\t")
-        if tab < 0:
-            sys.exit(f"{path}:{number}:1: error: expected 'label<TAB>text' but the line has no tab")
-        label = line[:tab].strip(" \t\r\n")
-        if not label:
-            sys.exit(f"{path}:{number}:1: error: empty label")
-        records.append((label, line[tab + 1:]))  # further tabs stay in the text
-    if not records:
-        sys.exit(f"{path}: error: no examples")
-    return records
+read_tsv = kiln_tsv.read_tsv
 
 
 def sorted_labels(names):
