@@ -205,6 +205,13 @@ void declare(cli::Command &cmd, PredictArgs &o) {
   declarePassOptions(cmd, o.passes);
 }
 
+/// A recipe without model selection, and so without what waits on it.
+void selectionOff(std::map<std::string, std::string> &config) {
+  config["select_by"] = "none";
+  config["patience"] = "0";
+  config["plateau_decay"] = "1";
+}
+
 /// Applies the model file's `train { ... }` block: each entry is the
 /// default of a recipe option (or --epochs) not given on the command line,
 /// checked as the command line would check it; errors point at the entry.
@@ -412,10 +419,7 @@ int cmdTrain(int argc, char **argv) {
     if (o.selectBy == "none" && ((o.patience > 0 && cmd.given("--patience")) ||
                                  (o.plateauDecay != 1 && cmd.given("--plateau-decay"))))
       throw UsageError("--patience and --plateau-decay need --select-by (the score they wait on)");
-    if (o.selectBy == "none") { // what a model's train block says about them does not apply
-      config["patience"] = "0";
-      config["plateau_decay"] = "1";
-    }
+    if (o.selectBy == "none") selectionOff(config); // what a model's train block says about them does not apply
     if (!(o.plateauDecay > 0 && o.plateauDecay <= 1))
       throw UsageError(fmt::format("--plateau-decay must be in (0, 1], got {}", o.plateauDecay));
     optimizerConfig(o.optimizer); // validates the combination
@@ -444,9 +448,7 @@ int cmdTrain(int argc, char **argv) {
     fmt::print(stderr, "note: no validation data, so the model's 'train' block's select_by {} (and patience, plateau "
                        "decay) is off: the model is the last epoch's\n",
                o.selectBy);
-    config["select_by"] = "none";
-    config["patience"] = "0";
-    config["plateau_decay"] = "1";
+    selectionOff(config);
   }
   std::vector<std::string> hyperNames;
   for (const frontend::HyperParam &h : program.hyperParams) hyperNames.push_back(h.name);
