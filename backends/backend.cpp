@@ -70,7 +70,13 @@ public:
   }
   void runInto(const runtime::TensorMap &inputs, const runtime::TensorMap &params,
                runtime::TensorMap &outputs) override {
-    if (!chosen_) choose(inputs, params, outputs);
+    if (!chosen_) {
+      // The trials run into tensors of their own: the caller's may be a
+      // parameter updated in place (a lazy Adam step's embedding table),
+      // which must see exactly one step.
+      runtime::TensorMap trials;
+      choose(inputs, params, trials);
+    }
     chosen_->runInto(inputs, params, outputs);
   }
   void setProfiling(bool on) override {

@@ -134,11 +134,32 @@ std::vector<ValueId> adamStep(Builder &b, const std::vector<ValueId> &o, const A
   return {p, m, v};
 }
 
+/// adam_rows: adam_step on the whole table with the scatter-added gradient,
+/// kept only in the rows that some id names (those with a count above 0).
+std::vector<ValueId> adamRows(Builder &b, const std::vector<ValueId> &o, const Attrs &a) {
+  OpKind k = OpKind::AdamRows;
+  const Graph &g = b.graph();
+  ValueId table = o[0], ids = o[3];
+  int64_t rows = g.type(table).shape[0].value;
+  ValueId grad = b.create(OpKind::EmbeddingGrad, {ids, o[4]}, {{"rows", rows}});
+  double decay = attrFloat(k, a, "weight_decay");
+  if (decay != 0) grad = b.add(grad, b.mul(table, b.constant(decay)));
+  ValueId idColumn = b.unsqueeze(ids, static_cast<int64_t>(g.type(ids).rank()));
+  ValueId one = b.cast(b.compare(OpKind::GreaterEqual, idColumn, b.constant(0, DType::I32)), DType::F32);
+  ValueId count = b.create(OpKind::EmbeddingGrad, {ids, one}, {{"rows", rows}});
+  ValueId named = b.compare(OpKind::Greater, count, b.constant(0));
+  std::vector<ValueId> step =
+      b.createMulti(OpKind::AdamStep, {table, o[1], o[2], grad, o[5], o[6]},
+                    {{"beta1", attrFloat(k, a, "beta1")}, {"beta2", attrFloat(k, a, "beta2")}, {"eps", attrFloat(k, a, "eps")}});
+  return {b.select(named, step[0], table), b.select(named, step[1], o[1]), b.select(named, step[2], o[2])};
+}
+
 } // namespace
 
 Decomposition decompositionOf(OpKind k) {
   switch (k) {
   case OpKind::AdamStep: return adamStep;
+  case OpKind::AdamRows: return adamRows;
   case OpKind::MatMulBias: return matmulBias;
   case OpKind::WeightGrad: return weightGrad;
   case OpKind::Attention: return attention;

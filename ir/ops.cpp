@@ -527,6 +527,25 @@ std::vector<TensorType> shapeAdamStep(const std::vector<TensorType> &o, const At
   return {o[0], o[0], o[0]};
 }
 
+/// A table p f32[V,E] with its two moments, the ids that picked rows of it
+/// and the gradient dy of the picked rows, the two step scalars; results
+/// p', m', v' of the table's type.
+std::vector<TensorType> shapeAdamRows(const std::vector<TensorType> &o, const Attrs &) {
+  const TensorType &p = o[0], &ids = o[3], &dy = o[4];
+  expectFloat(p, "adam_rows table");
+  if (p.rank() != 2) fail(fmt::format("adam_rows: the table must be f32[V,E], got {}", p.str()));
+  for (size_t i : {1, 2})
+    if (!(o[i] == p)) fail(fmt::format("adam_rows: {} must have the type of the table {}", o[i].str(), p.str()));
+  if (ids.dtype != DType::I32) fail(fmt::format("adam_rows ids must be i32, got {}", ids.str()));
+  expectFloat(dy, "adam_rows dy");
+  if (dy.rank() != ids.rank() + 1 || !std::equal(ids.shape.begin(), ids.shape.end(), dy.shape.begin()) ||
+      !(dy.shape.back() == p.shape[1]))
+    fail(fmt::format("adam_rows: dy {} must be ids {} plus the table's row {}", dy.str(), ids.str(), p.shape[1].str()));
+  for (size_t i : {5, 6})
+    if (!(o[i] == TensorType{DType::F32, {}})) fail(fmt::format("adam_rows: operand {} must be f32[], got {}", i, o[i].str()));
+  return {p, p, p};
+}
+
 /// q[...,Tq,D], k[...,Tk,D], v[...,Tk,Dv] with the same batch dims, and an
 /// optional bool mask broadcastable to the weights [...,Tq,Tk].
 std::vector<TensorType> shapeAttention(const std::vector<TensorType> &o, const Attrs &a) {

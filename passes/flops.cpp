@@ -104,6 +104,8 @@ int64_t nodeFlops(const ir::Graph &g, const ir::Node &n, const ir::SymbolBinding
     return elements(n.operands[0]);
   case ir::OpKind::EmbeddingGrad:
     return elements(n.operands[1]); // one add per element of dy
+  case ir::OpKind::AdamRows:
+    return 12 * elements(n.operands[4]); // at most one row of Adam per element of dy, plus its add
   case ir::OpKind::Exp:
   case ir::OpKind::Log:
   case ir::OpKind::Tanh:

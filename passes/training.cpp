@@ -14,6 +14,12 @@
 //       Adam:  g += wd*p; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
 //              p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
 //       AdamW: p *= 1 - lr*wd, then Adam without the L2 term.
+//       Lazy Adam: Adam, except for a table whose gradient is one
+//              embedding_grad(ids, dy): adam_rows(p, m, v, ids, dy) applies
+//              Adam (and the L2 term) only to the rows the ids name, as
+//              torch.optim.SparseAdam does, so a step costs the rows it
+//              touches instead of the whole table; every other row keeps
+//              its value and its moments.
 //     b^t is computed as exp(t * ln b) from the `step` input t. Adam's two
 //     moments and the parameter step are one op each (adam_moment,
 //     adam_update), so each is a single pass over the tensor.
@@ -26,6 +32,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <fmt/format.h>
 
 namespace kiln::passes {
@@ -38,8 +45,9 @@ using ir::ValueId;
 OptimizerConfig::Kind OptimizerConfig::parseKind(const std::string &name) {
   if (name == "adam") return Kind::Adam;
   if (name == "adamw") return Kind::AdamW;
+  if (name == "lazy-adam") return Kind::LazyAdam;
   if (name == "sgd") return Kind::Sgd;
-  throw Error(fmt::format("unknown optimizer '{}' (expected adam, adamw or sgd)", name));
+  throw Error(fmt::format("unknown optimizer '{}' (expected adam, adamw, lazy-adam or sgd)", name));
 }
 
 ir::Graph buildLossGraph(const ir::Graph &forward, const std::string &name) {
@@ -105,6 +113,18 @@ ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &confi
   for (const ir::Output &o : g.outputs())
     if (o.name.rfind("grad.", 0) == 0) trained.push_back({g.findParam(o.name.substr(5)), o.value});
 
+  // Lazy Adam's tables: the gradients that are one scatter-add of rows,
+  // by the ids and the rows' gradient dy (scaled with the rest when clipping).
+  std::map<ValueId, std::pair<ValueId, ValueId>> rowGradients;
+  if (config.kind == OptimizerConfig::Kind::LazyAdam)
+    for (auto [p, grad] : trained) {
+      const ir::ValueInfo &info = g.value(grad);
+      if (info.kind != ir::ValueKind::Node) continue;
+      const ir::Node &producer = g.nodes()[info.producer];
+      if (producer.op == ir::OpKind::EmbeddingGrad && g.type(p).rank() == 2)
+        rowGradients[p] = {producer.operands[0], producer.operands[1]};
+    }
+
   if (config.clipNorm > 0) {
     ValueId total = b.constant(0.0);
     for (auto [p, grad] : trained) total = b.add(total, sumAll(b, b.mul(grad, grad)));
@@ -114,6 +134,7 @@ ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &confi
     ValueId one = b.constant(1.0);
     coef = b.select(b.compare(ir::OpKind::Less, coef, one), coef, one);
     for (auto &[p, grad] : trained) grad = b.mul(grad, coef);
+    for (auto &[p, rows] : rowGradients) rows.second = b.mul(rows.second, coef);
   }
 
   const std::string stateInit = "zeros";
@@ -133,6 +154,17 @@ ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &confi
   std::vector<std::pair<std::string, ValueId>> updates;
   for (auto [p, grad] : trained) {
     const std::string pname = g.value(p).name; // a copy: adding values reallocates the table
+    if (auto rows = rowGradients.find(p); rows != rowGradients.end()) {
+      ValueId m = state(p, "exp_avg"), v = state(p, "exp_avg_sq");
+      auto [ids, dy] = rows->second;
+      std::vector<ValueId> next = b.createMulti(
+          ir::OpKind::AdamRows, {p, m, v, ids, dy, stepSize, bc2Sqrt},
+          {{"beta1", config.beta1}, {"beta2", config.beta2}, {"eps", config.eps}, {"weight_decay", config.weightDecay}});
+      updates.push_back({g.value(m).name, next[1]});
+      updates.push_back({g.value(v).name, next[2]});
+      updates.push_back({pname, next[0]});
+      continue;
+    }
     ValueId param = p;
     if (config.weightDecay != 0 && config.kind != OptimizerConfig::Kind::AdamW)
       grad = b.add(grad, scaled(b, param, config.weightDecay));

@@ -4,7 +4,8 @@
 // graph, a cross-entropy loss against an i32[B] `labels` input, the backward
 // graph from passes/autodiff.h, optional clipping by global norm, and the
 // optimizer update (SGD with momentum and weight decay, Adam, AdamW, with
-// PyTorch's formulas). The update is IR like everything else, so it prints,
+// PyTorch's formulas, and lazy Adam: Adam on the rows of an embedding table
+// that the step's ids name). The update is IR like everything else, so it prints,
 // verifies and runs on every backend.
 //
 // Inputs: the forward inputs, `labels`, `lr` (f32[], the learning rate of
@@ -26,7 +27,7 @@
 namespace kiln::passes {
 
 struct OptimizerConfig {
-  enum class Kind { Sgd, Adam, AdamW };
+  enum class Kind { Sgd, Adam, AdamW, LazyAdam };
   Kind kind = Kind::Adam;
   double momentum = 0.0;    ///< SGD
   bool nesterov = false;    ///< SGD
@@ -40,7 +41,7 @@ struct OptimizerConfig {
   /// Seeds the dropout masks of the step (with the op and the step number).
   uint64_t dropoutSeed = 0;
 
-  /// "adam", "adamw" or "sgd"; kiln::Error otherwise.
+  /// "adam", "adamw", "lazy-adam" or "sgd"; kiln::Error otherwise.
   static Kind parseKind(const std::string &name);
 };
 

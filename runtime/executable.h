@@ -42,9 +42,14 @@ public:
   /// the output in place (a backend may compute straight into it: no copy,
   /// no allocation); other outputs are added or replace what is there. A
   /// tensor given this way must not share storage with an input or a
-  /// parameter. The training loop passes last step's parameters, which the
-  /// new ones replaced, so that an update is written where the old values
-  /// were instead of into fresh memory. By default: run(), then moved.
+  /// parameter, with one exception: an adam_rows result may be given its
+  /// own operand's storage (the table or moment it updates), which its
+  /// kernel then updates in place, touching only the rows the batch used.
+  /// The training loop passes last step's parameters, which the new ones
+  /// replaced, so that an update is written where the old values were
+  /// instead of into fresh memory (and, with --optimizer lazy-adam, the
+  /// tables themselves: see runtime/trainer.cpp). A backend runs the graph
+  /// exactly once per call. By default: run(), then moved.
   virtual void runInto(const TensorMap &inputs, const TensorMap &params, TensorMap &outputs) {
     for (auto &[name, t] : run(inputs, params)) outputs[name] = std::move(t);
   }

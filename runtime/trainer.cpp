@@ -63,6 +63,65 @@ double batchLoss(const Tensor &logits, const Tensor &labels) {
 
 Tensor scalar(float v) { return Tensor::fromF32({}, {v}); }
 
+/// A store entry the training step updates where it lies: an adam_rows
+/// result whose kernel, given its operand's own storage, rewrites only the
+/// rows the batch used (the other rows of a large embedding table would
+/// otherwise be copied every step).
+struct InPlaceUpdate {
+  std::string name; ///< the store entry and the step's output of that name
+  std::string ids;  ///< the step input whose ids select the updated rows
+};
+
+/// The adam_rows results that may be written over their operands: the
+/// table, first and second moment are parameters of the step with outputs
+/// of their own names; nothing but the adam_rows node reads the moments,
+/// and only gathers (embedding nodes) before it read the table, so no op
+/// of the step can see a row after it changed (the plans run the nodes in
+/// order). An ids operand that is not a step input leaves the node out:
+/// its rows could not be checked for non-finite values.
+std::vector<InPlaceUpdate> inPlaceUpdates(const ir::Graph &g) {
+  std::vector<InPlaceUpdate> found;
+  auto users = g.users();
+  auto isParam = [&](ir::ValueId v) { return std::find(g.params().begin(), g.params().end(), v) != g.params().end(); };
+  auto outputNamed = [&](const std::string &name, ir::ValueId v) {
+    return std::any_of(g.outputs().begin(), g.outputs().end(),
+                       [&](const ir::Output &o) { return o.name == name && o.value == v; });
+  };
+  for (size_t k = 0; k < g.nodes().size(); ++k) {
+    const ir::Node &node = g.nodes()[k];
+    if (node.op != ir::OpKind::AdamRows) continue;
+    ir::ValueId ids = node.operands[3];
+    if (std::find(g.inputs().begin(), g.inputs().end(), ids) == g.inputs().end()) continue;
+    bool ok = true;
+    for (size_t i = 0; i < 3 && ok; ++i) {
+      ir::ValueId state = node.operands[i];
+      ok = isParam(state) && outputNamed(g.value(state).name, node.resultAt(i));
+      for (ir::NodeId user : users[state]) {
+        if (static_cast<size_t>(user) == k) continue;
+        ok = ok && i == 0 && g.nodes()[user].op == ir::OpKind::Embedding && g.nodes()[user].operands[0] == state &&
+             static_cast<size_t>(user) < k;
+      }
+      ok = ok && !g.isOutput(state);
+    }
+    if (!ok) continue;
+    for (size_t i = 0; i < 3; ++i) found.push_back({g.value(node.operands[i]).name, g.value(ids).name});
+  }
+  return found;
+}
+
+/// The first non-finite element of the rows of `table` f32[V, E] that
+/// `ids` names (out-of-range ids were refused by the step).
+std::optional<int64_t> firstNonFiniteRow(const Tensor &table, const Tensor &ids) {
+  int64_t rows = table.shape()[0], width = table.numel() / std::max<int64_t>(rows, 1);
+  auto values = table.f32();
+  for (int32_t id : ids.i32()) {
+    if (id < 0 || id >= rows) continue;
+    for (int64_t e = 0; e < width; ++e)
+      if (!std::isfinite(values[id * width + e])) return id * width + e;
+  }
+  return std::nullopt;
+}
+
 } // namespace
 
 // checkpoint.h and data.h declare these two; they are here, with the
@@ -233,7 +292,9 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   };
   // A step's outputs; after each step, the entries that update the store
   // hold the store's previous tensors, into which the next step writes.
+  // The in-place entries instead are views of the store's own tensors.
   TensorMap outputs;
+  const std::vector<InPlaceUpdate> inPlace = inPlaceUpdates(g);
   try {
     for (; ckpt.epoch < config.epochs; ++ckpt.epoch, ckpt.batch = 0) {
       std::vector<size_t> order = epochOrder(trainData.ids.size(), config.seed, static_cast<uint64_t>(ckpt.epoch),
@@ -264,24 +325,41 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         stepInputs.emplace("step", scalar(static_cast<float>(step)));
         // The outputs that update the store come back in last step's
         // tensors (see the swap below): the backend writes the new values
-        // there, with no copy and no allocation.
+        // there, with no copy and no allocation. An in-place entry is
+        // given the store's tensor itself.
+        for (const InPlaceUpdate &u : inPlace) {
+          Tensor &kept = ckpt.tensors.at(u.name);
+          outputs[u.name] = Tensor::view(kept.dtype(), kept.shape(), kept.raw());
+        }
         trainStep.runInto(stepInputs, ckpt.tensors, outputs);
         float loss = outputs.at("loss").f32()[0];
         // Nothing of a non-finite step reaches the store, so the state
-        // stays that of the last good step.
+        // stays that of the last good step; except in the tables updated
+        // in place, whose checkpoint file is then all that is kept.
         std::string nonFinite;
         if (!std::isfinite(loss)) nonFinite = fmt::format("the loss is {}", loss);
         for (auto &[name, value] : outputs) {
           if (!nonFinite.empty()) break;
           if (name.starts_with("optimizer.") || !ckpt.tensors.count(name)) continue;
-          if (auto at = firstNonFinite(value))
+          std::optional<int64_t> at;
+          auto updated = std::find_if(inPlace.begin(), inPlace.end(), [&](const InPlaceUpdate &u) { return u.name == name; });
+          if (updated == inPlace.end())
+            at = firstNonFinite(value);
+          else // only the batch's rows changed
+            at = firstNonFiniteRow(value, stepInputs.at(updated->ids));
+          if (at)
             nonFinite = fmt::format("the update makes parameter '{}' {} (element {})", name, value.f32()[*at], *at);
         }
         if (!nonFinite.empty()) {
           if (tty) fmt::print(out, "\n");
           std::string cause;
           SourceLoc loc;
-          if (config.firstNonFiniteNode) {
+          if (!inPlace.empty()) {
+            // The step changed its tables in place: a rerun of it would
+            // start from other values than the step did.
+            cause = "; the first non-finite op is not traced with --optimizer lazy-adam, which updates embedding "
+                    "tables in place (--optimizer adam traces it)";
+          } else if (config.firstNonFiniteNode) {
             ir::NodeId first = config.firstNonFiniteNode(stepInputs, ckpt.tensors);
             if (first >= 0) {
               const ir::Node &node = g.nodes()[first];
@@ -304,7 +382,9 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         }
         for (auto &[name, value] : outputs) {
           auto it = ckpt.tensors.find(name);
-          if (it != ckpt.tensors.end()) std::swap(it->second, value);
+          // An in-place entry the backend wrote through needs no move (and
+          // its view must not enter the store).
+          if (it != ckpt.tensors.end() && value.raw() != it->second.raw()) std::swap(it->second, value);
         }
         ckpt.step = step;
         if (lossLog) fmt::print(lossLog, "{} {:.9g}\n", step, loss);

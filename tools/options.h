@@ -43,10 +43,12 @@ inline void declareOptimizerOptions(cli::Command &cmd, OptimizerOptions &o) {
   cmd.option("--optimizer", o.optimizer, "NAME", "the optimizer of the training step")
       .choices({{"adam", "Adam (Kingma & Ba), as torch.optim.Adam"},
                 {"adamw", "Adam with decoupled weight decay, as torch.optim.AdamW"},
+                {"lazy-adam", "Adam, but an embedding table's step updates only the rows its ids name (their value "
+                              "and moments), as torch.optim.SparseAdam: a step costs the rows it touches"},
                 {"sgd", "stochastic gradient descent, with --momentum and --nesterov"}});
   cmd.option("--momentum", o.momentum, "M", "SGD momentum");
   cmd.flag("--nesterov", o.nesterov, "SGD Nesterov momentum (needs --momentum > 0)");
-  cmd.option("--weight-decay", o.weightDecay, "W", "L2 (adam, sgd) or decoupled (adamw) weight decay");
+  cmd.option("--weight-decay", o.weightDecay, "W", "L2 (adam, lazy-adam, sgd) or decoupled (adamw) weight decay");
   cmd.option("--clip-norm", o.clipNorm, "C", "clip gradients to global L2 norm C").defaultText("off");
 }
 

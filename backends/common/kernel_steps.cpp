@@ -287,6 +287,15 @@ std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size
                                         bits(ir::attrFloat(node.op, node.attrs, "beta2")),
                                         bits(ir::attrFloat(node.op, node.attrs, "eps"))});
   }
+  case OpKind::AdamRows: {
+    auto o = node.operands;
+    std::vector<ValueId> res = node.results();
+    int64_t check = graph.value(o[3]).kind == ir::ValueKind::Node ? static_cast<int64_t>(i) : -1;
+    auto attr = [&](const char *name) { return bits(ir::attrFloat(node.op, node.attrs, name)); };
+    return call(KILN_ENTRY(adam_rows), {o[0], o[1], o[2], o[3], o[4], o[5], o[6], res[0], res[1], res[2],
+                                        ir::numElements(ext(o[3])), ext(o[0])[0], ext(o[0])[1], attr("beta1"),
+                                        attr("beta2"), attr("eps"), attr("weight_decay"), check});
+  }
   case OpKind::Attention:
   case OpKind::AttentionGrad: {
     bool grad = node.op == OpKind::AttentionGrad;

@@ -120,6 +120,15 @@ void kiln_k_adam_step(void *const *values, const int64_t *args) {
            r.f32(7), r.f32(8));
 }
 
+// [v:p, v:m, v:v, v:ids, v:dy, v:step_size, v:bc2_sqrt, v:p', v:m', v:v', n, rows, width, beta1, beta2, eps,
+//  weight_decay (f64 bits), check node (-1: the ids were checked before the run)]
+void kiln_k_adam_rows(void *const *values, const int64_t *args) {
+  Record r{values, args};
+  checkIds(r.i32(3), r[10], r[11], r[17]);
+  adamRows(r.f32(0), r.f32(1), r.f32(2), r.i32(3), r.f32(4), r[10], r[11], r[12], r.f(13), r.f(14), r.f32(5)[0],
+           r.f32(6)[0], r.f(15), r.f(16), r.f32(7), r.f32(8), r.f32(9));
+}
+
 // [grad, batch, tq, tk, d, dv, scale (f64 bits), v:mask?, rowStride, colStride,
 //  forward: v:q, v:k, v:v, v:out, v:lse; grad: v:q, v:k, v:v, v:lse, v:dout, v:dq, v:dk, v:dv;
 //  then the mask's offset of each of the batch slices]

@@ -36,6 +36,7 @@ using KernelEntry = void (*)(void *const *values, const int64_t *args);
   X(adam_moment)                                                                                                      \
   X(adam_update)                                                                                                      \
   X(adam_step)                                                                                                        \
+  X(adam_rows)                                                                                                        \
   X(attention)                                                                                                        \
   X(additive_attention)                                                                                               \
   X(elementwise)

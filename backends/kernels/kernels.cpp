@@ -257,4 +257,48 @@ void adamStep(const float *p, const float *m, const float *v, const float *g, in
   });
 }
 
+void adamRows(const float *p, const float *m, const float *v, const int32_t *ids, const float *dy, int64_t n,
+              int64_t rows, int64_t width, float beta1, float beta2, float stepSize, float bc2Sqrt, float eps,
+              float weightDecay, float *pOut, float *mOut, float *vOut) {
+  size_t tableBytes = static_cast<size_t>(rows * width) * sizeof(float);
+  if (pOut != p) std::memcpy(pOut, p, tableBytes);
+  if (mOut != m) std::memcpy(mOut, m, tableBytes);
+  if (vOut != v) std::memcpy(vOut, v, tableBytes);
+  // Positions grouped by id, each group in position order (a stable sort),
+  // so that a row's gradient adds its dy rows in the order embeddingGrad
+  // does and the result does not depend on the thread count.
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return ids[a] < ids[b]; });
+  std::vector<int64_t> groupStart;
+  for (int64_t k = 0; k < n; ++k)
+    if (k == 0 || ids[order[static_cast<size_t>(k)]] != ids[order[static_cast<size_t>(k - 1)]]) groupStart.push_back(k);
+  int64_t groups = static_cast<int64_t>(groupStart.size());
+  groupStart.push_back(n);
+  float rest1 = 1.0f - beta1, rest2 = 1.0f - beta2;
+  parallelFor(groups, n * width > kParallelMin, [&](int64_t begin, int64_t end) {
+    std::vector<float> g(static_cast<size_t>(width));
+    for (int64_t k = begin; k < end; ++k) {
+      int64_t first = groupStart[static_cast<size_t>(k)], last = groupStart[static_cast<size_t>(k + 1)];
+      int64_t row = ids[order[static_cast<size_t>(first)]];
+      std::fill(g.begin(), g.end(), 0.0f);
+      for (int64_t j = first; j < last; ++j) {
+        const float *src = dy + order[static_cast<size_t>(j)] * width;
+        for (int64_t c = 0; c < width; ++c) g[static_cast<size_t>(c)] += src[c];
+      }
+      const float *pr = p + row * width, *mr = m + row * width, *vr = v + row * width;
+      float *po = pOut + row * width, *mo = mOut + row * width, *vo = vOut + row * width;
+      for (int64_t c = 0; c < width; ++c) {
+        float gc = g[static_cast<size_t>(c)];
+        if (weightDecay != 0.0f) gc = gc + pr[c] * weightDecay;
+        float mi = beta1 * mr[c] + rest1 * gc;
+        float vi = beta2 * vr[c] + rest2 * (gc * gc);
+        mo[c] = mi;
+        vo[c] = vi;
+        po[c] = pr[c] - stepSize * (mi / (std::sqrt(vi) / bc2Sqrt + eps));
+      }
+    }
+  });
+}
+
 } // namespace kiln::backends::kernels

@@ -78,6 +78,16 @@ void adamUpdate(const float *p, const float *m, const float *v, int64_t n, float
 void adamStep(const float *p, const float *m, const float *v, const float *g, int64_t n, float beta1, float beta2,
               float stepSize, float bc2Sqrt, float eps, float *pOut, float *mOut, float *vOut);
 
+/// adam_rows (lazy Adam on an embedding table of rows x width): the rows
+/// that ids[0..n) name get adamStep with g = the sum of their rows of dy, in
+/// position order (+ weightDecay * p); every other row keeps p, m and v.
+/// pOut, mOut, vOut may be p, m, v themselves (the training loop updates a
+/// table in place, so that a step costs the rows it touches); otherwise the
+/// untouched rows are copied.
+void adamRows(const float *p, const float *m, const float *v, const int32_t *ids, const float *dy, int64_t n,
+              int64_t rows, int64_t width, float beta1, float beta2, float stepSize, float bc2Sqrt, float eps,
+              float weightDecay, float *pOut, float *mOut, float *vOut);
+
 /// The sizes of an attention: `batch` independent slices (the batch dims
 /// flattened), q [batch, tq, d], k [batch, tk, d], v [batch, tk, dv].
 struct AttentionShape {

@@ -1068,6 +1068,7 @@ Kernel kernelFor(OpKind op) {
   case OpKind::AdditiveAttentionGrad:
   case OpKind::Elementwise:
   case OpKind::AdamStep: return decomposedKernel;
+  case OpKind::AdamRows: return decomposedKernel;
   case OpKind::Constant: return constantKernel;
   case OpKind::Embedding: return embeddingKernel;
   case OpKind::MatMul: return matmulKernel;

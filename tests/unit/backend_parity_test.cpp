@@ -161,6 +161,9 @@ void checkOp(OpKind op, const std::vector<TensorType> &operands, const Attrs &at
   // log and sqrt need positive operands; div a divisor away from 0.
   if (op == OpKind::Log || op == OpKind::Sqrt)
     for (float &v : inputs["in0"].f32()) v = std::abs(v);
+  // Adam's second moment is never negative.
+  if (op == OpKind::AdamRows)
+    for (float &v : inputs["in2"].f32()) v = std::abs(v);
   // Convolution weights scaled by 1/sqrt(contraction), as a layer's
   // initialisation does, so that results are O(1) and not cancellations of
   // hundreds of O(1) terms, whose float rounding the f32 tolerance is not for.

@@ -248,7 +248,7 @@ TEST_CASE("lowering, autodiff and the training step produce declared attributes 
     auto lowered = frontend::compileFile(std::string(KILN_SOURCE_DIR) + "/examples/" + model + ".kiln", opts);
     const Graph &forward = *lowered.module.find("forward");
     checkGraph(forward);
-    for (Kind kind : {Kind::Adam, Kind::AdamW, Kind::Sgd}) {
+    for (Kind kind : {Kind::Adam, Kind::AdamW, Kind::LazyAdam, Kind::Sgd}) {
       passes::OptimizerConfig config; // every optional step of the update on
       config.kind = kind;
       config.clipNorm = 1.0;

@@ -96,6 +96,10 @@ inline const std::map<OpKind, Sample> &samples() {
     t[OpKind::Attention] = {{q, k, v, keyMask}, {{"scale", 0.5}}};
     TensorType out{DType::F32, {s("B"), c(3), c(2)}}, lse{DType::F32, {s("B"), c(3)}};
     t[OpKind::AdamStep] = {{x, x, x, x, {DType::F32, {}}, {DType::F32, {}}}, {{"beta1", 0.8}, {"beta2", 0.99}, {"eps", 1e-6}}};
+    // A table of 7 rows of which the ids (below 4 in the parity suite) name some.
+    TensorType table{DType::F32, {c(7), c(4)}};
+    t[OpKind::AdamRows] = {{table, table, table, i2, x, {DType::F32, {}}, {DType::F32, {}}},
+                           {{"beta1", 0.8}, {"beta2", 0.99}, {"eps", 1e-6}, {"weight_decay", 0.01}}};
     t[OpKind::AttentionGrad] = {{q, k, v, out, lse, out, keyMask}, {{"scale", 0.5}}};
     TensorType values{DType::F32, {s("B"), c(3), c(2)}}, pooled{DType::F32, {s("B"), c(2)}};
     TensorType scoreWeight{DType::F32, {c(1), c(4)}}, scoreBias{DType::F32, {c(1)}};
