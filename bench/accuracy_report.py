@@ -91,6 +91,17 @@ def secs(x):
     return f"{x:.1f} s" if x < 100 else f"{x:.0f} s"
 
 
+import re  # noqa: E402
+
+# How many tokens of a text kiln reads: the seed recipe's --max-len, and
+# textcat's train block's max_len when it sets one (else kiln's default).
+seed_len = re.search(r"--max-len (\d+)", seed)
+seed_len = seed_len.group(1) if seed_len else "256"
+textcat_len = re.search(r"^\s*max_len\s*=\s*(\d+)", run.get("textcat_train_block", ""), re.M)
+textcat_len = textcat_len.group(1) if textcat_len else "256"
+read_tokens = (f"reads the first {seed_len} tokens of a text" if seed_len == textcat_len else
+               f"reads the first {textcat_len} tokens of a text (textcat) or {seed_len} (the other models)")
+
 lines = ["# kiln accuracy", ""]
 lines += [
     "kiln's recommended model and its example models against fastText and a linear SVM, on the five "
@@ -100,7 +111,7 @@ lines += [
     "*textcat* is `examples/textcat.kiln` trained with no flags: the `train { }` block at the end of the "
     f"file is its recipe. The other kiln models use scripts/demo's seed recipe, `{seed}`. "
     "kiln holds 10% of the training file out for validation (textcat selects its epoch and stops early "
-    "on it) and reads the first 256 tokens of a text; the baselines train on the whole file and see "
+    f"on it) and {read_tokens}; the baselines train on the whole file and see "
     "whole texts.",
     "",
     "*Training time*: for kiln, the `trained in` figure of `kiln train` (the epochs, validation after each, "
