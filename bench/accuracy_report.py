@@ -188,14 +188,24 @@ lines += ["*epochs*: for textcat, the epoch whose model was kept (lowest validat
           "before early stopping. *peak RSS*: of the whole `kiln train` process (`/usr/bin/time -f %M`).", ""]
 
 # Targets.
+def at_least(t, b):
+    """t's accuracy >= b's, both on the same test file: compared as counts of
+    correct answers when kiln says how many examples there were (an
+    accuracy in the JSONL may be rounded), else as fractions."""
+    n = t.get("test_examples")
+    if n:
+        return round(t["accuracy"] * n) >= round(b["accuracy"] * n)
+    return t["accuracy"] >= b["accuracy"]
+
+
 TARGETS = [
     ("textcat accuracy >= fastText tutorial's", "fasttext-tutorial",
-     lambda t, b: (t["accuracy"] >= b["accuracy"], f"{t['accuracy']:.4f} vs {b['accuracy']:.4f}")),
+     lambda t, b: (at_least(t, b), f"{t['accuracy']:.4f} vs {b['accuracy']:.4f}")),
     ("textcat training time <= fastText tutorial's", "fasttext-tutorial",
      lambda t, b: (t["train_seconds"] <= b["train_seconds"],
                    f"{secs(t['train_seconds'])} vs {secs(b['train_seconds'])}")),
     ("textcat accuracy >= fastText default's", "fasttext-default",
-     lambda t, b: (t["accuracy"] >= b["accuracy"], f"{t['accuracy']:.4f} vs {b['accuracy']:.4f}")),
+     lambda t, b: (at_least(t, b), f"{t['accuracy']:.4f} vs {b['accuracy']:.4f}")),
     ("textcat accuracy >= TF-IDF + LinearSVC's - 0.01", "tfidf-svm",
      lambda t, b: (t["accuracy"] >= b["accuracy"] - 0.01,
                    f"{t['accuracy']:.4f} vs {b['accuracy']:.4f} - 0.01 = {b['accuracy'] - 0.01:.4f}")),

@@ -217,7 +217,7 @@ def main():
                     continue
                 predicted, seconds = run_svm(train, test)
             accuracy, macro_f1 = metrics(truth, predicted, classes)
-            print(json.dumps({"corpus": corpus, "system": system, "accuracy": round(accuracy, 6),
+            print(json.dumps({"corpus": corpus, "system": system, "accuracy": accuracy,
                               "macro_f1": round(macro_f1, 6), "train_seconds": round(seconds, 3)}), flush=True)
 
 
