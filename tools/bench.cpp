@@ -48,6 +48,7 @@ struct BenchArgs {
   int64_t batch = 64, seq = 128, repeat = 20, warmup = 3;
   bool pad = false, profile = false;
   std::optional<std::string> json;
+  std::string format = "text";
   std::vector<std::string> params;
   OptimizerOptions optimizer;
   PassOptions passes;
@@ -65,6 +66,9 @@ void declare(cli::Command &cmd, BenchArgs &o) {
   cmd.option("--warmup", o.warmup, "N", "untimed runs first");
   cmd.flag("--profile", o.profile, "time per node, top 15 (every node in --json) (backends that can profile)");
   cmd.option("--json", o.json, "FILE", "write the results as JSON");
+  cmd.option("--format", o.format, "F", "what standard output gets")
+      .choices({{"text", "the results for people"},
+                {"json", "the JSON document of --json (the text goes to standard error)"}});
   declareParamOption(cmd, o.params);
   cmd.section("training step");
   declareOptimizerOptions(cmd, o.optimizer);
@@ -192,15 +196,15 @@ std::string nodeLoc(const ir::Node &n) {
   return fmt::format("{}:{}:{}", file.substr(file.find_last_of('/') + 1), n.locs[0].line, n.locs[0].col);
 }
 
-void printProfile(const std::vector<runtime::NodeTiming> &profile, const ir::Graph &g) {
+void printProfile(std::FILE *out, const std::vector<runtime::NodeTiming> &profile, const ir::Graph &g) {
   if (profile.empty()) {
-    fmt::print("    (no profile from this backend)\n");
+    fmt::print(out, "    (no profile from this backend)\n");
     return;
   }
   double total = 0;
   for (const auto &t : topNodes(profile, total)) {
     const ir::Node &n = g.nodes()[static_cast<size_t>(t.node)];
-    fmt::print("    {:8.3f} ms {:5.1f}%  {:<34} {:<16} {}\n", t.seconds * 1e3 / static_cast<double>(std::max<int64_t>(t.calls, 1)),
+    fmt::print(out, "    {:8.3f} ms {:5.1f}%  {:<34} {:<16} {}\n", t.seconds * 1e3 / static_cast<double>(std::max<int64_t>(t.calls, 1)),
                100 * t.seconds / std::max(total, 1e-12), t.label, g.type(n.result).str(), nodeLoc(n));
   }
 }
@@ -277,7 +281,9 @@ int cmdBench(int argc, char **argv) {
   int64_t paramBytes = paramsBytes(*forward), stateBytes = paramsBytes(train) - paramBytes;
 
   int threads = copts.threads ? copts.threads : static_cast<int>(std::thread::hardware_concurrency());
-  fmt::print("{}: B={} T={} vocab={}{} | {} parameter tensors, {} (+{} optimizer state) | {} runs after {} warm-up | "
+  // With --format json, standard output is the JSON document alone.
+  std::FILE *human = o.format == "json" ? stderr : stdout;
+  fmt::print(human, "{}: B={} T={} vocab={}{} | {} parameter tensors, {} (+{} optimizer state) | {} runs after {} warm-up | "
              "--threads {}\n",
              modelFile, batch, seq, vocab, pad ? " padded" : "", forward->params().size(), mib(paramBytes), mib(stateBytes),
              repeat, warmup, copts.threads ? std::to_string(copts.threads) : "0 (all cores)");
@@ -354,12 +360,12 @@ int cmdBench(int argc, char **argv) {
       std::string threadsUsed = t.threads ? fmt::format("{} thread{}", t.threads, t.threads == 1 ? "" : "s")
                                           : std::string("threads n/a");
       std::string compiled = t.compileMs > 0 ? fmt::format("compile {:.0f} ms  ", t.compileMs) : "";
-      fmt::print("  {:<10} {:<17} median {:9.3f} ms  min {:9.3f} ms  {:7.1f} GFLOP/s ({:.3f} GFLOP)  {}memory {} ({})  "
+      fmt::print(human, "  {:<10} {:<17} median {:9.3f} ms  min {:9.3f} ms  {:7.1f} GFLOP/s ({:.3f} GFLOP)  {}memory {} ({})  "
                  "{}\n",
                  backend, label, t.medianMs, t.minMs, static_cast<double>(t.flops) / (t.medianMs * 1e6),
                  static_cast<double>(t.flops) / 1e9, compiled, mib(t.memoryBytes()), memory, threadsUsed);
       const ir::Graph &g = *t.graph;
-      if (profiling && t.what != "infer_b1") printProfile(t.profile, g);
+      if (profiling && t.what != "infer_b1") printProfile(human, t.profile, g);
       results += fmt::format(
           "{}\n    {{\"backend\": {}, \"what\": \"{}\", \"batch\": {}, \"seq\": {}, \"median_ms\": {:.6f}, "
           "\"min_ms\": {:.6f}, \"flops\": {}, \"gflops_per_s\": {:.3f}, \"param_bytes\": {}, \"state_bytes\": {}, "
@@ -371,9 +377,9 @@ int cmdBench(int argc, char **argv) {
   }
   int64_t peak = procStatusBytes("VmHWM");
   int64_t rssGrowth = peak >= 0 && rssAtStart >= 0 ? peak - rssAtStart : -1;
-  if (rssGrowth >= 0) fmt::print("process peak RSS grew by {} during this command\n", mib(rssGrowth));
+  if (rssGrowth >= 0) fmt::print(human, "process peak RSS grew by {} during this command\n", mib(rssGrowth));
 
-  if (const auto &path = o.json) {
+  if (o.json || o.format == "json") {
     std::string backendList;
     for (const std::string &b : backendsToRun) backendList += (backendList.empty() ? "" : ", ") + json::quote(b);
     std::string text = fmt::format(
@@ -381,8 +387,11 @@ int cmdBench(int argc, char **argv) {
         "  \"repeat\": {},\n  \"warmup\": {},\n  \"mode\": \"{}\",\n  \"backends\": [{}],\n"
         "  \"peak_rss_growth_bytes\": {},\n  \"results\": [{}\n  ]\n}}\n",
         json::quote(modelFile), batch, seq, vocab, pad, threads, repeat, warmup, mode, backendList, rssGrowth, results);
-    std::ofstream f(*path);
-    if (!(f << text)) throw Error(fmt::format("cannot write '{}'", *path));
+    if (o.format == "json") fmt::print("{}", text);
+    if (const auto &path = o.json) {
+      std::ofstream f(*path);
+      if (!(f << text)) throw Error(fmt::format("cannot write '{}'", *path));
+    }
   }
   return 0;
 }

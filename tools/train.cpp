@@ -23,6 +23,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/data.h"
 #include "runtime/init.h"
+#include "runtime/json.h"
 #include "runtime/output_guard.h"
 #include "runtime/text.h"
 #include "runtime/trainer.h"
@@ -35,6 +36,7 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <iostream>
+#include <numeric>
 #include <optional>
 
 namespace kiln::tools {
@@ -175,6 +177,7 @@ struct EvalArgs {
   std::string data;
   bool skipBad = false;
   int64_t batch = 256;
+  std::string format = "text";
   BackendOptions backend;
   PassOptions passes;
 };
@@ -184,6 +187,11 @@ void declare(cli::Command &cmd, EvalArgs &o) {
   cmd.option("--data", o.data, "FILE", "labelled data, in any format train reads").required();
   cmd.flag("--skip-bad", o.skipBad, "skip malformed records instead of failing");
   cmd.option("--batch", o.batch, "B", "evaluation batch size").atLeast(1);
+  cmd.option("--format", o.format, "F", "how the results are written")
+      .choices({{"text", "tables for people"},
+                {"json", "one JSON object: examples, mean_loss, seconds, accuracy, macro_f1, labels, per_class "
+                         "(precision, recall, f1, support by label), confusion (rows: true label), "
+                         "selected_epoch and epochs"}});
   declareBackendOptions(cmd, o.backend);
   declarePassOptions(cmd, o.passes);
   cmd.extraArgumentHint("name the model with --model FILE");
@@ -192,6 +200,8 @@ void declare(cli::Command &cmd, EvalArgs &o) {
 struct PredictArgs {
   TrainedModelArgs trained;
   std::vector<std::string> texts;
+  std::optional<int64_t> topK;
+  std::string format = "text";
   BackendOptions backend;
   PassOptions passes;
 };
@@ -201,6 +211,14 @@ void declare(cli::Command &cmd, PredictArgs &o) {
                   "texts to classify; without any, each line of standard input (answered as it arrives); "
                   "put texts that start with '-' after '--'");
   declare(cmd, o.trained);
+  cmd.option("-k,--top-k", o.topK, "K", "only the K most probable labels, most probable first")
+      .atLeast(1)
+      .defaultText("every label, in the checkpoint's order (text) or most probable first (tsv, json)");
+  cmd.option("--format", o.format, "F", "how each answer is written")
+      .choices({{"text", "label, probabilities (4 decimals) and the text cut to 60 characters, tab-separated"},
+                {"tsv", "label, then label<TAB>probability pairs, then the whole text, tab-separated; "
+                        "probabilities to 9 significant digits; \\t \\n \\r \\\\ escaped in the text"},
+                {"json", "JSON Lines: {\"text\": ..., \"labels\": [...], \"probs\": [...]}, most probable first"}});
   declareBackendOptions(cmd, o.backend);
   declarePassOptions(cmd, o.passes);
 }
@@ -330,16 +348,11 @@ std::vector<size_t> codePointsIn(const std::string &s) {
   return starts;
 }
 
-/// The text (valid UTF-8) as predict's third column shows it: longer than 60
-/// characters (code points), its first 57 and "..."; tab, newline, carriage return and
-/// backslash written \t \n \r \\, so that every result is one line of
-/// three tab-separated fields.
-std::string echoedText(const std::string &text) {
-  constexpr size_t kMax = 60, kKept = 57;
-  std::vector<size_t> starts = codePointsIn(text);
-  std::string shown = starts.size() > kMax ? text.substr(0, starts[kKept]) : text;
+/// Tab, newline, carriage return and backslash written \t \n \r \\, so
+/// that a text is one tab-free field of one line.
+std::string escapedText(const std::string &text) {
   std::string out;
-  for (char c : shown) {
+  for (char c : text) {
     switch (c) {
     case '\t': out += "\\t"; break;
     case '\n': out += "\\n"; break;
@@ -348,7 +361,46 @@ std::string echoedText(const std::string &text) {
     default: out += c;
     }
   }
-  return starts.size() > kMax ? out + "..." : out;
+  return out;
+}
+
+/// The text (valid UTF-8) as predict's third column shows it: longer than 60
+/// characters (code points), its first 57 and "...", escaped (escapedText),
+/// so that every result is one line of three tab-separated fields.
+std::string echoedText(const std::string &text) {
+  constexpr size_t kMax = 60, kKept = 57;
+  std::vector<size_t> starts = codePointsIn(text);
+  if (starts.size() <= kMax) return escapedText(text);
+  return escapedText(text.substr(0, starts[kKept])) + "...";
+}
+
+/// `kiln eval --format json`: the numbers of the text report, unrounded.
+json::Value evalJson(const runtime::EvalResult &r, const std::vector<std::string> &labels, double seconds,
+                     int64_t selectedEpoch, int64_t epochs) {
+  const runtime::ConfusionMatrix &m = r.confusion;
+  json::Object perClass;
+  json::Array confusion, names;
+  for (size_t c = 0; c < m.classes(); ++c) {
+    std::string name = c < labels.size() ? labels[c] : std::to_string(c);
+    names.emplace_back(name);
+    perClass.emplace(name, json::Object{{"precision", m.precision(c)},
+                                        {"recall", m.recall(c)},
+                                        {"f1", m.f1(c)},
+                                        {"support", m.support(c)}});
+    json::Array row;
+    for (size_t p = 0; p < m.classes(); ++p) row.emplace_back(m.count(c, p));
+    confusion.emplace_back(std::move(row));
+  }
+  return json::Object{{"examples", r.examples},
+                      {"mean_loss", r.meanLoss},
+                      {"seconds", seconds},
+                      {"accuracy", m.accuracy()},
+                      {"macro_f1", m.macroF1()},
+                      {"labels", std::move(names)},
+                      {"per_class", std::move(perClass)},
+                      {"confusion", std::move(confusion)},
+                      {"selected_epoch", selectedEpoch > 0 ? json::Value(selectedEpoch) : json::Value(nullptr)},
+                      {"epochs", epochs}};
 }
 
 } // namespace
@@ -577,7 +629,13 @@ int cmdEval(int argc, char **argv) {
   if (!std::isfinite(r.meanLoss))
     throw Error(fmt::format("{}: the model's loss on {} is {}: its logits are not finite (weights that overflow)",
                             o.trained.ckpt, o.data, r.meanLoss));
-  if (m.ckpt.selection.bestEpoch > 0 && !o.trained.model)
+  const bool selected = m.ckpt.selection.bestEpoch > 0 && !o.trained.model;
+  if (o.format == "json") {
+    fmt::print("{}\n", json::write(evalJson(r, labels.names(), seconds, selected ? m.ckpt.selection.bestEpoch : 0,
+                                              m.ckpt.epoch)));
+    return 0;
+  }
+  if (selected)
     fmt::print("model: epoch {} of {} (selected by validation {} {:.4f})\n", m.ckpt.selection.bestEpoch,
                m.ckpt.epoch, runtime::configString(m.ckpt.config, "select_by", o.trained.ckpt),
                m.ckpt.selection.bestScore);
@@ -631,11 +689,33 @@ int cmdPredict(int argc, char **argv) {
     float mx = *std::max_element(x.begin(), x.end());
     double sum = 0;
     for (float v : x) sum += std::exp(double(v) - mx);
+    std::vector<double> prob(x.size());
+    for (size_t c = 0; c < x.size(); ++c) prob[c] = std::exp(double(x[c]) - mx) / sum;
     size_t best = std::max_element(x.begin(), x.end()) - x.begin();
-    std::string probs;
-    for (size_t c = 0; c < x.size(); ++c)
-      probs += fmt::format("{}{} {:.4f}", c ? "  " : "", m.ckpt.labels[c], std::exp(double(x[c]) - mx) / sum);
-    fmt::print("{}\t{}\t{}\n", m.ckpt.labels[best], probs, echoedText(text));
+    // The labels shown: every one in the checkpoint's order for text
+    // without -k; otherwise the most probable first (ties: the earlier
+    // label), cut to K.
+    std::vector<size_t> shown(x.size());
+    std::iota(shown.begin(), shown.end(), size_t{0});
+    if (o.topK || o.format != "text")
+      std::stable_sort(shown.begin(), shown.end(), [&](size_t a, size_t b) { return prob[a] > prob[b]; });
+    if (o.topK && static_cast<size_t>(*o.topK) < shown.size()) shown.resize(static_cast<size_t>(*o.topK));
+    if (o.format == "json") {
+      json::Array names, probs;
+      for (size_t c : shown) {
+        names.emplace_back(m.ckpt.labels[c]);
+        probs.emplace_back(prob[c]);
+      }
+      fmt::print("{}\n", json::write(json::Object{{"text", text}, {"labels", names}, {"probs", probs}}));
+    } else if (o.format == "tsv") {
+      std::string pairs;
+      for (size_t c : shown) pairs += fmt::format("\t{}\t{:.9g}", m.ckpt.labels[c], prob[c]);
+      fmt::print("{}{}\t{}\n", m.ckpt.labels[best], pairs, escapedText(text));
+    } else {
+      std::string probs;
+      for (size_t c : shown) probs += fmt::format("{}{} {:.4f}", probs.empty() ? "" : "  ", m.ckpt.labels[c], prob[c]);
+      fmt::print("{}\t{}\t{}\n", m.ckpt.labels[best], probs, echoedText(text));
+    }
     std::fflush(stdout);
   };
   if (!o.texts.empty()) {
