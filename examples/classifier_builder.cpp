@@ -41,6 +41,7 @@ Graph buildClassifier(int64_t vocab, int64_t embed, int64_t hidden, int64_t clas
   ValueId scores = b.linearLayer("attention.linear2", b.tanh(b.add(b.linearLayer("attention.linear1", x, embed, embed), x)),
                                  embed, 1);
   ValueId weights = b.softmax(scores, 1, mask);
+  g.markExplained(weights); // @explain: what kiln predict --explain shows
   ValueId pooled = b.mean(b.mul(weights, x), 1, mask);
   ValueId h = b.relu(b.linearLayer("fc1", pooled, embed, hidden));
   b.output("logits", b.linearLayer("fc2", h, hidden, classes));

@@ -58,7 +58,10 @@ void printFunction(const Function &f, int depth, std::string &out) {
   for (const Binding &b : f.outputs) printBinding(b, depth + 1, out, "Output");
   for (const Stmt &s : f.body) {
     const char *kind = s.kind == Stmt::Kind::Let ? "Let" : s.kind == Stmt::Kind::Assign ? "Assign" : "Return";
-    out += std::string(depth * 2 + 2, ' ') + kind + (s.name.empty() ? "" : " " + s.name) + " " + at(s.loc) + "\n";
+    std::string annotations;
+    for (const Annotation &a : s.annotations) annotations += " @" + a.name;
+    out += std::string(depth * 2 + 2, ' ') + kind + (s.name.empty() ? "" : " " + s.name) + annotations + " " +
+           at(s.loc) + "\n";
     for (const ExprPtr &v : s.values) printExpr(*v, depth + 2, out);
   }
 }

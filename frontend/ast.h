@@ -59,12 +59,20 @@ struct Binding {
   SourceLoc loc;
 };
 
+/// `@explain` before a statement: a fact about the value it binds, for the
+/// compiler's tools rather than its arithmetic.
+struct Annotation {
+  std::string name; ///< `explain`
+  SourceLoc loc;
+};
+
 struct Stmt {
   enum class Kind { Let, Assign, Return };
   Kind kind;
   SourceLoc loc;
   std::string name;            ///< Let / Assign target
   std::vector<ExprPtr> values; ///< one for Let/Assign, one or more for Return
+  std::vector<Annotation> annotations;
 };
 
 struct Function {

@@ -535,6 +535,9 @@ private:
     for (size_t i = 0; i < f.body.size(); ++i) {
       const Stmt &s = f.body[i];
       if (s.kind == Stmt::Kind::Return) {
+        if (!s.annotations.empty())
+          throw Error(fmt::format("@{} marks a value bound by 'let' or '=', not a 'return'", s.annotations[0].name),
+                      s.annotations[0].loc);
         if (i + 1 != f.body.size()) throw Error("statements after 'return' are never reached", f.body[i + 1].loc);
         std::vector<Val> out;
         for (const ExprPtr &e : s.values) out.push_back(eval(*e, &scope, inst));
@@ -556,9 +559,43 @@ private:
       }
       Val v = eval(*s.values[0], &scope, inst);
       if (v.isTensor()) nameValue(v.id, inst, s.name);
+      for (const Annotation &a : s.annotations) annotate(a, s, v);
       scope.vars[s.name] = v;
     }
     throw Error(fmt::format("fn '{}' has no 'return'", f.name), f.loc);
+  }
+
+  /// Applies an annotation to the value a statement binds. `@explain` marks
+  /// the weights `kiln predict --explain` shows: one per token of the first
+  /// input (the token ids, [B, T]), as [B, T], [B, T, 1], or queries x keys
+  /// [B, ..., T, T] (the tool averages those over the queries and the dims
+  /// between, such as heads).
+  void annotate(const Annotation &a, const Stmt &s, const Val &v) {
+    if (a.name != "explain")
+      throw Error(fmt::format("unknown annotation '@{}'; kiln knows @explain (the weights kiln predict --explain "
+                              "shows)",
+                              a.name),
+                  a.loc);
+    if (!b_ || !v.isTensor())
+      throw Error(fmt::format("@explain marks a tensor of a model's graph; '{}' is {}", s.name, kindName(v)), a.loc);
+    ir::Graph &g = b_->graph();
+    const TensorType &t = g.type(v.id);
+    const TensorType *tokens = g.inputs().empty() ? nullptr : &g.type(g.inputs().front());
+    if (!tokens || tokens->rank() != 2)
+      throw Error("@explain needs the model's first input to be the token ids, [B, T]", a.loc);
+    const ir::Dim &batch = tokens->shape[0], &length = tokens->shape[1];
+    const ir::Shape &d = t.shape;
+    size_t r = d.size();
+    bool perToken = (r == 2 || (r == 3 && d[2] == ir::Dim::constant(1))) && d[1] == length;
+    bool queriesByKeys = r >= 3 && d[r - 1] == length && d[r - 2] == length;
+    if (t.dtype != ir::DType::F32 || r < 2 || !(d[0] == batch) || !(perToken || queriesByKeys)) {
+      std::string b = batch.str(), l = length.str();
+      throw Error(fmt::format("@explain marks '{}' of type {}; it must hold one weight per token of '{}': f32[{}, {}], "
+                              "f32[{}, {}, 1], or f32[{}, ..., {}, {}] (queries x keys)",
+                              s.name, t.str(), g.value(g.inputs().front()).name, b, l, b, l, b, l, l),
+                  a.loc);
+    }
+    g.markExplained(v.id);
   }
 
   /// Gives an unnamed node result the name of the `let` that bound it.

@@ -209,8 +209,27 @@ private:
     return f;
   }
 
+  /// Whether the next tokens are an annotation, `@NAME` before a statement,
+  /// rather than the matmul operator: an expression never goes on with
+  /// `let`, another `@NAME` or `NAME =` after `@ NAME`, so the statements
+  ///     let scores = q @ k
+  ///     @explain let weights = softmax(scores)
+  /// read as two (statements need no separator).
+  bool startsAnnotation() const {
+    if (!isPunct("@") || peek(1).kind != TokKind::Ident) return false;
+    const Token &after = peek(2);
+    return (after.kind == TokKind::Keyword && after.text == "let") || isPunct("@", 2) ||
+           (after.kind == TokKind::Ident && isPunct("=", 3));
+  }
+
   Stmt parseStmt() {
     Stmt s;
+    // `@explain let weights = ...`: annotations before the statement (what
+    // they mean, and where they are allowed, is lowering's to say).
+    while (isPunct("@")) {
+      SourceLoc at = take().loc;
+      s.annotations.push_back({expectIdent("an annotation name after '@' (e.g. @explain)").text, at});
+    }
     s.loc = peek().loc;
     if (isKeyword("let")) {
       take();
@@ -263,7 +282,7 @@ private:
       const char *found = nullptr;
       for (const char *op : ops)
         if (isPunct(op)) found = op;
-      if (!found) return lhs;
+      if (!found || startsAnnotation()) return lhs;
       SourceLoc loc = take().loc;
       ExprPtr rhs = (this->*next)();
       lhs = binary(found, std::move(lhs), std::move(rhs), loc);

@@ -47,13 +47,15 @@ std::vector<ValueId> attention(Builder &b, const std::vector<ValueId> &o, const 
   std::optional<ValueId> mask;
   if (o.size() == 4) mask = o[3];
   ValueId s = scores(b, o[0], o[1], scale);
-  ValueId out = b.matmul(b.softmax(s, -1, mask), o[2]);
+  ValueId p = b.softmax(s, -1, mask);
+  ValueId out = b.matmul(p, o[2]);
   // lse = m + log(sum(exp(s - m))) over the unmasked keys, m their maximum:
   // -inf for a row whose keys are all masked (its weights are all 0).
   ValueId m = b.max(s, -1, mask, /*keepdim=*/true);
   ValueId total = b.sum(b.exp(b.sub(s, m)), -1, mask);
   Shape rows = g.type(total).shape;
   ValueId lse = b.add(b.log(total), b.reshape(m, rows));
+  if (attrBool(OpKind::Attention, a, "weights")) return {out, lse, p};
   return {out, lse};
 }
 

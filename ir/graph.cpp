@@ -66,8 +66,15 @@ void Graph::replaceAllUses(ValueId from, ValueId to) {
   for (Node &n : nodes_)
     for (ValueId &v : n.operands)
       if (v == from) v = to;
+  replaceOutputUses(from, to);
+}
+
+void Graph::replaceOutputUses(ValueId from, ValueId to) {
+  if (from == to) return;
   for (Output &o : outputs_)
     if (o.value == from) o.value = to;
+  for (ValueId &v : explained_)
+    if (v == from) v = to;
   ValueInfo &old = values_.at(from), &fresh = values_.at(to);
   if (fresh.name.empty() && old.kind == ValueKind::Node) fresh.name = std::exchange(old.name, {});
 }
@@ -110,6 +117,10 @@ size_t Graph::eraseNodes(const std::vector<bool> &dead) {
   for (Node &n : nodes)
     for (ValueId &v : n.operands) v = mapped(v);
   for (Output &o : outputs_) o.value = mapped(o.value);
+  std::vector<ValueId> explained;
+  for (ValueId v : explained_)
+    if (remap[v] >= 0) explained.push_back(remap[v]);
+  explained_ = std::move(explained);
   for (ValueId &v : inputs_) v = remap[v];
   for (ValueId &v : params_) v = remap[v];
   values_ = std::move(values);
@@ -132,6 +143,11 @@ bool Graph::isOutput(ValueId v) const {
 }
 
 void Graph::addOutput(const std::string &name, ValueId v) { outputs_.push_back({name, v}); }
+
+void Graph::markExplained(ValueId v) {
+  values_.at(v); // range check
+  if (std::find(explained_.begin(), explained_.end(), v) == explained_.end()) explained_.push_back(v);
+}
 
 ValueId Graph::findInput(const std::string &name) const {
   for (ValueId v : inputs_)

@@ -6,7 +6,10 @@
 // list of named graphs (`forward`, later `train`). Values are referred to by
 // index (ValueId) into Graph::values; every node records the DSL source
 // locations it came from, and fused nodes keep the locations of what they
-// absorbed.
+// absorbed. A graph may also mark values for explanation (`@explain` in the
+// DSL: the attention weights `kiln predict --explain` shows); a mark is not
+// an output, so nothing is computed or kept for it, but the explain graph
+// (passes/explain.h) makes each marked value an output.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -91,6 +94,11 @@ public:
   /// takes over from's name when it has none, so that a fused value keeps
   /// the DSL name of the value it stands for.
   void replaceAllUses(ValueId from, ValueId to);
+  /// The same for the outputs and @explain marks only, leaving the nodes
+  /// that read `from`: a fusion that exposes a value it absorbs (the nodes
+  /// still reading the old one die with the rewrite, and reading the new
+  /// one, defined after them, would break the order until they do).
+  void replaceOutputUses(ValueId from, ValueId to);
   /// Removes the nodes marked in `dead` (indexed by NodeId) and every value
   /// they produced, renumbering the remaining values and nodes: ValueIds and
   /// NodeIds held across the call are stale. The caller guarantees no survivor reads a
@@ -104,6 +112,14 @@ public:
   void addOutput(const std::string &name, ValueId v);
   /// Replaces the output list (passes that drop or reorder outputs).
   void setOutputs(std::vector<Output> outputs) { outputs_ = std::move(outputs); }
+
+  /// Marks v for explanation (see the header comment). Marks follow
+  /// replaceAllUses (a fusion that exposes the value keeps its mark) and
+  /// vanish with the value when its node is erased (a fusion that never
+  /// materialises it: nothing reads a mark).
+  void markExplained(ValueId v);
+  const std::vector<ValueId> &explained() const { return explained_; }
+  void clearExplained() { explained_.clear(); }
 
   const ValueInfo &value(ValueId v) const { return values_.at(v); }
   ValueInfo &value(ValueId v) { return values_.at(v); }
@@ -139,6 +155,7 @@ private:
   std::vector<ValueId> inputs_, params_;
   std::vector<Node> nodes_;
   std::vector<Output> outputs_;
+  std::vector<ValueId> explained_;
   NodeId insertAt_ = -1; ///< -1: append
 };
 

@@ -548,7 +548,9 @@ std::vector<TensorType> shapeAdamRows(const std::vector<TensorType> &o, const At
 
 /// q[...,Tq,D], k[...,Tk,D], v[...,Tk,Dv] with the same batch dims, and an
 /// optional bool mask broadcastable to the weights [...,Tq,Tk].
-std::vector<TensorType> shapeAttention(const std::vector<TensorType> &o, const Attrs &a) {
+/// The types of attention's output and lse (and, with `weights`, of the
+/// weights) for operands q, k, v [, mask].
+std::vector<TensorType> attentionTypes(const std::vector<TensorType> &o, double scale, bool withWeights) {
   const TensorType &q = o[0], &k = o[1], &v = o[2];
   for (const TensorType *t : {&q, &k, &v}) expectFloat(*t, "attention operand");
   size_t r = q.rank();
@@ -564,19 +566,24 @@ std::vector<TensorType> shapeAttention(const std::vector<TensorType> &o, const A
   Shape weights(q.shape.begin(), q.shape.end() - 1);
   weights.push_back(k.shape[r - 2]);
   if (o.size() == 4) checkMask({DType::F32, weights}, {{DType::F32, weights}, o[3]});
-  double scale = declared<double>(a, "scale");
   if (!std::isfinite(scale)) fail("attention: scale must be finite");
   Shape out(q.shape.begin(), q.shape.end() - 1);
   Shape lse = out;
   out.push_back(v.shape[r - 1]);
-  return {{DType::F32, out}, {DType::F32, lse}};
+  std::vector<TensorType> types{{DType::F32, out}, {DType::F32, lse}};
+  if (withWeights) types.push_back({DType::F32, weights});
+  return types;
+}
+
+std::vector<TensorType> shapeAttention(const std::vector<TensorType> &o, const Attrs &a) {
+  return attentionTypes(o, declared<double>(a, "scale"), declared<bool>(a, "weights"));
 }
 
 /// Operands q, k, v, out, lse, dout [, mask]; results dq, dk, dv.
 std::vector<TensorType> shapeAttentionGrad(const std::vector<TensorType> &o, const Attrs &a) {
   std::vector<TensorType> forward{o[0], o[1], o[2]};
   if (o.size() == 7) forward.push_back(o[6]);
-  std::vector<TensorType> f = shapeAttention(forward, a);
+  std::vector<TensorType> f = attentionTypes(forward, declared<double>(a, "scale"), false);
   if (!(o[3] == f[0]) || !(o[5] == f[0]))
     fail(fmt::format("attention_grad: out {} and dout {} must have the forward's output type {}", o[3].str(),
                      o[5].str(), f[0].str()));

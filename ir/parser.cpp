@@ -8,6 +8,7 @@
 //   stmt    := 'param' VALUE ':' type [attrs]
 //            | VALUE (',' VALUE)* '=' OP '(' [VALUE (',' VALUE)*] ')' [attrs] ':' type (',' type)* [loc]
 //            | 'output' NAME '=' VALUE
+//            | 'explain' VALUE                (a value marked for explanation)
 //   type    := DTYPE '[' [dim (',' dim)*] ']'
 //   attrs   := '{' NAME '=' attr (',' NAME '=' attr)* '}'
 //   loc     := 'loc' '(' STRING ':' INT ':' INT (',' STRING ':' INT ':' INT)* ')'
@@ -378,6 +379,9 @@ private:
           if (o.name == out) fail("output '" + out + "' is defined twice");
         expectPunct('=');
         g.addOutput(out, lookup(names));
+      } else if (isIdent("explain")) {
+        bump();
+        g.markExplained(lookup(names));
       } else {
         parseNode(g, names);
       }

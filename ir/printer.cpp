@@ -103,6 +103,7 @@ std::string printGraph(const Graph &g) {
     for (size_t i = 0; i < n.operands.size(); ++i) out += (i ? ", " : "") + names[n.operands[i]];
     out += ")" + printAttrs(n.attrs) + " : " + types + printLocs(n.locs) + "\n";
   }
+  for (ValueId v : g.explained()) out += "  explain " + names[v] + "\n";
   for (const Output &o : g.outputs()) out += "  output " + o.name + " = " + names[o.value] + "\n";
   return out + "}\n";
 }

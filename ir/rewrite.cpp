@@ -26,6 +26,7 @@ struct Pattern::Impl {
   std::vector<std::function<bool(const Graph &, ValueId)>> conditions;
   bool commutative = false;
   bool shared = false;
+  bool exposable = false;
 };
 
 Pattern Pattern::any(std::string capture) {
@@ -67,12 +68,18 @@ Pattern &Pattern::shared() {
   impl->shared = true;
   return *this;
 }
+Pattern &Pattern::exposable() {
+  impl->exposable = true;
+  return *this;
+}
 
 ValueId Match::at(const std::string &name) const {
   auto it = values.find(name);
   if (it == values.end()) throw Error("rewrite: the pattern captured no value named '" + name + "'");
   return it->second;
 }
+
+bool Match::isExposed(ValueId v) const { return std::find(exposed.begin(), exposed.end(), v) != exposed.end(); }
 
 std::vector<SourceLoc> Match::locs(const Graph &g) const {
   std::vector<NodeId> order = nodes;
@@ -127,6 +134,7 @@ public:
     if (std::find(m.nodes.begin(), m.nodes.end(), info.producer) != m.nodes.end()) return false;
     m.nodes.push_back(info.producer);
     if (pi.shared) m.sharedNodes.push_back(info.producer);
+    if (pi.exposable) m.exposableNodes.push_back(info.producer);
     if (matchOperands(pi, n, {0, 1}, m)) return true;
     if (pi.commutative && n.operands.size() == 2) return matchOperands(pi, n, {1, 0}, m);
     return false;
@@ -177,7 +185,10 @@ std::optional<Match> match(const Graph &g, const std::vector<std::vector<NodeId>
   for (NodeId n : m.nodes) {
     if (contains(m.roots, n) || contains(m.sharedNodes, n)) continue;
     for (ValueId r : g.nodes()[n].results()) {
-      if (g.isOutput(r)) return std::nullopt;
+      if (g.isOutput(r)) {
+        if (!contains(m.exposableNodes, n)) return std::nullopt;
+        m.exposed.push_back(r);
+      }
       for (NodeId u : users[r])
         if (!contains(m.nodes, u)) return std::nullopt;
     }
@@ -267,6 +278,10 @@ std::optional<NodeId> applyMatch(Graph &g, const Rule &rule, const Match &m) {
   for (Node &n : g.nodes())
     if (n.result >= valuesBefore) n.locs = locs;
   for (size_t k = 0; k < oldResults.size(); ++k) g.replaceAllUses(oldResults[k], (*replacements)[k]);
+  for (ValueId v : m.exposed)
+    if (g.isOutput(v))
+      throw Error(fmt::format("rewrite rule '{}' left a graph output reading %{}, which it removes", rule.name,
+                              g.value(v).name));
   return root;
 }
 

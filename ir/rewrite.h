@@ -18,7 +18,11 @@
 // operands whose operands match in order (or, for commutative(), in either
 // order). Every matched node except the root must be read only inside the
 // pattern and must not be a graph output, unless marked shared(): removing
-// the root must make it dead, or the "fusion" would compute it twice.
+// the root must make it dead, or the "fusion" would compute it twice. A
+// node marked exposable() may also be a graph output (the attention weights
+// that `kiln predict --explain` asks for): the rule must then give that
+// output a result of its replacement (Graph::replaceAllUses), and
+// applyRules checks that it did.
 //
 // A rule may have more than one root (Rule::more): a fusion of a forward
 // computation and its backward pass replaces several exits (the output,
@@ -67,6 +71,10 @@ public:
   /// The node may have readers outside the pattern or be an output: it is
   /// then left in place, and the replacement must not need it removed.
   Pattern &shared();
+  /// The node may also be a graph output (no other reader outside the
+  /// pattern): the rule then points that output at a result of its
+  /// replacement; Match::exposed lists such values.
+  Pattern &exposable();
 
   struct Impl;
   std::shared_ptr<Impl> impl;
@@ -79,6 +87,12 @@ struct Match {
   std::map<std::string, ValueId> values; ///< captures
   std::vector<NodeId> nodes;             ///< every matched node, roots included
   std::vector<NodeId> sharedNodes;       ///< matched nodes marked shared()
+  std::vector<NodeId> exposableNodes;    ///< matched nodes marked exposable()
+  /// Results of exposable() nodes that are graph outputs: the rule must
+  /// replace them (see the header comment).
+  std::vector<ValueId> exposed;
+  /// Whether v is one of `exposed`.
+  bool isExposed(ValueId v) const;
   ValueId at(const std::string &name) const;
   /// The source locations of the matched nodes, in graph order, without repeats.
   std::vector<SourceLoc> locs(const Graph &g) const;

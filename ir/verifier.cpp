@@ -101,6 +101,13 @@ void verify(const Graph &g) {
       throw Error(fmt::format("@{}: output '{}' names an undefined value", g.name(), o.name));
     if (!outs.insert(o.name).second) throw Error(fmt::format("@{}: output '{}' is defined twice", g.name(), o.name));
   }
+  for (ValueId v : g.explained()) {
+    if (v < 0 || static_cast<size_t>(v) >= g.numValues() || !defined[v])
+      throw Error(fmt::format("@{}: 'explain' names an undefined value", g.name()));
+    if (g.type(v).dtype != DType::F32)
+      throw Error(fmt::format("@{}: 'explain' marks %{} of type {}; only f32 weights can be explained", g.name(),
+                              g.value(v).name, g.type(v).str()));
+  }
 }
 
 void verify(const Module &m) {

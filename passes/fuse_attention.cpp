@@ -26,11 +26,16 @@
 // The [...,Tq,Tk] matrices s, p, dp and ds then exist in no graph: the
 // training step's memory grows with T, not T^2 (the fused kernels work a
 // block of query rows at a time). The one-reader rule of ir/rewrite.h keeps
-// look-alikes out: if p, s or ds is read by anything else (another layer,
-// a graph output), or the softmax runs over another axis, nothing fuses;
-// in a training graph the inference form cannot fuse alone either, since
-// the backward nodes read p. The fused ops keep the locations of every
-// node they absorbed. tests/lit/passes/fuse_attention.ir has the cases.
+// look-alikes out: if p, s or ds is read by anything else (another layer),
+// or the softmax runs over another axis, nothing fuses; in a training graph
+// the inference form cannot fuse alone either, since the backward nodes
+// read p. One reader outside is allowed: p as a graph output, which is how
+// the explain graph (passes/explain.h) asks for the weights a model marked
+// with @explain. The fused op then gets {weights = true} and writes p as a
+// third result, and the output reads that; the graphs that do not ask
+// (inference, training) keep the form that never stores p. The fused ops
+// keep the locations of every node they absorbed.
+// tests/lit/passes/fuse_attention.ir has the cases.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/pipeline.h"
@@ -84,7 +89,7 @@ Pattern forwardPattern(Scaling scaling, bool masked) {
                   .attr("transpose_b", true);
   std::vector<Pattern> softmaxOperands{scaled(s, scaling)};
   if (masked) softmaxOperands.push_back(Pattern::any("mask"));
-  Pattern p = Pattern::op(OpKind::Softmax, softmaxOperands).as("p").where(overLastAxis);
+  Pattern p = Pattern::op(OpKind::Softmax, softmaxOperands).as("p").where(overLastAxis).exposable();
   return Pattern::op(OpKind::MatMul, {p, Pattern::any("v")}).attr("transpose_a", false).attr("transpose_b", false);
 }
 
@@ -138,6 +143,18 @@ bool fits(const Graph &g, OpKind op, const std::vector<ValueId> &operands, const
   }
 }
 
+/// The fused attention of a match: its results out, lse and, when the
+/// weights p are a graph output, p itself, which that output then reads.
+std::vector<ValueId> createAttention(ir::Builder &b, const Match &m, const std::vector<ValueId> &operands,
+                                     double scale) {
+  bool exposed = m.isExposed(m.at("p"));
+  ir::Attrs attrs{{"scale", scale}};
+  if (exposed) attrs["weights"] = true;
+  std::vector<ValueId> results = b.createMulti(OpKind::Attention, operands, attrs);
+  if (exposed) b.graph().replaceOutputUses(m.at("p"), results[2]);
+  return results;
+}
+
 std::vector<Rule> attentionRules() {
   std::vector<Rule> rules;
   const char *names[] = {"", "-div", "-mul"};
@@ -154,7 +171,7 @@ std::vector<Rule> attentionRules() {
         std::vector<ValueId> operands = forwardOperands(m, masked);
         if (!scale || !fits(r.graph(), OpKind::Attention, operands, {{"scale", *scale}})) return std::nullopt;
         ir::Attrs attrs{{"scale", *scale}};
-        std::vector<ValueId> forward = r.before(0).createMulti(OpKind::Attention, operands, attrs);
+        std::vector<ValueId> forward = createAttention(r.before(0), m, operands, *scale);
         // Before the first of the gradients (roots 1..3 are dv, dq, dk).
         size_t first = 1;
         for (size_t k = 2; k <= 3; ++k)
@@ -173,7 +190,7 @@ std::vector<Rule> attentionRules() {
         std::optional<double> scale = scaleOf(b.graph(), m, scaling);
         std::vector<ValueId> operands = forwardOperands(m, masked);
         if (!scale || !fits(b.graph(), OpKind::Attention, operands, {{"scale", *scale}})) return std::nullopt;
-        return b.createMulti(OpKind::Attention, operands, {{"scale", *scale}}).front();
+        return createAttention(b, m, operands, *scale).front();
       };
       rules.push_back(std::move(inference));
     }
@@ -224,7 +241,7 @@ Pattern additiveForward(ScoreLayer layer, OpKind pooling, bool masked) {
                                                   .attr("transpose_b", true),
                                               Pattern::any("b").where(hasShape({1}))})
                         .commutative();
-  Pattern p = Pattern::op(OpKind::Softmax, maybeMask(s, masked)).as("p").where(overTokens);
+  Pattern p = Pattern::op(OpKind::Softmax, maybeMask(s, masked)).as("p").where(overTokens).exposable();
   Pattern y = Pattern::op(OpKind::Mul, {p, Pattern::any("v")}).commutative();
   return Pattern::op(pooling, maybeMask(y, masked)).attr("keepdim", false).where(overTokens);
 }
@@ -256,14 +273,11 @@ std::vector<ValueId> additiveOperands(const Match &m, bool masked) {
   return o;
 }
 
-/// The fused op's weights keep the DSL name of the softmax they replace
-/// (attention.weights), so that --emit=memory and profiles still say what
-/// they are.
-void nameWeights(Graph &g, const Match &m, ValueId weights) {
-  std::string &old = g.value(m.at("p")).name; // the softmax dies with the rewrite
-  if (g.value(weights).name.empty()) g.value(weights).name = std::move(old);
-  old.clear();
-}
+/// The fused op's weights stand for the softmax they replace: they take
+/// its DSL name (attention.weights), so that --emit=memory and profiles
+/// still say what they are, a graph output of the weights (the explain
+/// graph's) and its @explain mark.
+void replaceWeights(Graph &g, const Match &m, ValueId weights) { g.replaceOutputUses(m.at("p"), weights); }
 
 std::vector<Rule> additiveAttentionRules() {
   std::vector<Rule> rules;
@@ -282,7 +296,7 @@ std::vector<Rule> additiveAttentionRules() {
           std::vector<ValueId> operands = additiveOperands(m, masked);
           if (!fits(r.graph(), OpKind::AdditiveAttention, operands, attrs)) return std::nullopt;
           std::vector<ValueId> forward = r.before(0).createMulti(OpKind::AdditiveAttention, operands, attrs);
-          nameWeights(r.graph(), m, forward[1]);
+          replaceWeights(r.graph(), m, forward[1]);
           // Before the first of the gradients (roots 1..4 are dv, db, da, dw).
           size_t first = 1;
           for (size_t k = 2; k <= 4; ++k)
@@ -302,7 +316,7 @@ std::vector<Rule> additiveAttentionRules() {
           std::vector<ValueId> operands = additiveOperands(m, masked);
           if (!fits(b.graph(), OpKind::AdditiveAttention, operands, attrs)) return std::nullopt;
           std::vector<ValueId> forward = b.createMulti(OpKind::AdditiveAttention, operands, attrs);
-          nameWeights(b.graph(), m, forward[1]);
+          replaceWeights(b.graph(), m, forward[1]);
           return forward[0];
         };
         rules.push_back(std::move(inference));

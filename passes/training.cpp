@@ -54,6 +54,7 @@ ir::Graph buildLossGraph(const ir::Graph &forward, const std::string &name) {
   if (forward.outputs().empty()) throw Error(fmt::format("graph @{} has no outputs to train", forward.name()));
   ir::Graph g = forward;
   g.setName(name);
+  g.clearExplained(); // the weights to explain are the forward's business
   Builder b(g);
   ValueId logits = g.outputs().front().value;
   const ir::TensorType &t = g.type(logits);

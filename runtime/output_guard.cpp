@@ -31,6 +31,7 @@ const char *kindName(OutputKind kind) {
   case OutputKind::CompilerDump: return "kiln compiler output";
   case OutputKind::LossLog: return "a loss log";
   case OutputKind::SafeTensors: return "a safetensors file";
+  case OutputKind::Page: return "a page kiln wrote";
   }
   return "?";
 }
@@ -108,6 +109,7 @@ std::string describeFile(const std::string &path) {
   if (!header.empty()) return isCheckpoint(header) ? kindName(OutputKind::Checkpoint) : kindName(OutputKind::SafeTensors);
   std::string text = readPrefix(path, 4096);
   if (isCompilerDump(text)) return kindName(OutputKind::CompilerDump);
+  if (text.starts_with(kPageSignature)) return kindName(OutputKind::Page);
   if (isLossLog(text)) return kindName(OutputKind::LossLog);
   if (text.find("model ") != std::string::npos && text.find("fn forward") != std::string::npos) return "a kiln model";
   if (text.find('\t') != std::string::npos) return "tab-separated text (data?)";

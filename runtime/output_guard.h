@@ -9,7 +9,7 @@
 //   2. An existing file is replaced without asking only when it already is
 //      what is being written (a kiln checkpoint for --out, a compiler dump
 //      for compile -o, a loss log for --loss-log, a safetensors file for
-//      run --outputs) or is empty; anything else needs --force. Replacing
+//      run --outputs, a page kiln wrote for an HTML page) or is empty; anything else needs --force. Replacing
 //      an older checkpoint stays as easy as it was.
 //   3. The directory must take a new file: a probe file is created and
 //      removed, so an unwritable --out is found before an epoch of training
@@ -30,7 +30,11 @@ enum class OutputKind {
   CompilerDump, ///< what `kiln compile -o` writes: IR, DOT, AST, stats, memory plan
   LossLog,      ///< `step loss` lines
   SafeTensors,  ///< any safetensors file (`kiln run --outputs`)
+  Page,         ///< an HTML page kiln wrote (starting with kPageSignature)
 };
+
+/// How every HTML page kiln writes starts, so that a later run may replace it.
+inline constexpr const char *kPageSignature = "<!DOCTYPE html>\n<!-- written by kiln -->";
 
 /// An input of the command, for the message when an output would replace it.
 struct CommandInput {

@@ -26,6 +26,7 @@
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
+#include "passes/explain.h"
 #include "passes/memory_plan.h"
 #include "passes/pipeline.h"
 #include "passes/training.h"
@@ -82,14 +83,18 @@ bool isIrInput(const ModelInput &in) {
   return in.file.size() > 3 && in.file.compare(in.file.size() - 3, 3, ".ir") == 0;
 }
 
-/// Adds the `train` graph (training step) to a module when --graph=train asks.
-void addTrainGraph(const ModelInput &in, ir::Module &m) {
-  if (in.graph.value_or("") != "train" || m.find("train")) return;
+/// Adds the graph --graph=train (the training step) or --graph=explain
+/// (forward plus the @explain weights, passes/explain.h) asks for, made
+/// from the forward graph, unless the module has it already.
+void addDerivedGraph(const ModelInput &in, ir::Module &m) {
+  std::string name = in.graph.value_or("");
+  if ((name != "train" && name != "explain") || m.find(name)) return;
   const ir::Graph *forward = m.find("forward");
-  if (!forward) throw Error("--graph=train needs a module with a forward graph");
-  ir::Graph train = passes::buildTrainGraph(*forward, tools::optimizerConfig(in.optimizer));
-  ir::verify(train);
-  m.graphs().push_back(std::move(train));
+  if (!forward) throw Error(fmt::format("--graph={} needs a module with a forward graph", name));
+  ir::Graph g = name == "train" ? passes::buildTrainGraph(*forward, tools::optimizerConfig(in.optimizer))
+                                : passes::buildExplainGraph(*forward);
+  ir::verify(g);
+  m.graphs().push_back(std::move(g));
 }
 
 /// Loads a module from a .kiln or .ir file, verified.
@@ -100,14 +105,14 @@ ir::Module loadModule(const ModelInput &in) {
     registerSource(in.file, text);
     ir::Module m = ir::parseModule(text, in.file);
     ir::verify(m);
-    addTrainGraph(in, m);
+    addDerivedGraph(in, m);
     return m;
   }
   frontend::LowerOptions opts;
   opts.overrides = tools::paramOverrides(in.params);
   ir::Module m = frontend::compileFile(in.file, opts).module;
   ir::verify(m);
-  addTrainGraph(in, m);
+  addDerivedGraph(in, m);
   return m;
 }
 
@@ -187,7 +192,8 @@ void declare(cli::Command &cmd, CompileArgs &o) {
            "with --emit=asm: each DSL source line, then the instructions generated for it (from the DWARF lines)");
   cmd.option("--bind", o.bind, "S=N,...", "symbol values for --emit=memory, llvm, asm and obj").defaultText("B=64,T=128");
   cmd.option("--graph", o.input.graph, "NAME",
-             "print only this graph: forward, or train (the whole training step: loss, backward, optimizer update)")
+             "print only this graph: forward, train (the whole training step: loss, backward, optimizer update), "
+             "or explain (forward with the @explain weights as outputs, as predict --explain runs it)")
       .defaultText("every graph of the module");
   cmd.option("-o", o.output, "FILE", "write to FILE").defaultText("standard output");
   cmd.flag("--force", o.force, "let -o replace an existing file that is not kiln compiler output (never FILE itself)");
@@ -361,8 +367,9 @@ struct RunArgs {
 void declare(cli::Command &cmd, RunArgs &o) {
   declareModelInput(cmd, o.input);
   cmd.option("--graph", o.input.graph, "NAME",
-             "the graph to run: forward, or train (one training step; inputs also need labels, lr and step; "
-             "writes loss, grad.* and the updated parameters)")
+             "the graph to run: forward, train (one training step; inputs also need labels, lr and step; "
+             "writes loss, grad.* and the updated parameters), or explain (forward, and the @explain weights as "
+             "explain.NAME)")
       .defaultText("forward");
   cmd.section("inputs");
   cmd.option("--inputs", o.inputs, "FILE", "safetensors file with one tensor per graph input");

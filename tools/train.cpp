@@ -28,7 +28,9 @@
 #include "runtime/text.h"
 #include "runtime/trainer.h"
 #include "runtime/utf8.h"
+#include "passes/explain.h"
 #include "tools/cli.h"
+#include "tools/explain.h"
 #include "tools/options.h"
 #include "tools/trained_model.h"
 
@@ -38,6 +40,7 @@
 #include <iostream>
 #include <numeric>
 #include <optional>
+#include <unistd.h>
 
 namespace kiln::tools {
 
@@ -202,6 +205,9 @@ struct PredictArgs {
   std::vector<std::string> texts;
   std::optional<int64_t> topK;
   std::string format = "text";
+  bool explain = false;
+  std::optional<std::string> html;
+  bool force = false;
   BackendOptions backend;
   PassOptions passes;
 };
@@ -219,6 +225,14 @@ void declare(cli::Command &cmd, PredictArgs &o) {
                 {"tsv", "label, then label<TAB>probability pairs, then the whole text, tab-separated; "
                         "probabilities to 9 significant digits; \\t \\n \\r \\\\ escaped in the text"},
                 {"json", "JSON Lines: {\"text\": ..., \"labels\": [...], \"probs\": [...]}, most probable first"}});
+  cmd.section("explanations");
+  cmd.flag("--explain", o.explain,
+           "also show the weight each token received from the values the model marks with @explain (its attention "
+           "weights): coloured tokens on a terminal, else `token weight` pairs on a second line (text), two more "
+           "fields, tokens and weights (tsv), or \"tokens\" and \"weights\" (json)");
+  cmd.option("--html", o.html, "FILE",
+             "with --explain: also write one self-contained HTML page with a heatmap of every text");
+  cmd.flag("--force", o.force, "let --html replace an existing file that is not a page kiln wrote");
   declareBackendOptions(cmd, o.backend);
   declarePassOptions(cmd, o.passes);
 }
@@ -655,12 +669,34 @@ int cmdPredict(int argc, char **argv) {
   declare(cmd, o);
   if (listPassesRequested(argc, argv)) return fmt::print("{}", listPasses()), 0;
   if (!cmd.parse(argc, argv, 2)) return 0;
+  if (o.html && !o.explain) throw UsageError("--html writes the page of --explain: add --explain");
+  if (o.html) {
+    std::vector<runtime::CommandInput> inputs{{"--ckpt", o.trained.ckpt}};
+    if (o.trained.model) inputs.push_back({"--model", *o.trained.model});
+    runtime::checkOutput("--html", *o.html, runtime::OutputKind::Page, inputs, o.force);
+  }
   LoadedModel m = loadTrained(o.trained);
   runtime::Vocabulary vocab(m.ckpt.vocab);
   size_t maxLen = maxLenOf(o.trained, m.ckpt);
-  auto exe = compileGraph(*m.forward, o.backend, o.passes);
+  // --explain runs the explain graph: the forward graph with the marked
+  // weights as outputs, which the passes keep through fusion.
+  std::optional<ir::Graph> explainGraph;
+  std::vector<explain::Source> sources;
+  if (o.explain) {
+    try {
+      explainGraph = passes::buildExplainGraph(*m.forward);
+    } catch (const Error &e) {
+      throw Error(fmt::format("--explain: {} ({})", e.message(), m.ckpt.modelFile.empty() ? o.trained.ckpt
+                                                                                            : m.ckpt.modelFile));
+    }
+    sources = explain::sourcesOf(*explainGraph);
+  }
+  const ir::Graph &graph = explainGraph ? *explainGraph : *m.forward;
+  auto exe = compileGraph(graph, o.backend, o.passes);
   runtime::TensorMap params = runtime::modelTensors(m.ckpt);
   const std::string &logitsName = m.forward->outputs().front().name;
+  bool colour = o.format == "text" && isatty(fileno(stdout)) && !std::getenv("NO_COLOR");
+  std::vector<explain::Explained> explained; // for --html
 
   // Each text is answered (and flushed) before the next is read, so that
   // predict can serve a pipe line by line; bad texts are reported and skipped.
@@ -677,7 +713,8 @@ int cmdPredict(int argc, char **argv) {
     // Padded as training pads its batches (runtime::bucketLength): a few
     // plans serve texts of every length.
     runtime::Batch batch = runtime::makeBatch(one, {0}, 0, 1, minLength);
-    runtime::Tensor logits = exe->run(runtime::batchInputs(batch, m.inputs), params).at(logitsName);
+    runtime::TensorMap outputs = exe->run(runtime::batchInputs(batch, m.inputs), params);
+    const runtime::Tensor &logits = outputs.at(logitsName);
     auto x = logits.f32();
     if (auto at = runtime::firstNonFinite(logits)) {
       // NaN probabilities are not an answer; say so instead of printing them.
@@ -700,23 +737,66 @@ int cmdPredict(int argc, char **argv) {
     if (o.topK || o.format != "text")
       std::stable_sort(shown.begin(), shown.end(), [&](size_t a, size_t b) { return prob[a] > prob[b]; });
     if (o.topK && static_cast<size_t>(*o.topK) < shown.size()) shown.resize(static_cast<size_t>(*o.topK));
+    explain::Explained e;
+    if (o.explain) {
+      e.text = text;
+      e.tokens = runtime::tokenizeText(text);
+      e.tokensInText = e.tokens.size();
+      if (e.tokens.size() > maxLen) e.tokens.resize(maxLen);
+      for (const std::string &t : e.tokens) e.known.push_back(vocab.id(t) != 1);
+      if (e.tokens.empty()) { // the model reads one <unk> (runtime::Vocabulary::encodeTokens)
+        e.tokens = {"<unk>"};
+        e.known = {false};
+      }
+      e.weights.assign(e.tokens.size(), 0.0);
+      for (const explain::Source &s : sources) {
+        std::vector<double> w = explain::perTokenWeights(outputs.at(s.output), s.layout, e.tokens.size());
+        for (size_t t = 0; t < w.size(); ++t) e.weights[t] += w[t] / static_cast<double>(sources.size());
+      }
+      std::vector<size_t> all(x.size());
+      std::iota(all.begin(), all.end(), size_t{0});
+      std::stable_sort(all.begin(), all.end(), [&](size_t a, size_t b) { return prob[a] > prob[b]; });
+      for (size_t c : all) {
+        e.labels.push_back(m.ckpt.labels[c]);
+        e.probs.push_back(prob[c]);
+      }
+    }
     if (o.format == "json") {
       json::Array names, probs;
       for (size_t c : shown) {
         names.emplace_back(m.ckpt.labels[c]);
         probs.emplace_back(prob[c]);
       }
-      fmt::print("{}\n", json::write(json::Object{{"text", text}, {"labels", names}, {"probs", probs}}));
+      json::Object answer{{"text", text}, {"labels", names}, {"probs", probs}};
+      if (o.explain) {
+        json::Array tokens, weights;
+        for (size_t t = 0; t < e.tokens.size(); ++t) {
+          tokens.emplace_back(e.tokens[t]);
+          weights.emplace_back(e.weights[t]);
+        }
+        answer.emplace("tokens", std::move(tokens));
+        answer.emplace("weights", std::move(weights));
+      }
+      fmt::print("{}\n", json::write(answer));
     } else if (o.format == "tsv") {
       std::string pairs;
       for (size_t c : shown) pairs += fmt::format("\t{}\t{:.9g}", m.ckpt.labels[c], prob[c]);
-      fmt::print("{}{}\t{}\n", m.ckpt.labels[best], pairs, escapedText(text));
+      std::string explanation;
+      if (o.explain) { // tokens hold no whitespace: one space-separated field each
+        std::vector<std::string> weights;
+        for (double w : e.weights) weights.push_back(fmt::format("{:.9g}", w));
+        explanation = fmt::format("\t{}\t{}", escapedText(fmt::format("{}", fmt::join(e.tokens, " "))),
+                                  fmt::join(weights, " "));
+      }
+      fmt::print("{}{}\t{}{}\n", m.ckpt.labels[best], pairs, escapedText(text), explanation);
     } else {
       std::string probs;
       for (size_t c : shown) probs += fmt::format("{}{} {:.4f}", probs.empty() ? "" : "  ", m.ckpt.labels[c], prob[c]);
       fmt::print("{}\t{}\t{}\n", m.ckpt.labels[best], probs, echoedText(text));
+      if (o.explain) fmt::print("  {}\n", explain::tokensLine(e, colour));
     }
     std::fflush(stdout);
+    if (o.html) explained.push_back(std::move(e));
   };
   if (!o.texts.empty()) {
     for (size_t i = 0; i < o.texts.size(); ++i) classify(o.texts[i], fmt::format("<argument {}>", i + 1));
@@ -727,6 +807,13 @@ int cmdPredict(int argc, char **argv) {
       if (!line.empty() && line.back() == '\r') line.pop_back(); // CRLF input
       classify(line, fmt::format("<stdin>:{}", lineNumber));
     }
+  }
+  if (o.html) {
+    explain::PageInfo info{m.ckpt.modelFile.empty() ? o.trained.ckpt : m.ckpt.modelFile, o.trained.ckpt, sources};
+    if (o.trained.model) info.model = *o.trained.model;
+    runtime::writeFileAtomic(*o.html, explain::htmlPage(explained, info));
+    fmt::print(stderr, "predict: {} text{} explained in {}\n", explained.size(), explained.size() == 1 ? "" : "s",
+               *o.html);
   }
   if (bad) fmt::print(stderr, "predict: {} text{} skipped\n", bad, bad == 1 ? "" : "s");
   return bad ? 1 : 0;

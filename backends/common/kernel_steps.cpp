@@ -331,7 +331,7 @@ std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size
     std::vector<int64_t> args{grad, batch, eq[rank - 2], ek[rank - 2], eq[rank - 1], ev[rank - 1],
                               bits(ir::attrFloat(node.op, node.attrs, "scale")), maskValue, rowStride, colStride};
     if (grad) args.insert(args.end(), {o[0], o[1], o[2], o[4], o[5], res[0], res[1], res[2]});
-    else args.insert(args.end(), {o[0], o[1], o[2], res[0], res[1]});
+    else args.insert(args.end(), {o[0], o[1], o[2], res[0], res[1], res.size() > 2 ? res[2] : -1});
     args.insert(args.end(), offsets.begin(), offsets.end());
     return call(KILN_ENTRY(attention), std::move(args));
   }

@@ -98,10 +98,13 @@ namespace {
 /// Rows [r0, r0 + rows) of slice b: scores, softmax, weighted values.
 KILN_VECTOR_CLONES
 void forwardBlock(const AttentionShape &sh, int64_t b, int64_t r0, int64_t rows, const float *q, const float *k,
-                  const float *v, const AttentionMask *mask, float *scores, float *out, float *lse) {
+                  const float *v, const AttentionMask *mask, float *scores, float *out, float *lse, float *weights) {
   const float *qb = q + (b * sh.tq + r0) * sh.d, *kb = k + b * sh.tk * sh.d, *vb = v + b * sh.tk * sh.dv;
   gemm('N', 'T', rows, sh.tk, sh.d, sh.scale, qb, sh.d, kb, sh.d, 0.0f, scores, sh.tk);
   softmaxRows(scores, rows, sh.tk, b, r0, mask, lse + b * sh.tq + r0);
+  // Asked for (predict --explain), the block's weights are copied out while
+  // they are at hand; the training step never asks, so it pays one branch.
+  if (weights) std::copy(scores, scores + rows * sh.tk, weights + (b * sh.tq + r0) * sh.tk);
   gemm('N', 'N', rows, sh.dv, sh.tk, 1.0f, scores, sh.tk, vb, sh.dv, 0.0f, out + (b * sh.tq + r0) * sh.dv, sh.dv);
 }
 
@@ -165,11 +168,11 @@ bool worthThreads(const AttentionShape &sh) { return sh.batch * sh.tq * sh.tk * 
 // the cores themselves.
 
 void attention(const AttentionShape &sh, const float *q, const float *k, const float *v, const AttentionMask *mask,
-               float *out, float *lse) {
+               float *out, float *lse, float *weights) {
   const int64_t blocks = (sh.tq + kRows - 1) / kRows, items = sh.batch * blocks;
   auto run = [&](int64_t item, std::vector<float> &scores) {
     int64_t b = item / blocks, r0 = (item % blocks) * kRows;
-    forwardBlock(sh, b, r0, std::min(kRows, sh.tq - r0), q, k, v, mask, scores.data(), out, lse);
+    forwardBlock(sh, b, r0, std::min(kRows, sh.tq - r0), q, k, v, mask, scores.data(), out, lse, weights);
   };
   const size_t scoresSize = static_cast<size_t>(kRows * std::max<int64_t>(sh.tk, 1));
   parallelFor(items, worthThreads(sh), [&](int64_t begin, int64_t end) {

@@ -130,16 +130,16 @@ void kiln_k_adam_rows(void *const *values, const int64_t *args) {
 }
 
 // [grad, batch, tq, tk, d, dv, scale (f64 bits), v:mask?, rowStride, colStride,
-//  forward: v:q, v:k, v:v, v:out, v:lse; grad: v:q, v:k, v:v, v:lse, v:dout, v:dq, v:dk, v:dv;
+//  forward: v:q, v:k, v:v, v:out, v:lse, v:weights?; grad: v:q, v:k, v:v, v:lse, v:dout, v:dq, v:dk, v:dv;
 //  then the mask's offset of each of the batch slices]
 void kiln_k_attention(void *const *values, const int64_t *args) {
   Record r{values, args};
   AttentionShape shape{r[1], r[2], r[3], r[4], r[5], r.f(6)};
   bool grad = r[0] != 0;
-  AttentionMask mask{r.mask(7), args + (grad ? 18 : 15), r[8], r[9]};
+  AttentionMask mask{r.mask(7), args + (grad ? 18 : 16), r[8], r[9]};
   const AttentionMask *m = mask.data ? &mask : nullptr;
   if (grad) attentionGrad(shape, r.f32(10), r.f32(11), r.f32(12), r.f32(13), r.f32(14), m, r.f32(15), r.f32(16), r.f32(17));
-  else attention(shape, r.f32(10), r.f32(11), r.f32(12), m, r.f32(13), r.f32(14));
+  else attention(shape, r.f32(10), r.f32(11), r.f32(12), m, r.f32(13), r.f32(14), r.f32(15));
 }
 
 // [grad, batch, t, e, ev, mean, v:mask?,

@@ -105,9 +105,10 @@ struct AttentionMask {
 };
 
 /// out = softmax(scale q k^T, masked) v and lse = each row's log-sum-exp
-/// (attention_kernels.cpp); mask may be null.
+/// (attention_kernels.cpp); mask may be null; weights, when not null,
+/// receives the softmax weights [batch, tq, tk].
 void attention(const AttentionShape &shape, const float *q, const float *k, const float *v, const AttentionMask *mask,
-               float *out, float *lse);
+               float *out, float *lse, float *weights = nullptr);
 
 /// dq, dk, dv of attention, the weights recomputed from lse.
 void attentionGrad(const AttentionShape &shape, const float *q, const float *k, const float *v, const float *lse,
