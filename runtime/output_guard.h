@@ -9,7 +9,8 @@
 //   2. An existing file is replaced without asking only when it already is
 //      what is being written (a kiln checkpoint for --out, a compiler dump
 //      for compile -o, a loss log for --loss-log, a safetensors file for
-//      run --outputs) or is empty; anything else needs --force. Replacing
+//      run --outputs, a metrics log or report page for train --report) or
+//      is empty; anything else needs --force. Replacing
 //      an older checkpoint stays as easy as it was.
 //   3. The directory must take a new file: a probe file is created and
 //      removed, so an unwritable --out is found before an epoch of training
@@ -30,6 +31,8 @@ enum class OutputKind {
   CompilerDump, ///< what `kiln compile -o` writes: IR, DOT, AST, stats, memory plan
   LossLog,      ///< `step loss` lines
   SafeTensors,  ///< any safetensors file (`kiln run --outputs`)
+  MetricsLog,   ///< a kiln metrics log (`kiln train --report DIR`'s metrics.jsonl)
+  ReportPage,   ///< a page `kiln report` writes (its index.html)
 };
 
 /// An input of the command, for the message when an output would replace it.
@@ -52,5 +55,9 @@ void writeFileAtomic(const std::string &path, const std::string &bytes);
 /// What an existing file holds, by its first bytes: one of the kinds above
 /// or a short description ("a kiln model", "text", "binary data").
 std::string describeFile(const std::string &path);
+
+/// The mark in the head of every page `kiln report` writes, by which
+/// describeFile() knows one (a <meta> element, within the first 4 KiB).
+inline constexpr const char *kReportPageMark = "<meta name=\"generator\" content=\"kiln report\">";
 
 } // namespace kiln::runtime
