@@ -1,0 +1,64 @@
+//===- tools/report.h - the page of a training run ---------------*- C++ -*-===//
+//
+// `kiln train --report DIR` writes DIR/metrics.jsonl as it trains
+// (runtime/metrics_log.h) and DIR/index.html after every epoch and at the
+// end; `kiln report DIR` draws the page again from the log, also for a run
+// that was interrupted or resumed. The page is one self-contained HTML file
+// (inline CSS and SVG; no script, no URL of any kind), drawn only from the
+// log, so that the page train writes and the one `kiln report` writes are
+// the same bytes.
+//
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "runtime/metrics_log.h"
+#include "runtime/output_guard.h"
+#include "runtime/trainer.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln::tools {
+
+/// The page of a run: plots of the step losses (raw and smoothed, epoch
+/// boundaries marked), the per-epoch losses and validation metrics, the
+/// learning rate, and the validation confusion matrix; the run's recipe
+/// and a table of its epochs. Every piece of user text is escaped.
+///
+/// The step-loss plot can be read back: its raw polyline (class "raw")
+/// holds one point per step, to 2 decimals of a pixel, and carries the
+/// mapping from data to pixels as data-x and data-y = "d0 d1 p0 p1" (the
+/// data values d0, d1 sit at pixels p0, p1). tests/lit/report.test reads it.
+std::string reportPage(const runtime::MetricsLog &log);
+
+/// DIR/metrics.jsonl and DIR/index.html of kiln train --report DIR.
+class TrainingReport {
+public:
+  /// Checks DIR (creating it) and both files as outputs of train before any
+  /// work (runtime/output_guard.h); `others` are train's other outputs,
+  /// which neither file may be.
+  TrainingReport(const std::string &dir, const std::vector<runtime::CommandInput> &inputs,
+                 const std::vector<runtime::CommandInput> &others, bool force);
+
+  /// Opens the log and has training write to it: the run line when it
+  /// starts (`run` filled in with the run's length), a line per step and per
+  /// epoch, and the page after every epoch.
+  void attach(runtime::TrainConfig &config, runtime::RunRecord run);
+  /// After training: the end line (when the run line was written) and the
+  /// page.
+  void finish(const std::string &status, const std::string &message, const runtime::Checkpoint &ckpt);
+
+  const std::string &pagePath() const { return page_; }
+
+private:
+  void writePage();
+  std::string dir_, metrics_, page_;
+  bool replace_ = false, started_ = false;
+  std::optional<runtime::MetricsWriter> writer_;
+};
+
+/// The UTC time now, ISO 8601 (for RunRecord::started).
+std::string utcNow();
+
+} // namespace kiln::tools
