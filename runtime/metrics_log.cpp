@@ -264,12 +264,20 @@ bool continues(const RunRecord &earlier, const RunRecord &resumed) {
 struct Line {
   size_t number = 0;
   std::string_view text;
-  std::optional<json::Value> value;
-  std::string error; ///< why it is not JSON
 };
 
-bool isRunLine(const Line &l) {
-  const json::Value *kind = l.value && l.value->isObject() ? l.value->find("kind") : nullptr;
+/// The line's JSON, or nothing (and why in `error`).
+std::optional<json::Value> parseLine(const Line &l, std::string *error = nullptr) {
+  try {
+    return json::parse(l.text);
+  } catch (const Error &e) {
+    if (error) *error = e.what();
+    return std::nullopt;
+  }
+}
+
+bool isRunRecord(const std::optional<json::Value> &v) {
+  const json::Value *kind = v && v->isObject() ? v->find("kind") : nullptr;
   return kind && kind->isString() && kind->asString() == "run";
 }
 
@@ -286,12 +294,7 @@ MetricsLog parseMetricsLog(std::string_view text, const std::string &name) {
     l.text = text.substr(pos, end - pos);
     pos = nl == std::string_view::npos ? text.size() : nl + 1;
     if (l.text.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    try {
-      l.value = json::parse(l.text);
-    } catch (const Error &e) {
-      l.error = e.what();
-    }
-    lines.push_back(std::move(l));
+    lines.push_back(l); // parsed one at a time below: a long run's log has 100,000s of lines
   }
   const bool lastCutOff = !text.empty() && text.back() != '\n';
 
@@ -305,15 +308,18 @@ MetricsLog parseMetricsLog(std::string_view text, const std::string &name) {
       return Error(fmt::format("{} is not a kiln metrics log: {} (kiln train --report DIR writes DIR/metrics.jsonl)",
                                name, why));
     };
-    if (!l.value) {
-      bool killed = (i + 1 == lines.size() && lastCutOff) || (i + 1 < lines.size() && isRunLine(lines[i + 1]));
+    std::string error;
+    std::optional<json::Value> value = parseLine(l, &error);
+    if (!value) {
+      bool killed =
+          (i + 1 == lines.size() && lastCutOff) || (i + 1 < lines.size() && isRunRecord(parseLine(lines[i + 1])));
       if (!killed && log.runs.empty()) throw notMetrics("its first line is not JSON");
-      if (!killed) throw Error(fmt::format("{}: {}", where, l.error));
+      if (!killed) throw Error(fmt::format("{}: {}", where, error));
       log.skipped.push_back(fmt::format("{}: a record cut off by a run that was killed", where));
       continue;
     }
-    if (log.runs.empty() && !isRunLine(l)) throw notMetrics("its first record is not a run record");
-    Fields f(*l.value, where);
+    if (log.runs.empty() && !isRunRecord(value)) throw notMetrics("its first record is not a run record");
+    Fields f(*value, where);
     if (f.kind() == "run") {
       std::string format = f.text("format");
       if (format != kMetricsFormat)
@@ -337,7 +343,7 @@ MetricsLog parseMetricsLog(std::string_view text, const std::string &name) {
       StepRecord s = readStep(f);
       steps[s.step] = s;
     } else if (f.kind() == "epoch") {
-      EpochRecord e = readEpoch(f, *l.value);
+      EpochRecord e = readEpoch(f, *value);
       epochs[e.epoch] = std::move(e);
     } else if (f.kind() == "end") {
       log.end = readEnd(f);
