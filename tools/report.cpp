@@ -156,8 +156,10 @@ public:
     // Room for the widest tick label and the turned axis title beside it.
     size_t widest = 0;
     for (double t : y_.ticks) widest = std::max(widest, tickLabel(t, y_.step).size());
-    left_ = std::ceil(34 + textWidth(widest) + 8);
-    right_ = width - 18;
+    left_ = std::max(66.0, std::ceil(34 + textWidth(widest) + 8));
+    // Room for half the last x tick label, centred on the right edge.
+    double lastTick = x_.ticks.empty() ? 0 : textWidth(tickLabel(x_.ticks.back(), x_.step).size()) / 2;
+    right_ = width - std::max(18.0, std::ceil(lastTick + 4));
     top_ = 34;
     bottom_ = height - 44;
   }
@@ -323,9 +325,11 @@ constexpr const char *kPurple = "#7b4fb0";
 constexpr const char *kRed = "#c0392b";
 constexpr const char *kGrey = "#8a93a3";
 
-/// The x axis of the step plots: step 0 to the run's planned last step.
+/// The x axis of the step plots: from step 0 to the run's planned last
+/// step while it runs, to the step it ended at once it has (early stopping
+/// ends long before the plan).
 Axis stepAxis(const MetricsLog &log) {
-  double last = static_cast<double>(std::max(log.steps.back().step, log.last().totalSteps));
+  double last = static_cast<double>(log.end ? log.steps.back().step : std::max(log.steps.back().step, log.last().totalSteps));
   double first = static_cast<double>(log.steps.front().step);
   // A log that starts late (a run resumed into a new DIR) starts its axis there.
   double lo = first > last / 2 ? first - 1 : 0;
@@ -423,7 +427,8 @@ std::string epochChart(const std::vector<Series> &series, const std::string &yTi
     // A dashed series has the smaller markers, so that equal values show both.
     for (size_t i = 0; i < points.size(); ++i)
       g += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"{}\" fill=\"{}\"><title>epoch {:.0f}: {} {}</title></circle>",
-                       pixel(points[i].x), pixel(points[i].y), s.dashed ? "2.5" : "4.5", s.color, s.values[i].x,
+                       pixel(points[i].x), pixel(points[i].y), (s.dashed ? 2.5 : 4.5) * (points.size() > 25 ? 0.6 : 1),
+                       s.color, s.values[i].x,
                        html::escape(s.name), fixed4(s.values[i].y));
     c.add(g + "</g>");
     legend.push_back({s.name, s.color, s.dashed ? LegendItem::Dashed : LegendItem::Line});
@@ -554,7 +559,7 @@ header h1 .model{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,"DejaV
 .stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px;margin:18px 0}
 .stat{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:10px 14px}
 .stat .k{color:#5b6475;font-size:12px;text-transform:uppercase;letter-spacing:.04em}
-.stat .v{font-size:20px;font-weight:600;font-variant-numeric:tabular-nums}
+.stat .v{font-size:20px;font-weight:600;font-variant-numeric:tabular-nums;white-space:nowrap}
 .stat .s{color:#5b6475;font-size:12px}
 section.card{background:#fff;border:1px solid #e1e4ea;border-radius:8px;padding:14px 16px 10px;margin:0 0 16px;overflow-x:auto}
 section.card h2{font-size:15px;margin:0 0 2px;font-weight:600}
@@ -706,9 +711,11 @@ std::string reportPage(const MetricsLog &log) {
   // The numbers at a glance.
   page += "<div class=\"stats\">";
   int64_t lastStep = log.steps.empty() ? run.startStep : log.steps.back().step;
-  page += stat("steps", fmt::format("{} / {}", lastStep, run.totalSteps),
-               fmt::format("{} per epoch", run.batchesPerEpoch));
-  page += stat("epochs", fmt::format("{} / {}", log.epochs.empty() ? 0 : log.epochs.back().epoch, run.epochs));
+  page += stat("steps", grouped(static_cast<double>(lastStep)),
+               fmt::format("of {}, {} per epoch", grouped(static_cast<double>(run.totalSteps)),
+                           grouped(static_cast<double>(run.batchesPerEpoch))));
+  page += stat("epochs", std::to_string(log.epochs.empty() ? 0 : log.epochs.back().epoch),
+               fmt::format("of {}", run.epochs));
   if (shown) {
     std::string which = fmt::format("epoch {}{}", shown->epoch, selected ? ", selected" : "");
     page += stat("valid accuracy", fixed4(shown->accuracy), which);

@@ -18,7 +18,7 @@ run printed and logged, by reading the plotted points back:
     points (train loss, validation loss, accuracy, macro-F1) are the
     numbers train printed (4 decimals) within half their last digit plus
     the pixel rounding, and the confusion matrix counts every validation
-    example once with the printed accuracy.
+    example once with the accuracy printed for the epoch it is of.
 
 Prints what it checked; exits 1 with the problems found.
 
@@ -229,8 +229,12 @@ if args.train_output:
     right = sum(c for t, q, c in p.cells if t == q)
     if total != valid_n:
         problems.append(f"the confusion matrix counts {total} examples, the run had {valid_n} for validation")
-    elif printed and abs(right / total - printed[-1][3]) > 0.00005:
-        problems.append(f"the confusion matrix's accuracy {right / total:.4f} is not the last epoch's {printed[-1][3]}")
+    else:
+        # The matrix is the selected epoch's, or the last one's; its title says which.
+        shown = int(re.search(r"Validation confusion matrix, epoch (\d+)", page).group(1))
+        accuracy = {int(e[0]): e[3] for e in printed}.get(shown)
+        if accuracy is None or abs(right / total - accuracy) > 0.00005:
+            problems.append(f"the confusion matrix's accuracy {right / total:.4f} is not epoch {shown}'s {accuracy}")
     print(f"per epoch: {len(printed)} epochs as train printed them; confusion matrix: {total} examples")
 
 for problem in problems:
