@@ -1,12 +1,9 @@
-//===- tools/report.h - the page of a training run ---------------*- C++ -*-===//
+//===- tools/report.h - kiln report and train --report -----------*- C++ -*-===//
 //
 // `kiln train --report DIR` writes DIR/metrics.jsonl as it trains
-// (runtime/metrics_log.h) and DIR/index.html after every epoch and at the
-// end; `kiln report DIR` draws the page again from the log, also for a run
-// that was interrupted or resumed. The page is one self-contained HTML file
-// (inline CSS and SVG; no script, no URL of any kind), drawn only from the
-// log, so that the page train writes and the one `kiln report` writes are
-// the same bytes.
+// (runtime/metrics_log.h) and DIR/index.html (tools/report_page.h) after
+// every epoch and at the end; `kiln report DIR` draws the page again from
+// the log, also for a run that was interrupted or resumed.
 //
 //===----------------------------------------------------------------------===//
 #pragma once
@@ -14,23 +11,13 @@
 #include "runtime/metrics_log.h"
 #include "runtime/output_guard.h"
 #include "runtime/trainer.h"
+#include "tools/report_page.h"
 
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace kiln::tools {
-
-/// The page of a run: plots of the step losses (raw and smoothed, epoch
-/// boundaries marked), the per-epoch losses and validation metrics, the
-/// learning rate, and the validation confusion matrix; the run's recipe
-/// and a table of its epochs. Every piece of user text is escaped.
-///
-/// The step-loss plot can be read back: its raw polyline (class "raw")
-/// holds one point per step, to 2 decimals of a pixel, and carries the
-/// mapping from data to pixels as data-x and data-y = "d0 d1 p0 p1" (the
-/// data values d0, d1 sit at pixels p0, p1). tests/lit/report.test reads it.
-std::string reportPage(const runtime::MetricsLog &log);
 
 /// DIR/metrics.jsonl and DIR/index.html of kiln train --report DIR.
 class TrainingReport {
