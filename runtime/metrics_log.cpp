@@ -152,6 +152,12 @@ public:
     if (d < 0) fail(fmt::format("'{}' of the {} record must not be negative", key, kind_));
     return d;
   }
+  /// A number in [0, 1] (accuracy, F1).
+  double fraction(const char *key) const {
+    double d = number(key);
+    if (d < 0 || d > 1) fail(fmt::format("'{}' of the {} record must be between 0 and 1", key, kind_));
+    return d;
+  }
   std::string text(const char *key) const { return at(key, json::Kind::String).asString(); }
   /// A string or null (read as "").
   std::string textOrNull(const char *key) const {
@@ -201,8 +207,8 @@ StepRecord readStep(const Fields &f) {
   r.step = f.count("step", 1);
   r.epoch = f.count("epoch", 1);
   r.batch = f.count("batch", 1);
-  r.loss = f.number("loss");
-  r.lr = f.number("lr");
+  r.loss = f.nonNegative("loss"); // a cross-entropy
+  r.lr = f.nonNegative("lr");
   r.examples = f.count("examples");
   r.tokens = f.count("tokens");
   return r;
@@ -216,16 +222,16 @@ EpochRecord readEpoch(const Fields &f, const json::Value &v) {
   r.examples = f.count("examples");
   r.tokens = f.count("tokens");
   r.seconds = f.nonNegative("seconds");
-  r.trainLoss = f.number("train_loss");
-  r.trainAccuracy = f.number("train_accuracy");
+  r.trainLoss = f.nonNegative("train_loss");
+  r.trainAccuracy = f.fraction("train_accuracy");
   r.partial = f.flag("partial");
   r.best = f.flag("best");
-  r.lrScale = f.number("lr_scale");
+  r.lrScale = f.nonNegative("lr_scale");
   r.validated = v.find("valid_loss") != nullptr;
   if (!r.validated) return r;
-  r.validLoss = f.number("valid_loss");
-  r.accuracy = f.number("accuracy");
-  r.macroF1 = f.number("macro_f1");
+  r.validLoss = f.nonNegative("valid_loss");
+  r.accuracy = f.fraction("accuracy");
+  r.macroF1 = f.fraction("macro_f1");
   r.labels = f.strings("labels");
   for (const json::Value &row : f.at("confusion", json::Kind::Array).asArray()) {
     if (!row.isArray() || row.size() != r.labels.size())

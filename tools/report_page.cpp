@@ -63,6 +63,9 @@ std::string grouped(double v) {
 std::string seconds(double s) {
   if (s < 1) return fmt::format("{:.0f} ms", s * 1000);
   if (s < 60) return fmt::format("{:.1f} s", s);
+  // Beyond a year, as a number: the log is text, and 1e75 s does not fit
+  // the integer below (tests/fuzz/regressions/metrics/).
+  if (s >= 3.2e7) return fmt::format("{:.3g} s", s);
   auto whole = static_cast<int64_t>(s + 0.5);
   if (whole < 3600) return fmt::format("{}:{:02} min", whole / 60, whole % 60);
   return fmt::format("{}:{:02}:{:02} h", whole / 3600, whole / 60 % 60, whole % 60);
@@ -119,6 +122,13 @@ Axis niceAxis(double lo, double hi, int target, bool integers) {
   double f = raw / magnitude;
   a.step = magnitude * (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10);
   if (integers) a.step = std::max(1.0, std::round(a.step));
+  if (!(a.step > 0) || !std::isfinite(a.step)) { // a range of a few denormals
+    a.lo = lo;
+    a.hi = hi;
+    a.ticks = {lo, hi};
+    a.step = hi - lo;
+    return a;
+  }
   double k0 = std::floor(lo / a.step + 1e-9), k1 = std::ceil(hi / a.step - 1e-9);
   a.lo = k0 * a.step;
   a.hi = k1 * a.step;
@@ -244,7 +254,7 @@ std::vector<Point> thinned(const std::vector<Point> &points, double width, bool 
   size_t i = 0;
   while (i < points.size()) {
     double column = std::floor(points[i].x);
-    size_t lo = i, hi = i, j = i;
+    size_t lo = i, hi = i, j = i + 1; // a point whose x is not a number is a column of its own
     for (; j < points.size() && std::floor(points[j].x) == column; ++j) {
       if (points[j].y > points[lo].y) lo = j; // pixel y grows downwards
       if (points[j].y < points[hi].y) hi = j;

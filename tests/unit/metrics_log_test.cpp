@@ -212,6 +212,15 @@ TEST_CASE("metrics log: files that are not one, and malformed records") {
   e = epoch(1);
   e.seconds = -1;
   fails(head + lines(e), "'seconds' of the epoch record must not be negative");
+  // Numbers the page scales its axes by are what they can be: a loss, a
+  // rate and a scale are not negative, an accuracy and an F1 lie in [0, 1].
+  fails(head + lines(step(1, -0.5)), "'loss' of the step record must not be negative");
+  e = epoch(1);
+  e.accuracy = 1.5;
+  fails(head + lines(e), "'accuracy' of the epoch record must be between 0 and 1");
+  e = epoch(1);
+  e.macroF1 = -0.1;
+  fails(head + lines(e), "'macro_f1' of the epoch record must be between 0 and 1");
 }
 
 TEST_CASE("metrics log: the writer appends line by line and ends a cut-off line") {
