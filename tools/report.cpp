@@ -33,7 +33,7 @@ std::string utcNow() {
 
 TrainingReport::TrainingReport(const std::string &dir, const std::vector<runtime::CommandInput> &inputs,
                                const std::vector<runtime::CommandInput> &others, bool force)
-    : dir_(dir), metrics_((fs::path(dir) / "metrics.jsonl").string()), page_((fs::path(dir) / "index.html").string()) {
+    : metrics_((fs::path(dir) / "metrics.jsonl").string()), page_((fs::path(dir) / "index.html").string()) {
   if (dir.empty()) throw Error("--report needs a directory name");
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))

@@ -40,7 +40,7 @@ public:
 
 private:
   void writePage();
-  std::string dir_, metrics_, page_;
+  std::string metrics_, page_;
   bool replace_ = false, started_ = false;
   std::optional<runtime::MetricsWriter> writer_;
 };

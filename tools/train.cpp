@@ -648,8 +648,9 @@ int cmdTrain(int argc, char **argv) {
     }
     report->finish(status, why, ckpt);
   }
-  fmt::print("trained in {:.1f} s; checkpoint {}\n",
-             std::chrono::duration<double>(std::chrono::steady_clock::now() - trainStart).count(), tc.checkpointPath);
+  fmt::print("trained in {:.1f} s; checkpoint {}{}\n",
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - trainStart).count(), tc.checkpointPath,
+             report ? "; report " + report->pagePath() : "");
   return 0;
 }
 
