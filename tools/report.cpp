@@ -40,7 +40,8 @@ TrainingReport::TrainingReport(const std::string &dir, const std::vector<runtime
     throw Error(fmt::format("--report {} is a file, not a directory; the report is a directory of two files "
                             "(metrics.jsonl and index.html)",
                             dir));
-  if (!fs::exists(dir, ec) && !fs::create_directory(dir, ec))
+  // As kiln export's -o DIR: the directories it needs are made (runs/a).
+  if (!fs::exists(dir, ec) && !fs::create_directories(dir, ec))
     throw Error(fmt::format("cannot create the --report directory '{}': {}", dir, ec.message()));
   for (const runtime::CommandInput &o : others) {
     if (o.path.empty()) continue;
