@@ -70,8 +70,10 @@ std::string lowerAscii(std::string_view s) {
   throw Error("cannot " + what + " '" + path + "': " + std::strerror(err));
 }
 
-/// The whole file. Reads until end of file rather than trusting st_size, so
-/// that pipes (`<(zcat data.tsv.gz)`) work as well as regular files.
+} // namespace
+
+// Reads until end of file rather than trusting st_size, so that pipes
+// (`<(zcat data.tsv.gz)`) work as well as regular files.
 std::string readFile(const std::string &path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) failIo("open", path, errno);
@@ -97,6 +99,8 @@ std::string readFile(const std::string &path) {
   ::close(fd);
   return bytes;
 }
+
+namespace {
 
 DataFormat formatOf(const std::string &path) {
   std::string ext = lowerAscii(std::filesystem::path(path).extension().string());

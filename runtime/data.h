@@ -42,6 +42,10 @@ struct ReadStats {
   std::vector<std::string> problems;
 };
 
+/// The whole file (also a pipe); kiln::Error "cannot open 'PATH': ..." when
+/// it cannot be read.
+std::string readFile(const std::string &path);
+
 /// Reads every example of a file. Throws kiln::Error (`file:line: ...`) on the
 /// first bad record unless options.skipBad; an empty result is an error.
 std::vector<RawExample> readExamples(const std::string &path, const ReadOptions &options = {},

@@ -8,6 +8,7 @@
 
 #include "ir/diagnostic.h"
 #include "runtime/json.h"
+#include "runtime/metrics_log.h"
 
 #include <cerrno>
 #include <cstdint>
@@ -31,6 +32,7 @@ const char *kindName(OutputKind kind) {
   case OutputKind::CompilerDump: return "kiln compiler output";
   case OutputKind::LossLog: return "a loss log";
   case OutputKind::SafeTensors: return "a safetensors file";
+  case OutputKind::MetricsLog: return "a kiln metrics log";
   case OutputKind::Page: return "a page kiln wrote";
   }
   return "?";
@@ -91,6 +93,13 @@ bool isLossLog(const std::string &text) {
   return lines > 0;
 }
 
+bool isMetricsLog(const std::string &text) {
+  // The first line is a run record; json::write orders the keys, so
+  // "format" is among the first few (runtime/metrics_log.cpp).
+  std::string first = text.substr(0, text.find('\n'));
+  return first.starts_with("{") && first.find(std::string("\"format\":\"") + kMetricsFormat + "\"") != std::string::npos;
+}
+
 bool isCompilerDump(const std::string &text) {
   for (const char *start : {"graph @", "digraph ", "Program ", "; the llvm backend's code", "# the llvm backend's code"})
     if (text.starts_with(start)) return true;
@@ -109,8 +118,9 @@ std::string describeFile(const std::string &path) {
   if (!header.empty()) return isCheckpoint(header) ? kindName(OutputKind::Checkpoint) : kindName(OutputKind::SafeTensors);
   std::string text = readPrefix(path, 4096);
   if (isCompilerDump(text)) return kindName(OutputKind::CompilerDump);
-  if (text.starts_with(kPageSignature)) return kindName(OutputKind::Page);
   if (isLossLog(text)) return kindName(OutputKind::LossLog);
+  if (isMetricsLog(text)) return kindName(OutputKind::MetricsLog);
+  if (text.find(kPageMark) != std::string::npos) return kindName(OutputKind::Page);
   if (text.find("model ") != std::string::npos && text.find("fn forward") != std::string::npos) return "a kiln model";
   if (text.find('\t') != std::string::npos) return "tab-separated text (data?)";
   if (text.find('\0') != std::string::npos) return "binary data";

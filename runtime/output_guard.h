@@ -9,7 +9,8 @@
 //   2. An existing file is replaced without asking only when it already is
 //      what is being written (a kiln checkpoint for --out, a compiler dump
 //      for compile -o, a loss log for --loss-log, a safetensors file for
-//      run --outputs, a page kiln wrote for an HTML page) or is empty; anything else needs --force. Replacing
+//      run --outputs, a metrics log for train --report, a page kiln wrote
+//      for an HTML page) or is empty; anything else needs --force. Replacing
 //      an older checkpoint stays as easy as it was.
 //   3. The directory must take a new file: a probe file is created and
 //      removed, so an unwritable --out is found before an epoch of training
@@ -30,11 +31,9 @@ enum class OutputKind {
   CompilerDump, ///< what `kiln compile -o` writes: IR, DOT, AST, stats, memory plan
   LossLog,      ///< `step loss` lines
   SafeTensors,  ///< any safetensors file (`kiln run --outputs`)
-  Page,         ///< an HTML page kiln wrote (starting with kPageSignature)
+  MetricsLog,   ///< a kiln metrics log (`kiln train --report DIR`'s metrics.jsonl)
+  Page,         ///< an HTML page kiln wrote (report, predict --explain --html): it holds kPageMark
 };
-
-/// How every HTML page kiln writes starts, so that a later run may replace it.
-inline constexpr const char *kPageSignature = "<!DOCTYPE html>\n<!-- written by kiln -->";
 
 /// An input of the command, for the message when an output would replace it.
 struct CommandInput {
@@ -56,5 +55,10 @@ void writeFileAtomic(const std::string &path, const std::string &bytes);
 /// What an existing file holds, by its first bytes: one of the kinds above
 /// or a short description ("a kiln model", "text", "binary data").
 std::string describeFile(const std::string &path);
+
+/// The mark in the head of every HTML page kiln writes (train --report,
+/// kiln report, predict --explain --html), by which describeFile() knows
+/// one (a <meta> element, within the first 4 KiB).
+inline constexpr const char *kPageMark = "<meta name=\"generator\" content=\"kiln\">";
 
 } // namespace kiln::runtime

@@ -269,6 +269,8 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
                             ckpt.epoch, config.selectBy.empty() ? "score" : config.selectBy, selection.epochsSinceBest,
                             selection.bestEpoch));
 
+  if (config.onStart) config.onStart(batchesPerEpoch, totalSteps);
+
   std::FILE *lossLog = nullptr;
   if (!config.lossLog.empty()) {
     lossLog = std::fopen(config.lossLog.c_str(), "a");
@@ -302,7 +304,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
       auto epochStart = Clock::now();
       auto lastPrint = epochStart;
       double lossSum = 0;
-      int64_t seen = 0, correct = 0, startBatch = ckpt.batch, nextMark = 1;
+      int64_t seen = 0, correct = 0, tokens = 0, startBatch = ckpt.batch, nextMark = 1;
       for (; ckpt.batch < batchesPerEpoch; ++ckpt.batch) {
         if (stopRequested) {
           if (tty) fmt::print(out, "\n");
@@ -388,6 +390,11 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         }
         ckpt.step = step;
         if (lossLog) fmt::print(lossLog, "{} {:.9g}\n", step, loss);
+        int64_t batchTokens = 0; // unpadded
+        for (size_t i = begin; i < end; ++i) batchTokens += static_cast<int64_t>(trainData.ids[order[i]].size());
+        tokens += batchTokens;
+        if (config.onStep)
+          config.onStep({step, ckpt.epoch + 1, ckpt.batch + 1, loss, lr, static_cast<int64_t>(end - begin), batchTokens});
         std::vector<int32_t> predicted = argmaxRows(outputs.at(g.outputs().front().name));
         for (size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == batch.labels.i32()[i];
         lossSum += static_cast<double>(loss) * static_cast<double>(end - begin);
@@ -428,6 +435,16 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
       if (tty) fmt::print(out, "\r{:<79}\r", "");
       std::string summary = fmt::format("epoch {}/{}: train loss {:.4f} acc {:.4f}", ckpt.epoch + 1, config.epochs,
                                         seen ? lossSum / seen : 0.0, seen ? double(correct) / seen : 0.0);
+      EpochRecord record;
+      record.epoch = ckpt.epoch + 1;
+      record.step = ckpt.step;
+      record.steps = batchesPerEpoch - startBatch;
+      record.examples = seen;
+      record.tokens = tokens;
+      record.seconds = seconds;
+      record.trainLoss = seen ? lossSum / seen : 0.0;
+      record.trainAccuracy = seen ? double(correct) / seen : 0.0;
+      record.partial = startBatch > 0;
       if (validData && !validData->ids.empty()) {
         EvalResult v = evaluate(forward, ckpt.tensors, *validData, config.evalBatchSize);
         // Finite weights can still give infinite logits (a matmul that
@@ -440,6 +457,15 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
                                                     : "the last good checkpoint " + lastSaved + " is kept"));
         summary += fmt::format(" | valid loss {:.4f} acc {:.4f} macro-F1 {:.4f}", v.meanLoss, v.confusion.accuracy(),
                                v.confusion.macroF1());
+        record.validated = true;
+        record.validLoss = v.meanLoss;
+        record.accuracy = v.confusion.accuracy();
+        record.macroF1 = v.confusion.macroF1();
+        record.labels = ckpt.labels;
+        for (size_t t = 0; t < v.confusion.classes(); ++t) {
+          record.confusion.emplace_back();
+          for (size_t p = 0; p < v.confusion.classes(); ++p) record.confusion.back().push_back(v.confusion.count(t, p));
+        }
         if (selecting) {
           double score = selectionScore(config.selectBy, v);
           if (selection.bestEpoch == 0 || scoreImproves(config.selectBy, score, selection.bestScore)) {
@@ -448,6 +474,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
             selection.epochsSinceBest = 0;
             ckpt.selected.clear(); // the last step's parameters are the best
             summary += " | best";
+            record.best = true;
           } else {
             ++selection.epochsSinceBest;
             if (config.plateauDecay != 1 && selection.epochsSinceBest % config.plateauPatience == 0) {
@@ -459,6 +486,8 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
       }
       fmt::print(out, "{} | {:.1f} s\n", summary, seconds);
       std::fflush(out);
+      record.lrScale = selection.lrScale;
+      if (config.onEpoch) config.onEpoch(record);
       if (selecting && config.patience > 0 && selection.epochsSinceBest >= config.patience &&
           ckpt.epoch + 1 < config.epochs) {
         selection.stopped = true;

@@ -18,6 +18,7 @@
 #include "runtime/data.h"
 #include "runtime/executable.h"
 #include "runtime/metrics.h"
+#include "runtime/metrics_log.h"
 
 #include <cstdio>
 #include <functional>
@@ -55,6 +56,14 @@ struct TrainConfig {
   /// has gone non-finite, to name the op and its DSL line in the error;
   /// without it the error names only the step.
   std::function<ir::NodeId(const TensorMap &inputs, const TensorMap &store)> firstNonFiniteNode;
+  /// What the run does, as it does it (kiln train --report writes it to a
+  /// metrics log, runtime/metrics_log.h): onStart once before the first
+  /// step, with the run's length; onStep after each applied step (as the
+  /// loss log); onEpoch after each epoch's validation. An exception they
+  /// throw ends training like any error.
+  std::function<void(int64_t batchesPerEpoch, int64_t totalSteps)> onStart;
+  std::function<void(const StepRecord &)> onStep;
+  std::function<void(const EpochRecord &)> onEpoch;
 };
 
 struct EvalResult {

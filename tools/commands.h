@@ -14,5 +14,6 @@ int cmdEval(int argc, char **argv);
 int cmdPredict(int argc, char **argv);
 int cmdBench(int argc, char **argv);
 int cmdExport(int argc, char **argv);
+int cmdReport(int argc, char **argv);
 
 } // namespace kiln::tools

@@ -193,8 +193,8 @@ std::string section(const Explained &e, size_t index) {
 } // namespace
 
 std::string htmlPage(const std::vector<Explained> &texts, const PageInfo &info) {
-  std::string out = runtime::kPageSignature;
-  out += "\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+  std::string out = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+  out += std::string(runtime::kPageMark) + "\n";
   out += fmt::format("<title>kiln predict --explain: {}</title>\n", html::escape(info.model));
   out += fmt::format("<style>{}</style>\n</head>\n<body>\n", kStyle);
   out += "<header>\n<h1>What the model attends to</h1>\n";

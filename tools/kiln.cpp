@@ -622,6 +622,8 @@ const CommandEntry commands[] = {
     {"train", "train a model on labelled text, with checkpoints", tools::cmdTrain},
     {"eval", "accuracy, macro-F1 and confusion matrix of a checkpoint on data", tools::cmdEval},
     {"predict", "classify texts with a checkpoint", tools::cmdPredict},
+    {"report", "draw the page of a training run (plots of its losses and metrics) from train --report's log",
+     tools::cmdReport},
     {"export", "write a checkpoint's model as a C library (header, .a and .so) that predicts and trains", tools::cmdExport},
     {"bench", "time training steps and inference on each backend", tools::cmdBench},
     {"opt", "run compiler passes over textual IR and print the result", cmdOpt},

@@ -32,6 +32,7 @@
 #include "tools/cli.h"
 #include "tools/explain.h"
 #include "tools/options.h"
+#include "tools/report.h"
 #include "tools/trained_model.h"
 
 #include <chrono>
@@ -74,7 +75,7 @@ struct TrainArgs {
   bool noShuffle = false;
   std::vector<std::string> params;
   // output
-  std::optional<std::string> out, resume, lossLog;
+  std::optional<std::string> out, resume, lossLog, report;
   int64_t saveEvery = 0, maxSteps = 0;
   bool force = false;
   BackendOptions backend;
@@ -142,9 +143,12 @@ void declare(cli::Command &cmd, TrainArgs &o) {
   cmd.option("--max-steps", o.maxSteps, "N", "stop after N steps in total, with a checkpoint").defaultText("no limit");
   cmd.option("--resume", o.resume, "CKPT", "continue the run saved in CKPT exactly (same data)");
   cmd.option("--loss-log", o.lossLog, "FILE", "append `step loss` per step to FILE");
+  cmd.option("--report", o.report, "DIR",
+             "append each step's loss and learning rate and each epoch's validation metrics to DIR/metrics.jsonl, "
+             "and draw them in DIR/index.html (after every epoch and at the end; `kiln report DIR` draws it again)");
   cmd.flag("--force", o.force,
-           "let --out and --loss-log replace an existing file that is not a kiln checkpoint or a loss log "
-           "(an input of the command is never replaced)");
+           "let --out, --loss-log and --report replace an existing file that is not a kiln checkpoint, loss log, "
+           "metrics log or report page (an input of the command is never replaced)");
   cmd.section("backend");
   declareBackendOptions(cmd, o.backend);
   declarePassOptions(cmd, o.passes);
@@ -444,6 +448,11 @@ int cmdTrain(int argc, char **argv) {
   runtime::checkOutput("--out", outPath, runtime::OutputKind::Checkpoint, inputs, o.force);
   if (o.resume) inputs.push_back({"--resume", *o.resume});
   if (o.lossLog) runtime::checkOutput("--loss-log", *o.lossLog, runtime::OutputKind::LossLog, inputs, o.force);
+  std::optional<TrainingReport> report;
+  if (o.report)
+    report.emplace(*o.report, inputs,
+                   std::vector<runtime::CommandInput>{{"--out", outPath}, {"--loss-log", o.lossLog.value_or("")}},
+                   o.force);
 
   // On --resume the recipe comes from the checkpoint; changing it would not
   // continue the same run.
@@ -616,10 +625,46 @@ int cmdTrain(int argc, char **argv) {
                                           : std::string("from scratch"),
              prepSeconds);
   std::fflush(stdout);
+  if (report)
+    report->attach(tc, {.model = o.model,
+                        .resumedFrom = resume.value_or(""),
+                        .startStep = ckpt.step,
+                        .startEpoch = ckpt.epoch,
+                        .startBatch = ckpt.batch,
+                        .epochs = tc.epochs,
+                        .trainExamples = static_cast<int64_t>(trainData.ids.size()),
+                        .validExamples = static_cast<int64_t>(validData.ids.size()),
+                        .parameters = params,
+                        .labels = ckpt.labels,
+                        .recipe = ckpt.config,
+                        .started = utcNow()});
   auto trainStart = std::chrono::steady_clock::now();
-  runtime::train(*stepExe, *forwardExe, tc, trainData, validData.ids.empty() ? nullptr : &validData, ckpt, stdout);
-  fmt::print("trained in {:.1f} s; checkpoint {}\n",
-             std::chrono::duration<double>(std::chrono::steady_clock::now() - trainStart).count(), tc.checkpointPath);
+  try {
+    runtime::train(*stepExe, *forwardExe, tc, trainData, validData.ids.empty() ? nullptr : &validData, ckpt, stdout);
+  } catch (const Error &e) {
+    // The training error is what the user must see; a report that cannot
+    // be written as well (a full disk) does not replace it.
+    if (report) try {
+        report->finish("error", e.message(), ckpt);
+      } catch (const Error &) {
+      }
+    throw;
+  }
+  if (report) {
+    std::string status = "finished", why;
+    if (ckpt.selection.stopped) {
+      status = "stopped";
+      why = fmt::format("early stopping, no better validation {} in {} epochs",
+                        runtime::configString(config, "select_by", configFile), tc.patience);
+    } else if (ckpt.epoch < tc.epochs) {
+      status = "stopped";
+      why = fmt::format("--max-steps {}; continue with --resume", o.maxSteps);
+    }
+    report->finish(status, why, ckpt);
+  }
+  fmt::print("trained in {:.1f} s; checkpoint {}{}\n",
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - trainStart).count(), tc.checkpointPath,
+             report ? "; report " + report->pagePath() : "");
   return 0;
 }
 

@@ -11,6 +11,9 @@
 //               metadata; plus the tensors of each example at tiny sizes
 //   checkpoint  a checkpoint as `kiln train` writes one, at tiny sizes
 //   data        the committed tests/fuzz/corpus/data/ seeds
+//   metrics     the committed tests/fuzz/corpus/metrics/ seeds: logs as kiln
+//               train --report writes them (fresh, resumed after a kill, no
+//               validation) and one of markup
 // Binary seeds are made with kiln's own writers rather than committed, so a
 // format change cannot leave the fuzzer mutating stale files. Each target's
 // committed tests/fuzz/corpus/<target>/ is copied in as well.
@@ -177,7 +180,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   const fs::path root = argv[1], out = argv[2];
-  const std::vector<std::string> targets = {"dsl", "ir", "safetensors", "checkpoint", "data"};
+  const std::vector<std::string> targets = {"dsl", "ir", "safetensors", "checkpoint", "data", "metrics"};
   try {
     for (const std::string &t : targets) {
       fs::remove_all(out / t);
