@@ -209,15 +209,22 @@ private:
     return f;
   }
 
-  /// Whether the next tokens are an annotation, `@NAME` before a statement,
-  /// rather than the matmul operator: an expression never goes on with
-  /// `let`, another `@NAME` or `NAME =` after `@ NAME`, so the statements
+  /// Whether the next tokens are an annotation before a statement rather
+  /// than the matmul operator. Statements need no separator, so
   ///     let scores = q @ k
   ///     @explain let weights = softmax(scores)
-  /// read as two (statements need no separator).
+  /// must read as two, while a product may go on on the next line:
+  ///     let s = q
+  ///       @ k
+  /// An annotation is `@NAME` written as one word, first on its line, with
+  /// its statement (`let`, `NAME =` or another annotation) on the same line.
   bool startsAnnotation() const {
     if (!isPunct("@") || peek(1).kind != TokKind::Ident) return false;
+    const SourceLoc &at = peek().loc, &name = peek(1).loc;
+    bool firstOnLine = pos_ == 0 || toks_[pos_ - 1].loc.line < at.line;
+    if (!firstOnLine || name.line != at.line || name.col != at.col + 1) return false;
     const Token &after = peek(2);
+    if (after.loc.line != at.line) return false;
     return (after.kind == TokKind::Keyword && after.text == "let") || isPunct("@", 2) ||
            (after.kind == TokKind::Ident && isPunct("=", 3));
   }

@@ -28,7 +28,9 @@ std::vector<Source> sourcesOf(const ir::Graph &g) {
       const ir::Node &n = g.nodes()[info.producer];
       if (!n.locs.empty() && n.locs.front().known()) {
         const SourceLoc &l = n.locs.front();
-        location = fmt::format("{}:{}", l.file.substr(l.file.rfind('/') + 1), l.line);
+        // "line 20 of classifier_sdpa.kiln (from checkpoint)": the file as
+        // the model was compiled from it, without its directory.
+        location = fmt::format("line {} of {}", l.line, l.file.substr(l.file.rfind('/') + 1));
       }
     }
     sources.push_back({o.name, info.name.empty() ? o.name.substr(std::string(passes::kExplainPrefix).size()) : info.name,

@@ -32,7 +32,7 @@ struct Source {
   std::string output;   ///< the explain graph's output name
   std::string value;    ///< the DSL name of the marked value (attention.weights)
   std::string type;     ///< its symbolic type, f32[B,T,1]
-  std::string location; ///< file:line of the expression that computed it
+  std::string location; ///< "line N of FILE": the expression that computed it
   passes::WeightsLayout layout;
 };
 
