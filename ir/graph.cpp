@@ -75,6 +75,11 @@ void Graph::replaceOutputUses(ValueId from, ValueId to) {
     if (o.value == from) o.value = to;
   for (ValueId &v : explained_)
     if (v == from) v = to;
+  // Two marks on one value now (CSE merged them) are one.
+  for (size_t i = explained_.size(); i-- > 0;)
+    if (std::find(explained_.begin(), explained_.begin() + static_cast<std::ptrdiff_t>(i), explained_[i]) !=
+        explained_.begin() + static_cast<std::ptrdiff_t>(i))
+      explained_.erase(explained_.begin() + static_cast<std::ptrdiff_t>(i));
   ValueInfo &old = values_.at(from), &fresh = values_.at(to);
   if (fresh.name.empty() && old.kind == ValueKind::Node) fresh.name = std::exchange(old.name, {});
 }

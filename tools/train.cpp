@@ -731,8 +731,13 @@ int cmdPredict(int argc, char **argv) {
     try {
       explainGraph = passes::buildExplainGraph(*m.forward);
     } catch (const Error &e) {
-      throw Error(fmt::format("--explain: {} ({})", e.message(), m.ckpt.modelFile.empty() ? o.trained.ckpt
-                                                                                            : m.ckpt.modelFile));
+      // A checkpoint trained before its model marked anything can still be
+      // explained with a source that does (the parameters match by name).
+      throw Error(fmt::format("--explain: {} ({}; --model FILE compiles another source that does, against the "
+                              "same checkpoint)",
+                              e.message(), o.trained.model ? *o.trained.model
+                                           : m.ckpt.modelFile.empty() ? o.trained.ckpt
+                                                                      : m.ckpt.modelFile));
     }
     sources = explain::sourcesOf(*explainGraph);
   }
