@@ -255,8 +255,11 @@ TensorType shapeDropout(const std::vector<TensorType> &o, const Attrs &a) {
   expectFloat(o[0], "dropout operand");
   double p = declared<double>(a, "p");
   if (!(p >= 0 && p < 1)) fail(fmt::format("dropout: p must be in [0, 1), got {}", p));
-  if (o.size() == 2 && !(o[1] == TensorType{DType::F32, {}}))
+  if (o.size() >= 2 && !(o[1] == TensorType{DType::F32, {}}))
     fail(fmt::format("dropout: the step must be f32[], got {}", o[1].str()));
+  if (o.size() == 3 && !(o[2] == TensorType{DType::F32, {}}))
+    fail(fmt::format("dropout: the first row must be f32[], got {}", o[2].str()));
+  if (o.size() == 3 && o[0].rank() == 0) fail("dropout: a first row needs an operand with rows (rank 1 or more)");
   return o[0];
 }
 

@@ -142,7 +142,9 @@ OperandGrads gradientRule(Builder &b, const Node &n, ValueId dy, const std::vect
   case OpKind::Dropout:
     // Linear in x: the gradient goes through the same mask and scale (the
     // same op, attributes and step). The step gets none.
-    out[0] = n.operands.size() == 1 ? dy : b.create(OpKind::Dropout, {dy, operand(1)}, n.attrs);
+    if (n.operands.size() == 1) out[0] = dy;
+    else if (n.operands.size() == 2) out[0] = b.create(OpKind::Dropout, {dy, operand(1)}, n.attrs);
+    else out[0] = b.create(OpKind::Dropout, {dy, operand(1), operand(2)}, n.attrs);
     return out;
   case OpKind::Erf: {
     // d erf(x)/dx = 2/sqrt(pi) e^(-x^2).

@@ -89,13 +89,15 @@ ValueId scaled(Builder &b, ValueId x, double factor) { return factor == 1.0 ? x 
 
 } // namespace
 
-ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &config, const std::string &name) {
-  // Dropout is active in the training step: each one reads the step number
-  // (its mask changes every step, the same in the forward and the backward).
-  // (Without dropout, the step input comes after lr, as it always has.)
+namespace {
+
+/// The loss graph of a training step: with dropout, each dropout op reads
+/// the `step` input (its mask changes every step, the same in the forward
+/// and the backward) and the run's seed. `dropout` tells whether it has one.
+ir::Graph stepLossGraph(const ir::Graph &forward, const OptimizerConfig &config, bool &dropout) {
   ir::Graph loss = buildLossGraph(forward);
-  bool dropout = std::any_of(loss.nodes().begin(), loss.nodes().end(),
-                             [](const ir::Node &n) { return n.op == ir::OpKind::Dropout && n.operands.size() == 1; });
+  dropout = std::any_of(loss.nodes().begin(), loss.nodes().end(),
+                        [](const ir::Node &n) { return n.op == ir::OpKind::Dropout && n.operands.size() == 1; });
   if (dropout) {
     ValueId stepInput = loss.addInput("step", {DType::F32, {}});
     for (ir::Node &n : loss.nodes())
@@ -104,28 +106,25 @@ ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &confi
         n.attrs["seed"] = static_cast<int64_t>(config.dropoutSeed & 0x7fffffffffffffffull);
       }
   }
-  ir::Graph g = differentiate(loss, "loss", name);
+  return loss;
+}
+
+/// A parameter and its gradient as the optimizer sees them.
+struct Trained {
+  ValueId param, grad;
+};
+
+/// Lazy Adam's tables (and, for the distributed update, every table whose
+/// gradient is one embedding_grad): the ids and the rows' gradient dy.
+using RowGradients = std::map<ValueId, std::pair<ValueId, ValueId>>;
+
+/// Steps 3 and 4 of the algorithm: clipping and the optimizer, appended to
+/// `g`, which has the parameters and gradients `trained`, the rows of
+/// `rowGradients` and the inputs lr and step. Adds the optimizer state and
+/// one output per parameter and state tensor.
+void appendUpdate(ir::Graph &g, std::vector<Trained> trained, RowGradients rowGradients, ValueId lr, ValueId step,
+                  const OptimizerConfig &config) {
   Builder b(g);
-  ValueId lr = b.input("lr", {DType::F32, {}});
-  ValueId step = dropout ? g.findInput("step") : b.input("step", {DType::F32, {}});
-
-  // Parameters and their gradients, before any state is added.
-  std::vector<std::pair<ValueId, ValueId>> trained;
-  for (const ir::Output &o : g.outputs())
-    if (o.name.rfind("grad.", 0) == 0) trained.push_back({g.findParam(o.name.substr(5)), o.value});
-
-  // Lazy Adam's tables: the gradients that are one scatter-add of rows,
-  // by the ids and the rows' gradient dy (scaled with the rest when clipping).
-  std::map<ValueId, std::pair<ValueId, ValueId>> rowGradients;
-  if (config.kind == OptimizerConfig::Kind::LazyAdam)
-    for (auto [p, grad] : trained) {
-      const ir::ValueInfo &info = g.value(grad);
-      if (info.kind != ir::ValueKind::Node) continue;
-      const ir::Node &producer = g.nodes()[info.producer];
-      if (producer.op == ir::OpKind::EmbeddingGrad && g.type(p).rank() == 2)
-        rowGradients[p] = {producer.operands[0], producer.operands[1]};
-    }
-
   if (config.clipNorm > 0) {
     ValueId total = b.constant(0.0);
     for (auto [p, grad] : trained) total = b.add(total, sumAll(b, b.mul(grad, grad)));
@@ -155,7 +154,7 @@ ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &confi
   std::vector<std::pair<std::string, ValueId>> updates;
   for (auto [p, grad] : trained) {
     const std::string pname = g.value(p).name; // a copy: adding values reallocates the table
-    if (auto rows = rowGradients.find(p); rows != rowGradients.end()) {
+    if (auto rows = rowGradients.find(p); rows != rowGradients.end() && config.kind == OptimizerConfig::Kind::LazyAdam) {
       ValueId m = state(p, "exp_avg"), v = state(p, "exp_avg_sq");
       auto [ids, dy] = rows->second;
       std::vector<ValueId> next = b.createMulti(
@@ -193,6 +192,44 @@ ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &confi
     updates.push_back({pname, newP});
   }
   for (const auto &[outName, value] : updates) b.output(outName, value);
+}
+
+/// The parameters that differentiate() gave a `grad.` output, with it.
+std::vector<Trained> trainedParams(const ir::Graph &g) {
+  std::vector<Trained> trained;
+  for (const ir::Output &o : g.outputs())
+    if (o.name.rfind("grad.", 0) == 0) trained.push_back({g.findParam(o.name.substr(5)), o.value});
+  return trained;
+}
+
+/// The tables whose gradient is one scatter-add of rows: embedding_grad of
+/// a rank-2 parameter, by the ids and the rows' gradient dy.
+RowGradients rowGradientsOf(const ir::Graph &g, const std::vector<Trained> &trained) {
+  RowGradients rows;
+  for (auto [p, grad] : trained) {
+    const ir::ValueInfo &info = g.value(grad);
+    if (info.kind != ir::ValueKind::Node) continue;
+    const ir::Node &producer = g.nodes()[info.producer];
+    if (producer.op == ir::OpKind::EmbeddingGrad && g.type(p).rank() == 2)
+      rows[p] = {producer.operands[0], producer.operands[1]};
+  }
+  return rows;
+}
+
+} // namespace
+
+ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &config, const std::string &name) {
+  bool dropout = false;
+  ir::Graph loss = stepLossGraph(forward, config, dropout);
+  ir::Graph g = differentiate(loss, "loss", name);
+  Builder b(g);
+  // (Without dropout, the step input comes after lr, as it always has.)
+  ValueId lr = b.input("lr", {DType::F32, {}});
+  ValueId step = dropout ? g.findInput("step") : b.input("step", {DType::F32, {}});
+  std::vector<Trained> trained = trainedParams(g);
+  RowGradients rows;
+  if (config.kind == OptimizerConfig::Kind::LazyAdam) rows = rowGradientsOf(g, trained);
+  appendUpdate(g, trained, rows, lr, step, config);
   if (!config.outputGradients) {
     std::vector<ir::Output> kept;
     for (const ir::Output &o : g.outputs())
@@ -200,6 +237,81 @@ ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &confi
     g.setOutputs(std::move(kept));
   }
   return g;
+}
+
+SplitStep buildSplitStep(const ir::Graph &forward, const OptimizerConfig &config) {
+  SplitStep split;
+  // The gradient graph: the loss times loss_scale, differentiated.
+  bool dropout = false;
+  ir::Graph loss = stepLossGraph(forward, config, dropout);
+  if (dropout) {
+    // Each process's rows draw the dropout masks they draw in the whole
+    // batch: its first row in the batch is an input.
+    ValueId firstRow = loss.addInput("first_row", {DType::F32, {}});
+    for (ir::Node &n : loss.nodes())
+      if (n.op == ir::OpKind::Dropout && n.operands.size() == 2) n.operands.push_back(firstRow);
+  }
+  {
+    Builder b(loss);
+    ValueId scale = b.input("loss_scale", {DType::F32, {}});
+    ValueId scaledLoss = b.mul(loss.outputs().back().value, scale);
+    b.output("loss.scaled", scaledLoss);
+  }
+  ir::Graph grads = differentiate(loss, "loss.scaled", "gradients");
+  std::vector<Trained> trained = trainedParams(grads);
+  RowGradients rows = rowGradientsOf(grads, trained);
+  std::vector<ir::Output> outputs;
+  for (const ir::Output &o : grads.outputs()) {
+    if (o.name == "loss.scaled") continue;
+    if (o.name.rfind("grad.", 0) != 0) {
+      outputs.push_back(o);
+      continue;
+    }
+    ValueId p = grads.findParam(o.name.substr(5));
+    auto row = rows.find(p);
+    // A table's rows go out only when their ids are a step input, which
+    // the runtime has at hand to send along.
+    if (row != rows.end() && grads.value(row->second.first).kind == ir::ValueKind::Input) {
+      const std::string &pname = grads.value(p).name;
+      split.rowTables.push_back({pname, grads.value(row->second.first).name, "rows." + pname});
+      outputs.push_back({"rows." + pname, row->second.second});
+    } else {
+      split.denseGradients.push_back(o.name);
+      outputs.push_back(o);
+    }
+  }
+  grads.setOutputs(std::move(outputs));
+  split.gradients = std::move(grads);
+
+  // The update graph: the parameters, their summed gradients as inputs,
+  // and the optimizer of buildTrainGraph.
+  ir::Graph &u = split.update;
+  u.setName("update");
+  Builder b(u);
+  std::vector<Trained> updateTrained;
+  RowGradients updateRows;
+  for (ir::ValueId fp : forward.params()) {
+    const ir::ValueInfo &info = forward.value(fp);
+    if (forward.type(fp).dtype != DType::F32) continue;
+    std::string pname = info.name;
+    ValueId p = b.param(pname, forward.type(fp), info.attrs);
+    auto table = std::find_if(split.rowTables.begin(), split.rowTables.end(),
+                              [&](const RowTable &t) { return t.param == pname; });
+    if (table == split.rowTables.end()) {
+      updateTrained.push_back({p, b.input("grad." + pname, forward.type(fp))});
+      continue;
+    }
+    const ir::Shape &shape = forward.type(fp).shape;
+    ir::Dim k = ir::Dim::named(fmt::format("K{}", updateRows.size() + 1));
+    ValueId ids = b.input(table->gradientRows + ".ids", {DType::I32, {k}});
+    ValueId dy = b.input(table->gradientRows, {DType::F32, {k, shape[1]}});
+    updateRows[p] = {ids, dy};
+    updateTrained.push_back({p, b.create(ir::OpKind::EmbeddingGrad, {ids, dy}, {{"rows", shape[0].value}})});
+  }
+  ValueId lr = b.input("lr", {DType::F32, {}});
+  ValueId step = b.input("step", {DType::F32, {}});
+  appendUpdate(u, updateTrained, updateRows, lr, step, config);
+  return split;
 }
 
 } // namespace kiln::passes

@@ -23,6 +23,7 @@
 #include "ir/graph.h"
 
 #include <string>
+#include <vector>
 
 namespace kiln::passes {
 
@@ -51,5 +52,35 @@ ir::Graph buildLossGraph(const ir::Graph &forward, const std::string &name = "lo
 
 /// The full training step, as described above.
 ir::Graph buildTrainGraph(const ir::Graph &forward, const OptimizerConfig &config, const std::string &name = "train");
+
+/// A table whose gradient leaves the gradient graph as rows: the step
+/// input `ids` names them, and output `gradientRows` f32[ids..., E] holds
+/// their gradient (embedding_grad's dy). The update graph takes them
+/// flattened, from every process: `gradientRows.ids` i32[K] and
+/// `gradientRows` f32[K, E].
+struct RowTable {
+  std::string param, ids, gradientRows;
+};
+
+/// The training step in two graphs, for data-parallel training
+/// (runtime/distributed.h), where the gradients of every process are summed
+/// between them:
+///  - `gradients`: the step's inputs (not lr) plus `loss_scale` f32[], the
+///    share of the global batch's counted rows this process has; outputs
+///    `loss` (this process's mean), the forward outputs, and the gradients
+///    of loss * loss_scale: `grad.<param>` for the `denseGradients`, and
+///    the rows of the `rowTables` (so that the sum over processes is the
+///    gradient of the global batch's mean loss);
+///  - `update`: inputs the summed gradients (as the gradient graph names
+///    them, rows flattened as RowTable says), `lr` and `step`; parameters and
+///    optimizer state as buildTrainGraph's, and the same outputs for them.
+/// Clipping, weight decay and the optimizer are buildTrainGraph's, applied
+/// to the summed gradient.
+struct SplitStep {
+  ir::Graph gradients, update;
+  std::vector<std::string> denseGradients; ///< `grad.<param>` outputs, in parameter order
+  std::vector<RowTable> rowTables;
+};
+SplitStep buildSplitStep(const ir::Graph &forward, const OptimizerConfig &config);
 
 } // namespace kiln::passes

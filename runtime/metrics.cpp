@@ -60,6 +60,12 @@ void ConfusionMatrix::add(int32_t truth, int32_t predicted) {
   ++counts_[static_cast<size_t>(truth) * n_ + static_cast<size_t>(predicted)];
 }
 
+void ConfusionMatrix::add(int32_t truth, int32_t predicted, int64_t times) {
+  assert(truth >= 0 && static_cast<size_t>(truth) < n_);
+  assert(predicted >= 0 && static_cast<size_t>(predicted) < n_);
+  counts_[static_cast<size_t>(truth) * n_ + static_cast<size_t>(predicted)] += times;
+}
+
 int64_t ConfusionMatrix::total() const {
   int64_t t = 0;
   for (int64_t c : counts_) t += c;

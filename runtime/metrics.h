@@ -21,6 +21,8 @@ public:
 
   /// Records one example; labels outside [0, classes) are an assertion failure.
   void add(int32_t truth, int32_t predicted);
+  /// `times` examples of truth `truth` predicted as `predicted`.
+  void add(int32_t truth, int32_t predicted, int64_t times);
   size_t classes() const { return n_; }
   int64_t count(size_t truth, size_t predicted) const { return counts_[truth * n_ + predicted]; }
   int64_t total() const;

@@ -13,6 +13,8 @@
 #include "ir/printer.h"
 
 #include <algorithm>
+#include <array>
+#include <tuple>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -122,6 +124,20 @@ std::optional<int64_t> firstNonFiniteRow(const Tensor &table, const Tensor &ids)
   return std::nullopt;
 }
 
+/// FNV-1a of the names and bytes of a parameter store: equal on every
+/// process of a data-parallel run, whose stores must stay equal.
+uint64_t contentHash(const TensorMap &store) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&](const std::byte *data, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<uint64_t>(data[i])) * 0x100000001b3ull;
+  };
+  for (const auto &[name, t] : store) {
+    mix(reinterpret_cast<const std::byte *>(name.data()), name.size() + 1);
+    mix(t.raw(), t.byteSize());
+  }
+  return h;
+}
+
 } // namespace
 
 // checkpoint.h and data.h declare these two; they are here, with the
@@ -203,18 +219,29 @@ bool scoreImproves(const std::string &selectBy, double score, double best) {
   return selectBy == "loss" ? score < best : score > best; // ties keep the earlier epoch
 }
 
-EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedData &data, int64_t batchSize) {
+EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedData &data, int64_t batchSize,
+                    Communicator *comm) {
   const std::string &logitsName = forward.graph().outputs().front().name;
   const InputRecipe recipe = inputRecipe(forward.graph());
   EvalResult r;
   if (batchSize <= 0) throw Error(fmt::format("the evaluation batch size must be positive, got {}", batchSize));
   std::vector<size_t> order = epochOrder(data.ids.size(), 0, 0, false);
+  // Across processes, each evaluates a contiguous part of the data and the
+  // counts and loss sums are added up.
+  size_t first = 0, last = order.size();
+  if (comm) {
+    first = order.size() * static_cast<size_t>(comm->rank()) / static_cast<size_t>(comm->size());
+    last = order.size() * static_cast<size_t>(comm->rank() + 1) / static_cast<size_t>(comm->size());
+  }
   // A batch larger than the data is the whole data (and begin + step below cannot wrap).
-  size_t step = std::min(order.size(), static_cast<size_t>(batchSize));
+  size_t step = std::min(std::max<size_t>(last - first, 1), static_cast<size_t>(batchSize));
   double lossSum = 0;
-  bool sized = false;
-  for (size_t begin = 0; begin < order.size(); begin += step) {
-    size_t end = std::min(order.size(), begin + step);
+  const ir::TensorType &logitsType = forward.graph().type(forward.graph().outputs().front().value);
+  if (logitsType.rank() == 2 && !logitsType.shape[1].isSymbolic())
+    r.confusion = ConfusionMatrix(static_cast<size_t>(logitsType.shape[1].value));
+  bool sized = logitsType.rank() == 2 && !logitsType.shape[1].isSymbolic();
+  for (size_t begin = first; begin < last; begin += step) {
+    size_t end = std::min(last, begin + step);
     Batch batch = makeBatch(data, order, begin, end, minimumLength(forward.graph()));
     TensorMap out = forward.run(batchInputs(batch, recipe), params);
     const Tensor &logits = out.at(logitsName);
@@ -227,6 +254,21 @@ EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedD
     lossSum += batchLoss(logits, batch.labels) * static_cast<double>(end - begin);
     r.examples += static_cast<int64_t>(end - begin);
   }
+  if (comm) {
+    size_t classes = r.confusion.classes();
+    std::vector<double> totals(classes * classes + 2);
+    for (size_t t = 0; t < classes; ++t)
+      for (size_t p = 0; p < classes; ++p) totals[t * classes + p] = static_cast<double>(r.confusion.count(t, p));
+    totals[classes * classes] = lossSum;
+    totals[classes * classes + 1] = static_cast<double>(r.examples);
+    comm->sum(totals);
+    r.confusion = ConfusionMatrix(classes);
+    for (size_t t = 0; t < classes; ++t)
+      for (size_t p = 0; p < classes; ++p)
+        r.confusion.add(static_cast<int32_t>(t), static_cast<int32_t>(p), static_cast<int64_t>(totals[t * classes + p]));
+    lossSum = totals[classes * classes];
+    r.examples = static_cast<int64_t>(totals[classes * classes + 1]);
+  }
   r.meanLoss = r.examples ? lossSum / static_cast<double>(r.examples) : 0;
   return r;
 }
@@ -237,7 +279,10 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   checkClassCount(forward.graph(), ckpt.labels);
   if (config.batchSize <= 0) throw Error(fmt::format("the batch size must be positive, got {}", config.batchSize));
   if (config.epochs < 0) throw Error(fmt::format("the number of epochs must not be negative, got {}", config.epochs));
-  const ir::Graph &g = trainStep.graph();
+  const DataParallel *dp = config.dataParallel;
+  // The graph whose outputs update the store: the step's, or the update's.
+  const ir::Graph &g = dp ? dp->update->graph() : trainStep.graph();
+  const bool writer = !dp || dp->comm->rank() == 0; // writes checkpoints and the loss log
   const InputRecipe recipe = inputRecipe(forward.graph());
   if (trainData.derived.size() != recipe.derived.size())
     throw Error("the training data was encoded for other model inputs than the model's"); // a caller's bug
@@ -272,7 +317,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   if (config.onStart) config.onStart(batchesPerEpoch, totalSteps);
 
   std::FILE *lossLog = nullptr;
-  if (!config.lossLog.empty()) {
+  if (!config.lossLog.empty() && writer) {
     lossLog = std::fopen(config.lossLog.c_str(), "a");
     if (!lossLog) throw Error(fmt::format("cannot open '{}' for the loss log", config.lossLog));
   }
@@ -280,7 +325,13 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   const int64_t resumedAt = ckpt.step;
   auto save = [&](const char *why) {
     if (config.checkpointPath.empty()) return;
-    saveCheckpoint(config.checkpointPath, ckpt);
+    // The processes' parameters can only drift apart through a bug (or a
+    // backend that is not deterministic); a checkpoint would hide it.
+    if (dp && !dp->comm->same(contentHash(ckpt.tensors)))
+      throw Error(fmt::format("the processes' parameters and optimizer state differ at step {}; they must stay equal "
+                              "(a backend that is not deterministic?); the checkpoint {} was not written",
+                              ckpt.step, config.checkpointPath));
+    if (writer) saveCheckpoint(config.checkpointPath, ckpt);
     lastSaved = fmt::format("{} ({}, step {})", config.checkpointPath, why, ckpt.step);
     if (!tty || std::string(why) != "step") fmt::print(out, "saved {} ({})\n", config.checkpointPath, why);
     std::fflush(out);
@@ -297,6 +348,88 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   // The in-place entries instead are views of the store's own tensors.
   TensorMap outputs;
   const std::vector<InPlaceUpdate> inPlace = inPlaceUpdates(g);
+
+  // One data-parallel step (runtime/distributed.h): this rank's part of the
+  // global batch order[begin, end) through the gradient graph, the sums,
+  // and the update graph into `outputs`. Returns the global batch's mean
+  // loss, its right predictions, and whether any rank was asked to stop.
+  TensorMap gradientOutputs;
+  std::vector<std::vector<int32_t>> gatheredIds(dp ? dp->rowTables.size() : 0);
+  std::vector<std::vector<float>> gatheredRows(gatheredIds.size());
+  auto dataParallelStep = [&](const std::vector<size_t> &order, size_t begin, size_t end, int64_t step, double lr,
+                              TensorMap &updateInputs) -> std::tuple<double, int64_t, bool> {
+    Communicator &comm = *dp->comm;
+    const size_t rank = static_cast<size_t>(comm.rank()), ranks = static_cast<size_t>(comm.size());
+    const size_t rows = end - begin, first = begin + rows * rank / ranks, last = begin + rows * (rank + 1) / ranks;
+    // Each part is padded to the length the whole batch would have, so an
+    // example sees the same padding, and its dropout masks the same
+    // positions, at any number of processes.
+    size_t longest = minimumLength(dp->gradients->graph());
+    int64_t counted = 0, countedHere = 0;
+    for (size_t i = begin; i < end; ++i) {
+      longest = std::max(longest, trainData.ids[order[i]].size());
+      bool counts = trainData.labels[order[i]] >= 0;
+      counted += counts;
+      countedHere += counts && i >= first && i < last;
+    }
+    // [0] the loss times this part's share of the counted rows, [1] right
+    // predictions, [2] a stop request.
+    std::array<double, 3> totals{0, 0, stopRequested ? 1.0 : 0.0};
+    updateInputs.clear();
+    const ir::Graph &u = dp->update->graph();
+    if (last > first) {
+      Batch batch = makeBatch(trainData, order, first, last, bucketLength(longest));
+      TensorMap inputs = batchInputs(batch, recipe);
+      inputs.emplace("labels", batch.labels);
+      double share = counted ? static_cast<double>(countedHere) / static_cast<double>(counted) : 0.0;
+      inputs.emplace("loss_scale", scalar(static_cast<float>(share)));
+      if (dp->gradients->graph().findInput("step") >= 0) inputs.emplace("step", scalar(static_cast<float>(step)));
+      if (dp->gradients->graph().findInput("first_row") >= 0)
+        inputs.emplace("first_row", scalar(static_cast<float>(first - begin)));
+      dp->gradients->runInto(inputs, ckpt.tensors, gradientOutputs);
+      totals[0] = static_cast<double>(gradientOutputs.at("loss").f32()[0]) * share;
+      std::vector<int32_t> predicted = argmaxRows(gradientOutputs.at(forward.graph().outputs().front().name));
+      for (size_t i = 0; i < predicted.size(); ++i) totals[1] += predicted[i] == batch.labels.i32()[i];
+      for (size_t t = 0; t < dp->rowTables.size(); ++t) {
+        const Tensor &ids = inputs.at(dp->rowTables[t].ids);
+        const Tensor &dy = gradientOutputs.at(dp->rowTables[t].gradientRows);
+        comm.gather(ids.i32(), gatheredIds[t]);
+        comm.gather(std::span<const float>(dy.f32()), gatheredRows[t]);
+      }
+    } else {
+      // No rows here (a last batch smaller than the number of processes):
+      // zero gradients and no rows.
+      for (const std::string &name : dp->denseGradients) {
+        std::vector<int64_t> shape = *ir::concreteShape(u.type(u.findInput(name)).shape, {});
+        gradientOutputs[name] = Tensor(ir::DType::F32, shape);
+      }
+      for (size_t t = 0; t < dp->rowTables.size(); ++t) {
+        comm.gather(std::span<const int32_t>(), gatheredIds[t]);
+        comm.gather(std::span<const float>(), gatheredRows[t]);
+      }
+    }
+    for (const std::string &name : dp->denseGradients) {
+      Tensor &grad = gradientOutputs.at(name);
+      comm.sum(grad.f32());
+      updateInputs.emplace(name, Tensor::view(grad.dtype(), grad.shape(), grad.raw()));
+    }
+    for (size_t t = 0; t < dp->rowTables.size(); ++t) {
+      const std::string &name = dp->rowTables[t].gradientRows;
+      int64_t k = static_cast<int64_t>(gatheredIds[t].size());
+      int64_t width = u.type(u.findInput(name)).shape[1].value; // [K, E]
+      updateInputs.emplace(name + ".ids", Tensor::view(ir::DType::I32, {k}, gatheredIds[t].data()));
+      updateInputs.emplace(name, Tensor::view(ir::DType::F32, {k, width}, gatheredRows[t].data()));
+    }
+    comm.sum(totals);
+    updateInputs.emplace("lr", scalar(static_cast<float>(lr)));
+    updateInputs.emplace("step", scalar(static_cast<float>(step)));
+    for (const InPlaceUpdate &u : inPlace) {
+      Tensor &kept = ckpt.tensors.at(u.name);
+      outputs[u.name] = Tensor::view(kept.dtype(), kept.shape(), kept.raw());
+    }
+    dp->update->runInto(updateInputs, ckpt.tensors, outputs);
+    return {totals[0], static_cast<int64_t>(totals[1]), totals[2] > 0};
+  };
   try {
     for (; ckpt.epoch < config.epochs; ++ckpt.epoch, ckpt.batch = 0) {
       std::vector<size_t> order = epochOrder(trainData.ids.size(), config.seed, static_cast<uint64_t>(ckpt.epoch),
@@ -306,7 +439,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
       double lossSum = 0;
       int64_t seen = 0, correct = 0, tokens = 0, startBatch = ckpt.batch, nextMark = 1;
       for (; ckpt.batch < batchesPerEpoch; ++ckpt.batch) {
-        if (stopRequested) {
+        if (stopRequested && !dp) {
           if (tty) fmt::print(out, "\n");
           save("interrupted");
           throw Error(fmt::format("interrupted at epoch {}, batch {}; resume with --resume", ckpt.epoch + 1,
@@ -314,27 +447,42 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         }
         size_t begin = static_cast<size_t>(ckpt.batch * batchSize);
         size_t end = std::min(order.size(), begin + static_cast<size_t>(batchSize));
-        Batch batch = makeBatch(trainData, order, begin, end, minimumLength(trainStep.graph()));
         int64_t step = ckpt.step + 1;
         double lr = scheduledLr(config, step, totalSteps) * selection.lrScale;
         // The best epoch's parameters are copied once, before the first
         // step that moves away from them.
         if (selecting && selection.bestEpoch > 0 && ckpt.selected.empty())
           for (const auto &[name, t] : modelTensors(ckpt)) ckpt.selected.emplace(name, t);
-        TensorMap stepInputs = batchInputs(batch, recipe);
-        stepInputs.emplace("labels", batch.labels);
-        stepInputs.emplace("lr", scalar(static_cast<float>(lr)));
-        stepInputs.emplace("step", scalar(static_cast<float>(step)));
-        // The outputs that update the store come back in last step's
-        // tensors (see the swap below): the backend writes the new values
-        // there, with no copy and no allocation. An in-place entry is
-        // given the store's tensor itself.
-        for (const InPlaceUpdate &u : inPlace) {
-          Tensor &kept = ckpt.tensors.at(u.name);
-          outputs[u.name] = Tensor::view(kept.dtype(), kept.shape(), kept.raw());
+        // The inputs of the graph that updates the store (for the in-place
+        // tables' ids), the step's loss and its number of right predictions.
+        TensorMap stepInputs;
+        float loss = 0;
+        int64_t batchCorrect = 0;
+        bool stopAll = false;
+        if (dp) {
+          auto [globalLoss, globalCorrect, stop] = dataParallelStep(order, begin, end, step, lr, stepInputs);
+          loss = static_cast<float>(globalLoss);
+          batchCorrect = globalCorrect;
+          stopAll = stop;
+        } else {
+          Batch batch = makeBatch(trainData, order, begin, end, minimumLength(trainStep.graph()));
+          stepInputs = batchInputs(batch, recipe);
+          stepInputs.emplace("labels", batch.labels);
+          stepInputs.emplace("lr", scalar(static_cast<float>(lr)));
+          stepInputs.emplace("step", scalar(static_cast<float>(step)));
+          // The outputs that update the store come back in last step's
+          // tensors (see the swap below): the backend writes the new values
+          // there, with no copy and no allocation. An in-place entry is
+          // given the store's tensor itself.
+          for (const InPlaceUpdate &u : inPlace) {
+            Tensor &kept = ckpt.tensors.at(u.name);
+            outputs[u.name] = Tensor::view(kept.dtype(), kept.shape(), kept.raw());
+          }
+          trainStep.runInto(stepInputs, ckpt.tensors, outputs);
+          loss = outputs.at("loss").f32()[0];
+          std::vector<int32_t> predicted = argmaxRows(outputs.at(g.outputs().front().name));
+          for (size_t i = 0; i < predicted.size(); ++i) batchCorrect += predicted[i] == batch.labels.i32()[i];
         }
-        trainStep.runInto(stepInputs, ckpt.tensors, outputs);
-        float loss = outputs.at("loss").f32()[0];
         // Nothing of a non-finite step reaches the store, so the state
         // stays that of the last good step; except in the tables updated
         // in place, whose checkpoint file is then all that is kept.
@@ -361,6 +509,8 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
             // start from other values than the step did.
             cause = "; the first non-finite op is not traced with --optimizer lazy-adam, which updates embedding "
                     "tables in place (--optimizer adam traces it)";
+          } else if (dp) {
+            cause = "; the first non-finite op is not traced in a data-parallel run (one process traces it)";
           } else if (config.firstNonFiniteNode) {
             ir::NodeId first = config.firstNonFiniteNode(stepInputs, ckpt.tensors);
             if (first >= 0) {
@@ -395,8 +545,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         tokens += batchTokens;
         if (config.onStep)
           config.onStep({step, ckpt.epoch + 1, ckpt.batch + 1, loss, lr, static_cast<int64_t>(end - begin), batchTokens});
-        std::vector<int32_t> predicted = argmaxRows(outputs.at(g.outputs().front().name));
-        for (size_t i = 0; i < predicted.size(); ++i) correct += predicted[i] == batch.labels.i32()[i];
+        correct += batchCorrect;
         lossSum += static_cast<double>(loss) * static_cast<double>(end - begin);
         seen += static_cast<int64_t>(end - begin);
 
@@ -417,6 +566,15 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
           fmt::print(out, "{}\n", line);
           std::fflush(out); // a pipe (tee, a log file) sees progress as it happens
           while (done * 10 >= nextMark * todo) ++nextMark;
+        }
+        if (stopAll) {
+          // Under mpirun a signal reaches one rank or all at different
+          // times: the ranks stop together after the step in which one asked.
+          ++ckpt.batch;
+          if (tty) fmt::print(out, "\n");
+          save("interrupted");
+          throw Error(fmt::format("interrupted at epoch {}, batch {}; resume with --resume", ckpt.epoch + 1,
+                                  ckpt.batch));
         }
         bool stopHere = config.maxSteps > 0 && ckpt.step >= config.maxSteps && ckpt.batch + 1 < batchesPerEpoch;
         if (stopHere || (config.saveEvery > 0 && ckpt.step % config.saveEvery == 0 && ckpt.batch + 1 < batchesPerEpoch)) {
@@ -446,7 +604,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
       record.trainAccuracy = seen ? double(correct) / seen : 0.0;
       record.partial = startBatch > 0;
       if (validData && !validData->ids.empty()) {
-        EvalResult v = evaluate(forward, ckpt.tensors, *validData, config.evalBatchSize);
+        EvalResult v = evaluate(forward, ckpt.tensors, *validData, config.evalBatchSize, dp ? dp->comm : nullptr);
         // Finite weights can still give infinite logits (a matmul that
         // overflows): that model is as diverged as one with NaN weights.
         if (!std::isfinite(v.meanLoss))

@@ -16,6 +16,7 @@
 
 #include "runtime/checkpoint.h"
 #include "runtime/data.h"
+#include "runtime/distributed.h"
 #include "runtime/executable.h"
 #include "runtime/metrics.h"
 #include "runtime/metrics_log.h"
@@ -64,6 +65,12 @@ struct TrainConfig {
   std::function<void(int64_t batchesPerEpoch, int64_t totalSteps)> onStart;
   std::function<void(const StepRecord &)> onStep;
   std::function<void(const EpochRecord &)> onEpoch;
+  /// Data-parallel training (runtime/distributed.h): the step runs as its
+  /// two graphs with the gradients summed over the processes in between,
+  /// instead of trainStep. Every process calls train() alike; only rank 0
+  /// writes the checkpoint and the loss log, and the callbacks above are
+  /// called on every rank (the caller gives rank 0's only).
+  const DataParallel *dataParallel = nullptr;
 };
 
 struct EvalResult {
@@ -80,8 +87,11 @@ double scheduledLr(const TrainConfig &config, int64_t step, int64_t totalSteps);
 double selectionScore(const std::string &selectBy, const EvalResult &valid);
 bool scoreImproves(const std::string &selectBy, double score, double best);
 
-/// Runs the forward graph (first output = logits f32[B,C]) over data.
-EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedData &data, int64_t batchSize);
+/// Runs the forward graph (first output = logits f32[B,C]) over data. With
+/// `comm`, each process runs its contiguous part of the data and all get
+/// the result of the whole.
+EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedData &data, int64_t batchSize,
+                    Communicator *comm = nullptr);
 
 /// Trains from the state in `ckpt` (its tensors are the parameter store:
 /// model parameters and optimizer state; epoch/batch/step say where to

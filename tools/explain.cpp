@@ -68,7 +68,7 @@ std::vector<double> perTokenWeights(const runtime::Tensor &weights, passes::Weig
   auto x = weights.f32();
   std::vector<double> out(tokens, 0.0);
   if (layout == passes::WeightsLayout::PerToken) {
-    if (static_cast<size_t>(shape[1]) < tokens || weights.numel() != static_cast<size_t>(shape[1])) throw wrongShape();
+    if (static_cast<size_t>(shape[1]) < tokens || weights.numel() != shape[1]) throw wrongShape();
     for (size_t t = 0; t < tokens; ++t) out[t] = x[t];
     return out;
   }

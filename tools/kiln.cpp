@@ -30,6 +30,7 @@
 #include "passes/memory_plan.h"
 #include "passes/pipeline.h"
 #include "passes/training.h"
+#include "runtime/distributed.h"
 #include "runtime/data.h"
 #include "runtime/init.h"
 #include "runtime/output_guard.h"
@@ -692,8 +693,18 @@ int main(int argc, char **argv) {
   // large blocks on the heap and keep freed memory, so steps reuse it.
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // A data-parallel run ends MPI when it succeeds. After an error a rank
+  // exits without it: mpirun then ends every rank of the job, where
+  // MPI_Finalize would wait for ranks that are waiting for this one.
+  auto rankLabel = [] {
+    return runtime::mpiStarted() && runtime::startMpi().rank() > 0
+               ? fmt::format("kiln: rank {} of {}: ", runtime::startMpi().rank(), runtime::startMpi().size())
+               : std::string();
+  };
   try {
-    return dispatch(argc, argv);
+    int status = dispatch(argc, argv);
+    if (status == 0) runtime::finishMpi();
+    return status;
   } catch (const UsageError &e) {
     // Point at the help of the command, when there is one.
     std::string command;
@@ -702,7 +713,7 @@ int main(int argc, char **argv) {
     fmt::print(stderr, "kiln: error: {}\nRun 'kiln {}--help' for usage.\n", e.what(), command);
     return 2;
   } catch (const Error &e) {
-    std::fputs(formatError(e).c_str(), stderr);
+    std::fputs((rankLabel() + formatError(e)).c_str(), stderr);
     return 1;
   } catch (const std::bad_alloc &) {
     std::fputs("kiln: error: out of memory\n", stderr);

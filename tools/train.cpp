@@ -22,6 +22,7 @@
 #include "passes/training.h"
 #include "runtime/checkpoint.h"
 #include "runtime/data.h"
+#include "runtime/distributed.h"
 #include "runtime/init.h"
 #include "runtime/json.h"
 #include "runtime/output_guard.h"
@@ -41,6 +42,7 @@
 #include <iostream>
 #include <numeric>
 #include <optional>
+#include <thread>
 #include <unistd.h>
 
 namespace kiln::tools {
@@ -78,6 +80,7 @@ struct TrainArgs {
   std::optional<std::string> out, resume, lossLog, report;
   int64_t saveEvery = 0, maxSteps = 0;
   bool force = false;
+  bool distributed = false;
   BackendOptions backend;
   PassOptions passes;
 };
@@ -152,6 +155,10 @@ void declare(cli::Command &cmd, TrainArgs &o) {
   cmd.section("backend");
   declareBackendOptions(cmd, o.backend);
   declarePassOptions(cmd, o.passes);
+  cmd.flag("--distributed", o.distributed,
+           "train data-parallel over the processes of an MPI launch (`mpirun -np N kiln train ...`, which turns it "
+           "on by itself): each takes its part of every batch (--batch stays the whole batch) and the gradients are "
+           "summed over them; the result is one process's, up to the order of the sums (docs/SCALING.md)");
 
   std::string recipe;
   for (const cli::Option *r : cmd.tagged(kRecipe)) recipe += (recipe.empty() ? "" : ", ") + r->name();
@@ -432,6 +439,24 @@ int cmdTrain(int argc, char **argv) {
   declare(cmd, o);
   if (listPassesRequested(argc, argv)) return fmt::print("{}", listPasses()), 0;
   if (!cmd.parse(argc, argv, 2)) return 0;
+  // Data-parallel: every rank runs this whole command alike; rank 0 alone
+  // prints, writes the checkpoint, the loss log and the report.
+  runtime::Communicator *comm = nullptr;
+  if (o.distributed || runtime::launchedByMpi()) {
+    comm = &runtime::startMpi();
+    // The ranks of one machine share its cores.
+    if (o.backend.threads == 0)
+      if (const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE"))
+        o.backend.threads = std::max<int64_t>(1, std::thread::hardware_concurrency() / std::max(1, std::atoi(local)));
+  }
+  const bool rank0 = !comm || comm->rank() == 0;
+  std::FILE *out = stdout;
+  std::unique_ptr<std::FILE, int (*)(std::FILE *)> quiet(nullptr, std::fclose);
+  if (!rank0) {
+    quiet.reset(std::fopen("/dev/null", "w"));
+    if (!quiet) throw Error("cannot open /dev/null");
+    out = quiet.get();
+  }
   std::string source = frontend::readFile(o.model);
   registerSource(o.model, source);
   frontend::Program program = frontend::parseProgram(source, o.model);
@@ -449,7 +474,7 @@ int cmdTrain(int argc, char **argv) {
   if (o.resume) inputs.push_back({"--resume", *o.resume});
   if (o.lossLog) runtime::checkOutput("--loss-log", *o.lossLog, runtime::OutputKind::LossLog, inputs, o.force);
   std::optional<TrainingReport> report;
-  if (o.report)
+  if (o.report && rank0)
     report.emplace(*o.report, inputs,
                    std::vector<runtime::CommandInput>{{"--out", outPath}, {"--loss-log", o.lossLog.value_or("")}},
                    o.force);
@@ -520,7 +545,7 @@ int cmdTrain(int argc, char **argv) {
   // Selection that comes from the model's train block steps aside when
   // there is nothing to select on (--valid-split 0: all data for training).
   if (!resume && validEx.empty() && o.selectBy != "none" && !cmd.given("--select-by")) {
-    fmt::print(stderr, "note: no validation data, so the model's 'train' block's select_by {} (and patience, plateau "
+    if (rank0) fmt::print(stderr, "note: no validation data, so the model's 'train' block's select_by {} (and patience, plateau "
                        "decay) is off: the model is the last epoch's\n",
                o.selectBy);
     selectionOff(config);
@@ -568,7 +593,25 @@ int cmdTrain(int argc, char **argv) {
   passes::OptimizerConfig opt = optimizerFromConfig(config, configFile, seed);
   ir::Graph trainGraph = passes::buildTrainGraph(*forward, opt);
   ir::verify(trainGraph);
-  auto stepExe = compileGraph(trainGraph, o.backend, o.passes);
+  // Data-parallel, the step runs as its two graphs, and the whole step is
+  // only the list of the store's tensors.
+  std::optional<passes::SplitStep> split;
+  runtime::DataParallel dataParallel;
+  std::unique_ptr<runtime::Executable> stepExe, gradientsExe, updateExe;
+  if (comm) {
+    split = passes::buildSplitStep(*forward, opt);
+    ir::verify(split->gradients);
+    ir::verify(split->update);
+    gradientsExe = compileGraph(split->gradients, o.backend, o.passes);
+    updateExe = compileGraph(split->update, o.backend, o.passes);
+    dataParallel.comm = comm;
+    dataParallel.gradients = gradientsExe.get();
+    dataParallel.update = updateExe.get();
+    dataParallel.denseGradients = split->denseGradients;
+    for (const passes::RowTable &t : split->rowTables) dataParallel.rowTables.push_back({t.ids, t.gradientRows});
+  } else {
+    stepExe = compileGraph(trainGraph, o.backend, o.passes);
+  }
   auto forwardExe = compileGraph(*forward, o.backend, o.passes);
 
   if (resume) {
@@ -604,12 +647,13 @@ int cmdTrain(int argc, char **argv) {
   tc.maxSteps = o.maxSteps;
   tc.checkpointPath = outPath;
   tc.lossLog = o.lossLog.value_or("");
+  if (comm) tc.dataParallel = &dataParallel;
   runtime::scheduledLr(tc, 1, 1); // validates the schedule name before any work
   tc.firstNonFiniteNode = [&](const runtime::TensorMap &inputs, const runtime::TensorMap &store) -> ir::NodeId {
     reference::RunOptions keep;
     keep.keepAll = true;
     keep.threads = o.backend.compileOptions().threads;
-    const ir::Graph &g = stepExe->graph();
+    const ir::Graph &g = stepExe->graph(); // not called in a data-parallel run
     reference::RunResult r = reference::run(g, inputs, store, keep);
     for (size_t i = 0; i < g.nodes().size(); ++i)
       if (runtime::firstNonFinite(r.values[g.nodes()[i].result])) return static_cast<ir::NodeId>(i);
@@ -619,12 +663,12 @@ int cmdTrain(int argc, char **argv) {
   int64_t params = 0;
   for (ir::ValueId p : forward->params()) params += ir::numElements(*ir::concreteShape(forward->type(p).shape, {}));
   double prepSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  fmt::print("{}: {} parameters | vocabulary {} | labels {} | train {} | valid {} | {} ({:.1f} s to prepare)\n",
+  fmt::print(out, "{}: {} parameters | vocabulary {} | labels {} | train {} | valid {} | {}{} ({:.1f} s to prepare)\n",
              o.model, params, vocab.size(), fmt::join(labels.names(), ","), trainData.ids.size(),
              validData.ids.size(), resume ? fmt::format("resuming at epoch {} batch {}", ckpt.epoch + 1, ckpt.batch)
                                           : std::string("from scratch"),
-             prepSeconds);
-  std::fflush(stdout);
+             comm ? fmt::format(" | {} processes", comm->size()) : std::string(), prepSeconds);
+  std::fflush(out);
   if (report)
     report->attach(tc, {.model = o.model,
                         .resumedFrom = resume.value_or(""),
@@ -640,7 +684,8 @@ int cmdTrain(int argc, char **argv) {
                         .started = utcNow()});
   auto trainStart = std::chrono::steady_clock::now();
   try {
-    runtime::train(*stepExe, *forwardExe, tc, trainData, validData.ids.empty() ? nullptr : &validData, ckpt, stdout);
+    runtime::train(comm ? *gradientsExe : *stepExe, *forwardExe, tc, trainData,
+                   validData.ids.empty() ? nullptr : &validData, ckpt, out);
   } catch (const Error &e) {
     // The training error is what the user must see; a report that cannot
     // be written as well (a full disk) does not replace it.
@@ -662,7 +707,7 @@ int cmdTrain(int argc, char **argv) {
     }
     report->finish(status, why, ckpt);
   }
-  fmt::print("trained in {:.1f} s; checkpoint {}{}\n",
+  fmt::print(out, "trained in {:.1f} s; checkpoint {}{}\n",
              std::chrono::duration<double>(std::chrono::steady_clock::now() - trainStart).count(), tc.checkpointPath,
              report ? "; report " + report->pagePath() : "");
   return 0;

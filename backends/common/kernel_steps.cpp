@@ -188,10 +188,12 @@ std::optional<KernelCall> kernelCall(const ir::Graph &graph, const Plan &p, size
   case OpKind::Dropout: {
     // With one operand (an inference graph) dropout is x itself; the
     // reference copies it.
-    if (node.operands.size() != 2) return std::nullopt;
-    return call(KILN_ENTRY(dropout), {node.operands[0], node.operands[1], r, ir::numElements(ext(r)),
+    if (node.operands.size() < 2) return std::nullopt;
+    int64_t n = ir::numElements(ext(r)), rows = ext(r).empty() ? 1 : ext(r)[0];
+    return call(KILN_ENTRY(dropout), {node.operands[0], node.operands[1], r, n,
                                       ir::attrInt(node.op, node.attrs, "seed"), ir::attrInt(node.op, node.attrs, "key"),
-                                      bits(ir::attrFloat(node.op, node.attrs, "p"))});
+                                      bits(ir::attrFloat(node.op, node.attrs, "p")),
+                                      node.operands.size() > 2 ? node.operands[2] : -1, rows ? n / rows : 0});
   }
   case OpKind::Max:
   case OpKind::MaxGrad: {

@@ -113,19 +113,19 @@ namespace {
 /// 64-bit mixing of dropoutBits vectorises (baseline x86-64 has no 64-bit
 /// vector multiply, and the loop ran at ~1 element per ns).
 KILN_VECTOR_CLONES void dropoutRange(const float *x, int64_t begin, int64_t end, uint64_t seed, int64_t key,
-                                     int64_t step, uint64_t threshold, float scale, float *y) {
+                                     int64_t step, int64_t first, uint64_t threshold, float scale, float *y) {
   for (int64_t i = begin; i < end; ++i)
-    y[i] = runtime::dropoutBits(seed, key, step, i) >= threshold ? x[i] * scale : 0.0f;
+    y[i] = runtime::dropoutBits(seed, key, step, first + i) >= threshold ? x[i] * scale : 0.0f;
 }
 } // namespace
 
-void dropout(const float *x, int64_t n, uint64_t seed, int64_t key, int64_t step, double p, float *y) {
+void dropout(const float *x, int64_t n, uint64_t seed, int64_t key, int64_t step, double p, float *y, int64_t first) {
   uint64_t threshold = runtime::dropoutThreshold(p);
   float scale = static_cast<float>(1.0 / (1.0 - p));
   int64_t chunk = 1 << 14, chunks = (n + chunk - 1) / chunk;
   parallelFor(chunks, n > kParallelMin, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c)
-      dropoutRange(x, c * chunk, std::min(n, (c + 1) * chunk), seed, key, step, threshold, scale, y);
+      dropoutRange(x, c * chunk, std::min(n, (c + 1) * chunk), seed, key, step, first, threshold, scale, y);
   });
 }
 

@@ -40,3 +40,8 @@ if config.kiln_sanitized:
     # Every RUN line starts its negated commands with "not " (no other word
     # of a RUN line is spelled so); the lookbehind keeps paths and options.
     config.substitutions.insert(0, (r"(?<![\w./%=-])not (?=\S)", config.llvm_not + " "))
+
+# Data-parallel tests start `mpirun -np 2 kiln train` (tests/lit/distributed*.test);
+# Open MPI refuses to run as root unless told, and CI runs as root.
+config.environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+config.environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"

@@ -747,6 +747,31 @@ TEST_CASE("dropout: reproducible masks keyed by seed, op and step, scaled, and n
   for (float v : r.outputs.at("infer").f32()) REQUIRE(v == 1.0f);
 }
 
+TEST_CASE("dropout from a first row draws what those rows draw in the whole tensor") {
+  // A data-parallel process's part of a batch (rows 2-4 of 6) with
+  // first_row 2 must keep the elements the whole batch keeps there.
+  Case c;
+  ValueId whole = c.input("whole", Tensor::fromF32({6, 50}, std::vector<float>(300, 1.0f)));
+  ValueId part = c.input("part", Tensor::fromF32({3, 50}, std::vector<float>(150, 1.0f)));
+  ValueId step = c.input("step", Tensor::fromF32({}, {3.0f}));
+  ValueId row2 = c.input("row2", Tensor::fromF32({}, {2.0f}));
+  ValueId row0 = c.input("row0", Tensor::fromF32({}, {0.0f}));
+  ir::Attrs a{{"p", 0.5}, {"key", int64_t(1)}, {"seed", int64_t(7)}};
+  c.b.output("whole", c.b.create(OpKind::Dropout, {whole, step}, a));
+  c.b.output("part", c.b.create(OpKind::Dropout, {part, step, row2}, a));
+  c.b.output("first", c.b.create(OpKind::Dropout, {part, step, row0}, a));
+  auto r = c.runAll();
+  auto w = r.outputs.at("whole").f32(), p = r.outputs.at("part").f32(), f = r.outputs.at("first").f32();
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < 150; ++i) {
+    CHECK(p[i] == w[100 + i]);
+    CHECK(f[i] == w[i]); // row 0: the two-operand masks
+    zeros += p[i] == 0.0f;
+  }
+  CHECK(zeros > 40);
+  CHECK(zeros < 110);
+}
+
 TEST_CASE("slice takes a range along an axis; slice_grad puts it back among zeros") {
   Case c;
   ValueId x = c.input("x", f32({2, 4}, {0, 1, 2, 3, 4, 5, 6, 7}));
