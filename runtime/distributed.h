@@ -53,6 +53,9 @@ Communicator &startMpi();
 void finishMpi();
 /// Whether startMpi() has run in this process.
 bool mpiStarted();
+/// Worker threads for one rank when the user gave none: the machine's
+/// cores shared among the ranks the launcher put on it (at least 1).
+int threadsPerRank();
 
 /// The two graphs of a data-parallel step (passes::SplitStep) compiled,
 /// and what the loop exchanges between them.
@@ -65,9 +68,70 @@ struct DataParallel {
   /// Tables whose gradient is sent as rows: the step input with the ids,
   /// and the output (and update input) with the rows' gradient.
   struct Rows {
-    std::string ids, gradientRows;
+    std::string ids, gradientRows, param;
   };
   std::vector<Rows> rowTables;
+};
+
+/// One data-parallel training step in its two halves, as `kiln train` and
+/// `kiln bench` run it. Every rank calls both halves once per step, in
+/// step: the second makes collective calls.
+class DataParallelStep {
+public:
+  explicit DataParallelStep(const DataParallel &dp);
+  /// Adds what the gradient graph takes besides the batch: `loss_scale`
+  /// (this part's share of the global batch's counted rows), and where the
+  /// graph has them, `step` and `first_row` (this part's first row in the
+  /// global batch, for dropout).
+  void addStepInputs(TensorMap &part, double share, int64_t step, int64_t firstRow) const;
+  /// Runs the gradient graph on this rank's part of the batch (its inputs
+  /// complete), or makes zero gradients when `part` is null (a last batch
+  /// with fewer rows than ranks).
+  void computeGradients(const TensorMap *part, const TensorMap &store);
+  /// The gradient graph's outputs: `loss` (this part's), the logits, and
+  /// the gradients (summed in place by update()).
+  TensorMap &gradientOutputs() { return gradients_; }
+  /// Sums the dense gradients (in buckets: consecutive small tensors
+  /// packed into one sum) and gathers the tables' rows, sums `totals` along,
+  /// and runs the update graph into `outputs` (runInto's contract).
+  void update(std::span<double> totals, double lr, int64_t step, const TensorMap &store, TensorMap &outputs);
+  /// update() in its two parts: the sums (collective), then the update graph.
+  void exchange(std::span<double> totals);
+  void applyUpdate(double lr, int64_t step, const TensorMap &store, TensorMap &outputs);
+  /// The update graph's inputs of the last step (the gathered ids, for the
+  /// trainer's check of rows updated in place).
+  const TensorMap &updateInputs() const { return updateInputs_; }
+
+  /// Time spent in each part, summed over steps, and what was sent.
+  struct Totals {
+    int64_t steps = 0;
+    double gradientSeconds = 0, exchangeSeconds = 0, updateSeconds = 0;
+    int64_t denseBytes = 0; ///< per step: the dense gradients summed
+    int64_t rowBytes = 0;   ///< summed over steps: what this rank sent of the tables' gradients (rows or dense)
+    int64_t tableBytes = 0; ///< the tables whose rows are gathered, as dense tensors
+  };
+  const Totals &totals() const { return totals_; }
+  /// Starts the times and row bytes again (after warm-up steps).
+  void resetTotals() {
+    totals_.steps = 0;
+    totals_.gradientSeconds = totals_.exchangeSeconds = totals_.updateSeconds = 0;
+    totals_.rowBytes = 0;
+  }
+  /// `N processes, S steps: X ms per step = gradients G + exchange E (...) + update U`.
+  std::string summary() const;
+
+private:
+  const DataParallel &dp_;
+  TensorMap gradients_, updateInputs_;
+  std::vector<std::vector<int32_t>> gatheredIds_;
+  std::vector<std::vector<float>> gatheredRows_;
+  /// Buckets of dense gradients: [first, last) of dp_.denseGradients,
+  /// packed into one buffer when more than one.
+  std::vector<std::pair<size_t, size_t>> buckets_;
+  std::vector<float> packed_;
+  std::vector<std::pair<int64_t, int64_t>> tableShapes_; ///< [V, E] of each row table
+  std::vector<float> denseTable_;                       ///< a table's gradient summed densely
+  Totals totals_;
 };
 
 } // namespace kiln::runtime

@@ -11,10 +11,12 @@
 
 #include "ir/diagnostic.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <fmt/format.h>
 #include <mpi.h>
+#include <thread>
 
 namespace kiln::runtime {
 
@@ -101,6 +103,13 @@ Communicator &startMpi() {
 }
 
 bool mpiStarted() { return world != nullptr; }
+
+int threadsPerRank() {
+  int local = 1;
+  for (const char *name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"})
+    if (const char *v = std::getenv(name)) local = std::max(1, std::atoi(v));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local);
+}
 
 void finishMpi() {
   if (!world) return;

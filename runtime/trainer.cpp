@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <tuple>
 #include <atomic>
 #include <chrono>
@@ -353,11 +354,10 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   // global batch order[begin, end) through the gradient graph, the sums,
   // and the update graph into `outputs`. Returns the global batch's mean
   // loss, its right predictions, and whether any rank was asked to stop.
-  TensorMap gradientOutputs;
-  std::vector<std::vector<int32_t>> gatheredIds(dp ? dp->rowTables.size() : 0);
-  std::vector<std::vector<float>> gatheredRows(gatheredIds.size());
-  auto dataParallelStep = [&](const std::vector<size_t> &order, size_t begin, size_t end, int64_t step, double lr,
-                              TensorMap &updateInputs) -> std::tuple<double, int64_t, bool> {
+  std::optional<DataParallelStep> parallel;
+  if (dp) parallel.emplace(*dp);
+  auto dataParallelStep = [&](const std::vector<size_t> &order, size_t begin, size_t end, int64_t step,
+                              double lr) -> std::tuple<double, int64_t, bool> {
     Communicator &comm = *dp->comm;
     const size_t rank = static_cast<size_t>(comm.rank()), ranks = static_cast<size_t>(comm.size());
     const size_t rows = end - begin, first = begin + rows * rank / ranks, last = begin + rows * (rank + 1) / ranks;
@@ -375,59 +375,25 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
     // [0] the loss times this part's share of the counted rows, [1] right
     // predictions, [2] a stop request.
     std::array<double, 3> totals{0, 0, stopRequested ? 1.0 : 0.0};
-    updateInputs.clear();
-    const ir::Graph &u = dp->update->graph();
     if (last > first) {
       Batch batch = makeBatch(trainData, order, first, last, bucketLength(longest));
-      TensorMap inputs = batchInputs(batch, recipe);
-      inputs.emplace("labels", batch.labels);
+      TensorMap part = batchInputs(batch, recipe);
+      part.emplace("labels", batch.labels);
       double share = counted ? static_cast<double>(countedHere) / static_cast<double>(counted) : 0.0;
-      inputs.emplace("loss_scale", scalar(static_cast<float>(share)));
-      if (dp->gradients->graph().findInput("step") >= 0) inputs.emplace("step", scalar(static_cast<float>(step)));
-      if (dp->gradients->graph().findInput("first_row") >= 0)
-        inputs.emplace("first_row", scalar(static_cast<float>(first - begin)));
-      dp->gradients->runInto(inputs, ckpt.tensors, gradientOutputs);
-      totals[0] = static_cast<double>(gradientOutputs.at("loss").f32()[0]) * share;
-      std::vector<int32_t> predicted = argmaxRows(gradientOutputs.at(forward.graph().outputs().front().name));
+      parallel->addStepInputs(part, share, step, static_cast<int64_t>(first - begin));
+      parallel->computeGradients(&part, ckpt.tensors);
+      TensorMap &out = parallel->gradientOutputs();
+      totals[0] = static_cast<double>(out.at("loss").f32()[0]) * share;
+      std::vector<int32_t> predicted = argmaxRows(out.at(forward.graph().outputs().front().name));
       for (size_t i = 0; i < predicted.size(); ++i) totals[1] += predicted[i] == batch.labels.i32()[i];
-      for (size_t t = 0; t < dp->rowTables.size(); ++t) {
-        const Tensor &ids = inputs.at(dp->rowTables[t].ids);
-        const Tensor &dy = gradientOutputs.at(dp->rowTables[t].gradientRows);
-        comm.gather(ids.i32(), gatheredIds[t]);
-        comm.gather(std::span<const float>(dy.f32()), gatheredRows[t]);
-      }
     } else {
-      // No rows here (a last batch smaller than the number of processes):
-      // zero gradients and no rows.
-      for (const std::string &name : dp->denseGradients) {
-        std::vector<int64_t> shape = *ir::concreteShape(u.type(u.findInput(name)).shape, {});
-        gradientOutputs[name] = Tensor(ir::DType::F32, shape);
-      }
-      for (size_t t = 0; t < dp->rowTables.size(); ++t) {
-        comm.gather(std::span<const int32_t>(), gatheredIds[t]);
-        comm.gather(std::span<const float>(), gatheredRows[t]);
-      }
+      parallel->computeGradients(nullptr, ckpt.tensors);
     }
-    for (const std::string &name : dp->denseGradients) {
-      Tensor &grad = gradientOutputs.at(name);
-      comm.sum(grad.f32());
-      updateInputs.emplace(name, Tensor::view(grad.dtype(), grad.shape(), grad.raw()));
-    }
-    for (size_t t = 0; t < dp->rowTables.size(); ++t) {
-      const std::string &name = dp->rowTables[t].gradientRows;
-      int64_t k = static_cast<int64_t>(gatheredIds[t].size());
-      int64_t width = u.type(u.findInput(name)).shape[1].value; // [K, E]
-      updateInputs.emplace(name + ".ids", Tensor::view(ir::DType::I32, {k}, gatheredIds[t].data()));
-      updateInputs.emplace(name, Tensor::view(ir::DType::F32, {k, width}, gatheredRows[t].data()));
-    }
-    comm.sum(totals);
-    updateInputs.emplace("lr", scalar(static_cast<float>(lr)));
-    updateInputs.emplace("step", scalar(static_cast<float>(step)));
     for (const InPlaceUpdate &u : inPlace) {
       Tensor &kept = ckpt.tensors.at(u.name);
       outputs[u.name] = Tensor::view(kept.dtype(), kept.shape(), kept.raw());
     }
-    dp->update->runInto(updateInputs, ckpt.tensors, outputs);
+    parallel->update(totals, lr, step, ckpt.tensors, outputs);
     return {totals[0], static_cast<int64_t>(totals[1]), totals[2] > 0};
   };
   try {
@@ -460,7 +426,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         int64_t batchCorrect = 0;
         bool stopAll = false;
         if (dp) {
-          auto [globalLoss, globalCorrect, stop] = dataParallelStep(order, begin, end, step, lr, stepInputs);
+          auto [globalLoss, globalCorrect, stop] = dataParallelStep(order, begin, end, step, lr);
           loss = static_cast<float>(globalLoss);
           batchCorrect = globalCorrect;
           stopAll = stop;
@@ -496,7 +462,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
           if (updated == inPlace.end())
             at = firstNonFinite(value);
           else // only the batch's rows changed
-            at = firstNonFiniteRow(value, stepInputs.at(updated->ids));
+            at = firstNonFiniteRow(value, (parallel ? parallel->updateInputs() : stepInputs).at(updated->ids));
           if (at)
             nonFinite = fmt::format("the update makes parameter '{}' {} (element {})", name, value.f32()[*at], *at);
         }
@@ -668,6 +634,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
       }
     }
     ckpt.batch = 0;
+    if (parallel) fmt::print(out, "data-parallel: {}\n", parallel->summary());
     if (selecting && selection.bestEpoch > 0)
       fmt::print(out, "model: epoch {} of {} (validation {} {:.4f})\n", selection.bestEpoch, ckpt.epoch,
                  config.selectBy, selection.bestScore);

@@ -21,6 +21,7 @@
 #include "ir/verifier.h"
 #include "passes/flops.h"
 #include "passes/training.h"
+#include "runtime/distributed.h"
 #include "runtime/data.h"
 #include "runtime/init.h"
 #include "runtime/json.h"
@@ -28,10 +29,12 @@
 #include "tools/options.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <fmt/format.h>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -97,6 +100,15 @@ struct Timing {
   /// The graph the profile's node ids index: the one the backend ran,
   /// after the pass pipeline.
   std::shared_ptr<const ir::Graph> graph;
+  /// A data-parallel step (under mpirun): the processes, the mean time of
+  /// each part per step (rank 0's), what it sends, and the exchange alone.
+  struct Parallel {
+    int processes = 0;
+    double gradientMs = 0, exchangeMs = 0, updateMs = 0;
+    int64_t denseBytes = 0, rowBytesPerStep = 0, tableBytes = 0;
+    double exchangeAloneMedianMs = 0, exchangeAloneMinMs = 0;
+  };
+  std::optional<Parallel> parallel;
 
   int64_t memoryBytes() const { return paramBytes + stateBytes + workspaceBytes; }
 };
@@ -233,6 +245,82 @@ std::vector<std::string> selectBackends(const std::string &which) {
   return out;
 }
 
+/// The rows [first, last) of a tensor's first dim.
+runtime::Tensor rowsOf(const runtime::Tensor &t, int64_t first, int64_t last) {
+  std::vector<int64_t> shape = t.shape();
+  int64_t width = static_cast<int64_t>(t.byteSize()) / std::max<int64_t>(shape[0], 1);
+  shape[0] = last - first;
+  runtime::Tensor part(t.dtype(), shape);
+  std::copy(t.raw() + first * width, t.raw() + last * width, part.raw());
+  return part;
+}
+
+/// The data-parallel training step (runtime/distributed.h) on this rank's
+/// rows of the batch, timed as timeRuns does, then the exchange of the
+/// gradients alone (sums of the gradient tensors, in the step's buckets).
+Timing timeDataParallelStep(runtime::Communicator &comm, const ir::Graph &forward,
+                            const passes::OptimizerConfig &optimizer, const BackendOptions &backend,
+                            const PassOptions &passOptions, const ir::Graph &train, const runtime::TensorMap &batchInputs,
+                            const runtime::Tensor &labels, int warmup, int repeat, std::FILE *human) {
+  passes::SplitStep split = passes::buildSplitStep(forward, optimizer);
+  auto gradients = compileGraph(split.gradients, backend, passOptions);
+  auto update = compileGraph(split.update, backend, passOptions);
+  runtime::DataParallel dp;
+  dp.comm = &comm;
+  dp.gradients = gradients.get();
+  dp.update = update.get();
+  dp.denseGradients = split.denseGradients;
+  for (const passes::RowTable &t : split.rowTables) dp.rowTables.push_back({t.ids, t.gradientRows, t.param});
+  runtime::DataParallelStep parallel(dp);
+  int64_t batch = labels.shape()[0], ranks = comm.size();
+  int64_t first = batch * comm.rank() / ranks, last = batch * (comm.rank() + 1) / ranks;
+  runtime::TensorMap part;
+  for (const auto &[name, t] : batchInputs) part.emplace(name, rowsOf(t, first, last));
+  part.emplace("labels", rowsOf(labels, first, last));
+  runtime::TensorMap store = runtime::materializeParams(train, {}, 0), out;
+  int step = 0;
+  Timing t;
+  t.what = "train";
+  t.batch = batch;
+  auto once = [&] {
+    ++step;
+    parallel.addStepInputs(part, static_cast<double>(last - first) / static_cast<double>(batch), step, first);
+    parallel.computeGradients(&part, store);
+    std::array<double, 1> loss{parallel.gradientOutputs().at("loss").f32()[0]};
+    parallel.update(loss, 1e-3, step, store, out);
+    for (auto &[name, v] : out)
+      if (auto it = store.find(name); it != store.end()) std::swap(it->second, v);
+  };
+  for (int i = 0; i < warmup; ++i) once();
+  parallel.resetTotals(); // the parts' times of the timed steps only
+  timeRuns(t, 0, repeat, once);
+  fmt::print(human, "  step: {}\n", parallel.summary());
+  Timing exchange;
+  timeRuns(exchange, warmup, repeat, [&] {
+    std::array<double, 1> nothing{0};
+    parallel.exchange(nothing);
+  });
+  fmt::print(human, "  the exchange alone: median {:.3f} ms, min {:.3f} ms for {:.2f} MB of dense gradients{}\n",
+             exchange.medianMs, exchange.minMs, static_cast<double>(parallel.totals().denseBytes) / 1e6,
+             dp.rowTables.empty() ? "" : " (the rows' gather is in the step's exchange, not here)");
+  t.workspaceBytes = gradients->workspaceBytes() + update->workspaceBytes();
+  t.threads = gradients->threads();
+  t.compileMs = (gradients->compileSeconds() + update->compileSeconds()) * 1e3;
+  t.graph = std::make_shared<const ir::Graph>(gradients->graph());
+  const runtime::DataParallelStep::Totals &totals = parallel.totals();
+  double steps = static_cast<double>(std::max<int64_t>(totals.steps, 1));
+  t.parallel = Timing::Parallel{.processes = comm.size(),
+                                .gradientMs = totals.gradientSeconds * 1e3 / steps,
+                                .exchangeMs = totals.exchangeSeconds * 1e3 / steps,
+                                .updateMs = totals.updateSeconds * 1e3 / steps,
+                                .denseBytes = totals.denseBytes,
+                                .rowBytesPerStep = static_cast<int64_t>(static_cast<double>(totals.rowBytes) / steps),
+                                .tableBytes = totals.tableBytes,
+                                .exchangeAloneMedianMs = exchange.medianMs,
+                                .exchangeAloneMinMs = exchange.minMs};
+  return t;
+}
+
 } // namespace
 
 int cmdBench(int argc, char **argv) {
@@ -252,6 +340,23 @@ int cmdBench(int argc, char **argv) {
   int warmup = static_cast<int>(std::min<int64_t>(o.warmup, 1'000'000));
   bool profiling = o.profile, pad = o.pad;
   std::vector<std::string> backendsToRun = selectBackends(o.backend.backend);
+  // Under mpirun, the training step is the data-parallel one: each rank
+  // runs its rows of the batch, and the gradients are summed (as
+  // `mpirun -np N kiln train` runs it); rank 0 reports.
+  runtime::Communicator *comm = nullptr;
+  if (runtime::launchedByMpi()) {
+    if (mode != "train")
+      throw UsageError("under mpirun, kiln bench times the data-parallel training step only: pass --mode train");
+    comm = &runtime::startMpi();
+    if (o.backend.threads == 0) o.backend.threads = runtime::threadsPerRank(); // the ranks of one machine share it
+    if (batch < comm->size())
+      throw UsageError(fmt::format("--batch {} has fewer rows than the {} processes", batch, comm->size()));
+  }
+  std::unique_ptr<std::FILE, int (*)(std::FILE *)> quiet(nullptr, std::fclose);
+  if (comm && comm->rank() != 0) {
+    quiet.reset(std::fopen("/dev/null", "w"));
+    if (!quiet) throw Error("cannot open /dev/null");
+  }
 
   frontend::LowerOptions lowerOpts;
   lowerOpts.overrides = paramOverrides(o.params);
@@ -282,17 +387,25 @@ int cmdBench(int argc, char **argv) {
 
   int threads = copts.threads ? copts.threads : static_cast<int>(std::thread::hardware_concurrency());
   // With --format json, standard output is the JSON document alone.
-  std::FILE *human = o.format == "json" ? stderr : stdout;
+  std::FILE *human = quiet ? quiet.get() : o.format == "json" ? stderr : stdout;
   fmt::print(human, "{}: B={} T={} vocab={}{} | {} parameter tensors, {} (+{} optimizer state) | {} runs after {} warm-up | "
              "--threads {}\n",
              modelFile, batch, seq, vocab, pad ? " padded" : "", forward->params().size(), mib(paramBytes), mib(stateBytes),
              repeat, warmup, copts.threads ? std::to_string(copts.threads) : "0 (all cores)");
+  if (comm) fmt::print(human, "data-parallel: {} processes, each with its {} or {} rows of the batch\n", comm->size(),
+                       batch / comm->size(), (batch + comm->size() - 1) / comm->size());
   std::string results;
   for (const std::string &backend : backendsToRun) {
     BackendOptions chosen = o.backend;
     chosen.backend = backend;
     std::vector<Timing> timings;
-    if (mode != "infer") {
+    if (mode != "infer" && comm) {
+      timings.push_back(timeDataParallelStep(*comm, *forward, optimizer, chosen, o.passes, train, batchInputs, labels,
+                                             warmup, repeat, human));
+      timings.back().flops = passes::graphFlops(train, {{"B", batch}, {"T", seq}});
+      timings.back().paramBytes = paramBytes;
+      timings.back().stateBytes = stateBytes;
+    } else if (mode != "infer") {
       auto exe = compileGraph(train, chosen, o.passes);
       exe->setProfiling(profiling);
       // Materialised per backend rather than copied from one master set, so
@@ -369,17 +482,24 @@ int cmdBench(int argc, char **argv) {
       results += fmt::format(
           "{}\n    {{\"backend\": {}, \"what\": \"{}\", \"batch\": {}, \"seq\": {}, \"median_ms\": {:.6f}, "
           "\"min_ms\": {:.6f}, \"flops\": {}, \"gflops_per_s\": {:.3f}, \"param_bytes\": {}, \"state_bytes\": {}, "
-          "\"workspace_bytes\": {}, \"memory_bytes\": {}, \"threads\": {}, \"compile_ms\": {:.3f}, \"profile\": {}}}",
+          "\"workspace_bytes\": {}, \"memory_bytes\": {}, \"threads\": {}, \"compile_ms\": {:.3f}, \"profile\": {}{}}}",
           results.empty() ? "" : ",", json::quote(backend), t.what, t.batch, seq, t.medianMs, t.minMs, t.flops,
           static_cast<double>(t.flops) / (t.medianMs * 1e6), t.paramBytes, t.stateBytes, t.workspaceBytes,
-          t.memoryBytes(), t.threads, t.compileMs, profiling && t.what != "infer_b1" ? profileJson(t.profile, g) : "null");
+          t.memoryBytes(), t.threads, t.compileMs, profiling && t.what != "infer_b1" ? profileJson(t.profile, g) : "null",
+          !t.parallel ? std::string()
+                      : fmt::format(", \"processes\": {}, \"gradients_ms\": {:.6f}, \"exchange_ms\": {:.6f}, "
+                                    "\"update_ms\": {:.6f}, \"dense_gradient_bytes\": {}, \"row_bytes_per_step\": {}, \"row_table_bytes\": {}, "
+                                    "\"exchange_alone_median_ms\": {:.6f}, \"exchange_alone_min_ms\": {:.6f}",
+                                    t.parallel->processes, t.parallel->gradientMs, t.parallel->exchangeMs,
+                                    t.parallel->updateMs, t.parallel->denseBytes, t.parallel->rowBytesPerStep, t.parallel->tableBytes,
+                                    t.parallel->exchangeAloneMedianMs, t.parallel->exchangeAloneMinMs));
     }
   }
   int64_t peak = procStatusBytes("VmHWM");
   int64_t rssGrowth = peak >= 0 && rssAtStart >= 0 ? peak - rssAtStart : -1;
   if (rssGrowth >= 0) fmt::print(human, "process peak RSS grew by {} during this command\n", mib(rssGrowth));
 
-  if (o.json || o.format == "json") {
+  if ((o.json || o.format == "json") && !quiet) {
     std::string backendList;
     for (const std::string &b : backendsToRun) backendList += (backendList.empty() ? "" : ", ") + json::quote(b);
     std::string text = fmt::format(

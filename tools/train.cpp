@@ -445,9 +445,7 @@ int cmdTrain(int argc, char **argv) {
   if (o.distributed || runtime::launchedByMpi()) {
     comm = &runtime::startMpi();
     // The ranks of one machine share its cores.
-    if (o.backend.threads == 0)
-      if (const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE"))
-        o.backend.threads = std::max<int64_t>(1, std::thread::hardware_concurrency() / std::max(1, std::atoi(local)));
+    if (o.backend.threads == 0) o.backend.threads = runtime::threadsPerRank();
   }
   const bool rank0 = !comm || comm->rank() == 0;
   std::FILE *out = stdout;
@@ -608,7 +606,7 @@ int cmdTrain(int argc, char **argv) {
     dataParallel.gradients = gradientsExe.get();
     dataParallel.update = updateExe.get();
     dataParallel.denseGradients = split->denseGradients;
-    for (const passes::RowTable &t : split->rowTables) dataParallel.rowTables.push_back({t.ids, t.gradientRows});
+    for (const passes::RowTable &t : split->rowTables) dataParallel.rowTables.push_back({t.ids, t.gradientRows, t.param});
   } else {
     stepExe = compileGraph(trainGraph, o.backend, o.passes);
   }
