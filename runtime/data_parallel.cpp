@@ -40,6 +40,14 @@ constexpr int64_t kBucketBytes = 256 * 1024;
 
 Tensor scalar(float v) { return Tensor::fromF32({}, {v}); }
 
+/// n rounded up to 2^j or 1.5 * 2^j: at most a third more, and few sizes.
+int64_t roundedRows(int64_t n) {
+  int64_t power = 1;
+  while (power < n) power *= 2;
+  int64_t between = power / 4 * 3; // 1.5 * 2^(j-1)
+  return between >= n && between > 0 ? between : power;
+}
+
 } // namespace
 
 DataParallelStep::DataParallelStep(const DataParallel &dp)
@@ -175,8 +183,19 @@ void DataParallelStep::applyUpdate(double lr, int64_t step, const TensorMap &sto
   }
   for (size_t t = 0; t < dp_.rowTables.size(); ++t) {
     const std::string &name = dp_.rowTables[t].gradientRows;
-    int64_t k = static_cast<int64_t>(gatheredIds_[t].size());
     int64_t width = u.type(u.findInput(name)).shape[1].value; // [K, E]
+    // The update graph is compiled per K; a K that changed every step would
+    // compile it every step. K is rounded up to one of two sizes per power
+    // of two, the extra entries a repeat of the first id with a zero row:
+    // a scatter-add of zero changes nothing, and lazy Adam updates a row
+    // once however often its id comes.
+    int64_t k = static_cast<int64_t>(gatheredIds_[t].size());
+    if (k > 0) {
+      int64_t padded = roundedRows(k);
+      gatheredIds_[t].resize(static_cast<size_t>(padded), gatheredIds_[t].front());
+      gatheredRows_[t].resize(static_cast<size_t>(padded * width), 0.0f);
+      k = padded;
+    }
     updateInputs_.emplace(name + ".ids", Tensor::view(ir::DType::I32, {k}, gatheredIds_[t].data()));
     updateInputs_.emplace(name, Tensor::view(ir::DType::F32, {k, width}, gatheredRows_[t].data()));
   }
@@ -194,9 +213,9 @@ std::string DataParallelStep::summary() const {
                          ? std::string()
                          : fmt::format(" and {:.2f} MB of embedding-table gradients sent as rows or dense",
                                        static_cast<double>(totals_.rowBytes) / steps / 1e6);
-  return fmt::format("{} processes, {} steps: {:.2f} ms per step = gradients {:.2f} + exchange {:.2f} ({:.2f} MB of "
+  return fmt::format("{} process{}, {} steps: {:.2f} ms per step = gradients {:.2f} + exchange {:.2f} ({:.2f} MB of "
                      "dense gradients summed in {} call{}{}) + update {:.2f}",
-                     dp_.comm->size(), totals_.steps, ms(totals_.gradientSeconds + totals_.exchangeSeconds +
+                     dp_.comm->size(), dp_.comm->size() == 1 ? "" : "es", totals_.steps, ms(totals_.gradientSeconds + totals_.exchangeSeconds +
                                                           totals_.updateSeconds),
                      ms(totals_.gradientSeconds), ms(totals_.exchangeSeconds),
                      static_cast<double>(totals_.denseBytes) / 1e6, buckets_.size(), buckets_.size() == 1 ? "" : "s", rows, ms(totals_.updateSeconds));
