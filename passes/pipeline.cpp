@@ -50,6 +50,11 @@ const PassInfo *findPass(const std::string &name) {
 GraphRole roleOf(const ir::Graph &g) {
   for (const ir::Output &o : g.outputs())
     if (o.name == "loss") return GraphRole::Training;
+  // The update half of a data-parallel step (passes::buildSplitStep) has
+  // no loss but the optimizer's ops.
+  for (const ir::Node &n : g.nodes())
+    if (n.op == ir::OpKind::AdamMoment || n.op == ir::OpKind::AdamUpdate || n.op == ir::OpKind::AdamRows)
+      return GraphRole::Training;
   return GraphRole::Inference;
 }
 

@@ -44,7 +44,8 @@ const std::vector<PassInfo> &allPasses();
 const PassInfo *findPass(const std::string &name);
 
 /// Which default pipeline a graph gets: a training step (it has a `loss`
-/// output) or an inference graph.
+/// output, or optimizer ops: a data-parallel step's update half) or an
+/// inference graph.
 enum class GraphRole { Inference, Training };
 GraphRole roleOf(const ir::Graph &g);
 std::vector<std::string> defaultPipeline(GraphRole role);

@@ -349,6 +349,7 @@ int cmdBench(int argc, char **argv) {
       throw UsageError("under mpirun, kiln bench times the data-parallel training step only: pass --mode train");
     comm = &runtime::startMpi();
     if (o.backend.threads == 0) o.backend.threads = runtime::threadsPerRank(); // the ranks of one machine share it
+    if (o.backend.backend == "auto") o.backend.backend = "onednn"; // every rank must compute alike (kiln train)
     if (batch < comm->size())
       throw UsageError(fmt::format("--batch {} has fewer rows than the {} processes", batch, comm->size()));
   }

@@ -158,7 +158,8 @@ void declare(cli::Command &cmd, TrainArgs &o) {
   cmd.flag("--distributed", o.distributed,
            "train data-parallel over the processes of an MPI launch (`mpirun -np N kiln train ...`, which turns it "
            "on by itself): each takes its part of every batch (--batch stays the whole batch) and the gradients are "
-           "summed over them; the result is one process's, up to the order of the sums (docs/SCALING.md)");
+           "summed over them; the result is one process's, up to the order of the sums (docs/SCALING.md); --backend "
+           "auto means onednn here, as every rank must compute alike");
 
   std::string recipe;
   for (const cli::Option *r : cmd.tagged(kRecipe)) recipe += (recipe.empty() ? "" : ", ") + r->name();
@@ -446,6 +447,10 @@ int cmdTrain(int argc, char **argv) {
     comm = &runtime::startMpi();
     // The ranks of one machine share its cores.
     if (o.backend.threads == 0) o.backend.threads = runtime::threadsPerRank();
+    // `auto` picks a backend per graph by timing it, and two ranks timing
+    // differently would compute different roundings: the ranks' parameters
+    // must stay equal, so the choice is fixed.
+    if (o.backend.backend == "auto") o.backend.backend = "onednn";
   }
   const bool rank0 = !comm || comm->rank() == 0;
   std::FILE *out = stdout;
@@ -665,7 +670,8 @@ int cmdTrain(int argc, char **argv) {
              o.model, params, vocab.size(), fmt::join(labels.names(), ","), trainData.ids.size(),
              validData.ids.size(), resume ? fmt::format("resuming at epoch {} batch {}", ckpt.epoch + 1, ckpt.batch)
                                           : std::string("from scratch"),
-             comm ? fmt::format(" | {} processes", comm->size()) : std::string(), prepSeconds);
+             comm ? fmt::format(" | {} process{}", comm->size(), comm->size() == 1 ? "" : "es") : std::string(),
+             prepSeconds);
   std::fflush(out);
   if (report)
     report->attach(tc, {.model = o.model,

@@ -37,6 +37,12 @@ if config.kiln_sanitized:
     for var, ours in (("ASAN_OPTIONS", config.kiln_asan_options), ("UBSAN_OPTIONS", config.kiln_ubsan_options)):
         theirs = os.environ.get(var, "")
         config.environment[var] = ours + (":" + theirs if theirs else "")
+    # Open MPI leaves what MPI_Init allocated (tests/lit/lsan-mpi.supp);
+    # its components stay loaded so that their frames can be matched.
+    theirs = os.environ.get("LSAN_OPTIONS", "")
+    config.environment["LSAN_OPTIONS"] = "suppressions=" + os.path.join(config.kiln_src_root, "tests", "lit",
+        "lsan-mpi.supp") + (":" + theirs if theirs else "")
+    config.environment["OMPI_MCA_mca_base_component_disable_dlclose"] = "1"
     # Every RUN line starts its negated commands with "not " (no other word
     # of a RUN line is spelled so); the lookbehind keeps paths and options.
     config.substitutions.insert(0, (r"(?<![\w./%=-])not (?=\S)", config.llvm_not + " "))
