@@ -9,6 +9,7 @@ checkpoint" exists; where it lands within a step is left to chance.
 
 usage: distributed_kill.py KILN MODEL DATA WORKDIR"""
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ for path in (ckpt, log):
 
 env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 job = subprocess.Popen(
-    ["mpirun", "-np", "2", kiln, "train", model, "--data", data, "--epochs", "1000", "--batch", "16",
+    shlex.split(os.environ.get("KILN_MPIRUN", "mpirun")) + ["-np", "2", kiln, "train", model, "--data", data, "--epochs", "1000", "--batch", "16",
      "--param", "embed=8", "--param", "hidden=8", "--seed", "3", "--save-every", "2", "--out", ckpt,
      "--loss-log", log],
     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)

@@ -6,6 +6,7 @@ above TOL or failed run. Logs and checkpoints go to WORKDIR/NAME.{1,2}.*
 
 usage: distributed_parity.py KILN EXAMPLES DATA WORKDIR TOL NAME[,NAME...] [-- TRAIN OPTIONS...]"""
 import os
+import shlex
 import subprocess
 import sys
 
@@ -26,7 +27,7 @@ for name in names.split(","):
         if ranks == 1:
             command += ["--threads", "1"]
         else:
-            command = ["mpirun", "-np", "2"] + command
+            command = shlex.split(os.environ.get("KILN_MPIRUN", "mpirun")) + ["-np", "2"] + command
         run = subprocess.run(command, capture_output=True, text=True)
         if run.returncode != 0:
             sys.exit(f"{label}: {' '.join(command)} failed ({run.returncode}):\n{run.stdout}{run.stderr}")
