@@ -40,7 +40,8 @@ constexpr int64_t kBucketBytes = 256 * 1024;
 
 Tensor scalar(float v) { return Tensor::fromF32({}, {v}); }
 
-/// n rounded up to 2^j or 1.5 * 2^j: at most a third more, and few sizes.
+/// n rounded up to the next 2^j or 1.5 * 2^j: at most half more, and two
+/// sizes per power of two.
 int64_t roundedRows(int64_t n) {
   int64_t power = 1;
   while (power < n) power *= 2;
