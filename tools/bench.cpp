@@ -262,15 +262,10 @@ Timing timeDataParallelStep(runtime::Communicator &comm, const ir::Graph &forwar
                             const passes::OptimizerConfig &optimizer, const BackendOptions &backend,
                             const PassOptions &passOptions, const ir::Graph &train, const runtime::TensorMap &batchInputs,
                             const runtime::Tensor &labels, int warmup, int repeat, std::FILE *human) {
-  passes::SplitStep split = passes::buildSplitStep(forward, optimizer);
-  auto gradients = compileGraph(split.gradients, backend, passOptions);
-  auto update = compileGraph(split.update, backend, passOptions);
-  runtime::DataParallel dp;
-  dp.comm = &comm;
-  dp.gradients = gradients.get();
-  dp.update = update.get();
-  dp.denseGradients = split.denseGradients;
-  for (const passes::RowTable &t : split.rowTables) dp.rowTables.push_back({t.ids, t.gradientRows, t.param});
+  std::unique_ptr<CompiledSplitStep> compiled =
+      compileSplitStep(passes::buildSplitStep(forward, optimizer), comm, backend, passOptions);
+  const runtime::DataParallel &dp = compiled->dataParallel;
+  runtime::Executable *gradients = compiled->gradients.get(), *update = compiled->update.get();
   runtime::DataParallelStep parallel(dp);
   int64_t batch = labels.shape()[0], ranks = comm.size();
   int64_t first = batch * comm.rank() / ranks, last = batch * (comm.rank() + 1) / ranks;
@@ -348,8 +343,7 @@ int cmdBench(int argc, char **argv) {
     if (mode != "train")
       throw UsageError("under mpirun, kiln bench times the data-parallel training step only: pass --mode train");
     comm = &runtime::startMpi();
-    if (o.backend.threads == 0) o.backend.threads = runtime::threadsPerRank(); // the ranks of one machine share it
-    if (o.backend.backend == "auto") o.backend.backend = "onednn"; // every rank must compute alike (kiln train)
+    useDataParallelBackend(o.backend);
     if (batch < comm->size())
       throw UsageError(fmt::format("--batch {} has fewer rows than the {} processes", batch, comm->size()));
   }

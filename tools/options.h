@@ -13,6 +13,7 @@
 #include "backends/backend.h"
 #include "passes/pipeline.h"
 #include "passes/training.h"
+#include "runtime/distributed.h"
 #include "runtime/executable.h"
 #include "tools/cli.h"
 
@@ -264,6 +265,35 @@ inline std::map<std::string, std::string> paramOverrides(const std::vector<std::
     out[p.substr(0, eq)] = p.substr(eq + 1);
   }
   return out;
+}
+
+/// A data-parallel run's backend options (kiln train and kiln bench under
+/// mpirun): the ranks of one machine share its cores, and `auto`, which
+/// times the backends per graph (two ranks may time differently), means
+/// onednn, since every rank must round alike.
+inline void useDataParallelBackend(BackendOptions &o) {
+  if (o.threads == 0) o.threads = runtime::threadsPerRank();
+  if (o.backend == "auto") o.backend = "onednn";
+}
+
+/// The two graphs of a data-parallel step compiled, and what
+/// runtime::DataParallelStep needs of them.
+struct CompiledSplitStep {
+  std::unique_ptr<runtime::Executable> gradients, update;
+  runtime::DataParallel dataParallel;
+};
+inline std::unique_ptr<CompiledSplitStep> compileSplitStep(const passes::SplitStep &split, runtime::Communicator &comm,
+                                                           const BackendOptions &backend,
+                                                           const PassOptions &passOptions) {
+  auto c = std::make_unique<CompiledSplitStep>();
+  c->gradients = compileGraph(split.gradients, backend, passOptions);
+  c->update = compileGraph(split.update, backend, passOptions);
+  c->dataParallel.comm = &comm;
+  c->dataParallel.gradients = c->gradients.get();
+  c->dataParallel.update = c->update.get();
+  c->dataParallel.denseGradients = split.denseGradients;
+  for (const passes::RowTable &t : split.rowTables) c->dataParallel.rowTables.push_back({t.ids, t.gradientRows, t.param});
+  return c;
 }
 
 } // namespace kiln::tools

@@ -446,11 +446,7 @@ int cmdTrain(int argc, char **argv) {
   if (o.distributed || runtime::launchedByMpi()) {
     comm = &runtime::startMpi();
     // The ranks of one machine share its cores.
-    if (o.backend.threads == 0) o.backend.threads = runtime::threadsPerRank();
-    // `auto` picks a backend per graph by timing it, and two ranks timing
-    // differently would compute different roundings: the ranks' parameters
-    // must stay equal, so the choice is fixed.
-    if (o.backend.backend == "auto") o.backend.backend = "onednn";
+    useDataParallelBackend(o.backend);
   }
   const bool rank0 = !comm || comm->rank() == 0;
   std::FILE *out = stdout;
@@ -598,20 +594,13 @@ int cmdTrain(int argc, char **argv) {
   ir::verify(trainGraph);
   // Data-parallel, the step runs as its two graphs, and the whole step is
   // only the list of the store's tensors.
-  std::optional<passes::SplitStep> split;
-  runtime::DataParallel dataParallel;
-  std::unique_ptr<runtime::Executable> stepExe, gradientsExe, updateExe;
+  std::unique_ptr<CompiledSplitStep> splitStep;
+  std::unique_ptr<runtime::Executable> stepExe;
   if (comm) {
-    split = passes::buildSplitStep(*forward, opt);
-    ir::verify(split->gradients);
-    ir::verify(split->update);
-    gradientsExe = compileGraph(split->gradients, o.backend, o.passes);
-    updateExe = compileGraph(split->update, o.backend, o.passes);
-    dataParallel.comm = comm;
-    dataParallel.gradients = gradientsExe.get();
-    dataParallel.update = updateExe.get();
-    dataParallel.denseGradients = split->denseGradients;
-    for (const passes::RowTable &t : split->rowTables) dataParallel.rowTables.push_back({t.ids, t.gradientRows, t.param});
+    passes::SplitStep split = passes::buildSplitStep(*forward, opt);
+    ir::verify(split.gradients);
+    ir::verify(split.update);
+    splitStep = compileSplitStep(split, *comm, o.backend, o.passes);
   } else {
     stepExe = compileGraph(trainGraph, o.backend, o.passes);
   }
@@ -650,7 +639,7 @@ int cmdTrain(int argc, char **argv) {
   tc.maxSteps = o.maxSteps;
   tc.checkpointPath = outPath;
   tc.lossLog = o.lossLog.value_or("");
-  if (comm) tc.dataParallel = &dataParallel;
+  if (comm) tc.dataParallel = &splitStep->dataParallel;
   runtime::scheduledLr(tc, 1, 1); // validates the schedule name before any work
   tc.firstNonFiniteNode = [&](const runtime::TensorMap &inputs, const runtime::TensorMap &store) -> ir::NodeId {
     reference::RunOptions keep;
@@ -688,7 +677,7 @@ int cmdTrain(int argc, char **argv) {
                         .started = utcNow()});
   auto trainStart = std::chrono::steady_clock::now();
   try {
-    runtime::train(comm ? *gradientsExe : *stepExe, *forwardExe, tc, trainData,
+    runtime::train(comm ? *splitStep->gradients : *stepExe, *forwardExe, tc, trainData,
                    validData.ids.empty() ? nullptr : &validData, ckpt, out);
   } catch (const Error &e) {
     // The training error is what the user must see; a report that cannot
