@@ -257,9 +257,12 @@ TensorType shapeDropout(const std::vector<TensorType> &o, const Attrs &a) {
   if (!(p >= 0 && p < 1)) fail(fmt::format("dropout: p must be in [0, 1), got {}", p));
   if (o.size() >= 2 && !(o[1] == TensorType{DType::F32, {}}))
     fail(fmt::format("dropout: the step must be f32[], got {}", o[1].str()));
-  if (o.size() == 3 && !(o[2] == TensorType{DType::F32, {}}))
-    fail(fmt::format("dropout: the first row must be f32[], got {}", o[2].str()));
-  if (o.size() == 3 && o[0].rank() == 0) fail("dropout: a first row needs an operand with rows (rank 1 or more)");
+  if (o.size() == 3) {
+    if (o[0].rank() == 0) fail("dropout: batch rows need an operand with rows (rank 1 or more)");
+    if (o[2].dtype != DType::I32 || o[2].rank() != 1 || !(o[2].shape[0] == o[0].shape[0]))
+      fail(fmt::format("dropout: the batch rows must be i32[{}] (one per row of the operand), got {}",
+                       o[0].shape[0].str(), o[2].str()));
+  }
   return o[0];
 }
 

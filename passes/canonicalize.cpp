@@ -164,8 +164,8 @@ std::vector<Rule> canonicalRules() {
   rules.push_back({"dropout-p-zero",
                    Pattern::op(OpKind::Dropout, {Pattern::any("x"), Pattern::any("step")}).attr("p", 0.0),
                    [](ir::Builder &, const Match &m) -> std::optional<ValueId> { return m.at("x"); }});
-  rules.push_back({"dropout-p-zero-from-row",
-                   Pattern::op(OpKind::Dropout, {Pattern::any("x"), Pattern::any("step"), Pattern::any("row")})
+  rules.push_back({"dropout-p-zero-batch-rows",
+                   Pattern::op(OpKind::Dropout, {Pattern::any("x"), Pattern::any("step"), Pattern::any("rows")})
                        .attr("p", 0.0),
                    [](ir::Builder &, const Match &m) -> std::optional<ValueId> { return m.at("x"); }});
   return rules;

@@ -246,10 +246,22 @@ SplitStep buildSplitStep(const ir::Graph &forward, const OptimizerConfig &config
   ir::Graph loss = stepLossGraph(forward, config, dropout);
   if (dropout) {
     // Each process's rows draw the dropout masks they draw in the whole
-    // batch: its first row in the batch is an input.
-    ValueId firstRow = loss.addInput("first_row", {DType::F32, {}});
-    for (ir::Node &n : loss.nodes())
-      if (n.op == ir::OpKind::Dropout && n.operands.size() == 2) n.operands.push_back(firstRow);
+    // batch: which row of the batch each of its rows is comes as an input,
+    // i32[B] with the batch dim of the token ids.
+    const ir::Shape &tokens = loss.type(loss.inputs().front()).shape;
+    if (tokens.empty()) throw Error(fmt::format("fn {}: the token ids have no batch dim", forward.name()));
+    ir::Dim batch = tokens[0];
+    ValueId batchRows = loss.addInput("batch_rows", {DType::I32, {batch}});
+    for (ir::Node &n : loss.nodes()) {
+      if (n.op != ir::OpKind::Dropout || n.operands.size() != 2) continue;
+      const ir::Shape &x = loss.type(n.operands[0]).shape;
+      if (x.empty() || !(x[0] == batch))
+        throw Error(fmt::format("fn {}: dropout of {} has no batch dim {} first; data-parallel training draws its "
+                                "masks by rows of the batch",
+                                forward.name(), loss.type(n.operands[0]).str(), batch.str()),
+                    n.locs.empty() ? SourceLoc{} : n.locs.front());
+      n.operands.push_back(batchRows);
+    }
   }
   {
     Builder b(loss);

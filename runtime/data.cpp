@@ -143,8 +143,8 @@ public:
     ++stats_.records;
   }
 
-  void readTsv(std::string_view s);
-  void readJsonl(std::string_view s);
+  void readTsv(std::string_view s, size_t firstLine);
+  void readJsonl(std::string_view s, size_t firstLine);
   void readCsv(std::string_view s);
 
   std::vector<RawExample> examples;
@@ -156,9 +156,9 @@ private:
 };
 
 /// Calls f(lineNumber, line) for every line that is not blank, without its
-/// line end (LF or CRLF).
-template <typename F> void forEachLine(std::string_view s, F f) {
-  size_t line = 0;
+/// line end (LF or CRLF); s's first line is line firstLine of the file.
+template <typename F> void forEachLine(std::string_view s, size_t firstLine, F f) {
+  size_t line = firstLine - 1;
   for (size_t pos = 0; pos < s.size();) {
     size_t end = s.find('\n', pos);
     if (end == std::string_view::npos) end = s.size();
@@ -170,8 +170,8 @@ template <typename F> void forEachLine(std::string_view s, F f) {
   }
 }
 
-void Reader::readTsv(std::string_view s) {
-  forEachLine(s, [&](size_t line, std::string_view l) {
+void Reader::readTsv(std::string_view s, size_t firstLine) {
+  forEachLine(s, firstLine, [&](size_t line, std::string_view l) {
     size_t tab = l.find('\t');
     if (tab == std::string_view::npos) return bad(line, "expected 'label<TAB>text' but the line has no tab");
     // Further tabs stay in the text; the tokenizer treats them as spaces.
@@ -179,12 +179,13 @@ void Reader::readTsv(std::string_view s) {
   });
 }
 
-void Reader::readJsonl(std::string_view s) {
-  // A pretty-printed JSON array would fail on every line; say why once.
-  if (std::string_view t = trim(s); !t.empty() && t.front() == '[')
-    fatal(1 + static_cast<size_t>(std::count(s.begin(), s.begin() + (t.data() - s.data()), '\n')),
+void Reader::readJsonl(std::string_view s, size_t firstLine) {
+  // A pretty-printed JSON array would fail on every line; say why once
+  // (at the file's start: a data-parallel process may read from its middle).
+  if (std::string_view t = trim(s); firstLine == 1 && !t.empty() && t.front() == '[')
+    fatal(firstLine + static_cast<size_t>(std::count(s.begin(), s.begin() + (t.data() - s.data()), '\n')),
           "expected JSON Lines (one object per line), found a JSON array");
-  forEachLine(s, [&](size_t line, std::string_view l) {
+  forEachLine(s, firstLine, [&](size_t line, std::string_view l) {
     json::Value v;
     try {
       v = json::parse(l);
@@ -333,32 +334,48 @@ bool parseInt(const std::string &s, int64_t &out) {
 
 } // namespace
 
+DataFormat dataFormat(const std::string &path, DataFormat forced) {
+  return forced == DataFormat::Auto ? formatOf(path) : forced;
+}
+
+std::vector<RawExample> parseExamples(std::string_view bytes, const std::string &path, DataFormat format,
+                                      const ReadOptions &options, ReadStats &stats, size_t firstLine) {
+  if (firstLine == 1 && bytes.starts_with("\xEF\xBB\xBF")) bytes.remove_prefix(3);
+  Reader reader(path, options, stats);
+  switch (format) {
+  case DataFormat::Tsv: reader.readTsv(bytes, firstLine); break;
+  case DataFormat::Csv:
+    assert(firstLine == 1 && "a CSV file is parsed whole: its header comes first");
+    reader.readCsv(bytes);
+    break;
+  case DataFormat::Jsonl: reader.readJsonl(bytes, firstLine); break;
+  case DataFormat::Auto: assert(false && "format resolved by the caller"); break;
+  }
+  return std::move(reader.examples);
+}
+
+std::string noExamplesReason(const ReadStats &stats) {
+  return "no examples" +
+         (stats.skipped ? fmt::format(" (all {} records were malformed and skipped)", stats.skipped) : std::string());
+}
+
 std::vector<RawExample> readExamples(const std::string &path, const ReadOptions &options, ReadStats *stats) {
   ReadStats local;
   ReadStats &st = stats ? *stats : local;
   st = ReadStats{};
   std::string bytes = readFile(path);
-  DataFormat format = options.format == DataFormat::Auto ? formatOf(path) : options.format;
-
-  std::string_view s = bytes;
-  if (s.starts_with("\xEF\xBB\xBF")) s.remove_prefix(3);
-  Reader reader(path, options, st);
-  switch (format) {
-  case DataFormat::Tsv: reader.readTsv(s); break;
-  case DataFormat::Csv: reader.readCsv(s); break;
-  case DataFormat::Jsonl: reader.readJsonl(s); break;
-  case DataFormat::Auto: assert(false && "format resolved above"); break;
-  }
-  if (reader.examples.empty()) {
-    std::string why = st.skipped ? fmt::format(" (all {} records were malformed and skipped)", st.skipped) : "";
-    throw Error("no examples" + why, SourceLoc{path, 0, 0});
-  }
-  return std::move(reader.examples);
+  std::vector<RawExample> examples = parseExamples(bytes, path, dataFormat(path, options.format), options, st, 1);
+  if (examples.empty()) throw Error(noExamplesReason(st), SourceLoc{path, 0, 0});
+  return examples;
 }
 
 LabelSet LabelSet::fromExamples(const std::vector<RawExample> &examples) {
   std::vector<std::string> names;
   for (const RawExample &e : examples) names.push_back(e.label);
+  return fromNames(std::move(names));
+}
+
+LabelSet LabelSet::fromNames(std::vector<std::string> names) {
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
 
@@ -394,11 +411,19 @@ Vocabulary::Vocabulary(std::vector<std::string> tokens) : tokens_(std::move(toke
       throw Error("token '" + tokens_[i] + "' appears twice in the vocabulary");
 }
 
-Vocabulary Vocabulary::build(const std::vector<RawExample> &examples, size_t maxSize, size_t minFreq) {
-  if (maxSize < 2) throw Error(fmt::format("vocabulary size must be at least 2 (<pad> and <unk>), got {}", maxSize));
-  std::unordered_map<std::string, size_t> counts;
+TokenCounts countTokens(const std::vector<RawExample> &examples) {
+  TokenCounts counts;
   for (const RawExample &e : examples)
     for (std::string &t : tokenizeText(e.text)) ++counts[std::move(t)];
+  return counts;
+}
+
+Vocabulary Vocabulary::build(const std::vector<RawExample> &examples, size_t maxSize, size_t minFreq) {
+  return fromCounts(countTokens(examples), maxSize, minFreq);
+}
+
+Vocabulary Vocabulary::fromCounts(const TokenCounts &counts, size_t maxSize, size_t minFreq) {
+  if (maxSize < 2) throw Error(fmt::format("vocabulary size must be at least 2 (<pad> and <unk>), got {}", maxSize));
 
   std::vector<std::pair<std::string, size_t>> kept;
   for (auto &[token, count] : counts)
@@ -488,12 +513,10 @@ EncodedData encodeExamples(const std::vector<RawExample> &examples, const Vocabu
   return out;
 }
 
-void splitExamples(const std::vector<RawExample> &all, double validFraction, uint64_t seed,
-                   std::vector<RawExample> &train, std::vector<RawExample> &valid, bool shuffle) {
+std::vector<size_t> splitOrder(size_t n, double validFraction, uint64_t seed, bool shuffle, size_t &nValid) {
   if (!(validFraction >= 0.0 && validFraction < 1.0))
     throw Error(fmt::format("validation fraction must be in [0, 1), got {}", validFraction));
-  size_t n = all.size();
-  size_t nValid = static_cast<size_t>(std::llround(validFraction * static_cast<double>(n)));
+  nValid = static_cast<size_t>(std::llround(validFraction * static_cast<double>(n)));
   if (n > 0 && nValid == n)
     throw Error(fmt::format("a validation fraction of {} holds out all {} examples, leaving none to train on",
                             validFraction, n));
@@ -502,6 +525,13 @@ void splitExamples(const std::vector<RawExample> &all, double validFraction, uin
   // the first epoch's order for the same seed.
   SplitMix64 rng(seed ^ 0xD1B54A32D192ED03ull);
   if (shuffle) fisherYates(order, rng);
+  return order;
+}
+
+void splitExamples(const std::vector<RawExample> &all, double validFraction, uint64_t seed,
+                   std::vector<RawExample> &train, std::vector<RawExample> &valid, bool shuffle) {
+  size_t n = all.size(), nValid = 0;
+  std::vector<size_t> order = splitOrder(n, validFraction, seed, shuffle, nValid);
   // Built aside and moved in: `train` or `valid` may be `all` itself.
   std::vector<RawExample> t, v;
   t.reserve(n - nValid);

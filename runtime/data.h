@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace kiln::runtime {
@@ -51,11 +53,26 @@ std::string readFile(const std::string &path);
 std::vector<RawExample> readExamples(const std::string &path, const ReadOptions &options = {},
                                      ReadStats *stats = nullptr);
 
+/// The format a file is read as: `forced`, or for Auto the one its
+/// extension names (kiln::Error for another extension).
+DataFormat dataFormat(const std::string &path, DataFormat forced);
+
+/// The examples of `bytes`, a whole file or (TSV and JSON Lines only) a run
+/// of its lines whose first is line firstLine, as readExamples reads them;
+/// none is not an error here. `path` is for messages.
+std::vector<RawExample> parseExamples(std::string_view bytes, const std::string &path, DataFormat format,
+                                      const ReadOptions &options, ReadStats &stats, size_t firstLine = 1);
+
+/// "no examples", and why when every record was skipped.
+std::string noExamplesReason(const ReadStats &stats);
+
 /// Label names <-> class indices. Indices follow sorted name order, so the
 /// same data always gives the same mapping.
 class LabelSet {
 public:
   static LabelSet fromExamples(const std::vector<RawExample> &examples);
+  /// The set of `names` (repeats allowed), in the order above.
+  static LabelSet fromNames(std::vector<std::string> names);
   explicit LabelSet(std::vector<std::string> names = {}) : names_(std::move(names)) {}
   /// Index of a label; kiln::Error for a label the set does not know.
   int32_t index(const std::string &label) const;
@@ -66,12 +83,19 @@ private:
   std::vector<std::string> names_;
 };
 
+/// How often each token occurs in the examples' texts.
+using TokenCounts = std::unordered_map<std::string, size_t>;
+TokenCounts countTokens(const std::vector<RawExample> &examples);
+
 /// Token <-> id. Id 0 is `<pad>`, 1 is `<unk>`; the rest are the most frequent
 /// training tokens (ties broken alphabetically) with at least minFreq uses,
 /// up to maxSize ids in total.
 class Vocabulary {
 public:
   static Vocabulary build(const std::vector<RawExample> &examples, size_t maxSize, size_t minFreq = 1);
+  /// The same from token counts (for a data-parallel run: the processes'
+  /// counts added up).
+  static Vocabulary fromCounts(const TokenCounts &counts, size_t maxSize, size_t minFreq = 1);
   explicit Vocabulary(std::vector<std::string> tokens = {"<pad>", "<unk>"});
   int32_t id(const std::string &token) const; ///< 1 for unknown tokens
   const std::vector<std::string> &tokens() const { return tokens_; }
@@ -139,6 +163,12 @@ EncodedData encodeExamples(const std::vector<RawExample> &examples, const Vocabu
 /// Appends one text (label `label`) to data, encoded as encodeExamples does.
 void appendEncoded(EncodedData &data, const std::string &text, int32_t label, const Vocabulary &vocab, size_t maxLen,
                    const InputRecipe &recipe);
+
+/// The permutation splitExamples uses on n examples: its first n - nValid
+/// entries are the training examples' indices, the rest the validation
+/// examples'. kiln::Error for a fraction outside [0, 1) or one that leaves
+/// nothing to train on.
+std::vector<size_t> splitOrder(size_t n, double validFraction, uint64_t seed, bool shuffle, size_t &nValid);
 
 /// Splits off a validation part: a seeded shuffle (none without
 /// `shuffle`: the file's order), then the last round(fraction * n)

@@ -78,11 +78,14 @@ DataParallelStep::DataParallelStep(const DataParallel &dp)
   }
 }
 
-void DataParallelStep::addStepInputs(TensorMap &part, double share, int64_t step, int64_t firstRow) const {
+void DataParallelStep::addStepInputs(TensorMap &part, double share, int64_t step,
+                                     std::span<const int32_t> batchRows) const {
   const ir::Graph &g = dp_.gradients->graph();
   part.insert_or_assign("loss_scale", scalar(static_cast<float>(share)));
   if (g.findInput("step") >= 0) part.insert_or_assign("step", scalar(static_cast<float>(step)));
-  if (g.findInput("first_row") >= 0) part.insert_or_assign("first_row", scalar(static_cast<float>(firstRow)));
+  if (g.findInput("batch_rows") >= 0)
+    part.insert_or_assign("batch_rows", Tensor::fromI32({static_cast<int64_t>(batchRows.size())},
+                                                        std::vector<int32_t>(batchRows.begin(), batchRows.end())));
 }
 
 void DataParallelStep::computeGradients(const TensorMap *part, const TensorMap &store) {

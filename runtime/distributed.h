@@ -1,8 +1,9 @@
 //===- runtime/distributed.h - data-parallel training across processes -*- C++ -*-===//
 //
 // kiln trains data-parallel on MPI: `mpirun -np N kiln train ...` starts N
-// processes (ranks) that each hold the whole model. Every global batch is
-// cut into N contiguous parts, one per rank; each rank runs the forward and
+// processes (ranks) that each hold the whole model and read their own part
+// of the data (runtime/data_shard.h). Each rank takes the rows of every
+// global batch that it holds; it runs the forward and
 // backward pass on its part, the ranks sum their gradients with MPI, and
 // every rank applies the same optimizer update to the same parameters, so
 // the parameters stay identical without ever being sent.
@@ -37,6 +38,7 @@ public:
   /// Every rank's `mine`, concatenated in rank order, on every rank.
   virtual void gather(std::span<const int32_t> mine, std::vector<int32_t> &all) = 0;
   virtual void gather(std::span<const float> mine, std::vector<float> &all) = 0;
+  virtual void gather(std::span<const char> mine, std::vector<char> &all) = 0;
   /// Whether every rank passed the same value.
   virtual bool same(uint64_t value) = 0;
 };
@@ -57,6 +59,16 @@ bool mpiStarted();
 /// cores shared among the ranks the launcher put on it (at least 1).
 int threadsPerRank();
 
+/// The training examples of a data-parallel run as one process sees them
+/// (runtime/data_shard.h): every process holds the encoded examples it owns
+/// and these facts of all of them, by training index.
+struct TrainShard {
+  std::vector<int64_t> local;   ///< the example's row in this process's data, or -1 when another owns it
+  std::vector<int32_t> length;  ///< its token ids' count
+  std::vector<uint8_t> counted; ///< whether its label counts in the loss (label >= 0)
+  size_t validTotal = 0;        ///< validation examples of all processes
+};
+
 /// The two graphs of a data-parallel step (passes::SplitStep) compiled,
 /// and what the loop exchanges between them.
 struct DataParallel {
@@ -71,6 +83,8 @@ struct DataParallel {
     std::string ids, gradientRows, param;
   };
   std::vector<Rows> rowTables;
+  /// The training data's facts (kiln train sets it; kiln bench has none).
+  const TrainShard *shard = nullptr;
 };
 
 /// One data-parallel training step in its two halves, as `kiln train` and
@@ -81,9 +95,9 @@ public:
   explicit DataParallelStep(const DataParallel &dp);
   /// Adds what the gradient graph takes besides the batch: `loss_scale`
   /// (this part's share of the global batch's counted rows), and where the
-  /// graph has them, `step` and `first_row` (this part's first row in the
-  /// global batch, for dropout).
-  void addStepInputs(TensorMap &part, double share, int64_t step, int64_t firstRow) const;
+  /// graph has them, `step` and `batch_rows` (for dropout: which row of
+  /// the global batch each row of the part is).
+  void addStepInputs(TensorMap &part, double share, int64_t step, std::span<const int32_t> batchRows) const;
   /// Runs the gradient graph on this rank's part of the batch (its inputs
   /// complete), or makes zero gradients when `part` is null (a last batch
   /// with fewer rows than ranks).

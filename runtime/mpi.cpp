@@ -62,6 +62,9 @@ public:
   void gather(std::span<const float> mine, std::vector<float> &all) override {
     gatherAs(mine.data(), mine.size(), MPI_FLOAT, all);
   }
+  void gather(std::span<const char> mine, std::vector<char> &all) override {
+    gatherAs(mine.data(), mine.size(), MPI_CHAR, all);
+  }
   bool same(uint64_t value) override {
     uint64_t range[2] = {value, ~value}; // the max of ~value is ~(the min)
     check(MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD), "comparison");

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <optional>
 #include <tuple>
 #include <atomic>
@@ -125,6 +126,17 @@ std::optional<int64_t> firstNonFiniteRow(const Tensor &table, const Tensor &ids)
   return std::nullopt;
 }
 
+/// The rows a data-parallel process's part of a batch is padded to when it
+/// holds `real` of the batch's `batchRows`. How many it holds varies from
+/// batch to batch (binomially), and every row count is a plan of its own
+/// (for the llvm backend a compiled module), so the count is rounded up to
+/// one of 8 sizes per power of two: at most 12.5% more rows (a multiple of
+/// 8 cost 24% on average at 32 rows and 80% at 8).
+size_t paddedPartRows(size_t real, size_t batchRows) {
+  size_t step = std::max<size_t>(1, std::bit_floor(real) / 8);
+  return std::min(batchRows, (real + step - 1) / step * step);
+}
+
 /// FNV-1a of the names and bytes of a parameter store: equal on every
 /// process of a data-parallel run, whose stores must stay equal.
 uint64_t contentHash(const TensorMap &store) {
@@ -227,13 +239,9 @@ EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedD
   EvalResult r;
   if (batchSize <= 0) throw Error(fmt::format("the evaluation batch size must be positive, got {}", batchSize));
   std::vector<size_t> order = epochOrder(data.ids.size(), 0, 0, false);
-  // Across processes, each evaluates a contiguous part of the data and the
+  // Across processes, each evaluates its own part of the data and the
   // counts and loss sums are added up.
   size_t first = 0, last = order.size();
-  if (comm) {
-    first = order.size() * static_cast<size_t>(comm->rank()) / static_cast<size_t>(comm->size());
-    last = order.size() * static_cast<size_t>(comm->rank() + 1) / static_cast<size_t>(comm->size());
-  }
   // A batch larger than the data is the whole data (and begin + step below cannot wrap).
   size_t step = std::min(std::max<size_t>(last - first, 1), static_cast<size_t>(batchSize));
   double lossSum = 0;
@@ -276,18 +284,26 @@ EvalResult evaluate(Executable &forward, const TensorMap &params, const EncodedD
 
 void train(Executable &trainStep, Executable &forward, const TrainConfig &config, const EncodedData &trainData,
            const EncodedData *validData, Checkpoint &ckpt, std::FILE *out) {
-  if (trainData.ids.empty()) throw Error("no training examples");
   checkClassCount(forward.graph(), ckpt.labels);
   if (config.batchSize <= 0) throw Error(fmt::format("the batch size must be positive, got {}", config.batchSize));
   if (config.epochs < 0) throw Error(fmt::format("the number of epochs must not be negative, got {}", config.epochs));
   const DataParallel *dp = config.dataParallel;
+  // Data-parallel, trainData holds this process's examples and the shard
+  // tells the rest (runtime/data_shard.h).
+  const TrainShard *shard = dp ? dp->shard : nullptr;
+  if (dp && !shard) throw Error("a data-parallel run needs its data shard"); // a caller's bug
+  // Lengths by training index, the whole run's.
+  auto exampleLength = [&](size_t j) -> size_t { return shard ? static_cast<size_t>(shard->length[j]) : trainData.ids[j].size(); };
+  const size_t trainTotal = shard ? shard->local.size() : trainData.ids.size();
+  if (trainTotal == 0) throw Error("no training examples");
+  const bool validating = validData && (shard ? shard->validTotal > 0 : !validData->ids.empty());
   // The graph whose outputs update the store: the step's, or the update's.
   const ir::Graph &g = dp ? dp->update->graph() : trainStep.graph();
   const bool writer = !dp || dp->comm->rank() == 0; // writes checkpoints and the loss log
   const InputRecipe recipe = inputRecipe(forward.graph());
   if (trainData.derived.size() != recipe.derived.size())
     throw Error("the training data was encoded for other model inputs than the model's"); // a caller's bug
-  int64_t n = static_cast<int64_t>(trainData.ids.size());
+  int64_t n = static_cast<int64_t>(trainTotal);
   // A batch larger than the data is the whole data: one step per epoch, as
   // a PyTorch DataLoader does (and the arithmetic below cannot overflow).
   const int64_t batchSize = std::min(config.batchSize, n);
@@ -300,7 +316,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   Checkpoint::Selection &selection = ckpt.selection;
   if (selecting) {
     selectionScore(config.selectBy, EvalResult{}); // checks the name
-    if (!validData || validData->ids.empty())
+    if (!validating)
       throw Error(fmt::format("selecting the best epoch by validation {} needs validation data (--valid-split above 0, "
                               "or --valid)",
                               config.selectBy));
@@ -358,34 +374,49 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   if (dp) parallel.emplace(*dp);
   auto dataParallelStep = [&](const std::vector<size_t> &order, size_t begin, size_t end, int64_t step,
                               double lr) -> std::tuple<double, int64_t, bool> {
-    Communicator &comm = *dp->comm;
-    const size_t rank = static_cast<size_t>(comm.rank()), ranks = static_cast<size_t>(comm.size());
-    const size_t rows = end - begin, first = begin + rows * rank / ranks, last = begin + rows * (rank + 1) / ranks;
-    // Each part is padded to the length the whole batch would have, so an
-    // example sees the same padding, and its dropout masks the same
-    // positions, at any number of processes.
+    // This process's rows of the batch: the examples it holds, each with
+    // its row in the whole batch (for dropout). Every part is padded to the
+    // length the whole batch would have, so an example sees the same
+    // padding, and its dropout masks the same positions, at any number of
+    // processes.
     size_t longest = minimumLength(dp->gradients->graph());
     int64_t counted = 0, countedHere = 0;
+    std::vector<size_t> rows;
+    std::vector<int32_t> batchRows;
     for (size_t i = begin; i < end; ++i) {
-      longest = std::max(longest, trainData.ids[order[i]].size());
-      bool counts = trainData.labels[order[i]] >= 0;
-      counted += counts;
-      countedHere += counts && i >= first && i < last;
+      size_t j = order[i];
+      longest = std::max(longest, static_cast<size_t>(shard->length[j]));
+      counted += shard->counted[j];
+      if (int64_t local = shard->local[j]; local >= 0) {
+        rows.push_back(static_cast<size_t>(local));
+        batchRows.push_back(static_cast<int32_t>(i - begin));
+        countedHere += shard->counted[j];
+      }
     }
     // [0] the loss times this part's share of the counted rows, [1] right
     // predictions, [2] a stop request.
     std::array<double, 3> totals{0, 0, stopRequested ? 1.0 : 0.0};
-    if (last > first) {
-      Batch batch = makeBatch(trainData, order, first, last, bucketLength(longest));
+    if (!rows.empty()) {
+      // Padded with copies of the part's first row, labelled -1, which
+      // the loss leaves out: their gradients are exactly zero and the
+      // tables' touched rows are the same.
+      const size_t real = rows.size();
+      const size_t padded = paddedPartRows(real, end - begin);
+      while (rows.size() < padded) {
+        rows.push_back(rows.front());
+        batchRows.push_back(batchRows.front());
+      }
+      Batch batch = makeBatch(trainData, rows, 0, padded, bucketLength(longest));
+      for (size_t r = real; r < padded; ++r) batch.labels.i32()[r] = -1;
       TensorMap part = batchInputs(batch, recipe);
       part.emplace("labels", batch.labels);
       double share = counted ? static_cast<double>(countedHere) / static_cast<double>(counted) : 0.0;
-      parallel->addStepInputs(part, share, step, static_cast<int64_t>(first - begin));
+      parallel->addStepInputs(part, share, step, batchRows);
       parallel->computeGradients(&part, ckpt.tensors);
       TensorMap &out = parallel->gradientOutputs();
       totals[0] = static_cast<double>(out.at("loss").f32()[0]) * share;
       std::vector<int32_t> predicted = argmaxRows(out.at(forward.graph().outputs().front().name));
-      for (size_t i = 0; i < predicted.size(); ++i) totals[1] += predicted[i] == batch.labels.i32()[i];
+      for (size_t i = 0; i < real; ++i) totals[1] += predicted[i] == batch.labels.i32()[i];
     } else {
       parallel->computeGradients(nullptr, ckpt.tensors);
     }
@@ -398,7 +429,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
   };
   try {
     for (; ckpt.epoch < config.epochs; ++ckpt.epoch, ckpt.batch = 0) {
-      std::vector<size_t> order = epochOrder(trainData.ids.size(), config.seed, static_cast<uint64_t>(ckpt.epoch),
+      std::vector<size_t> order = epochOrder(trainTotal, config.seed, static_cast<uint64_t>(ckpt.epoch),
                                              config.shuffle);
       auto epochStart = Clock::now();
       auto lastPrint = epochStart;
@@ -507,7 +538,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         ckpt.step = step;
         if (lossLog) fmt::print(lossLog, "{} {:.9g}\n", step, loss);
         int64_t batchTokens = 0; // unpadded
-        for (size_t i = begin; i < end; ++i) batchTokens += static_cast<int64_t>(trainData.ids[order[i]].size());
+        for (size_t i = begin; i < end; ++i) batchTokens += static_cast<int64_t>(exampleLength(order[i]));
         tokens += batchTokens;
         if (config.onStep)
           config.onStep({step, ckpt.epoch + 1, ckpt.batch + 1, loss, lr, static_cast<int64_t>(end - begin), batchTokens});
@@ -569,7 +600,7 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
       record.trainLoss = seen ? lossSum / seen : 0.0;
       record.trainAccuracy = seen ? double(correct) / seen : 0.0;
       record.partial = startBatch > 0;
-      if (validData && !validData->ids.empty()) {
+      if (validating) {
         EvalResult v = evaluate(forward, ckpt.tensors, *validData, config.evalBatchSize, dp ? dp->comm : nullptr);
         // Finite weights can still give infinite logits (a matmul that
         // overflows): that model is as diverged as one with NaN weights.

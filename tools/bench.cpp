@@ -32,6 +32,7 @@
 #include <array>
 #include <chrono>
 #include <fmt/format.h>
+#include <numeric>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -273,13 +274,15 @@ Timing timeDataParallelStep(runtime::Communicator &comm, const ir::Graph &forwar
   for (const auto &[name, t] : batchInputs) part.emplace(name, rowsOf(t, first, last));
   part.emplace("labels", rowsOf(labels, first, last));
   runtime::TensorMap store = runtime::materializeParams(train, {}, 0), out;
+  std::vector<int32_t> batchRows(static_cast<size_t>(last - first));
+  std::iota(batchRows.begin(), batchRows.end(), static_cast<int32_t>(first));
   int step = 0;
   Timing t;
   t.what = "train";
   t.batch = batch;
   auto once = [&] {
     ++step;
-    parallel.addStepInputs(part, static_cast<double>(last - first) / static_cast<double>(batch), step, first);
+    parallel.addStepInputs(part, static_cast<double>(last - first) / static_cast<double>(batch), step, batchRows);
     parallel.computeGradients(&part, store);
     std::array<double, 1> loss{parallel.gradientOutputs().at("loss").f32()[0]};
     parallel.update(loss, 1e-3, step, store, out);

@@ -22,6 +22,7 @@
 #include "passes/training.h"
 #include "runtime/checkpoint.h"
 #include "runtime/data.h"
+#include "runtime/data_shard.h"
 #include "runtime/distributed.h"
 #include "runtime/init.h"
 #include "runtime/json.h"
@@ -301,6 +302,21 @@ std::vector<runtime::RawExample> readData(const std::string &path, bool skipBad)
   return examples;
 }
 
+/// readData for one process of a data-parallel run: its part of the file
+/// (runtime/data_shard.h); rank 0 warns of the whole file's skipped records.
+runtime::FileShard readDataShard(const std::string &path, bool skipBad, runtime::Communicator &comm) {
+  runtime::ReadOptions options;
+  options.skipBad = skipBad;
+  runtime::ReadStats stats;
+  runtime::FileShard shard = runtime::readFileShard(path, options, stats, comm);
+  if (stats.skipped && comm.rank() == 0) {
+    fmt::print(stderr, "warning: skipped {} malformed record{} of {} in {}\n", stats.skipped,
+               stats.skipped == 1 ? "" : "s", stats.records + stats.skipped, path);
+    for (const std::string &p : stats.problems) fmt::print(stderr, "  {}\n", p);
+  }
+  return shard;
+}
+
 } // namespace
 
 LoadedModel loadTrained(const TrainedModelArgs &args) {
@@ -534,16 +550,32 @@ int cmdTrain(int argc, char **argv) {
 
   // Data, vocabulary, labels.
   auto start = std::chrono::steady_clock::now();
-  std::vector<runtime::RawExample> all = readData(o.data, o.skipBad), trainEx, validEx;
-  if (o.valid) {
-    trainEx = std::move(all);
+  std::vector<runtime::RawExample> trainEx, validEx;
+  // Data-parallel, each process reads its own part of the data and keeps
+  // the examples of the split it owns (runtime/data_shard.h).
+  std::optional<runtime::ShardSplit> shardSplit;
+  if (comm) {
+    runtime::FileShard data = readDataShard(o.data, o.skipBad, *comm);
+    // A --valid file leaves the data file whole and in order for training.
+    shardSplit = runtime::splitShard(std::move(data), o.valid ? 0.0 : cfgNum("valid_split"), seed, shuffle && !o.valid);
+    trainEx = std::move(shardSplit->train);
+    validEx = std::move(shardSplit->valid);
+    if (o.valid) {
+      runtime::FileShard valid = readDataShard(*o.valid, o.skipBad, *comm);
+      validEx = std::move(valid.examples);
+      shardSplit->validTotal = valid.total;
+    }
+  } else if (o.valid) {
+    trainEx = readData(o.data, o.skipBad);
     validEx = readData(*o.valid, o.skipBad);
   } else {
-    runtime::splitExamples(all, cfgNum("valid_split"), seed, trainEx, validEx, shuffle);
+    runtime::splitExamples(readData(o.data, o.skipBad), cfgNum("valid_split"), seed, trainEx, validEx, shuffle);
   }
+  const size_t trainTotal = shardSplit ? shardSplit->trainFileIndex.size() : trainEx.size();
+  const size_t validTotal = shardSplit ? shardSplit->validTotal : validEx.size();
   // Selection that comes from the model's train block steps aside when
   // there is nothing to select on (--valid-split 0: all data for training).
-  if (!resume && validEx.empty() && o.selectBy != "none" && !cmd.given("--select-by")) {
+  if (!resume && validTotal == 0 && o.selectBy != "none" && !cmd.given("--select-by")) {
     if (rank0) fmt::print(stderr, "note: no validation data, so the model's 'train' block's select_by {} (and patience, plateau "
                        "decay) is off: the model is the last epoch's\n",
                o.selectBy);
@@ -566,13 +598,15 @@ int cmdTrain(int argc, char **argv) {
       // A malformed value is left for the model's compilation to report.
       if (double v = std::strtod(it->second.c_str(), nullptr); v < 1e15)
         vocabSize = std::min(vocabSize, static_cast<size_t>(std::max(2.0, v)));
-    vocab = runtime::Vocabulary::build(trainEx, vocabSize, static_cast<size_t>(cfgInt("min_freq")));
+    size_t minFreq = static_cast<size_t>(cfgInt("min_freq"));
+    vocab = comm ? runtime::sharedVocabulary(trainEx, vocabSize, minFreq, *comm)
+                 : runtime::Vocabulary::build(trainEx, vocabSize, minFreq);
     // Labels from the validation part too: a rare label that the split put
     // only there is a class the model has, not an "unknown label".
-    std::vector<runtime::RawExample> labelled; // labels only: the texts are not needed here
+    std::vector<std::string> names;
     for (const auto *part : {&trainEx, &validEx})
-      for (const runtime::RawExample &e : *part) labelled.push_back({e.label, {}, e.line});
-    labels = runtime::LabelSet::fromExamples(labelled);
+      for (const runtime::RawExample &e : *part) names.push_back(e.label);
+    labels = comm ? runtime::sharedLabels(names, *comm) : runtime::LabelSet::fromNames(std::move(names));
     if (has("vocab") && !lowerOpts.overrides.count("vocab")) lowerOpts.overrides["vocab"] = std::to_string(vocab.size());
     if (has("classes") && !lowerOpts.overrides.count("classes"))
       lowerOpts.overrides["classes"] = std::to_string(labels.size());
@@ -639,7 +673,12 @@ int cmdTrain(int argc, char **argv) {
   tc.maxSteps = o.maxSteps;
   tc.checkpointPath = outPath;
   tc.lossLog = o.lossLog.value_or("");
-  if (comm) tc.dataParallel = &splitStep->dataParallel;
+  runtime::TrainShard trainShard;
+  if (comm) {
+    trainShard = runtime::trainShard(*shardSplit, trainData, *comm);
+    splitStep->dataParallel.shard = &trainShard;
+    tc.dataParallel = &splitStep->dataParallel;
+  }
   runtime::scheduledLr(tc, 1, 1); // validates the schedule name before any work
   tc.firstNonFiniteNode = [&](const runtime::TensorMap &inputs, const runtime::TensorMap &store) -> ir::NodeId {
     reference::RunOptions keep;
@@ -656,8 +695,8 @@ int cmdTrain(int argc, char **argv) {
   for (ir::ValueId p : forward->params()) params += ir::numElements(*ir::concreteShape(forward->type(p).shape, {}));
   double prepSeconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   fmt::print(out, "{}: {} parameters | vocabulary {} | labels {} | train {} | valid {} | {}{} ({:.1f} s to prepare)\n",
-             o.model, params, vocab.size(), fmt::join(labels.names(), ","), trainData.ids.size(),
-             validData.ids.size(), resume ? fmt::format("resuming at epoch {} batch {}", ckpt.epoch + 1, ckpt.batch)
+             o.model, params, vocab.size(), fmt::join(labels.names(), ","), trainTotal,
+             validTotal, resume ? fmt::format("resuming at epoch {} batch {}", ckpt.epoch + 1, ckpt.batch)
                                           : std::string("from scratch"),
              comm ? fmt::format(" | {} process{}", comm->size(), comm->size() == 1 ? "" : "es") : std::string(),
              prepSeconds);
@@ -669,8 +708,8 @@ int cmdTrain(int argc, char **argv) {
                         .startEpoch = ckpt.epoch,
                         .startBatch = ckpt.batch,
                         .epochs = tc.epochs,
-                        .trainExamples = static_cast<int64_t>(trainData.ids.size()),
-                        .validExamples = static_cast<int64_t>(validData.ids.size()),
+                        .trainExamples = static_cast<int64_t>(trainTotal),
+                        .validExamples = static_cast<int64_t>(validTotal),
                         .parameters = params,
                         .labels = ckpt.labels,
                         .recipe = ckpt.config,
@@ -678,7 +717,7 @@ int cmdTrain(int argc, char **argv) {
   auto trainStart = std::chrono::steady_clock::now();
   try {
     runtime::train(comm ? *splitStep->gradients : *stepExe, *forwardExe, tc, trainData,
-                   validData.ids.empty() ? nullptr : &validData, ckpt, out);
+                   validTotal == 0 ? nullptr : &validData, ckpt, out);
   } catch (const Error &e) {
     // The training error is what the user must see; a report that cannot
     // be written as well (a full disk) does not replace it.

@@ -85,12 +85,12 @@ void kiln_k_column_sums(void *const *values, const int64_t *args) {
   columnSums(r.f32(0), r[2], r[3], r.f32(1));
 }
 
-// [v:x, v:step (f32[]), v:out, n, seed, key, p (f64 bits), v:first_row (f32[]) or -1, elements per row]
+// [v:x, v:step (f32[]), v:out, n, seed, key, p (f64 bits), v:batch_rows (i32[rows]) or -1, elements per row]
 void kiln_k_dropout(void *const *values, const int64_t *args) {
   Record r{values, args};
   int64_t step = static_cast<int64_t>(std::llround(r.f32(1)[0]));
-  int64_t first = r[7] < 0 ? 0 : std::llround(r.f32(7)[0]) * r[8];
-  dropout(r.f32(0), r[3], static_cast<uint64_t>(r[4]), r[5], step, r.f64(6), r.f32(2), first);
+  dropout(r.f32(0), r[3], static_cast<uint64_t>(r[4]), r[5], step, r.f64(6), r.f32(2), r[7] < 0 ? nullptr : r.i32(7),
+          r[8]);
 }
 
 // [lstm, grad, batch, steps, hidden, reverse, v:mask?, operands v:o0..o3 (o3 -1 forward), results v:r0..r2 (r2 -1 forward)]

@@ -119,13 +119,24 @@ KILN_VECTOR_CLONES void dropoutRange(const float *x, int64_t begin, int64_t end,
 }
 } // namespace
 
-void dropout(const float *x, int64_t n, uint64_t seed, int64_t key, int64_t step, double p, float *y, int64_t first) {
+void dropout(const float *x, int64_t n, uint64_t seed, int64_t key, int64_t step, double p, float *y,
+             const int32_t *batchRows, int64_t rowSize) {
   uint64_t threshold = runtime::dropoutThreshold(p);
   float scale = static_cast<float>(1.0 / (1.0 - p));
+  if (batchRows && rowSize > 0) {
+    // Row r's elements draw from row batchRows[r]'s indices: an offset of
+    // (batchRows[r] - r) rows from their own.
+    parallelFor(n / rowSize, n > kParallelMin, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        dropoutRange(x, r * rowSize, (r + 1) * rowSize, seed, key, step, (batchRows[r] - r) * rowSize, threshold,
+                     scale, y);
+    });
+    return;
+  }
   int64_t chunk = 1 << 14, chunks = (n + chunk - 1) / chunk;
   parallelFor(chunks, n > kParallelMin, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c)
-      dropoutRange(x, c * chunk, std::min(n, (c + 1) * chunk), seed, key, step, first, threshold, scale, y);
+      dropoutRange(x, c * chunk, std::min(n, (c + 1) * chunk), seed, key, step, 0, threshold, scale, y);
   });
 }
 

@@ -59,10 +59,11 @@ void normalizeGrad(const float *y, const float *dy, const uint8_t *mask, const i
 
 /// dropout in the training step: y[i] = x[i] / (1 - p) where
 /// runtime::dropoutKeeps(seed, key, step, i, p), else 0 (the same draws as
-/// the reference, compared as integers). Element i draws as element
-/// first + i (a data-parallel process's part of a batch: ir/ops.def).
+/// the reference, compared as integers). With batchRows, x has n / rowSize
+/// rows and element j of row r draws as element j of row batchRows[r]
+/// (a data-parallel process's rows of a batch: ir/ops.def).
 void dropout(const float *x, int64_t n, uint64_t seed, int64_t key, int64_t step, double p, float *y,
-             int64_t first = 0);
+             const int32_t *batchRows = nullptr, int64_t rowSize = 0);
 
 /// out[c] = sum over r of x[r, c] for x of rows x cols (a bias gradient).
 void columnSums(const float *x, int64_t rows, int64_t cols, float *out);

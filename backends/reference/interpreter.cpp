@@ -781,11 +781,16 @@ void dropoutKernel(const KernelArgs &k) {
   uint64_t seed = static_cast<uint64_t>(ir::attrInt(OpKind::Dropout, k.node.attrs, "seed"));
   int64_t key = ir::attrInt(OpKind::Dropout, k.node.attrs, "key");
   int64_t step = static_cast<int64_t>(std::llround(data<float>(*k.in[1])[0]));
-  // With a first row r, element i draws as element i + r * (elements per row).
+  // With batch rows, element j of row r draws as element j of row
+  // batchRows[r] (rows of rowSize elements).
   int64_t rows = k.out.shape().empty() ? 1 : k.out.shape()[0];
-  int64_t first = k.in.size() > 2 && rows ? std::llround(data<float>(*k.in[2])[0]) * (n / rows) : 0;
+  int64_t rowSize = rows ? n / rows : 0;
+  const int32_t *batchRows = k.in.size() > 2 ? data<int32_t>(*k.in[2]) : nullptr;
   float scale = static_cast<float>(1.0 / (1.0 - p));
-  for (int64_t i = 0; i < n; ++i) y[i] = runtime::dropoutKeeps(seed, key, step, first + i, p) ? x[i] * scale : 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t index = batchRows ? batchRows[i / rowSize] * rowSize + i % rowSize : i;
+    y[i] = runtime::dropoutKeeps(seed, key, step, index, p) ? x[i] * scale : 0.0f;
+  }
 }
 
 /// slice (Grad = false): out[.., j, ..] = x[.., start + j, ..]; slice_grad

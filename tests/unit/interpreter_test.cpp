@@ -747,25 +747,26 @@ TEST_CASE("dropout: reproducible masks keyed by seed, op and step, scaled, and n
   for (float v : r.outputs.at("infer").f32()) REQUIRE(v == 1.0f);
 }
 
-TEST_CASE("dropout from a first row draws what those rows draw in the whole tensor") {
-  // A data-parallel process's part of a batch (rows 2-4 of 6) with
-  // first_row 2 must keep the elements the whole batch keeps there.
+TEST_CASE("dropout with batch rows draws what those rows draw in the whole tensor") {
+  // A data-parallel process's rows of a batch (rows 4, 1 and 2 of 6) must
+  // keep the elements the whole batch keeps in those rows.
   Case c;
   ValueId whole = c.input("whole", Tensor::fromF32({6, 50}, std::vector<float>(300, 1.0f)));
   ValueId part = c.input("part", Tensor::fromF32({3, 50}, std::vector<float>(150, 1.0f)));
   ValueId step = c.input("step", Tensor::fromF32({}, {3.0f}));
-  ValueId row2 = c.input("row2", Tensor::fromF32({}, {2.0f}));
-  ValueId row0 = c.input("row0", Tensor::fromF32({}, {0.0f}));
+  ValueId rows = c.input("rows", Tensor::fromI32({3}, {4, 1, 2}));
+  ValueId first = c.input("first", Tensor::fromI32({3}, {0, 1, 2}));
   ir::Attrs a{{"p", 0.5}, {"key", int64_t(1)}, {"seed", int64_t(7)}};
   c.b.output("whole", c.b.create(OpKind::Dropout, {whole, step}, a));
-  c.b.output("part", c.b.create(OpKind::Dropout, {part, step, row2}, a));
-  c.b.output("first", c.b.create(OpKind::Dropout, {part, step, row0}, a));
+  c.b.output("part", c.b.create(OpKind::Dropout, {part, step, rows}, a));
+  c.b.output("first", c.b.create(OpKind::Dropout, {part, step, first}, a));
   auto r = c.runAll();
   auto w = r.outputs.at("whole").f32(), p = r.outputs.at("part").f32(), f = r.outputs.at("first").f32();
   int64_t zeros = 0;
+  const int64_t wholeRow[3] = {4, 1, 2};
   for (int64_t i = 0; i < 150; ++i) {
-    CHECK(p[i] == w[100 + i]);
-    CHECK(f[i] == w[i]); // row 0: the two-operand masks
+    CHECK(p[i] == w[wholeRow[i / 50] * 50 + i % 50]);
+    CHECK(f[i] == w[i]); // rows 0-2: the two-operand masks
     zeros += p[i] == 0.0f;
   }
   CHECK(zeros > 40);
