@@ -1,20 +1,26 @@
 //===- runtime/data_parallel.cpp - one data-parallel training step ----------===//
 //
 // The two halves of a step (runtime/distributed.h). computeGradients runs
-// the gradient graph on this rank's rows. update then exchanges:
-//  - dense gradients are summed in buckets: a gradient of at least
-//    kBucketBytes is summed where it lies; runs of smaller ones (biases,
-//    norms) are packed into one buffer and summed with one call, since
-//    each call costs a round of latency however small it is;
+// the gradient graph on this rank's rows and exchanges:
+//  - dense gradients are summed in buckets, in the order the backward pass
+//    finishes them: a gradient of at least kBucketBytes alone, runs of
+//    smaller ones (biases, norms) packed together up to that size, since
+//    each sum costs a round of latency however small it is. Where the
+//    backend reports each output as it is final (the step-by-step plans of
+//    onednn; not the llvm backend's one compiled function, nor the
+//    reference interpreter), a gradient is copied into its bucket then and
+//    a full bucket's non-blocking sum starts while the backward pass goes
+//    on; MPI is let to move the sums on between steps. Buckets start in a
+//    fixed order on every rank, so the sums add in a fixed order and a run
+//    repeats bit for bit;
 //  - a table's gradient rows are gathered with their ids (every rank gets
 //    all ranks' rows, in rank order), which for a batch's few hundred rows
 //    is far less than the [V,E] table; when all ranks' rows together
 //    outweigh the table (a small vocabulary, or many ranks), the table is
-//    summed densely instead and the rows touched are taken from the sum;
-//  - the caller's totals (loss, right predictions, a stop request) ride in
-//    one more sum.
-// and runs the update graph on the sums: every rank computes the same new
-// parameters.
+//    summed densely instead and the rows touched are taken from the sum.
+// update then sums the caller's totals (loss, right predictions, a stop
+// request), waits for the dense sums, and runs the update graph on the
+// sums: every rank computes the same new parameters.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/distributed.h"
@@ -26,6 +32,7 @@
 #include <chrono>
 #include <cstring>
 #include <fmt/format.h>
+#include <numeric>
 
 namespace kiln::runtime {
 
@@ -53,29 +60,85 @@ int64_t roundedRows(int64_t n) {
 
 DataParallelStep::DataParallelStep(const DataParallel &dp)
     : dp_(dp), gatheredIds_(dp.rowTables.size()), gatheredRows_(dp.rowTables.size()) {
-  const ir::Graph &u = dp.update->graph();
-  bool packing = false; // whether the last bucket collects small gradients
-  size_t packedFloats = 0, largestPack = 0;
-  for (size_t i = 0; i < dp.denseGradients.size(); ++i) {
-    int64_t n = ir::numElements(*ir::concreteShape(u.type(u.findInput(dp.denseGradients[i])).shape, {}));
+  const ir::Graph &u = dp.update->graph(), &g = dp.gradients->graph();
+  // The order the backward pass finishes the gradients in: their nodes'.
+  std::map<std::string, ir::NodeId> producer;
+  for (const ir::Output &o : g.outputs()) producer[o.name] = g.value(o.value).producer;
+  std::vector<size_t> order(dp.denseGradients.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  auto finishedAt = [&](size_t i) {
+    auto it = producer.find(dp.denseGradients[i]);
+    return it == producer.end() || it->second < 0 ? INT32_MAX : it->second;
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return finishedAt(a) < finishedAt(b); });
+  slot_.resize(dp.denseGradients.size());
+  copied_.assign(dp.denseGradients.size(), false);
+  for (size_t i : order) {
+    const std::string &name = dp.denseGradients[i];
+    denseIndex_[name] = i;
+    int64_t n = ir::numElements(*ir::concreteShape(u.type(u.findInput(name)).shape, {}));
     totals_.denseBytes += n * 4;
-    bool small = n * 4 < kBucketBytes;
-    if (small && packing) {
-      buckets_.back().second = i + 1;
-      packedFloats += static_cast<size_t>(n);
-    } else {
-      buckets_.push_back({i, i + 1});
-      packedFloats = static_cast<size_t>(n);
-    }
-    packing = small;
-    if (small) largestPack = std::max(largestPack, packedFloats);
+    // A bucket of kBucketBytes or more holds one gradient; smaller ones
+    // pack up to that size.
+    bool alone = n * 4 >= kBucketBytes;
+    bool joins = !alone && !buckets_.empty() &&
+                 (static_cast<int64_t>(buckets_.back().sum.size()) + n) * 4 <= kBucketBytes;
+    if (!joins) buckets_.emplace_back();
+    Bucket &b = buckets_.back();
+    slot_[i] = {buckets_.size() - 1, b.gradients.size()};
+    b.gradients.push_back(i);
+    b.offsets.push_back(b.sum.size());
+    b.sum.resize(b.sum.size() + static_cast<size_t>(n));
   }
-  packed_.resize(largestPack);
   for (const DataParallel::Rows &t : dp.rowTables) {
     const ir::Shape &shape = u.type(u.findParam(t.param)).shape; // [V, E]
     tableShapes_.push_back({shape[0].value, shape[1].value});
     totals_.tableBytes += shape[0].value * shape[1].value * 4;
   }
+  observed_ = dp.gradients->observeRuns(this);
+}
+
+DataParallelStep::~DataParallelStep() {
+  if (observed_) dp_.gradients->observeRuns(nullptr);
+}
+
+void DataParallelStep::outputFinal(const std::string &name, const Tensor &value) {
+  if (!inBackward_) return;
+  auto it = denseIndex_.find(name);
+  if (it != denseIndex_.end()) gradientFinal(it->second, value.f32());
+}
+
+void DataParallelStep::stepDone() {
+  if (!inBackward_ || nextBucket_ == 0) return;
+  // MPI_Testall costs about a microsecond; a plan has hundreds of steps,
+  // some far shorter than that.
+  auto now = Clock::now();
+  if (now - lastProgress_ < std::chrono::microseconds(50)) return;
+  lastProgress_ = now;
+  dp_.comm->progressSums();
+}
+
+void DataParallelStep::gradientFinal(size_t i, std::span<const float> value) {
+  if (copied_[i]) return;
+  auto [bucket, position] = slot_[i];
+  Bucket &b = buckets_[bucket];
+  size_t expected = (position + 1 < b.offsets.size() ? b.offsets[position + 1] : b.sum.size()) - b.offsets[position];
+  if (value.size() != expected)
+    throw Error(fmt::format("gradient '{}' has {} elements, not the {} of its parameter", dp_.denseGradients[i],
+                            value.size(), expected)); // a backend's bug
+  std::copy(value.begin(), value.end(), b.sum.begin() + static_cast<ptrdiff_t>(b.offsets[position]));
+  copied_[i] = true;
+  ++b.ready;
+  startFullBuckets();
+}
+
+void DataParallelStep::startFullBuckets() {
+  while (nextBucket_ < buckets_.size() && buckets_[nextBucket_].ready == buckets_[nextBucket_].gradients.size()) {
+    dp_.comm->startSum(buckets_[nextBucket_].sum);
+    totals_.sumsDuringBackward += inBackward_;
+    ++nextBucket_;
+  }
+  summing_ = true;
 }
 
 void DataParallelStep::addStepInputs(TensorMap &part, double share, int64_t step,
@@ -91,13 +154,28 @@ void DataParallelStep::addStepInputs(TensorMap &part, double share, int64_t step
 void DataParallelStep::computeGradients(const TensorMap *part, const TensorMap &store) {
   auto start = Clock::now();
   Communicator &comm = *dp_.comm;
+  for (Bucket &b : buckets_) b.ready = 0;
+  std::fill(copied_.begin(), copied_.end(), false);
+  nextBucket_ = 0;
   if (part) {
-    dp_.gradients->runInto(*part, store, gradients_);
+    inBackward_ = true;
+    lastProgress_ = start;
+    try {
+      dp_.gradients->runInto(*part, store, gradients_);
+    } catch (...) {
+      inBackward_ = false;
+      throw;
+    }
+    inBackward_ = false;
   } else {
     const ir::Graph &u = dp_.update->graph();
     for (const std::string &name : dp_.denseGradients)
       gradients_[name] = Tensor(ir::DType::F32, *ir::concreteShape(u.type(u.findInput(name)).shape, {}));
   }
+  // The gradients the backend did not report (all of them, for a backend
+  // that cannot) start now.
+  for (size_t i = 0; i < dp_.denseGradients.size(); ++i)
+    if (!copied_[i]) gradientFinal(i, gradients_.at(dp_.denseGradients[i]).f32());
   totals_.gradientSeconds += since(start);
   // The tables' gradients go out now: the ids are the part's own input.
   start = Clock::now();
@@ -154,26 +232,21 @@ void DataParallelStep::update(std::span<double> totals, double lr, int64_t step,
 void DataParallelStep::exchange(std::span<double> totals) {
   auto start = Clock::now();
   Communicator &comm = *dp_.comm;
-  for (auto [first, last] : buckets_) {
-    if (last - first == 1) {
-      comm.sum(gradients_.at(dp_.denseGradients[first]).f32());
-      continue;
-    }
-    size_t at = 0;
-    for (size_t i = first; i < last; ++i) {
-      auto g = gradients_.at(dp_.denseGradients[i]).f32();
-      std::memcpy(packed_.data() + at, g.data(), g.size_bytes());
-      at += g.size();
-    }
-    comm.sum(std::span<float>(packed_.data(), at));
-    at = 0;
-    for (size_t i = first; i < last; ++i) {
-      auto g = gradients_.at(dp_.denseGradients[i]).f32();
-      std::memcpy(g.data(), packed_.data() + at, g.size_bytes());
-      at += g.size();
-    }
+  if (!summing_) {
+    // No computeGradients since the last exchange: the gradients as they are.
+    for (Bucket &b : buckets_) b.ready = 0;
+    std::fill(copied_.begin(), copied_.end(), false);
+    nextBucket_ = 0;
+    for (size_t i = 0; i < dp_.denseGradients.size(); ++i) gradientFinal(i, gradients_.at(dp_.denseGradients[i]).f32());
   }
   comm.sum(totals);
+  comm.finishSums();
+  summing_ = false;
+  for (const Bucket &b : buckets_)
+    for (size_t k = 0; k < b.gradients.size(); ++k) {
+      auto g = gradients_.at(dp_.denseGradients[b.gradients[k]]).f32();
+      std::copy_n(b.sum.begin() + static_cast<ptrdiff_t>(b.offsets[k]), g.size(), g.begin());
+    }
   totals_.exchangeSeconds += since(start);
 }
 
@@ -217,12 +290,18 @@ std::string DataParallelStep::summary() const {
                          ? std::string()
                          : fmt::format(" and {:.2f} MB of embedding-table gradients sent as rows or dense",
                                        static_cast<double>(totals_.rowBytes) / steps / 1e6);
+  std::string early =
+      observed_ ? fmt::format("{:.1f} of the {} sums started during the backward pass",
+                              static_cast<double>(totals_.sumsDuringBackward) / steps, buckets_.size())
+                : std::string("the sums started after the backward pass (this backend does not tell when each "
+                              "gradient is final)");
   return fmt::format("{} process{}, {} steps: {:.2f} ms per step = gradients {:.2f} + exchange {:.2f} ({:.2f} MB of "
-                     "dense gradients summed in {} call{}{}) + update {:.2f}",
-                     dp_.comm->size(), dp_.comm->size() == 1 ? "" : "es", totals_.steps, ms(totals_.gradientSeconds + totals_.exchangeSeconds +
-                                                          totals_.updateSeconds),
+                     "dense gradients summed in {} call{}{}; {}) + update {:.2f}",
+                     dp_.comm->size(), dp_.comm->size() == 1 ? "" : "es", totals_.steps,
+                     ms(totals_.gradientSeconds + totals_.exchangeSeconds + totals_.updateSeconds),
                      ms(totals_.gradientSeconds), ms(totals_.exchangeSeconds),
-                     static_cast<double>(totals_.denseBytes) / 1e6, buckets_.size(), buckets_.size() == 1 ? "" : "s", rows, ms(totals_.updateSeconds));
+                     static_cast<double>(totals_.denseBytes) / 1e6, buckets_.size(), buckets_.size() == 1 ? "" : "s",
+                     rows, early, ms(totals_.updateSeconds));
 }
 
 } // namespace kiln::runtime

@@ -17,7 +17,9 @@
 
 #include "runtime/executable.h"
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -41,6 +43,17 @@ public:
   virtual void gather(std::span<const char> mine, std::vector<char> &all) = 0;
   /// Whether every rank passed the same value.
   virtual bool same(uint64_t value) = 0;
+  /// Starts summing `values` as sum() does (in an order fixed by the
+  /// number of ranks and the length, though not necessarily sum()'s) and
+  /// returns at once; the values must stay untouched until finishSums().
+  /// Every rank starts the same sums in the same order, and may make
+  /// other calls in the meantime, all ranks in the same order.
+  virtual void startSum(std::span<float> values) = 0;
+  /// Lets the started sums advance: MPI moves them on only inside its own
+  /// calls.
+  virtual void progressSums() = 0;
+  /// Waits for every started sum.
+  virtual void finishSums() = 0;
 };
 
 /// Whether this process was started by mpirun (or another MPI launcher).
@@ -90,9 +103,12 @@ struct DataParallel {
 /// One data-parallel training step in its two halves, as `kiln train` and
 /// `kiln bench` run it. Every rank calls both halves once per step, in
 /// step: the second makes collective calls.
-class DataParallelStep {
+class DataParallelStep : private Executable::RunObserver {
 public:
   explicit DataParallelStep(const DataParallel &dp);
+  ~DataParallelStep() override;
+  DataParallelStep(const DataParallelStep &) = delete;
+  DataParallelStep &operator=(const DataParallelStep &) = delete;
   /// Adds what the gradient graph takes besides the batch: `loss_scale`
   /// (this part's share of the global batch's counted rows), and where the
   /// graph has them, `step` and `batch_rows` (for dropout: which row of
@@ -100,7 +116,10 @@ public:
   void addStepInputs(TensorMap &part, double share, int64_t step, std::span<const int32_t> batchRows) const;
   /// Runs the gradient graph on this rank's part of the batch (its inputs
   /// complete), or makes zero gradients when `part` is null (a last batch
-  /// with fewer rows than ranks).
+  /// with fewer rows than ranks). The sums of the dense gradients start
+  /// as the gradients become final, while the backward pass still runs,
+  /// where the backend says when (runtime::Executable::observeRuns), and
+  /// after it otherwise; the tables' rows are gathered after it.
   void computeGradients(const TensorMap *part, const TensorMap &store);
   /// The gradient graph's outputs: `loss` (this part's), the logits, and
   /// the gradients (summed in place by update()).
@@ -109,7 +128,9 @@ public:
   /// packed into one sum) and gathers the tables' rows, sums `totals` along,
   /// and runs the update graph into `outputs` (runInto's contract).
   void update(std::span<double> totals, double lr, int64_t step, const TensorMap &store, TensorMap &outputs);
-  /// update() in its two parts: the sums (collective), then the update graph.
+  /// update() in its two parts: the sums (collective), then the update
+  /// graph. exchange() without computeGradients() before it sums the
+  /// gradients as they are (kiln bench times the exchange alone so).
   void exchange(std::span<double> totals);
   void applyUpdate(double lr, int64_t step, const TensorMap &store, TensorMap &outputs);
   /// The update graph's inputs of the last step (the gathered ids, for the
@@ -123,6 +144,7 @@ public:
     int64_t denseBytes = 0; ///< per step: the dense gradients summed
     int64_t rowBytes = 0;   ///< summed over steps: what this rank sent of the tables' gradients (rows or dense)
     int64_t tableBytes = 0; ///< the tables whose rows are gathered, as dense tensors
+    int64_t sumsDuringBackward = 0; ///< summed over steps: dense sums started before the gradient graph returned
   };
   const Totals &totals() const { return totals_; }
   /// Starts the times and row bytes again (after warm-up steps).
@@ -130,19 +152,42 @@ public:
     totals_.steps = 0;
     totals_.gradientSeconds = totals_.exchangeSeconds = totals_.updateSeconds = 0;
     totals_.rowBytes = 0;
+    totals_.sumsDuringBackward = 0;
   }
   /// `N processes, S steps: X ms per step = gradients G + exchange E (...) + update U`.
   std::string summary() const;
 
 private:
+  void outputFinal(const std::string &name, const Tensor &value) override;
+  void stepDone() override;
+  /// Copies dense gradient i into its bucket; starts the buckets now full.
+  void gradientFinal(size_t i, std::span<const float> value);
+  /// Starts the sums of the full buckets, in bucket order (every rank
+  /// starts the same sums in the same order).
+  void startFullBuckets();
+
   const DataParallel &dp_;
   TensorMap gradients_, updateInputs_;
   std::vector<std::vector<int32_t>> gatheredIds_;
   std::vector<std::vector<float>> gatheredRows_;
-  /// Buckets of dense gradients: [first, last) of dp_.denseGradients,
-  /// packed into one buffer when more than one.
-  std::vector<std::pair<size_t, size_t>> buckets_;
-  std::vector<float> packed_;
+  /// The dense gradients' sums, in the order the backward pass finishes
+  /// them: a gradient of at least kBucketBytes alone, runs of smaller ones
+  /// packed together up to that size.
+  struct Bucket {
+    std::vector<size_t> gradients; ///< indices into dp_.denseGradients
+    std::vector<size_t> offsets;   ///< of each in `sum`
+    std::vector<float> sum;        ///< the gradients copied in, then their sum
+    size_t ready = 0;              ///< how many are in, this step
+  };
+  std::vector<Bucket> buckets_;
+  std::vector<std::pair<size_t, size_t>> slot_; ///< per dense gradient: (bucket, position in it)
+  std::map<std::string, size_t> denseIndex_;    ///< dense gradient name -> index
+  std::vector<bool> copied_;                    ///< per dense gradient: in its bucket this step
+  size_t nextBucket_ = 0;                       ///< the first bucket whose sum has not started
+  bool summing_ = false;                        ///< sums started and not yet finished
+  bool inBackward_ = false;                     ///< the gradient graph is running
+  bool observed_ = false;                       ///< the backend reports gradients as they are final
+  std::chrono::steady_clock::time_point lastProgress_;
   std::vector<std::pair<int64_t, int64_t>> tableShapes_; ///< [V, E] of each row table
   std::vector<float> denseTable_;                       ///< a table's gradient summed densely
   Totals totals_;

@@ -54,6 +54,28 @@ public:
     for (auto &[name, t] : run(inputs, params)) outputs[name] = std::move(t);
   }
 
+  /// Watches runs as they go, on the thread that runs the graph (set by
+  /// observeRuns): a data-parallel step sums each gradient while the rest
+  /// of the backward pass still runs.
+  class RunObserver {
+  public:
+    virtual ~RunObserver() = default;
+    /// Output `name` is final: the node that computes it has run. `value`
+    /// views it where the run computes it, valid until the run returns.
+    virtual void outputFinal(const std::string &name, const Tensor &value) = 0;
+    /// A step of the run is done (for work of the observer's own to make
+    /// progress, such as MPI's non-blocking sums).
+    virtual void stepDone() {}
+  };
+  /// Reports the runs that follow to `observer` (null: to nobody).
+  /// Returns false when this backend cannot tell anything before the run
+  /// returns (it runs a plan as one piece, as the llvm backend's compiled
+  /// function does); every output is final when run returns in any case.
+  virtual bool observeRuns(RunObserver *observer) {
+    (void)observer;
+    return false;
+  }
+
   /// Per-node timing of subsequent runs (`kiln bench --profile`); a backend
   /// that cannot profile ignores it and returns an empty profile.
   virtual void setProfiling(bool on) { (void)on; }

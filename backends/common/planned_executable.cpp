@@ -210,13 +210,27 @@ void PlannedExecutable::runPlan(Plan &p) {
 void PlannedExecutable::runStep(Plan &p, size_t k) {
   if (!profiling_) {
     p.steps[k].run();
-    return;
+  } else {
+    auto t0 = std::chrono::steady_clock::now();
+    p.steps[k].run();
+    synchronize();
+    p.seconds[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++p.calls[k];
   }
-  auto t0 = std::chrono::steady_clock::now();
-  p.steps[k].run();
-  synchronize();
-  p.seconds[k] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ++p.calls[k];
+  if (!observer_) return;
+  if (!p.finalOutputs[k].empty()) {
+    synchronize();
+    for (size_t o : p.finalOutputs[k]) {
+      const ir::Output &out = graph_.outputs()[o];
+      observer_->outputFinal(out.name, Tensor::view(graph_.type(out.value).dtype, p.extents[out.value], p.ptr[out.value]));
+    }
+  }
+  observer_->stepDone();
+}
+
+bool PlannedExecutable::observeRuns(RunObserver *observer) {
+  observer_ = runsStepByStep() ? observer : nullptr;
+  return observer_ != nullptr;
 }
 
 /// Run-time data a kernel would otherwise trip over: ids and labels out of
@@ -335,6 +349,20 @@ void PlannedExecutable::build(Plan &p, const ir::SymbolBindings &b) {
     if (lowered) continue;
     p.steps.resize(stepsBefore);
     addReferenceStep(p, i);
+  }
+  // An output is final after the last step of its node. Outputs that are
+  // views or in-place results of other values (their storage is another's)
+  // and outputs without a step of their own are left out: an observer
+  // hears of them when the run returns.
+  p.finalOutputs.assign(p.steps.size(), {});
+  std::vector<size_t> lastStep(nodes.size(), SIZE_MAX);
+  for (size_t k = 0; k < p.steps.size(); ++k) lastStep[static_cast<size_t>(p.steps[k].node)] = k;
+  for (size_t o = 0; o < graph_.outputs().size(); ++o) {
+    ValueId v = graph_.outputs()[o].value;
+    if (isExternal(v) || rootOf(p, v) != v) continue;
+    ir::NodeId producer = graph_.value(v).producer;
+    if (producer >= 0 && lastStep[static_cast<size_t>(producer)] != SIZE_MAX)
+      p.finalOutputs[lastStep[static_cast<size_t>(producer)]].push_back(o);
   }
   p.seconds.assign(p.steps.size(), 0.0);
   p.calls.assign(p.steps.size(), 0);

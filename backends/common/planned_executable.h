@@ -66,6 +66,9 @@ struct Plan {
     std::function<void()> run;
   };
   std::vector<Step> steps;
+  /// Per step: the outputs (indices into the graph's outputs) that are
+  /// final once it has run, for a RunObserver.
+  std::vector<std::vector<size_t>> finalOutputs;
   std::vector<double> seconds; ///< per step, when profiling
   std::vector<int64_t> calls;
   /// OpenMP threads the plan's steps run on: --threads, or OpenMP's default
@@ -105,6 +108,7 @@ public:
   int threads() const override;
   double compileSeconds() const override;
   runtime::TensorMap run(const runtime::TensorMap &inputs, const runtime::TensorMap &params) override;
+  bool observeRuns(RunObserver *observer) override;
   void runInto(const runtime::TensorMap &inputs, const runtime::TensorMap &params,
                runtime::TensorMap &outputs) override;
 
@@ -129,8 +133,13 @@ protected:
   /// Waits for the work of the steps run so far (oneDNN's stream).
   virtual void synchronize() {}
 
-  /// Runs step k of p, timing it when profiling.
+  /// Runs step k of p, timing it when profiling, and tells the observer
+  /// which outputs it finished.
   void runStep(Plan &p, size_t k);
+  /// Whether this backend runs its plans step by step (runPlan's default),
+  /// so that an observer can be told of outputs as they are final.
+  virtual bool runsStepByStep() const { return true; }
+  RunObserver *observer_ = nullptr;
   bool profiling() const { return profiling_; }
   bool isExternal(ir::ValueId v) const { return graph_.value(v).kind != ir::ValueKind::Node; }
   /// The plan for these bindings, built (lowered, finished) on first use.

@@ -133,6 +133,10 @@ protected:
     }
   }
 
+  // One compiled function runs the whole plan: nothing is known before it
+  // returns (profiling runs the steps one by one, but is not the normal run).
+  bool runsStepByStep() const override { return false; }
+
   void runPlan(Plan &p) override {
     if (profiling()) return PlannedExecutable::runPlan(p);
     CompiledPlan &c = state(p);

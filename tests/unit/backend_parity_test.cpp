@@ -32,6 +32,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <limits>
+#include <map>
 #include <optional>
 #include <random>
 
@@ -573,5 +574,69 @@ TEST_CASE("an executable run at more shapes than it keeps plans for stays correc
       for (const auto &[out, t] : want)
         if (out == "loss" || out == "logits") compareTensors(got.at(out), t, "output " + out);
     }
+  }
+}
+
+TEST_CASE("a run observer hears of each output when it is final, with its final value") {
+  // runtime::DataParallelStep starts summing each gradient as soon as the
+  // backend says it is final: a report before the last write to it would
+  // sum a stale gradient. Every report, copied when made, must equal what
+  // the run returns, in a plain run and in a runInto that computes outputs
+  // straight into the caller's tensors.
+  frontend::LowerOptions opts;
+  opts.overrides = {{"vocab", "23"}, {"embed", "13"}, {"hidden", "11"}, {"classes", "3"}};
+  auto lowered = frontend::compileFile(std::string(KILN_SOURCE_DIR) + "/examples/classifier_sdpa.kiln", opts);
+  passes::SplitStep split = passes::buildSplitStep(*lowered.module.find("forward"), {});
+  Graph g = split.gradients;
+  passes::runPipeline(g, {});
+  auto params = runtime::materializeParams(g, {}, 4);
+  std::mt19937 rng(12);
+  runtime::TensorMap inputs{{"tokens", randomTensor({3, 7}, DType::I32, rng, 23)},
+                            {"labels", randomTensor({3}, DType::I32, rng, 3)},
+                            {"loss_scale", runtime::Tensor::fromF32({}, {0.5f})}};
+  struct Recorder : runtime::Executable::RunObserver {
+    std::map<std::string, std::vector<float>> heard;
+    int64_t steps = 0;
+    void outputFinal(const std::string &name, const runtime::Tensor &value) override {
+      CHECK_MESSAGE(!heard.count(name), "output " << name << " reported twice");
+      auto v = value.f32();
+      heard[name].assign(v.begin(), v.end());
+    }
+    void stepDone() override { ++steps; }
+  };
+  for (const std::string &name : backends::backendNames()) {
+    if (name == "auto") continue;
+    CAPTURE(name);
+    runtime::CompileOptions fresh;
+    fresh.cache = false;
+    auto exe = backends::compile(g, name, fresh);
+    Recorder recorder;
+    bool reports = exe->observeRuns(&recorder);
+    // The step-by-step plans report; the llvm backend's one compiled
+    // function and the reference interpreter cannot.
+    CHECK(reports == (name == "onednn"));
+    runtime::TensorMap outputs;
+    for (int run = 0; run < 2; ++run) { // the second run computes into the first's tensors
+      CAPTURE(run);
+      recorder.heard.clear();
+      exe->runInto(inputs, params, outputs);
+      if (!reports) {
+        CHECK(recorder.heard.empty());
+        continue;
+      }
+      CHECK(recorder.steps > 0);
+      size_t gradients = 0;
+      for (const auto &[out, t] : outputs) gradients += out.starts_with("grad.");
+      size_t gradientsHeard = 0;
+      for (const auto &[out, values] : recorder.heard) {
+        CAPTURE(out);
+        auto want = outputs.at(out).f32();
+        REQUIRE(values.size() == want.size());
+        CHECK(std::equal(values.begin(), values.end(), want.begin()));
+        gradientsHeard += out.starts_with("grad.");
+      }
+      CHECK(gradientsHeard * 2 >= gradients); // most are computed, not views
+    }
+    exe->observeRuns(nullptr);
   }
 }
