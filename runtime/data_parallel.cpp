@@ -295,9 +295,9 @@ std::string DataParallelStep::summary() const {
                               static_cast<double>(totals_.sumsDuringBackward) / steps, buckets_.size())
                 : std::string("the sums started after the backward pass (this backend does not tell when each "
                               "gradient is final)");
-  return fmt::format("{} process{}, {} steps: {:.2f} ms per step = gradients {:.2f} + exchange {:.2f} ({:.2f} MB of "
+  return fmt::format("{} process{}, {} step{}: {:.2f} ms per step = gradients {:.2f} + exchange {:.2f} ({:.2f} MB of "
                      "dense gradients summed in {} call{}{}; {}) + update {:.2f}",
-                     dp_.comm->size(), dp_.comm->size() == 1 ? "" : "es", totals_.steps,
+                     dp_.comm->size(), dp_.comm->size() == 1 ? "" : "es", totals_.steps, totals_.steps == 1 ? "" : "s",
                      ms(totals_.gradientSeconds + totals_.exchangeSeconds + totals_.updateSeconds),
                      ms(totals_.gradientSeconds), ms(totals_.exchangeSeconds),
                      static_cast<double>(totals_.denseBytes) / 1e6, buckets_.size(), buckets_.size() == 1 ? "" : "s",
