@@ -45,8 +45,6 @@ double since(Clock::time_point start) { return std::chrono::duration<double>(Clo
 /// Gradients smaller than this are packed together into one sum.
 constexpr int64_t kBucketBytes = 256 * 1024;
 
-Tensor scalar(float v) { return Tensor::fromF32({}, {v}); }
-
 /// n rounded up to the next 2^j or 1.5 * 2^j: at most half more, and two
 /// sizes per power of two.
 int64_t roundedRows(int64_t n) {
@@ -144,8 +142,8 @@ void DataParallelStep::startFullBuckets() {
 void DataParallelStep::addStepInputs(TensorMap &part, double share, int64_t step,
                                      std::span<const int32_t> batchRows) const {
   const ir::Graph &g = dp_.gradients->graph();
-  part.insert_or_assign("loss_scale", scalar(static_cast<float>(share)));
-  if (g.findInput("step") >= 0) part.insert_or_assign("step", scalar(static_cast<float>(step)));
+  part.insert_or_assign("loss_scale", Tensor::scalar(static_cast<float>(share)));
+  if (g.findInput("step") >= 0) part.insert_or_assign("step", Tensor::scalar(static_cast<float>(step)));
   if (g.findInput("batch_rows") >= 0)
     part.insert_or_assign("batch_rows", Tensor::fromI32({static_cast<int64_t>(batchRows.size())},
                                                         std::vector<int32_t>(batchRows.begin(), batchRows.end())));
@@ -276,8 +274,8 @@ void DataParallelStep::applyUpdate(double lr, int64_t step, const TensorMap &sto
     updateInputs_.emplace(name + ".ids", Tensor::view(ir::DType::I32, {k}, gatheredIds_[t].data()));
     updateInputs_.emplace(name, Tensor::view(ir::DType::F32, {k, width}, gatheredRows_[t].data()));
   }
-  updateInputs_.emplace("lr", scalar(static_cast<float>(lr)));
-  updateInputs_.emplace("step", scalar(static_cast<float>(step)));
+  updateInputs_.emplace("lr", Tensor::scalar(static_cast<float>(lr)));
+  updateInputs_.emplace("step", Tensor::scalar(static_cast<float>(step)));
   dp_.update->runInto(updateInputs_, store, outputs);
   totals_.updateSeconds += since(start);
   ++totals_.steps;

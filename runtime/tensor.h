@@ -55,6 +55,8 @@ public:
   std::string typeStr() const;
 
   static Tensor fromF32(std::vector<int64_t> shape, const std::vector<float> &values);
+  /// An f32[] holding v (a step's learning rate, step number, loss scale).
+  static Tensor scalar(float v) { return fromF32({}, {v}); }
   static Tensor fromI32(std::vector<int64_t> shape, const std::vector<int32_t> &values);
   static Tensor fromBool(std::vector<int64_t> shape, const std::vector<uint8_t> &values);
 

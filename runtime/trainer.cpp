@@ -65,8 +65,6 @@ double batchLoss(const Tensor &logits, const Tensor &labels) {
   return rows ? total / rows : 0;
 }
 
-Tensor scalar(float v) { return Tensor::fromF32({}, {v}); }
-
 /// A store entry the training step updates where it lies: an adam_rows
 /// result whose kernel, given its operand's own storage, rewrites only the
 /// rows the batch used (the other rows of a large embedding table would
@@ -420,10 +418,6 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
     } else {
       parallel->computeGradients(nullptr, ckpt.tensors);
     }
-    for (const InPlaceUpdate &u : inPlace) {
-      Tensor &kept = ckpt.tensors.at(u.name);
-      outputs[u.name] = Tensor::view(kept.dtype(), kept.shape(), kept.raw());
-    }
     parallel->update(totals, lr, step, ckpt.tensors, outputs);
     return {totals[0], static_cast<int64_t>(totals[1]), totals[2] > 0};
   };
@@ -456,6 +450,14 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
         float loss = 0;
         int64_t batchCorrect = 0;
         bool stopAll = false;
+        // The outputs that update the store come back in last step's
+        // tensors (see the swap below): the backend writes the new values
+        // there, with no copy and no allocation. An in-place entry is
+        // given the store's tensor itself.
+        for (const InPlaceUpdate &u : inPlace) {
+          Tensor &kept = ckpt.tensors.at(u.name);
+          outputs[u.name] = Tensor::view(kept.dtype(), kept.shape(), kept.raw());
+        }
         if (dp) {
           auto [globalLoss, globalCorrect, stop] = dataParallelStep(order, begin, end, step, lr);
           loss = static_cast<float>(globalLoss);
@@ -465,16 +467,8 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
           Batch batch = makeBatch(trainData, order, begin, end, minimumLength(trainStep.graph()));
           stepInputs = batchInputs(batch, recipe);
           stepInputs.emplace("labels", batch.labels);
-          stepInputs.emplace("lr", scalar(static_cast<float>(lr)));
-          stepInputs.emplace("step", scalar(static_cast<float>(step)));
-          // The outputs that update the store come back in last step's
-          // tensors (see the swap below): the backend writes the new values
-          // there, with no copy and no allocation. An in-place entry is
-          // given the store's tensor itself.
-          for (const InPlaceUpdate &u : inPlace) {
-            Tensor &kept = ckpt.tensors.at(u.name);
-            outputs[u.name] = Tensor::view(kept.dtype(), kept.shape(), kept.raw());
-          }
+          stepInputs.emplace("lr", Tensor::scalar(static_cast<float>(lr)));
+          stepInputs.emplace("step", Tensor::scalar(static_cast<float>(step)));
           trainStep.runInto(stepInputs, ckpt.tensors, outputs);
           loss = outputs.at("loss").f32()[0];
           std::vector<int32_t> predicted = argmaxRows(outputs.at(g.outputs().front().name));
