@@ -29,6 +29,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <chrono>
 #include <cstring>
 #include <fmt/format.h>
@@ -45,16 +46,12 @@ double since(Clock::time_point start) { return std::chrono::duration<double>(Clo
 /// Gradients smaller than this are packed together into one sum.
 constexpr int64_t kBucketBytes = 256 * 1024;
 
-/// n rounded up to the next 2^j or 1.5 * 2^j: at most half more, and two
-/// sizes per power of two.
-int64_t roundedRows(int64_t n) {
-  int64_t power = 1;
-  while (power < n) power *= 2;
-  int64_t between = power / 4 * 3; // 1.5 * 2^(j-1)
-  return between >= n && between > 0 ? between : power;
-}
-
 } // namespace
+
+int64_t roundUpToFewSizes(int64_t n, int64_t sizes) {
+  int64_t step = std::max<int64_t>(1, static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(n))) / sizes);
+  return (n + step - 1) / step * step;
+}
 
 DataParallelStep::DataParallelStep(const DataParallel &dp)
     : dp_(dp), gatheredIds_(dp.rowTables.size()), gatheredRows_(dp.rowTables.size()) {
@@ -108,8 +105,8 @@ void DataParallelStep::outputFinal(const std::string &name, const Tensor &value)
 
 void DataParallelStep::stepDone() {
   if (!inBackward_ || nextBucket_ == 0) return;
-  // MPI_Testall costs about a microsecond; a plan has hundreds of steps,
-  // some far shorter than that.
+  // A plan has hundreds of steps, some of a few microseconds, and
+  // MPI_Testall polls every transport: at most one call per 50 us.
   auto now = Clock::now();
   if (now - lastProgress_ < std::chrono::microseconds(50)) return;
   lastProgress_ = now;
@@ -128,6 +125,16 @@ void DataParallelStep::gradientFinal(size_t i, std::span<const float> value) {
   copied_[i] = true;
   ++b.ready;
   startFullBuckets();
+}
+
+void DataParallelStep::newSums() {
+  for (Bucket &b : buckets_) b.ready = 0;
+  std::fill(copied_.begin(), copied_.end(), false);
+  nextBucket_ = 0;
+}
+
+void DataParallelStep::startRemainingSums() {
+  for (size_t i = 0; i < dp_.denseGradients.size(); ++i) gradientFinal(i, gradients_.at(dp_.denseGradients[i]).f32());
 }
 
 void DataParallelStep::startFullBuckets() {
@@ -152,9 +159,7 @@ void DataParallelStep::addStepInputs(TensorMap &part, double share, int64_t step
 void DataParallelStep::computeGradients(const TensorMap *part, const TensorMap &store) {
   auto start = Clock::now();
   Communicator &comm = *dp_.comm;
-  for (Bucket &b : buckets_) b.ready = 0;
-  std::fill(copied_.begin(), copied_.end(), false);
-  nextBucket_ = 0;
+  newSums();
   if (part) {
     inBackward_ = true;
     lastProgress_ = start;
@@ -172,8 +177,7 @@ void DataParallelStep::computeGradients(const TensorMap *part, const TensorMap &
   }
   // The gradients the backend did not report (all of them, for a backend
   // that cannot) start now.
-  for (size_t i = 0; i < dp_.denseGradients.size(); ++i)
-    if (!copied_[i]) gradientFinal(i, gradients_.at(dp_.denseGradients[i]).f32());
+  startRemainingSums();
   totals_.gradientSeconds += since(start);
   // The tables' gradients go out now: the ids are the part's own input.
   start = Clock::now();
@@ -232,10 +236,8 @@ void DataParallelStep::exchange(std::span<double> totals) {
   Communicator &comm = *dp_.comm;
   if (!summing_) {
     // No computeGradients since the last exchange: the gradients as they are.
-    for (Bucket &b : buckets_) b.ready = 0;
-    std::fill(copied_.begin(), copied_.end(), false);
-    nextBucket_ = 0;
-    for (size_t i = 0; i < dp_.denseGradients.size(); ++i) gradientFinal(i, gradients_.at(dp_.denseGradients[i]).f32());
+    newSums();
+    startRemainingSums();
   }
   comm.sum(totals);
   comm.finishSums();
@@ -266,7 +268,7 @@ void DataParallelStep::applyUpdate(double lr, int64_t step, const TensorMap &sto
     // once however often its id comes.
     int64_t k = static_cast<int64_t>(gatheredIds_[t].size());
     if (k > 0) {
-      int64_t padded = roundedRows(k);
+      int64_t padded = roundUpToFewSizes(k, 2);
       gatheredIds_[t].resize(static_cast<size_t>(padded), gatheredIds_[t].front());
       gatheredRows_[t].resize(static_cast<size_t>(padded * width), 0.0f);
       k = padded;

@@ -56,6 +56,14 @@ public:
   virtual void finishSums() = 0;
 };
 
+/// n (at least 1) rounded up to one of `sizes` evenly spaced sizes per
+/// power of two: a multiple of 2^j / sizes for n in [2^j, 2^(j+1)), so at
+/// most 1/sizes more. A count of rows that varies from step to step is
+/// rounded so, since every count is a plan of its own (for the llvm
+/// backend a compiled module): the gathered table rows of a step (2 sizes:
+/// 2^j or 1.5 * 2^j) and a process's rows of a batch (8 sizes).
+int64_t roundUpToFewSizes(int64_t n, int64_t sizes);
+
 /// Whether this process was started by mpirun (or another MPI launcher).
 bool launchedByMpi();
 
@@ -165,6 +173,11 @@ private:
   /// Starts the sums of the full buckets, in bucket order (every rank
   /// starts the same sums in the same order).
   void startFullBuckets();
+  /// Empties the buckets for a new step's gradients.
+  void newSums();
+  /// Copies in every gradient not yet copied (from gradients_) and so
+  /// starts every sum.
+  void startRemainingSums();
 
   const DataParallel &dp_;
   TensorMap gradients_, updateInputs_;

@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <optional>
 #include <tuple>
 #include <atomic>
@@ -122,17 +121,6 @@ std::optional<int64_t> firstNonFiniteRow(const Tensor &table, const Tensor &ids)
       if (!std::isfinite(values[id * width + e])) return id * width + e;
   }
   return std::nullopt;
-}
-
-/// The rows a data-parallel process's part of a batch is padded to when it
-/// holds `real` of the batch's `batchRows`. How many it holds varies from
-/// batch to batch (binomially), and every row count is a plan of its own
-/// (for the llvm backend a compiled module), so the count is rounded up to
-/// one of 8 sizes per power of two: at most 12.5% more rows (a multiple of
-/// 8 cost 24% on average at 32 rows and 80% at 8).
-size_t paddedPartRows(size_t real, size_t batchRows) {
-  size_t step = std::max<size_t>(1, std::bit_floor(real) / 8);
-  return std::min(batchRows, (real + step - 1) / step * step);
 }
 
 /// FNV-1a of the names and bytes of a parameter store: equal on every
@@ -399,7 +387,10 @@ void train(Executable &trainStep, Executable &forward, const TrainConfig &config
       // the loss leaves out: their gradients are exactly zero and the
       // tables' touched rows are the same.
       const size_t real = rows.size();
-      const size_t padded = paddedPartRows(real, end - begin);
+      // One of 8 sizes per power of two, at most 12.5% more rows (a
+      // multiple of 8 cost 24% on average at 32 rows and 80% at 8).
+      const size_t padded = std::min(
+          end - begin, static_cast<size_t>(roundUpToFewSizes(static_cast<int64_t>(real), 8)));
       while (rows.size() < padded) {
         rows.push_back(rows.front());
         batchRows.push_back(batchRows.front());

@@ -289,16 +289,20 @@ std::string formatHyper(double v) {
   return fmt::format("{}", v);
 }
 
+/// The warning for records --skip-bad skipped, with the first few.
+void warnSkipped(const std::string &path, const runtime::ReadStats &stats) {
+  if (!stats.skipped) return;
+  fmt::print(stderr, "warning: skipped {} malformed record{} of {} in {}\n", stats.skipped,
+             stats.skipped == 1 ? "" : "s", stats.records + stats.skipped, path);
+  for (const std::string &p : stats.problems) fmt::print(stderr, "  {}\n", p);
+}
+
 std::vector<runtime::RawExample> readData(const std::string &path, bool skipBad) {
   runtime::ReadOptions options;
   options.skipBad = skipBad;
   runtime::ReadStats stats;
   auto examples = runtime::readExamples(path, options, &stats);
-  if (stats.skipped) {
-    fmt::print(stderr, "warning: skipped {} malformed record{} of {} in {}\n", stats.skipped,
-               stats.skipped == 1 ? "" : "s", stats.records + stats.skipped, path);
-    for (const std::string &p : stats.problems) fmt::print(stderr, "  {}\n", p);
-  }
+  warnSkipped(path, stats);
   return examples;
 }
 
@@ -309,11 +313,7 @@ runtime::FileShard readDataShard(const std::string &path, bool skipBad, runtime:
   options.skipBad = skipBad;
   runtime::ReadStats stats;
   runtime::FileShard shard = runtime::readFileShard(path, options, stats, comm);
-  if (stats.skipped && comm.rank() == 0) {
-    fmt::print(stderr, "warning: skipped {} malformed record{} of {} in {}\n", stats.skipped,
-               stats.skipped == 1 ? "" : "s", stats.records + stats.skipped, path);
-    for (const std::string &p : stats.problems) fmt::print(stderr, "  {}\n", p);
-  }
+  if (comm.rank() == 0) warnSkipped(path, stats);
   return shard;
 }
 
